@@ -1,0 +1,5 @@
+//! Disk and archive formats, as byte-level codecs and push-style streaming parsers.
+//!
+//! Nothing here reads from a socket or a file: callers feed bytes and receive values or events.
+
+pub mod vhd;

@@ -1,0 +1,125 @@
+//! The control API under `/_sim/`: what tests use to look inside the simulator and to inject faults.
+//!
+//! - `GET /_sim/stats`: object counts (VMs, snapshots, VDIs, tasks, …), live sessions, calls per method and
+//!   handler requests, so a test can prove that nothing leaked and that a rejected request cost no XAPI call.
+//! - `POST /_sim/stats/reset`: zero the call counters.
+//! - `PUT /_sim/faults` (JSON [`FaultSpec`]) / `DELETE /_sim/faults`.
+//! - `POST /_sim/sessions/expire` (`{"session": ref}` or `{}` for all).
+//! - `GET /_sim/vdis/{uuid}`: size, stored bytes and the [`SparseDigest`](crate::xva::SparseDigest) of its content.
+//!
+//! Nothing here is reachable through XAPI's protocols.
+
+use crate::schema;
+use crate::sim::{FaultSpec, Sim};
+use crate::value::Value;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value as J};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+async fn stats(State(sim): State<Arc<Sim>>) -> Json<J> {
+    let db = sim.db.lock();
+    let mut objects = serde_json::Map::new();
+    for c in schema::CLASSES {
+        objects.insert(c.to_string(), json!(db.count(c)));
+    }
+    let flag = |class: &str, field: &str| {
+        db.all(class)
+            .filter(|(_, f)| f.get(field).and_then(Value::as_bool) == Some(true))
+            .count()
+    };
+    let pending = db
+        .all("task")
+        .filter(|(_, f)| f.get("status").and_then(Value::as_str) == Some("pending"))
+        .count();
+    let stored: u64 = db.disks.values().map(|d| d.stored_bytes()).sum();
+    let s = sim.stats.lock();
+    let total: u64 = s.calls.values().sum();
+    Json(json!({
+        "objects": objects,
+        "vms": db.all("VM").filter(|(_, f)| {
+            !f.get("is_a_snapshot").and_then(Value::as_bool).unwrap_or(false)
+                && !f.get("is_a_template").and_then(Value::as_bool).unwrap_or(false)
+                && !f.get("is_control_domain").and_then(Value::as_bool).unwrap_or(false)
+        }).count(),
+        "vm_snapshots": flag("VM", "is_a_snapshot"),
+        "vdis": db.count("VDI"),
+        "vdi_snapshots": flag("VDI", "is_a_snapshot"),
+        "tasks": db.count("task"),
+        "pending_tasks": pending,
+        "sessions": sim.live_sessions(),
+        "calls": s.calls,
+        "total_calls": total,
+        "handler_requests": s.handler_requests,
+        "stored_disk_bytes": stored,
+    }))
+}
+
+async fn reset(State(sim): State<Arc<Sim>>) -> StatusCode {
+    let mut s = sim.stats.lock();
+    s.calls.clear();
+    s.handler_requests.clear();
+    StatusCode::NO_CONTENT
+}
+
+async fn set_faults(State(sim): State<Arc<Sim>>, Json(spec): Json<FaultSpec>) -> StatusCode {
+    *sim.faults.lock() = spec;
+    StatusCode::NO_CONTENT
+}
+
+async fn clear_faults(State(sim): State<Arc<Sim>>) -> StatusCode {
+    *sim.faults.lock() = FaultSpec::default();
+    StatusCode::NO_CONTENT
+}
+
+async fn expire(State(sim): State<Arc<Sim>>, Json(body): Json<J>) -> Json<J> {
+    let mut sessions = sim.sessions.lock();
+    let long_ago = Instant::now().checked_sub(sim.config.session_timeout + Duration::from_secs(1));
+    let mut n = 0;
+    for (r, s) in sessions.iter_mut() {
+        if body
+            .get("session")
+            .and_then(J::as_str)
+            .is_none_or(|want| want == r)
+        {
+            if let Some(t) = long_ago {
+                s.last_active = t;
+            }
+            n += 1;
+        }
+    }
+    Json(json!({ "expired": n }))
+}
+
+async fn vdi(State(sim): State<Arc<Sim>>, Path(uuid): Path<String>) -> Result<Json<J>, StatusCode> {
+    let disk = {
+        let db = sim.db.lock();
+        let r = db.ref_by_uuid(&uuid).ok_or(StatusCode::NOT_FOUND)?;
+        db.disks.get(r).cloned().ok_or(StatusCode::NOT_FOUND)?
+    };
+    let digest = tokio::task::spawn_blocking(move || {
+        json!({
+            "size": disk.size(),
+            "stored_bytes": disk.stored_bytes(),
+            "digest": crate::xva::disk_digest(&disk),
+        })
+    })
+    .await
+    .map_err(|_| StatusCode::INTERNAL_SERVER_ERROR)?;
+    Ok(Json(digest))
+}
+
+pub fn router() -> Router<Arc<Sim>> {
+    Router::new()
+        .route("/stats", get(stats))
+        .route("/stats/reset", post(reset))
+        .route(
+            "/faults",
+            axum::routing::put(set_faults).delete(clear_faults),
+        )
+        .route("/sessions/expire", post(expire))
+        .route("/vdis/{uuid}", get(vdi))
+}

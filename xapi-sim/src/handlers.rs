@@ -1,0 +1,732 @@
+//! XAPI's HTTP handlers: `GET /export` (XVA), `GET /export_raw_vdi` (raw or VHD), `PUT /import_raw_vdi`.
+//!
+//! Each accepts `session_id` (query or cookie) or HTTP Basic credentials (a temporary session), and `task_id`
+//! (query or cookie; without one the handler runs under a task of its own, destroyed at the end). As on XAPI,
+//! success headers are sent before the work starts and exports have no Content-Length and a close-delimited
+//! body, so failures after the headers only show on the task (and as a cut body). Injected faults (cut the
+//! stream after N bytes, an `HTTP/1.1 500` inside a 200 body, latency, throttling, failing the Nth request) are
+//! applied here. Formats are produced by `xva` and `xo_edge::formats::vhd`; this module does the HTTP.
+
+use crate::api::{complete_task, create_task, fail_task};
+use crate::disk::SparseDisk;
+use crate::sim::{Role, Sim, XapiError};
+use crate::value::Value;
+use crate::xva;
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderValue, Response, StatusCode, Version};
+use base64::Engine as _;
+use bytes::Bytes;
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use xo_edge::formats::vhd::{
+    DynamicLayout, PushError, VhdEvent, VhdStreamParser, MAX_VHD_SIZE, VHD_EPOCH_OFFSET,
+};
+
+type Query = HashMap<String, String>;
+
+fn html(status: StatusCode, title: &str, text: &str) -> Response<Body> {
+    let mut r = Response::new(Body::from(format!(
+        "<html><body><h1>HTTP {} {title}</h1>{text}</body></html>",
+        status.as_u16()
+    )));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    r
+}
+
+fn unauthorized() -> Response<Body> {
+    let mut r = html(
+        StatusCode::UNAUTHORIZED,
+        "unauthorised",
+        "Authorisation failed.",
+    );
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"xapi\""),
+    );
+    r
+}
+
+fn internal_error(e: &XapiError) -> Response<Body> {
+    html(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal server error",
+        &format!("An unexpected error occurred; please wait a while and try again.<h1> Additional information </h1>{}", e.0.join(" ")),
+    )
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| {
+            c.split(';').find_map(|kv| {
+                let (k, v) = kv.trim().split_once('=')?;
+                (k == name).then(|| v.to_string())
+            })
+        })
+}
+
+fn param(q: &Query, headers: &HeaderMap, name: &str) -> Option<String> {
+    q.get(name).cloned().or_else(|| cookie(headers, name))
+}
+
+/// The session and task a handler works under, and what it must clean up.
+struct Ctx {
+    sim: Arc<Sim>,
+    session: String,
+    temp_session: bool,
+    task: String,
+    own_task: bool,
+}
+
+impl Ctx {
+    /// Ends the handler's work: records the outcome on the task (or destroys its own task) and logs out a
+    /// temporary session.
+    fn finish(&self, outcome: Result<Value, XapiError>) {
+        self.sim.active_tasks.lock().remove(&self.task);
+        self.sim.write(|db| {
+            if self.own_task {
+                db.destroy(&self.task);
+            } else {
+                let cancelling = db.field_str(&self.task, "status") == "cancelling";
+                match outcome {
+                    _ if cancelling => {
+                        db.set(&self.task, "status", Value::str("cancelled"));
+                    }
+                    Ok(v) => complete_task(db, &self.task, &v),
+                    Err(e) => fail_task(db, &self.task, &e),
+                }
+            }
+        });
+        if self.temp_session {
+            self.sim.logout(&self.session);
+        }
+    }
+
+    fn cancelled(&self) -> bool {
+        self.sim.db.lock().field_str(&self.task, "status") == "cancelling"
+    }
+}
+
+/// Authenticates and sets up the task, or answers as XAPI does (401 HTML, 403 for RBAC).
+async fn begin(
+    sim: &Arc<Sim>,
+    path: &str,
+    q: &Query,
+    headers: &HeaderMap,
+) -> Result<Ctx, Response<Body>> {
+    *sim.stats
+        .lock()
+        .handler_requests
+        .entry(path.to_string())
+        .or_default() += 1;
+    let (session, temp) = if let Some(s) = param(q, headers, "session_id") {
+        (s, false)
+    } else if let Some((user, pass)) = basic(headers) {
+        match sim.login(&user, &pass, "http-basic") {
+            Ok(s) => (s, true),
+            Err(_) => return Err(unauthorized()),
+        }
+    } else {
+        return Err(unauthorized());
+    };
+    let s = match sim.session(&Value::str(session.clone())) {
+        Ok(s) => s,
+        Err(_) => return Err(unauthorized()),
+    };
+    if s.role == Role::ReadOnly {
+        if temp {
+            sim.logout(&session);
+        }
+        return Err(html(StatusCode::FORBIDDEN, "forbidden", "Access denied."));
+    }
+    let (task, own) = match param(q, headers, "task_id") {
+        Some(t) => {
+            if sim.db.lock().get_of("task", &t).is_none() {
+                if temp {
+                    sim.logout(&session);
+                }
+                return Err(internal_error(&XapiError::new(
+                    "HANDLE_INVALID",
+                    &["task", &t],
+                )));
+            }
+            (t, false)
+        }
+        None => (sim.write(|db| create_task(db, path, "")), true),
+    };
+    sim.active_tasks.lock().insert(task.clone());
+    let ctx = Ctx {
+        sim: sim.clone(),
+        session,
+        temp_session: temp,
+        task,
+        own_task: own,
+    };
+    if let Err(e) = sim.before_call(path, false).await {
+        ctx.finish(Err(e.clone()));
+        return Err(internal_error(&e));
+    }
+    Ok(ctx)
+}
+
+fn basic(headers: &HeaderMap) -> Option<(String, String)> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let b64 = v.strip_prefix("Basic ")?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
+    let s = String::from_utf8(raw).ok()?;
+    let (u, p) = s.split_once(':')?;
+    Some((u.to_string(), p.to_string()))
+}
+
+/// A `Write` that feeds the response body channel, applying the cut and throttle faults and noticing
+/// cancellation and client disconnects.
+struct BodyWriter {
+    tx: mpsc::Sender<Result<Bytes, io::Error>>,
+    buf: Vec<u8>,
+    sent: u64,
+    cut_after: Option<u64>,
+    throttle: Option<u64>,
+    started: Instant,
+    ctx: Arc<Ctx>,
+    next_cancel_check: u64,
+}
+
+const BODY_CHUNK: usize = 256 * 1024;
+
+impl BodyWriter {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let mut data = std::mem::take(&mut self.buf);
+        let mut cut = false;
+        if let Some(limit) = self.cut_after {
+            if self.sent + data.len() as u64 >= limit {
+                data.truncate(limit.saturating_sub(self.sent) as usize);
+                cut = true;
+            }
+        }
+        self.sent += data.len() as u64;
+        if !data.is_empty() && self.tx.blocking_send(Ok(Bytes::from(data))).is_err() {
+            return Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "client disconnected",
+            ));
+        }
+        if cut {
+            let _ = self.tx.blocking_send(Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "injected cut",
+            )));
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "stream cut by fault injection",
+            ));
+        }
+        if let Some(rate) = self.throttle.filter(|r| *r > 0) {
+            let due = Duration::from_secs_f64(self.sent as f64 / rate as f64);
+            let elapsed = self.started.elapsed();
+            if due > elapsed {
+                std::thread::sleep(due - elapsed);
+            }
+        }
+        if self.sent >= self.next_cancel_check {
+            self.next_cancel_check = self.sent + 16 * 1024 * 1024;
+            if self.ctx.cancelled() {
+                return Err(io::Error::new(io::ErrorKind::Interrupted, "task cancelled"));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Write for BodyWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= BODY_CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send()
+    }
+}
+
+fn io_to_xapi(e: &io::Error) -> XapiError {
+    match e.kind() {
+        io::ErrorKind::Interrupted => XapiError::new("TASK_CANCELLED", &[]),
+        io::ErrorKind::BrokenPipe => XapiError::new("CLIENT_ERROR", &["client disconnected"]),
+        _ => XapiError::new("VDI_IO_ERROR", &[&e.to_string()]),
+    }
+}
+
+/// Starts a close-delimited `HTTP/1.0 200` whose body is produced by `produce` on a blocking thread.
+fn stream_response(
+    ctx: Ctx,
+    path: &str,
+    headers: Vec<(&'static str, String)>,
+    produce: impl FnOnce(&mut BodyWriter) -> io::Result<Value> + Send + 'static,
+) -> Response<Body> {
+    let (tx, rx) = mpsc::channel::<Result<Bytes, io::Error>>(8);
+    let (cut_after, throttle, error_in_body) = {
+        let f = ctx.sim.faults.lock();
+        (
+            f.cut_after.get(path).copied(),
+            f.throttle_bytes_per_sec.get(path).copied(),
+            f.http_error_in_body.contains(path),
+        )
+    };
+    let ctx = Arc::new(ctx);
+    let task = ctx.task.clone();
+    let worker_ctx = ctx.clone();
+    tokio::task::spawn_blocking(move || {
+        if error_in_body {
+            let msg = "HTTP/1.1 500 Internal Error\r\ncontent-length: 0\r\n\r\n";
+            let _ = tx.blocking_send(Ok(Bytes::from_static(msg.as_bytes())));
+            worker_ctx.finish(Err(XapiError::new(
+                "INTERNAL_ERROR",
+                &["HTTP 500 inside the response body"],
+            )));
+            return;
+        }
+        let mut w = BodyWriter {
+            tx,
+            buf: Vec::with_capacity(BODY_CHUNK),
+            sent: 0,
+            cut_after,
+            throttle,
+            started: Instant::now(),
+            ctx: worker_ctx.clone(),
+            next_cancel_check: 16 * 1024 * 1024,
+        };
+        let outcome = produce(&mut w).and_then(|v| w.flush().map(|()| v));
+        worker_ctx.finish(outcome.map_err(|e| io_to_xapi(&e)));
+    });
+    let stream =
+        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
+    let mut r = Response::new(Body::from_stream(stream));
+    *r.version_mut() = Version::HTTP_10;
+    let h = r.headers_mut();
+    h.insert(
+        "task-id",
+        HeaderValue::from_str(&task).unwrap_or(HeaderValue::from_static("")),
+    );
+    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    for (k, v) in headers {
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            h.insert(k, v);
+        }
+    }
+    r
+}
+
+/// Finds an object of `class` by ref or uuid.
+fn lookup(sim: &Sim, class: &str, key: &str) -> Result<String, XapiError> {
+    let db = sim.db.lock();
+    if db.get_of(class, key).is_some() {
+        return Ok(key.to_string());
+    }
+    match db.ref_by_uuid(key) {
+        Some(r) if db.get_of(class, r).is_some() => Ok(r.clone()),
+        _ if key.starts_with("OpaqueRef:") => Err(XapiError::new("HANDLE_INVALID", &[class, key])),
+        _ => Err(XapiError::new("UUID_INVALID", &[class, key])),
+    }
+}
+
+/// Fails the request before any header: records the error on the task, answers `status`.
+fn early_fail(ctx: Ctx, e: XapiError, status: StatusCode) -> Response<Body> {
+    ctx.finish(Err(e.clone()));
+    if status == StatusCode::INTERNAL_SERVER_ERROR {
+        internal_error(&e)
+    } else {
+        html(
+            status,
+            status.canonical_reason().unwrap_or(""),
+            &e.0.join(" "),
+        )
+    }
+}
+
+/// `GET /export?ref=|uuid=&use_compression=`: the VM as an XVA.
+pub async fn export(sim: Arc<Sim>, q: Query, headers: HeaderMap) -> Response<Body> {
+    let ctx = match begin(&sim, "/export", &q, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let key = q
+        .get("ref")
+        .or_else(|| q.get("uuid"))
+        .cloned()
+        .unwrap_or_default();
+    let vm = match lookup(&sim, "VM", &key) {
+        Ok(v) => v,
+        Err(e) => return early_fail(ctx, e, StatusCode::INTERNAL_SERVER_ERROR),
+    };
+    let compression = match q.get("use_compression").map(String::as_str) {
+        Some("true" | "gzip") => Some("gzip"),
+        Some("zstd") => Some("zstd"),
+        _ => None,
+    };
+    let preserve = q.get("preserve_power_state").is_some_and(|v| v == "true");
+    let checked = {
+        let db = sim.db.lock();
+        let rec = db.get(&vm).cloned().unwrap_or_default();
+        let state = rec
+            .get("power_state")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let zstd_restricted = db
+            .all("pool")
+            .next()
+            .and_then(|(_, p)| {
+                p.get("restrictions")
+                    .and_then(|r| r.get("restrict_zstd_export"))
+                    .cloned()
+            })
+            .is_some_and(|v| v.as_str() == Some("true"));
+        if rec.get("is_control_domain").and_then(Value::as_bool) == Some(true) {
+            Err(XapiError::new(
+                "OPERATION_NOT_ALLOWED",
+                &["Operations on the control domain are not allowed"],
+            ))
+        } else if let Some(reason) = rec.get("blocked_operations").and_then(|b| b.get("export")) {
+            Err(XapiError::new(
+                "OPERATION_BLOCKED",
+                &[&vm, reason.as_str().unwrap_or("")],
+            ))
+        } else if state != "Halted" && state != "Suspended" {
+            Err(XapiError::new(
+                "VM_BAD_POWER_STATE",
+                &[&vm, "halted", &state.to_ascii_lowercase()],
+            ))
+        } else if compression == Some("zstd") && zstd_restricted {
+            Err(XapiError::new("FEATURE_RESTRICTED", &["zstd_export"]))
+        } else {
+            Ok(xva::plan(&db, &vm, preserve))
+        }
+    };
+    let plan = match checked {
+        Ok(p) => p,
+        Err(e) => return early_fail(ctx, e, StatusCode::INTERNAL_SERVER_ERROR),
+    };
+    let headers = vec![
+        ("content-type", "application/octet-stream".to_string()),
+        (
+            "content-disposition",
+            "attachment; filename=\"export.xva\"".to_string(),
+        ),
+    ];
+    stream_response(ctx, "/export", headers, move |w| {
+        match compression {
+            Some("gzip") => {
+                let mut enc = flate2::write::GzEncoder::new(&mut *w, flate2::Compression::fast());
+                xva::write(&plan, &mut enc)?;
+                enc.finish()?;
+            }
+            Some(_) => {
+                let mut enc = zstd::Encoder::new(&mut *w, 1)?;
+                xva::write(&plan, &mut enc)?;
+                enc.finish()?;
+            }
+            None => xva::write(&plan, &mut *w)?,
+        }
+        Ok(Value::str(""))
+    })
+}
+
+/// `GET /export_raw_vdi?vdi=&format=raw|vhd`.
+pub async fn export_raw_vdi(sim: Arc<Sim>, q: Query, headers: HeaderMap) -> Response<Body> {
+    let ctx = match begin(&sim, "/export_raw_vdi", &q, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let format = q
+        .get("format")
+        .map(String::as_str)
+        .unwrap_or("raw")
+        .to_string();
+    if format != "raw" && format != "vhd" {
+        return early_fail(
+            ctx,
+            XapiError::new("INTERNAL_ERROR", &["Unknown format"]),
+            StatusCode::NOT_FOUND,
+        );
+    }
+    let vdi = match lookup(&sim, "VDI", q.get("vdi").map(String::as_str).unwrap_or("")) {
+        Ok(v) => v,
+        Err(e) => return early_fail(ctx, e, StatusCode::INTERNAL_SERVER_ERROR),
+    };
+    let (disk, uuid) = {
+        let db = sim.db.lock();
+        (
+            db.disks.get(&vdi).cloned().unwrap_or_default(),
+            db.field_str(&vdi, "uuid"),
+        )
+    };
+    if format == "vhd" && disk.size() > MAX_VHD_SIZE {
+        return early_fail(
+            ctx,
+            XapiError::new("VDI_TOO_LARGE", &[&vdi, &MAX_VHD_SIZE.to_string()]),
+            StatusCode::INTERNAL_SERVER_ERROR,
+        );
+    }
+    let content_type = if format == "vhd" {
+        "application/vhd"
+    } else {
+        "application/octet-stream"
+    };
+    let headers = vec![
+        ("content-type", content_type.to_string()),
+        (
+            "content-disposition",
+            format!("attachment; filename=\"{uuid}.{format}\""),
+        ),
+    ];
+    let uuid_bytes = *uuid::Uuid::parse_str(&uuid).unwrap_or_default().as_bytes();
+    stream_response(ctx, "/export_raw_vdi", headers, move |w| {
+        if format == "vhd" {
+            write_vhd(&disk, uuid_bytes, w)?;
+        } else {
+            write_raw(&disk, w)?;
+        }
+        Ok(Value::str(""))
+    })
+}
+
+fn write_raw(disk: &SparseDisk, w: &mut impl Write) -> io::Result<()> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut off = 0;
+    while off < disk.size() {
+        let len = (1u64 << 20).min(disk.size() - off) as usize;
+        if disk.range_nonzero(off, len as u64) {
+            disk.read(off, &mut buf[..len]);
+            w.write_all(&buf[..len])?;
+        } else {
+            buf[..len].fill(0);
+            w.write_all(&buf[..len])?;
+        }
+        off += len as u64;
+    }
+    Ok(())
+}
+
+fn write_vhd(disk: &SparseDisk, uuid: [u8; 16], w: &mut impl Write) -> io::Result<()> {
+    let block = u64::from(xo_edge::formats::vhd::DEFAULT_BLOCK_SIZE);
+    let blocks: Vec<u32> = (0..disk.size().div_ceil(block))
+        .filter(|b| disk.range_nonzero(b * block, block))
+        .map(|b| b as u32)
+        .collect();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
+    let ts = now.saturating_sub(VHD_EPOCH_OFFSET) as u32;
+    let layout = DynamicLayout::new(disk.size(), blocks, uuid, ts);
+    w.write_all(&layout.prefix())?;
+    let bitmap = layout.full_bitmap();
+    let mut buf = vec![0u8; block as usize];
+    for &b in &layout.blocks {
+        w.write_all(&bitmap)?;
+        disk.read(u64::from(b) * block, &mut buf);
+        w.write_all(&buf)?;
+    }
+    w.write_all(&layout.footer.to_bytes())
+}
+
+/// `PUT /import_raw_vdi?vdi=|sr_id=&format=raw|vhd`: writes the body onto the VDI.
+pub async fn import_raw_vdi(
+    sim: Arc<Sim>,
+    q: Query,
+    headers: HeaderMap,
+    body: Body,
+) -> Response<Body> {
+    let ctx = match begin(&sim, "/import_raw_vdi", &q, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        return early_fail(
+            ctx,
+            XapiError::new("INTERNAL_ERROR", &["Cannot handle encoding"]),
+            StatusCode::NOT_FOUND,
+        );
+    }
+    let format = q
+        .get("format")
+        .map(String::as_str)
+        .unwrap_or("raw")
+        .to_string();
+    if format != "raw" && format != "vhd" {
+        return early_fail(
+            ctx,
+            XapiError::new("INTERNAL_ERROR", &["Unknown format"]),
+            StatusCode::NOT_FOUND,
+        );
+    }
+    let length: Option<u64> = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    let mut created = false;
+    let vdi = if let Some(v) = q.get("vdi") {
+        match lookup(&sim, "VDI", v) {
+            Ok(v) => v,
+            Err(e) => return early_fail(ctx, e, StatusCode::INTERNAL_SERVER_ERROR),
+        }
+    } else if let Some(sr) = q.get("sr_id").or_else(|| q.get("sr_uuid")) {
+        if format != "raw" {
+            return early_fail(
+                ctx,
+                XapiError::new("INTERNAL_ERROR", &["Not yet supported"]),
+                StatusCode::BAD_REQUEST,
+            );
+        }
+        let sr = match lookup(&sim, "SR", sr) {
+            Ok(s) => s,
+            Err(e) => return early_fail(ctx, e, StatusCode::INTERNAL_SERVER_ERROR),
+        };
+        let record = Value::Map(vec![
+            ("name_label".into(), Value::str("Imported VDI")),
+            ("SR".into(), Value::str(sr)),
+            (
+                "virtual_size".into(),
+                Value::Int(length.unwrap_or(0) as i64),
+            ),
+            ("type".into(), Value::str("user")),
+            ("sharable".into(), Value::Bool(false)),
+            ("read_only".into(), Value::Bool(false)),
+            ("other_config".into(), Value::empty_map()),
+        ]);
+        match sim.write(|db| crate::api::vdi_create(db, &record)) {
+            Ok(v) => {
+                created = true;
+                v.as_str().unwrap_or_default().to_string()
+            }
+            Err(e) => return early_fail(ctx, e, StatusCode::INTERNAL_SERVER_ERROR),
+        }
+    } else {
+        return early_fail(
+            ctx,
+            XapiError::new("VDI_MISSING", &[]),
+            StatusCode::BAD_REQUEST,
+        );
+    };
+    let cut_after = sim.faults.lock().cut_after.get("/import_raw_vdi").copied();
+    let outcome = receive(&sim, &ctx, &vdi, &format, length, cut_after, body).await;
+    match outcome {
+        Ok(()) => {
+            ctx.finish(Ok(Value::str(vdi)));
+            let mut r = Response::new(Body::empty());
+            r.headers_mut().insert(
+                "task-id",
+                HeaderValue::from_str(&ctx.task).unwrap_or(HeaderValue::from_static("")),
+            );
+            r
+        }
+        Err(Cut(e)) => {
+            if created {
+                let _ = sim.write(|db| crate::api::vdi_destroy(db, &vdi));
+            }
+            ctx.finish(Err(e));
+            // XAPI drops the connection when the transfer breaks after its 200 header.
+            let stream = futures_util::stream::once(async {
+                Err::<Bytes, io::Error>(io::Error::new(
+                    io::ErrorKind::ConnectionAborted,
+                    "import failed",
+                ))
+            });
+            let mut r = Response::new(Body::from_stream(stream));
+            *r.version_mut() = Version::HTTP_10;
+            r
+        }
+    }
+}
+
+/// An import failure after the (virtual) 200 header.
+struct Cut(XapiError);
+
+async fn receive(
+    sim: &Arc<Sim>,
+    ctx: &Ctx,
+    vdi: &str,
+    format: &str,
+    length: Option<u64>,
+    cut_after: Option<u64>,
+    body: Body,
+) -> Result<(), Cut> {
+    let size = sim.db.lock().disks.get(vdi).map_or(0, SparseDisk::size);
+    if format == "raw" {
+        if let Some(l) = length.filter(|l| *l > size) {
+            return Err(Cut(XapiError::new(
+                "VDI_IO_ERROR",
+                &[&format!("{l} bytes do not fit a {size}-byte VDI")],
+            )));
+        }
+    }
+    let mut parser = (format == "vhd").then(|| VhdStreamParser::new(length));
+    let mut stream = body.into_data_stream();
+    let mut received: u64 = 0;
+    let write = |offset: u64, data: &[u8]| -> Result<(), String> {
+        let mut db = sim.db.lock();
+        let disk = db.disks.get_mut(vdi).ok_or("VDI disappeared")?;
+        disk.write(offset, data)
+    };
+    while let Some(frame) = stream.next().await {
+        let data = frame.map_err(|e| {
+            Cut(XapiError::new(
+                "VDI_IO_ERROR",
+                &[&format!("receive failed: {e}")],
+            ))
+        })?;
+        let data = &data[..];
+        if let Some(limit) = cut_after {
+            if received + data.len() as u64 >= limit {
+                return Err(Cut(XapiError::new(
+                    "VDI_IO_ERROR",
+                    &["connection cut by fault injection"],
+                )));
+            }
+        }
+        if ctx.cancelled() {
+            return Err(Cut(XapiError::new("TASK_CANCELLED", &[&ctx.task])));
+        }
+        match parser.as_mut() {
+            Some(p) => p
+                .push(data, &mut |ev| match ev {
+                    VhdEvent::Data { offset, data } => write(offset, data),
+                    _ => Ok(()),
+                })
+                .map_err(|e| match e {
+                    PushError::Vhd(v) => Cut(XapiError::new("VDI_IO_ERROR", &[&v.to_string()])),
+                    PushError::Sink(s) => Cut(XapiError::new("VDI_IO_ERROR", &[&s])),
+                })?,
+            None => {
+                write(received, data).map_err(|e| Cut(XapiError::new("VDI_IO_ERROR", &[&e])))?
+            }
+        }
+        received += data.len() as u64;
+    }
+    if let Some(l) = length {
+        if received != l {
+            return Err(Cut(XapiError::new(
+                "VDI_IO_ERROR",
+                &[&format!("received {received} of {l} bytes")],
+            )));
+        }
+    }
+    if let Some(p) = parser {
+        p.finish()
+            .map_err(|e| Cut(XapiError::new("VDI_IO_ERROR", &[&e.to_string()])))?;
+    }
+    Ok(())
+}

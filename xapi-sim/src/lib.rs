@@ -1,0 +1,104 @@
+//! xapi-sim: a native stand-in for an XCP-ng / XenServer pool's XAPI, for xo-edge's tests, benchmarks and demo.
+//!
+//! It speaks XAPI's two RPC protocols (JSON-RPC at `/jsonrpc`, XML-RPC elsewhere) with XAPI's envelopes and
+//! errors, models sessions and RBAC, the datamodel classes the REST API reads, the writes it makes (VDI
+//! create/destroy, snapshots, power operations, tasks, events), and the HTTP handlers that move disks and VMs
+//! (`/export` as XVA, `/export_raw_vdi` as raw or VHD, `/import_raw_vdi`), on sparse disks. Tests steer it and
+//! look inside through a separate control API (`/_sim/...`): fault injection, object and call counters.
+//!
+//! What it is not: a hypervisor (no guest runs), a storage manager (no SM backends, no coalescing), or a full
+//! XenAPI (classes and calls the REST API does not use are absent and answer `MESSAGE_METHOD_UNKNOWN`).
+//!
+//! Modules:
+//! - [`value`]: XAPI's typed values and their JSON / XML-RPC encodings.
+//! - [`xmlrpc`], [`jsonrpc`]: the two wire protocols.
+//! - [`schema`]: classes, fields, types and defaults.
+//! - [`db`]: objects, uuid index, event log, disks.
+//! - [`where_expr`]: the `get_all_records_where` language.
+//! - [`sim`]: shared state: users, sessions, faults, counters.
+//! - [`api`]: the call surface and its rules.
+//! - [`disk`]: sparse disk contents.
+//! - [`xva`]: the XVA writer and a strict XVA checker.
+//! - [`handlers`]: `/export`, `/export_raw_vdi`, `/import_raw_vdi`.
+//! - [`control`]: the `/_sim/` control API.
+//! - [`scenario`]: the demo pool and generated pools.
+//! - [`server`]: routing.
+
+pub mod api;
+pub mod control;
+pub mod db;
+pub mod disk;
+pub mod handlers;
+pub mod jsonrpc;
+pub mod scenario;
+pub mod schema;
+pub mod server;
+pub mod sim;
+pub mod value;
+pub mod where_expr;
+pub mod xmlrpc;
+pub mod xva;
+
+use std::sync::Arc;
+
+/// How to build a simulator.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Build the demo pool's VMs.
+    pub demo: bool,
+    /// Extra generated VMs.
+    pub vms: usize,
+    pub root_password: String,
+    pub config: sim::Config,
+    /// Forbid zstd exports, as XenServer licences do (`restrict_zstd_export`).
+    pub restrict_zstd: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            demo: true,
+            vms: 0,
+            root_password: "xapi-sim".into(),
+            config: sim::Config::default(),
+            restrict_zstd: false,
+        }
+    }
+}
+
+/// Builds a simulator from `options`.
+pub fn build(options: &Options) -> Arc<sim::Sim> {
+    let mut db = db::Db::new();
+    let users = scenario::users(&mut db, &options.root_password);
+    let pool = if options.demo {
+        scenario::demo(&mut db)
+    } else {
+        scenario::infrastructure(&mut db)
+    };
+    if options.vms > 0 {
+        scenario::generated(&mut db, &pool, options.vms);
+    }
+    if options.restrict_zstd {
+        db.set(
+            &pool.pool,
+            "restrictions",
+            value::Value::map([("restrict_zstd_export", "true")]),
+        );
+    }
+    Arc::new(sim::Sim::new(db, users, options.config.clone()))
+}
+
+/// Starts a simulator on `addr` in the current tokio runtime; returns its bound address.
+pub async fn start(
+    options: &Options,
+    addr: &str,
+) -> std::io::Result<(std::net::SocketAddr, Arc<sim::Sim>)> {
+    let sim = build(options);
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let s = sim.clone();
+    tokio::spawn(async move {
+        let _ = server::serve(s, listener).await;
+    });
+    Ok((local, sim))
+}

@@ -1,0 +1,898 @@
+//! Pools to simulate: the demo pool and generated pools of N VMs.
+//!
+//! The demo pool has 2 hosts (each with its control domain), an ISO SR, a shared NFS SR and a host-local LVM SR,
+//! a network with a PIF per host, about ten VMs in every power state (a unicode name, tags, a `[NOSNAP]` disk,
+//! blocked operations, a 100 GiB disk holding 10 MiB), snapshots, templates and messages. Disk contents are
+//! synthetic and deterministic. `--vms N` adds N small generated VMs. The API rules live in `api`.
+
+use crate::api;
+use crate::db::{now_datetime, Db};
+use crate::disk::{SparseDisk, Synthetic};
+use crate::schema::Fields;
+use crate::sim::{Role, User};
+use crate::value::Value;
+
+const MIB: i64 = 1024 * 1024;
+const GIB: i64 = 1024 * MIB;
+
+fn f<const N: usize>(items: [(&str, Value); N]) -> Fields {
+    items.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+/// What was built, for printing and for tests.
+pub struct Pool {
+    pub pool: String,
+    pub hosts: Vec<String>,
+    pub iso_sr: String,
+    pub shared_sr: String,
+    pub local_sr: String,
+    pub network: String,
+}
+
+/// Users of every simulated pool: `root` (local superuser), `admin` (an external pool-admin subject) and
+/// `auditor` (an external read-only subject). Creates the `subject` and `role` records.
+pub fn users(db: &mut Db, root_password: &str) -> Vec<User> {
+    let admin_role = db.create(
+        "role",
+        f([
+            ("name_label", Value::str("pool-admin")),
+            ("name_description", Value::str("Pool Administrator")),
+        ]),
+    );
+    let ro_role = db.create(
+        "role",
+        f([
+            ("name_label", Value::str("read-only")),
+            ("name_description", Value::str("Read Only")),
+        ]),
+    );
+    let admin_subject = db.create(
+        "subject",
+        f([
+            ("subject_identifier", Value::str("S-1-5-21-1000")),
+            (
+                "other_config",
+                Value::map([("subject-name", "admin"), ("subject-is-group", "false")]),
+            ),
+            ("roles", Value::strs([admin_role])),
+        ]),
+    );
+    let ro_subject = db.create(
+        "subject",
+        f([
+            ("subject_identifier", Value::str("S-1-5-21-1001")),
+            (
+                "other_config",
+                Value::map([("subject-name", "auditor"), ("subject-is-group", "false")]),
+            ),
+            ("roles", Value::strs([ro_role])),
+        ]),
+    );
+    vec![
+        User {
+            name: "root".into(),
+            password: root_password.into(),
+            role: Role::PoolAdmin,
+            local_superuser: true,
+            subject: crate::value::NULL_REF.into(),
+        },
+        User {
+            name: "admin".into(),
+            password: "admin-password".into(),
+            role: Role::PoolAdmin,
+            local_superuser: false,
+            subject: admin_subject,
+        },
+        User {
+            name: "auditor".into(),
+            password: "auditor-password".into(),
+            role: Role::ReadOnly,
+            local_superuser: false,
+            subject: ro_subject,
+        },
+    ]
+}
+
+/// Hosts, SRs, the network and the pool itself.
+pub fn infrastructure(db: &mut Db) -> Pool {
+    let network = db.create(
+        "network",
+        f([
+            (
+                "name_label",
+                Value::str("Pool-wide network associated with eth0"),
+            ),
+            ("bridge", Value::str("xenbr0")),
+            ("MTU", Value::Int(1500)),
+            ("managed", Value::Bool(true)),
+            ("other_config", Value::map([("automatic", "true")])),
+        ]),
+    );
+    let iso_sr = db.create(
+        "SR",
+        f([
+            ("name_label", Value::str("ISO library")),
+            ("type", Value::str("iso")),
+            ("content_type", Value::str("iso")),
+            ("shared", Value::Bool(true)),
+            ("physical_size", Value::Int(200 * GIB)),
+        ]),
+    );
+    let shared_sr = db.create(
+        "SR",
+        f([
+            ("name_label", Value::str("Shared NFS storage")),
+            (
+                "name_description",
+                Value::str("NFS SR [192.0.2.50:/srv/xcp]"),
+            ),
+            ("type", Value::str("nfs")),
+            ("content_type", Value::str("user")),
+            ("shared", Value::Bool(true)),
+            ("physical_size", Value::Int(4096 * GIB)),
+            ("sm_config", Value::map([("devserial", "nfs")])),
+            (
+                "allowed_operations",
+                Value::strs(["vdi_create", "vdi_destroy", "scan"]),
+            ),
+        ]),
+    );
+    let local_sr = db.create(
+        "SR",
+        f([
+            ("name_label", Value::str("Local storage")),
+            ("type", Value::str("lvm")),
+            ("content_type", Value::str("user")),
+            ("shared", Value::Bool(false)),
+            ("physical_size", Value::Int(500 * GIB)),
+            (
+                "allowed_operations",
+                Value::strs(["vdi_create", "vdi_destroy", "scan"]),
+            ),
+        ]),
+    );
+    let mut hosts = Vec::new();
+    for i in 1..=2 {
+        let metrics = db.create(
+            "host_metrics",
+            f([
+                ("memory_total", Value::Int(64 * GIB)),
+                ("memory_free", Value::Int(40 * GIB)),
+                ("live", Value::Bool(true)),
+                ("last_updated", Value::DateTime(now_datetime())),
+            ]),
+        );
+        let host = db.create(
+            "host",
+            f([
+                ("name_label", Value::str(format!("xcp-host{i}"))),
+                ("name_description", Value::str("Default install")),
+                ("hostname", Value::str(format!("xcp-host{i}"))),
+                ("address", Value::str(format!("192.0.2.1{i}"))),
+                ("enabled", Value::Bool(true)),
+                ("metrics", Value::str(metrics)),
+                ("API_version_major", Value::Int(2)),
+                ("API_version_minor", Value::Int(21)),
+                ("API_version_vendor", Value::str("XenSource")),
+                ("edition", Value::str("xcp-ng")),
+                (
+                    "software_version",
+                    Value::map([
+                        ("product_version", "8.3.0"),
+                        ("product_version_text", "8.3"),
+                        ("product_brand", "XCP-ng"),
+                        ("platform_name", "XCP"),
+                        ("build_number", "cloud"),
+                        ("xapi", "25.6"),
+                        ("xen", "4.17.5-8"),
+                        ("linux", "4.19.0+1"),
+                    ]),
+                ),
+                (
+                    "cpu_info",
+                    Value::map([
+                        ("cpu_count", "16"),
+                        ("socket_count", "2"),
+                        ("vendor", "GenuineIntel"),
+                        ("modelname", "Intel(R) Xeon(R) Silver 4110 CPU @ 2.10GHz"),
+                        ("speed", "2100.000"),
+                    ]),
+                ),
+                (
+                    "license_params",
+                    Value::map([("restrict_zstd_export", "false"), ("sku_type", "free")]),
+                ),
+                (
+                    "bios_strings",
+                    Value::map([("bios-vendor", "Xen"), ("system-manufacturer", "Xen")]),
+                ),
+                (
+                    "iscsi_iqn",
+                    Value::str(format!("iqn.2026-01.lan.example:xcp-host{i}")),
+                ),
+                (
+                    "other_config",
+                    Value::map([
+                        ("iscsi_iqn", "iqn.2026-01.lan.example"),
+                        ("boot_time", "1764000000"),
+                    ]),
+                ),
+                (
+                    "allowed_operations",
+                    Value::strs(["provision", "evacuate", "reboot", "shutdown"]),
+                ),
+            ]),
+        );
+        let pif = db.create(
+            "PIF",
+            f([
+                ("device", Value::str("eth0")),
+                ("network", Value::str(network.clone())),
+                ("host", Value::str(host.clone())),
+                ("MAC", Value::str(format!("0c:c4:7a:00:00:0{i}"))),
+                ("MTU", Value::Int(1500)),
+                ("VLAN", Value::Int(-1)),
+                ("physical", Value::Bool(true)),
+                ("currently_attached", Value::Bool(true)),
+                ("ip_configuration_mode", Value::str("Static")),
+                ("IP", Value::str(format!("192.0.2.1{i}"))),
+                ("netmask", Value::str("255.255.255.0")),
+                ("gateway", Value::str("192.0.2.1")),
+                ("DNS", Value::str("192.0.2.2")),
+                ("management", Value::Bool(true)),
+                ("managed", Value::Bool(true)),
+            ]),
+        );
+        db.set_add(&host, "PIFs", &pif);
+        db.set_add(&network, "PIFs", &pif);
+        // Control domain.
+        let dom0_metrics = db.create(
+            "VM_metrics",
+            f([
+                ("memory_actual", Value::Int(4 * GIB)),
+                ("VCPUs_number", Value::Int(8)),
+            ]),
+        );
+        let dom0 = db.create(
+            "VM",
+            f([
+                (
+                    "name_label",
+                    Value::str(format!("Control domain on host: xcp-host{i}")),
+                ),
+                (
+                    "name_description",
+                    Value::str(
+                        "The domain which manages physical devices and manages other domains",
+                    ),
+                ),
+                ("is_control_domain", Value::Bool(true)),
+                ("power_state", Value::str("Running")),
+                ("resident_on", Value::str(host.clone())),
+                ("memory_static_max", Value::Int(4 * GIB)),
+                ("memory_dynamic_max", Value::Int(4 * GIB)),
+                ("memory_dynamic_min", Value::Int(4 * GIB)),
+                ("memory_static_min", Value::Int(4 * GIB)),
+                ("VCPUs_max", Value::Int(8)),
+                ("VCPUs_at_startup", Value::Int(8)),
+                ("domid", Value::Int(0)),
+                ("domain_type", Value::str("pv")),
+                ("metrics", Value::str(dom0_metrics)),
+            ]),
+        );
+        db.set(&host, "control_domain", Value::str(dom0.clone()));
+        db.set_add(&host, "resident_VMs", &dom0);
+        for sr in [&iso_sr, &shared_sr] {
+            pbd(db, &host, sr);
+        }
+        if i == 2 {
+            pbd(db, &host, &local_sr);
+        }
+        hosts.push(host);
+    }
+    let pool = db.create(
+        "pool",
+        f([
+            ("name_label", Value::str("Demo pool")),
+            ("name_description", Value::str("Simulated XCP-ng pool")),
+            ("master", Value::str(hosts[0].clone())),
+            ("default_SR", Value::str(shared_sr.clone())),
+            ("suspend_image_SR", Value::str(shared_sr.clone())),
+            ("crash_dump_SR", Value::str(shared_sr.clone())),
+            (
+                "restrictions",
+                Value::map([
+                    ("restrict_zstd_export", "false"),
+                    ("restrict_vtpm", "false"),
+                ]),
+            ),
+            (
+                "cpu_info",
+                Value::map([
+                    ("cpu_count", "32"),
+                    ("socket_count", "4"),
+                    ("vendor", "GenuineIntel"),
+                ]),
+            ),
+            ("migration_compression", Value::Bool(false)),
+            ("tags", Value::strs(["demo"])),
+        ]),
+    );
+    Pool {
+        pool,
+        hosts,
+        iso_sr,
+        shared_sr,
+        local_sr,
+        network,
+    }
+}
+
+fn pbd(db: &mut Db, host: &str, sr: &str) {
+    let p = db.create(
+        "PBD",
+        f([
+            ("host", Value::str(host)),
+            ("SR", Value::str(sr)),
+            ("currently_attached", Value::Bool(true)),
+            ("device_config", Value::map([("location", "/dev/sda3")])),
+        ]),
+    );
+    db.set_add(host, "PBDs", &p);
+    db.set_add(sr, "PBDs", &p);
+}
+
+/// A VDI with synthetic content in `data` regions (each `(start MiB, length MiB)`).
+fn disk(db: &mut Db, sr: &str, name: &str, size: i64, data: &[(i64, i64)], seed: u64) -> String {
+    let r = api::vdi_create(
+        db,
+        &Value::Map(vec![
+            ("name_label".into(), Value::str(name)),
+            ("name_description".into(), Value::str("")),
+            ("SR".into(), Value::str(sr)),
+            ("virtual_size".into(), Value::Int(size)),
+            ("type".into(), Value::str("user")),
+            ("sharable".into(), Value::Bool(false)),
+            ("read_only".into(), Value::Bool(false)),
+            ("other_config".into(), Value::empty_map()),
+        ]),
+    )
+    .map(|v| v.as_str().unwrap_or_default().to_string())
+    .unwrap_or_default();
+    let regions = data
+        .iter()
+        .enumerate()
+        .map(|(i, &(start, len))| Synthetic {
+            start: (start * MIB) as u64,
+            end: ((start + len) * MIB).min(size) as u64,
+            seed: seed * 31 + i as u64,
+            zero_pct: 20,
+            random_pct: 35,
+        })
+        .collect();
+    let d = SparseDisk::with_synthetic(size as u64, regions);
+    let allocated = d.allocated_bytes() as i64;
+    db.disks.insert(r.clone(), d);
+    let thick = db.field_str(sr, "type") == "lvm";
+    if !thick {
+        db.set(&r, "physical_utilisation", Value::Int(allocated));
+        db.update(sr, |s| {
+            let pu = s
+                .get("physical_utilisation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+                + allocated;
+            s.insert("physical_utilisation".into(), Value::Int(pu));
+        });
+    }
+    r
+}
+
+fn vbd(db: &mut Db, vm: &str, vdi: &str, userdevice: u32, cd: bool) -> String {
+    let b = db.create(
+        "VBD",
+        f([
+            ("VM", Value::str(vm)),
+            ("VDI", Value::str(vdi)),
+            ("userdevice", Value::str(userdevice.to_string())),
+            (
+                "device",
+                Value::str(format!("xvd{}", (b'a' + userdevice as u8) as char)),
+            ),
+            ("bootable", Value::Bool(userdevice == 0)),
+            ("mode", Value::str(if cd { "RO" } else { "RW" })),
+            ("type", Value::str(if cd { "CD" } else { "Disk" })),
+            ("unpluggable", Value::Bool(!cd)),
+            ("empty", Value::Bool(vdi == crate::value::NULL_REF)),
+        ]),
+    );
+    db.set_add(vm, "VBDs", &b);
+    db.set_add(vdi, "VBDs", &b);
+    b
+}
+
+/// Options of one VM to build.
+struct VmSpec<'a> {
+    name: &'a str,
+    state: &'a str,
+    host: usize,
+    tags: &'a [&'a str],
+    vcpus: i64,
+    memory: i64,
+    /// (SR, name, size, data regions)
+    disks: Vec<(&'a str, String, i64, Vec<(i64, i64)>)>,
+    cd: Option<&'a str>,
+    ip: Option<&'a str>,
+    os: Option<&'a str>,
+}
+
+fn vm(db: &mut Db, p: &Pool, spec: VmSpec<'_>, seed: u64) -> String {
+    let running = spec.state != "Halted";
+    let metrics = db.create(
+        "VM_metrics",
+        f([
+            (
+                "memory_actual",
+                Value::Int(if running { spec.memory } else { 0 }),
+            ),
+            (
+                "VCPUs_number",
+                Value::Int(if running { spec.vcpus } else { 0 }),
+            ),
+            ("install_time", Value::DateTime("20250601T10:00:00Z".into())),
+            (
+                "start_time",
+                Value::DateTime(if running {
+                    now_datetime()
+                } else {
+                    "19700101T00:00:00Z".into()
+                }),
+            ),
+            (
+                "current_domain_type",
+                Value::str(if running { "hvm" } else { "unspecified" }),
+            ),
+        ]),
+    );
+    let vm = db.create(
+        "VM",
+        f([
+            ("name_label", Value::str(spec.name)),
+            (
+                "name_description",
+                Value::str(format!("{} (simulated)", spec.name)),
+            ),
+            ("power_state", Value::str("Halted")),
+            ("tags", Value::strs(spec.tags.iter().copied())),
+            ("VCPUs_max", Value::Int(spec.vcpus)),
+            ("VCPUs_at_startup", Value::Int(spec.vcpus)),
+            ("memory_static_max", Value::Int(spec.memory)),
+            ("memory_dynamic_max", Value::Int(spec.memory)),
+            ("memory_dynamic_min", Value::Int(spec.memory / 2)),
+            ("memory_static_min", Value::Int(spec.memory / 4)),
+            ("memory_target", Value::Int(spec.memory)),
+            ("HVM_boot_policy", Value::str("BIOS order")),
+            (
+                "HVM_boot_params",
+                Value::map([("order", "cd"), ("firmware", "bios")]),
+            ),
+            (
+                "platform",
+                Value::map([
+                    ("viridian", "false"),
+                    ("nx", "true"),
+                    ("acpi", "1"),
+                    ("apic", "true"),
+                    ("pae", "true"),
+                    ("cores-per-socket", "1"),
+                ]),
+            ),
+            (
+                "other_config",
+                Value::map([
+                    ("auto_poweron", "false"),
+                    ("base_template_name", "Other install media"),
+                ]),
+            ),
+            ("metrics", Value::str(metrics)),
+            ("domid", Value::Int(-1)),
+            ("user_version", Value::Int(1)),
+            ("actions_after_shutdown", Value::str("destroy")),
+            ("hardware_platform_version", Value::Int(2)),
+            ("has_vendor_device", Value::Bool(false)),
+            (
+                "allowed_operations",
+                Value::strs(["start", "clone", "copy", "export", "snapshot", "destroy"]),
+            ),
+            ("affinity", Value::str(p.hosts[spec.host].clone())),
+        ]),
+    );
+    for (i, (sr, name, size, data)) in spec.disks.into_iter().enumerate() {
+        let d = disk(db, sr, &name, size, &data, seed * 7 + i as u64);
+        vbd(db, &vm, &d, i as u32, false);
+    }
+    if let Some(iso) = spec.cd {
+        vbd(db, &vm, iso, 3, true);
+    }
+    let vif = db.create(
+        "VIF",
+        f([
+            ("device", Value::str("0")),
+            ("network", Value::str(p.network.clone())),
+            ("VM", Value::str(vm.clone())),
+            (
+                "MAC",
+                Value::str(format!(
+                    "da:e1:{:02x}:{:02x}:00:01",
+                    (seed >> 8) & 0xff,
+                    seed & 0xff
+                )),
+            ),
+            ("MTU", Value::Int(1500)),
+            ("MAC_autogenerated", Value::Bool(true)),
+        ]),
+    );
+    db.set_add(&vm, "VIFs", &vif);
+    db.set_add(&p.network, "VIFs", &vif);
+    if running {
+        match spec.state {
+            "Running" | "Paused" => {
+                let _ = api::vm_power(db, &vm, "start", spec.state == "Paused");
+            }
+            "Suspended" => {
+                let _ = api::vm_power(db, &vm, "start", false);
+                let _ = api::vm_power(db, &vm, "suspend", false);
+            }
+            _ => {}
+        }
+        if spec.state != "Suspended" {
+            let (os, ip) = (spec.os.unwrap_or("Linux"), spec.ip.unwrap_or("192.0.2.100"));
+            let gm = db.create(
+                "VM_guest_metrics",
+                f([
+                    (
+                        "os_version",
+                        Value::map([
+                            ("name", os),
+                            ("distro", "linux"),
+                            ("uname", "6.1.0-18-amd64"),
+                        ]),
+                    ),
+                    (
+                        "PV_drivers_version",
+                        Value::map([("major", "9"), ("minor", "4"), ("micro", "0")]),
+                    ),
+                    ("PV_drivers_up_to_date", Value::Bool(true)),
+                    ("PV_drivers_detected", Value::Bool(true)),
+                    ("networks", Value::map([("0/ip", ip), ("0/ipv4/0", ip)])),
+                    (
+                        "memory",
+                        Value::map([
+                            ("total", (spec.memory / 1024).to_string()),
+                            ("free", (spec.memory / 4096).to_string()),
+                        ]),
+                    ),
+                    ("live", Value::Bool(true)),
+                    ("last_updated", Value::DateTime(now_datetime())),
+                ]),
+            );
+            db.set(&vm, "guest_metrics", Value::str(gm));
+        }
+    }
+    vm
+}
+
+/// The demo pool: infrastructure, ~10 VMs in mixed states, snapshots, templates and messages.
+pub fn demo(db: &mut Db) -> Pool {
+    let p = infrastructure(db);
+    let (shared, local) = (p.shared_sr.clone(), p.local_sr.clone());
+    let iso = disk(
+        db,
+        &p.iso_sr,
+        "debian-12.9.0-amd64-netinst.iso",
+        632 * MIB,
+        &[(0, 4)],
+        99,
+    );
+    db.set(&iso, "read_only", Value::Bool(true));
+    db.set(&iso, "sharable", Value::Bool(true));
+    let web = vm(
+        db,
+        &p,
+        VmSpec {
+            name: "Debian 12 web",
+            state: "Running",
+            host: 0,
+            tags: &["prod", "web"],
+            vcpus: 2,
+            memory: 2 * GIB,
+            disks: vec![
+                (&shared, "web root".into(), 8 * GIB, vec![(0, 6), (4096, 2)]),
+                (&shared, "web data".into(), 2 * GIB, vec![(0, 4)]),
+            ],
+            cd: Some(&iso),
+            ip: Some("192.0.2.101"),
+            os: Some("Debian GNU/Linux 12 (bookworm)"),
+        },
+        1,
+    );
+    let db_vm = vm(
+        db,
+        &p,
+        VmSpec {
+            name: "Ubuntu 22.04 db",
+            state: "Running",
+            host: 1,
+            tags: &["prod", "db"],
+            vcpus: 4,
+            memory: 8 * GIB,
+            disks: vec![
+                (&local, "db system".into(), 4 * GIB, vec![(0, 4)]),
+                (&local, "[NOSNAP] db scratch".into(), GIB, vec![(0, 2)]),
+            ],
+            cd: None,
+            ip: Some("192.0.2.102"),
+            os: Some("Ubuntu 22.04.4 LTS"),
+        },
+        2,
+    );
+    let win = vm(
+        db,
+        &p,
+        VmSpec {
+            name: "Windows Server 2022",
+            state: "Halted",
+            host: 0,
+            tags: &["windows"],
+            vcpus: 4,
+            memory: 8 * GIB,
+            disks: vec![(&shared, "C:".into(), 40 * GIB, vec![(0, 8)])],
+            cd: None,
+            ip: None,
+            os: None,
+        },
+        3,
+    );
+    vm(
+        db,
+        &p,
+        VmSpec {
+            name: "XOA 🎷",
+            state: "Running",
+            host: 0,
+            tags: &["xo"],
+            vcpus: 2,
+            memory: 2 * GIB,
+            disks: vec![(&shared, "xoa root".into(), 20 * GIB, vec![(0, 4)])],
+            cd: None,
+            ip: Some("192.0.2.103"),
+            os: Some("Debian GNU/Linux 12 (bookworm)"),
+        },
+        4,
+    );
+    vm(
+        db,
+        &p,
+        VmSpec {
+            name: "Rocky Linux 8",
+            state: "Halted",
+            host: 0,
+            tags: &[],
+            vcpus: 1,
+            memory: GIB,
+            disks: vec![(
+                &shared,
+                "rocky root".into(),
+                64 * MIB,
+                vec![(0, 6), (40, 3)],
+            )],
+            cd: None,
+            ip: None,
+            os: None,
+        },
+        5,
+    );
+    vm(
+        db,
+        &p,
+        VmSpec {
+            name: "FreeNAS",
+            state: "Suspended",
+            host: 1,
+            tags: &["storage"],
+            vcpus: 2,
+            memory: 256 * MIB,
+            disks: vec![(&shared, "freenas boot".into(), 128 * MIB, vec![(0, 8)])],
+            cd: None,
+            ip: None,
+            os: None,
+        },
+        6,
+    );
+    vm(
+        db,
+        &p,
+        VmSpec {
+            name: "Build agent",
+            state: "Paused",
+            host: 1,
+            tags: &["ci"],
+            vcpus: 8,
+            memory: 16 * GIB,
+            disks: vec![(&shared, "agent root".into(), 32 * MIB, vec![(0, 32)])],
+            cd: None,
+            ip: Some("192.0.2.104"),
+            os: None,
+        },
+        7,
+    );
+    vm(
+        db,
+        &p,
+        VmSpec {
+            name: "Empty VM",
+            state: "Halted",
+            host: 0,
+            tags: &[],
+            vcpus: 1,
+            memory: 512 * MIB,
+            disks: vec![],
+            cd: None,
+            ip: None,
+            os: None,
+        },
+        8,
+    );
+    let blocked = vm(
+        db,
+        &p,
+        VmSpec {
+            name: "Protected VM",
+            state: "Halted",
+            host: 0,
+            tags: &["protected"],
+            vcpus: 1,
+            memory: 512 * MIB,
+            disks: vec![(&shared, "protected root".into(), 16 * MIB, vec![(0, 4)])],
+            cd: None,
+            ip: None,
+            os: None,
+        },
+        9,
+    );
+    db.set(
+        &blocked,
+        "blocked_operations",
+        Value::map([("destroy", "true"), ("export", "true")]),
+    );
+    vm(
+        db,
+        &p,
+        VmSpec {
+            name: "Big data",
+            state: "Halted",
+            host: 0,
+            tags: &["sparse"],
+            vcpus: 2,
+            memory: 4 * GIB,
+            disks: vec![(
+                &shared,
+                "100 GiB holding 10 MiB".into(),
+                100 * GIB,
+                vec![(0, 4), (51200, 4), (102398, 2)],
+            )],
+            cd: None,
+            ip: None,
+            os: None,
+        },
+        10,
+    );
+    let _ = api::vm_snapshot(db, &web, "Debian 12 web - before upgrade", &[]);
+    let _ = api::vm_snapshot(db, &win, "Windows Server 2022 - patched", &[]);
+    let _ = db_vm;
+    // A default (built-in) template and a user template.
+    let tpl = db.create(
+        "VM",
+        f([
+            ("name_label", Value::str("Debian Bookworm 12")),
+            ("name_description", Value::str("To install Debian Bookworm 12 from a repository")),
+            ("is_a_template", Value::Bool(true)),
+            ("is_default_template", Value::Bool(true)),
+            ("memory_static_max", Value::Int(GIB)),
+            ("VCPUs_max", Value::Int(1)),
+            ("VCPUs_at_startup", Value::Int(1)),
+            (
+                "other_config",
+                Value::map([
+                    ("default_template", "true"),
+                    ("install-methods", "cdrom,nfs,http,ftp"),
+                    ("linux_template", "true"),
+                    ("disks", "<provision><disk device=\"0\" size=\"10737418240\" sr=\"\" bootable=\"true\" type=\"system\"/></provision>"),
+                ]),
+            ),
+        ]),
+    );
+    let _ = tpl;
+    let user_tpl = vm(
+        db,
+        &p,
+        VmSpec {
+            name: "Web server template",
+            state: "Halted",
+            host: 0,
+            tags: &["template"],
+            vcpus: 2,
+            memory: 2 * GIB,
+            disks: vec![(&shared, "template root".into(), 64 * MIB, vec![(0, 8)])],
+            cd: None,
+            ip: None,
+            os: None,
+        },
+        11,
+    );
+    db.set(&user_tpl, "is_a_template", Value::Bool(true));
+    let host_uuid = db.field_str(&p.hosts[0], "uuid");
+    let web_uuid = db.field_str(&web, "uuid");
+    db.create(
+        "message",
+        f([
+            ("name", Value::str("ALARM")),
+            ("priority", Value::Int(3)),
+            ("cls", Value::str("Host")),
+            ("obj_uuid", Value::str(host_uuid)),
+            ("timestamp", Value::DateTime(now_datetime())),
+            ("body", Value::str("value: 0.950000\nconfig:\n<variable>\n\t<name value=\"cpu_usage\"/>\n\t<alarm_trigger_level value=\"0.9\"/>\n</variable>\n")),
+        ]),
+    );
+    db.create(
+        "message",
+        f([
+            ("name", Value::str("VM_STARTED")),
+            ("priority", Value::Int(5)),
+            ("cls", Value::str("VM")),
+            ("obj_uuid", Value::str(web_uuid)),
+            ("timestamp", Value::DateTime(now_datetime())),
+            ("body", Value::str("VM 'Debian 12 web' started")),
+        ]),
+    );
+    p
+}
+
+/// Adds `n` small generated VMs (mixed power states, one empty 1 GiB disk and one VIF each).
+pub fn generated(db: &mut Db, p: &Pool, n: usize) {
+    let states = [
+        "Running",
+        "Halted",
+        "Halted",
+        "Running",
+        "Suspended",
+        "Paused",
+    ];
+    for i in 0..n {
+        let state = states[i % states.len()];
+        let name = format!("vm-{i:05}");
+        let tags: &[&str] = if i % 3 == 0 { &["batch"] } else { &[] };
+        let shared = p.shared_sr.clone();
+        vm(
+            db,
+            p,
+            VmSpec {
+                name: &name,
+                state: if state == "Suspended" {
+                    "Halted"
+                } else {
+                    state
+                },
+                host: i % 2,
+                tags,
+                vcpus: 1 + (i % 4) as i64,
+                memory: GIB,
+                disks: vec![(&shared, format!("{name} disk"), GIB, vec![])],
+                cd: None,
+                ip: None,
+                os: None,
+            },
+            1000 + i as u64,
+        );
+    }
+}

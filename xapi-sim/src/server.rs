@@ -1,0 +1,112 @@
+//! The HTTP front: routes XAPI's endpoints and the simulator's own control API.
+//!
+//! `POST /jsonrpc` is JSON-RPC; `POST` to any other unregistered path (`/`, `/RPC2`) is XML-RPC, as on XAPI;
+//! malformed RPC requests get XAPI's HTML 500. `/export`, `/export_raw_vdi` and `/import_raw_vdi` (with or without a
+//! trailing slash) are the HTTP handlers. `/_sim/...` is the control API for tests (faults, counters, disk
+//! digests); it is not part of XAPI and no xo-edge code may call it.
+
+use crate::sim::Sim;
+use crate::{api, control, handlers, jsonrpc, xmlrpc};
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
+use axum::routing::{get, post, put};
+use axum::Router;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+type Q = Query<HashMap<String, String>>;
+
+fn malformed() -> Response<Body> {
+    let mut r = Response::new(Body::from(
+        "<html><body><h1>HTTP 500 internal server error</h1>An unexpected error occurred; please wait a while and try again. If the problem persists, please contact your support representative.</body></html>",
+    ));
+    *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    r
+}
+
+async fn jsonrpc_endpoint(State(sim): State<Arc<Sim>>, body: Bytes) -> Response<Body> {
+    let req = match jsonrpc::parse(&body) {
+        Ok(r) => r,
+        Err(_) => return malformed(),
+    };
+    let result = api::call(&sim, &req.method, req.params.clone()).await;
+    let mut r = Response::new(Body::from(jsonrpc::reply(&req, &result).to_string()));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+async fn xmlrpc_endpoint(
+    State(sim): State<Arc<Sim>>,
+    method: Method,
+    body: Bytes,
+) -> Response<Body> {
+    if method != Method::POST {
+        let mut r = Response::new(Body::from(
+            "<html><body><h1>HTTP 404 not found</h1></body></html>",
+        ));
+        *r.status_mut() = StatusCode::NOT_FOUND;
+        return r;
+    }
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return malformed();
+    };
+    let (name, params) = match xmlrpc::parse_call(text) {
+        Ok(c) => c,
+        Err(_) => return malformed(),
+    };
+    let xml = match api::call(&sim, &name, params).await {
+        Ok(v) => xmlrpc::success(&v),
+        Err(e) => xmlrpc::failure(&e.0),
+    };
+    let mut r = Response::new(Body::from(xml));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+    r
+}
+
+async fn export(State(sim): State<Arc<Sim>>, Query(q): Q, headers: HeaderMap) -> Response<Body> {
+    handlers::export(sim, q, headers).await
+}
+
+async fn export_raw_vdi(
+    State(sim): State<Arc<Sim>>,
+    Query(q): Q,
+    headers: HeaderMap,
+) -> Response<Body> {
+    handlers::export_raw_vdi(sim, q, headers).await
+}
+
+async fn import_raw_vdi(
+    State(sim): State<Arc<Sim>>,
+    Query(q): Q,
+    headers: HeaderMap,
+    body: Body,
+) -> Response<Body> {
+    handlers::import_raw_vdi(sim, q, headers, body).await
+}
+
+/// The simulator's router.
+pub fn router(sim: Arc<Sim>) -> Router {
+    Router::new()
+        .route("/jsonrpc", post(jsonrpc_endpoint))
+        .route("/export", get(export))
+        .route("/export/", get(export))
+        .route("/export_raw_vdi", get(export_raw_vdi))
+        .route("/export_raw_vdi/", get(export_raw_vdi))
+        .route("/import_raw_vdi", put(import_raw_vdi))
+        .route("/import_raw_vdi/", put(import_raw_vdi))
+        .nest("/_sim", control::router())
+        .fallback(xmlrpc_endpoint)
+        .with_state(sim)
+}
+
+/// Serves `sim` on `listener` until the process ends.
+pub async fn serve(sim: Arc<Sim>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    axum::serve(listener, router(sim)).await
+}

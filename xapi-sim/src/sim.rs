@@ -1,0 +1,264 @@
+//! The simulator's shared state: database, users and sessions, fault injection and call counters.
+//!
+//! One [`Sim`] is shared by every connection. Users and sessions model XAPI's authentication and RBAC (a local
+//! superuser, an external pool-admin subject, a read-only subject); faults are set by tests through the control
+//! API (`/_sim/...`), never through the XAPI surface. Calls are not dispatched here (see `api`).
+
+use crate::db::Db;
+use crate::value::{Value, NULL_REF};
+use parking_lot::Mutex;
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+/// A XAPI failure: the error code followed by its parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XapiError(pub Vec<String>);
+
+impl XapiError {
+    pub fn new(code: &str, params: &[&str]) -> Self {
+        let mut v = vec![code.to_string()];
+        v.extend(params.iter().map(|s| s.to_string()));
+        XapiError(v)
+    }
+
+    pub fn code(&self) -> &str {
+        self.0
+            .first()
+            .map(String::as_str)
+            .unwrap_or("INTERNAL_ERROR")
+    }
+}
+
+/// XAPI's RBAC roles, from most to least powerful (only the two the simulator distinguishes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    PoolAdmin,
+    ReadOnly,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::PoolAdmin => "pool-admin",
+            Role::ReadOnly => "read-only",
+        }
+    }
+}
+
+/// An account that can log in.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub name: String,
+    pub password: String,
+    pub role: Role,
+    /// `root`: the local superuser, which has no subject.
+    pub local_superuser: bool,
+    /// The subject ref for external users (`OpaqueRef:NULL` for the local superuser).
+    pub subject: String,
+}
+
+/// A logged-in session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub uuid: String,
+    pub user: String,
+    pub role: Role,
+    pub local_superuser: bool,
+    pub subject: String,
+    pub originator: String,
+    pub last_active: Instant,
+}
+
+/// One "fail the Nth call" rule.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FailRule {
+    /// Method name as called (e.g. `VDI.create`, `Async.VM.snapshot`), or a handler path (`/export`).
+    pub method: String,
+    /// Which call fails, counted from when the rule was set (1 = the next one).
+    pub nth: u64,
+    /// The XAPI error to answer, `[code, params…]`.
+    #[serde(default = "default_fail_error")]
+    pub error: Vec<String>,
+    #[serde(skip)]
+    pub seen: u64,
+}
+
+fn default_fail_error() -> Vec<String> {
+    vec!["INTERNAL_ERROR".into(), "injected fault".into()]
+}
+
+/// Faults tests can switch on through `POST /_sim/faults`.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaultSpec {
+    /// Delay before answering, per method or handler path; key `*` applies to every call.
+    #[serde(default)]
+    pub latency_ms: HashMap<String, u64>,
+    #[serde(default)]
+    pub fail: Vec<FailRule>,
+    /// Cut the response body of a handler (`/export`, `/export_raw_vdi`) or stop reading an upload
+    /// (`/import_raw_vdi`) after this many bytes; the task fails.
+    #[serde(default)]
+    pub cut_after: HashMap<String, u64>,
+    /// Handlers that answer `200` and then an `HTTP/1.1 500` response inside the body (xen-api issue 4603).
+    #[serde(default)]
+    pub http_error_in_body: HashSet<String>,
+    /// Bandwidth cap in bytes per second per handler transfer (0 = unlimited), to make transfers observable.
+    #[serde(default)]
+    pub throttle_bytes_per_sec: HashMap<String, u64>,
+}
+
+/// Counters tests read through `GET /_sim/stats`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub calls: BTreeMap<String, u64>,
+    pub handler_requests: BTreeMap<String, u64>,
+}
+
+/// Simulator configuration fixed at start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Idle time after which a session is invalid (XAPI: 24 h).
+    pub session_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            session_timeout: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// The whole simulator.
+pub struct Sim {
+    pub db: Mutex<Db>,
+    pub users: Mutex<Vec<User>>,
+    pub sessions: Mutex<HashMap<String, Session>>,
+    pub faults: Mutex<FaultSpec>,
+    pub stats: Mutex<Stats>,
+    pub config: Config,
+    /// Woken on every database change, for `event.from`.
+    pub changed: tokio::sync::Notify,
+    /// Tasks a running HTTP handler is working for (cancellation is observed there).
+    pub active_tasks: Mutex<HashSet<String>>,
+}
+
+impl Sim {
+    pub fn new(db: Db, users: Vec<User>, config: Config) -> Self {
+        Sim {
+            db: Mutex::new(db),
+            users: Mutex::new(users),
+            sessions: Mutex::new(HashMap::new()),
+            faults: Mutex::new(FaultSpec::default()),
+            stats: Mutex::new(Stats::default()),
+            config,
+            changed: tokio::sync::Notify::new(),
+            active_tasks: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Runs `f` on the database and wakes `event.from` waiters.
+    pub fn write<R>(&self, f: impl FnOnce(&mut Db) -> R) -> R {
+        let r = f(&mut self.db.lock());
+        self.changed.notify_waiters();
+        r
+    }
+
+    /// Logs a user in; returns the new session ref.
+    pub fn login(&self, user: &str, password: &str, originator: &str) -> Result<String, XapiError> {
+        let users = self.users.lock();
+        let Some(u) = users
+            .iter()
+            .find(|u| u.name == user && u.password == password)
+        else {
+            return Err(XapiError::new(
+                "SESSION_AUTHENTICATION_FAILED",
+                &[user, "Authentication failure"],
+            ));
+        };
+        let reference = crate::db::new_ref();
+        self.sessions.lock().insert(
+            reference.clone(),
+            Session {
+                uuid: uuid::Uuid::new_v4().to_string(),
+                user: u.name.clone(),
+                role: u.role,
+                local_superuser: u.local_superuser,
+                subject: u.subject.clone(),
+                originator: originator.to_string(),
+                last_active: Instant::now(),
+            },
+        );
+        Ok(reference)
+    }
+
+    /// The session behind `reference`, refreshing its idle timer; `SESSION_INVALID` if unknown or expired.
+    pub fn session(&self, reference: &Value) -> Result<Session, XapiError> {
+        let r = reference.as_str().unwrap_or_default();
+        let mut sessions = self.sessions.lock();
+        let expired = match sessions.get(r) {
+            None => return Err(XapiError::new("SESSION_INVALID", &[r])),
+            Some(s) => s.last_active.elapsed() > self.config.session_timeout,
+        };
+        if expired {
+            sessions.remove(r);
+            return Err(XapiError::new("SESSION_INVALID", &[r]));
+        }
+        let s = sessions
+            .get_mut(r)
+            .ok_or_else(|| XapiError::new("SESSION_INVALID", &[r]))?;
+        s.last_active = Instant::now();
+        Ok(s.clone())
+    }
+
+    pub fn logout(&self, reference: &str) {
+        self.sessions.lock().remove(reference);
+    }
+
+    /// Number of live (not expired) sessions.
+    pub fn live_sessions(&self) -> usize {
+        let timeout = self.config.session_timeout;
+        self.sessions
+            .lock()
+            .values()
+            .filter(|s| s.last_active.elapsed() <= timeout)
+            .count()
+    }
+
+    /// Counts one call and applies injected latency and failures for `name`.
+    pub async fn before_call(&self, name: &str, counts: bool) -> Result<(), XapiError> {
+        if counts {
+            *self.stats.lock().calls.entry(name.to_string()).or_default() += 1;
+        }
+        let (delay, failure) = {
+            let mut f = self.faults.lock();
+            let delay = f
+                .latency_ms
+                .get(name)
+                .or_else(|| f.latency_ms.get("*"))
+                .copied();
+            let mut failure = None;
+            for rule in f.fail.iter_mut().filter(|r| r.method == name) {
+                rule.seen += 1;
+                if rule.seen == rule.nth {
+                    failure = Some(XapiError(rule.error.clone()));
+                }
+            }
+            (delay, failure)
+        };
+        if let Some(ms) = delay {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// The subject ref and role names of an external user, for `subject`/`role` records.
+    pub fn is_null(r: &str) -> bool {
+        r == NULL_REF || r.is_empty()
+    }
+}
