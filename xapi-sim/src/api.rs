@@ -346,6 +346,7 @@ fn token(id: u64) -> String {
 fn session_call(sim: &Sim, session: &Session, name: &str, op: &str, args: &[Value]) -> R<Value> {
     if op == "logout" {
         expect_args(name, args, 0)?;
+        sim.logout(&session.reference);
         return Ok(Value::str(""));
     }
     if op == "get_all_subject_identifiers" {
@@ -505,7 +506,7 @@ async fn event_from(sim: &Arc<Sim>, args: &[Value]) -> R<Value> {
                     events = log
                         .into_iter()
                         .filter(|e| matches(&e.class, &e.reference))
-                        .map(|e| e.to_value())
+                        .map(|e| e.to_value(db.get(&e.reference)))
                         .collect();
                 }
             }
@@ -768,10 +769,15 @@ pub fn vdi_create(db: &mut Db, record: &Value) -> R<Value> {
             f.insert(k.clone(), Value::Bool(v.as_bool().unwrap_or(false)));
         }
     }
+    Ok(Value::str(insert_vdi(db, &sr, f, size, thick)))
+}
+
+/// Adds a VDI record of `size` bytes with an empty disk to `sr`, without any check (scenarios use it for ISO SRs).
+pub fn insert_vdi(db: &mut Db, sr: &str, mut f: Fields, size: i64, thick: bool) -> String {
     let uuid = uuid::Uuid::new_v4().to_string();
     f.insert("uuid".into(), Value::str(uuid.clone()));
     f.insert("location".into(), Value::str(uuid));
-    f.insert("SR".into(), Value::str(sr.clone()));
+    f.insert("SR".into(), Value::str(sr));
     f.insert("virtual_size".into(), Value::Int(size));
     f.insert(
         "physical_utilisation".into(),
@@ -794,9 +800,9 @@ pub fn vdi_create(db: &mut Db, record: &Value) -> R<Value> {
     );
     let r = db.create("VDI", f);
     db.disks.insert(r.clone(), SparseDisk::new(size as u64));
-    sr_account(db, &sr, size, thick);
-    db.set_add(&sr, "VDIs", &r);
-    Ok(Value::str(r))
+    sr_account(db, sr, size, thick);
+    db.set_push(sr, "VDIs", &r);
+    r
 }
 
 fn sr_account(db: &mut Db, sr: &str, delta: i64, thick: bool) {
@@ -903,12 +909,7 @@ pub fn vm_power(db: &mut Db, vm: &str, op: &str, start_paused: bool) -> R<Value>
                 }
                 db.set(vm, "suspend_VDI", Value::null_ref());
             }
-            let domid = db
-                .all("VM")
-                .map(|(_, f)| int_of(f, "domid"))
-                .max()
-                .unwrap_or(0)
-                + 1;
+            let domid = db.next_domid();
             db.update(vm, |f| {
                 f.insert(
                     "power_state".into(),
@@ -917,7 +918,7 @@ pub fn vm_power(db: &mut Db, vm: &str, op: &str, start_paused: bool) -> R<Value>
                 f.insert("resident_on".into(), Value::str(host.clone()));
                 f.insert("domid".into(), Value::Int(domid));
             });
-            db.set_add(&host, "resident_VMs", vm);
+            db.set_push(&host, "resident_VMs", vm);
             attach_devices(db, &rec, true);
             db.set(&metrics, "start_time", Value::DateTime(now_datetime()));
         }

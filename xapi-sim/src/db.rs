@@ -20,11 +20,13 @@ pub struct Event {
     pub operation: &'static str,
     pub reference: String,
     pub obj_uuid: String,
+    /// Kept only for `del` events; others read the live record.
     pub snapshot: Option<Fields>,
 }
 
 impl Event {
-    pub fn to_value(&self) -> Value {
+    /// The event as `event.from` returns it, with `current` as the snapshot of a live object.
+    pub fn to_value(&self, current: Option<&Fields>) -> Value {
         let mut m = vec![
             ("id".to_string(), Value::Int(self.id as i64)),
             ("timestamp".to_string(), Value::str(self.timestamp.clone())),
@@ -33,7 +35,7 @@ impl Event {
             ("ref".to_string(), Value::str(self.reference.clone())),
             ("obj_uuid".to_string(), Value::str(self.obj_uuid.clone())),
         ];
-        if let Some(s) = &self.snapshot {
+        if let Some(s) = self.snapshot.as_ref().or(current) {
             m.push((
                 "snapshot".into(),
                 Value::Map(s.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
@@ -54,6 +56,7 @@ pub struct Db {
     uuid_ref: HashMap<String, String>,
     events: VecDeque<Event>,
     next_event: u64,
+    next_domid: i64,
     /// VDI ref -> content.
     pub disks: HashMap<String, SparseDisk>,
 }
@@ -108,13 +111,19 @@ impl Db {
         let Some(class) = self.ref_class.get(reference).copied() else {
             return;
         };
-        let snapshot = self.get(reference).cloned();
-        let obj_uuid = snapshot
-            .as_ref()
+        let record = self.get(reference);
+        let obj_uuid = record
             .and_then(|s| s.get("uuid"))
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
+        // Live objects are snapshotted when events are read (the newest state, as XAPI coalesces); a deleted
+        // object's last state must be kept now.
+        let snapshot = if operation == "del" {
+            record.cloned()
+        } else {
+            None
+        };
         self.next_event += 1;
         self.events.push_back(Event {
             id: self.next_event,
@@ -128,6 +137,12 @@ impl Db {
         if self.events.len() > EVENT_LOG_CAPACITY {
             self.events.pop_front();
         }
+    }
+
+    /// The next domain id for a starting VM.
+    pub fn next_domid(&mut self) -> i64 {
+        self.next_domid += 1;
+        self.next_domid
     }
 
     /// Records a `mod` event without a change, as `event.inject` does.
@@ -224,6 +239,18 @@ impl Db {
                 if !a.iter().any(|v| v.as_str() == Some(item)) {
                     a.push(Value::str(item));
                 }
+            }
+        });
+    }
+
+    /// Appends `item`, known not to be there yet (a new object), to the set field `field` of `reference`.
+    pub fn set_push(&mut self, reference: &str, field: &str, item: &str) {
+        if reference == NULL_REF {
+            return;
+        }
+        self.update(reference, |r| {
+            if let Some(Value::Array(a)) = r.get_mut(field) {
+                a.push(Value::str(item));
             }
         });
     }

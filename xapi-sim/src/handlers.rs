@@ -243,7 +243,8 @@ impl BodyWriter {
         if self.sent >= self.next_cancel_check {
             self.next_cancel_check = self.sent + 16 * 1024 * 1024;
             if self.ctx.cancelled() {
-                return Err(io::Error::new(io::ErrorKind::Interrupted, "task cancelled"));
+                // Not `ErrorKind::Interrupted`: `write_all` retries those.
+                return Err(io::Error::other(TaskCancelled));
             }
         }
         Ok(())
@@ -264,9 +265,23 @@ impl Write for BodyWriter {
     }
 }
 
+/// The error a transfer stops with when its task is cancelled.
+#[derive(Debug)]
+struct TaskCancelled;
+
+impl std::fmt::Display for TaskCancelled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("task cancelled")
+    }
+}
+
+impl std::error::Error for TaskCancelled {}
+
 fn io_to_xapi(e: &io::Error) -> XapiError {
+    if e.get_ref().is_some_and(|i| i.is::<TaskCancelled>()) {
+        return XapiError::new("TASK_CANCELLED", &[]);
+    }
     match e.kind() {
-        io::ErrorKind::Interrupted => XapiError::new("TASK_CANCELLED", &[]),
         io::ErrorKind::BrokenPipe => XapiError::new("CLIENT_ERROR", &["client disconnected"]),
         _ => XapiError::new("VDI_IO_ERROR", &[&e.to_string()]),
     }

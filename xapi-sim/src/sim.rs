@@ -61,6 +61,7 @@ pub struct User {
 /// A logged-in session.
 #[derive(Debug, Clone)]
 pub struct Session {
+    pub reference: String,
     pub uuid: String,
     pub user: String,
     pub role: Role,
@@ -182,6 +183,7 @@ impl Sim {
         self.sessions.lock().insert(
             reference.clone(),
             Session {
+                reference: reference.clone(),
                 uuid: uuid::Uuid::new_v4().to_string(),
                 user: u.name.clone(),
                 role: u.role,

@@ -1,0 +1,119 @@
+//! Test harness: a simulator on a free loopback port, driven over real HTTP.
+#![allow(dead_code)]
+
+use serde_json::{json, Value as J};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+pub struct Sim {
+    pub url: String,
+    pub http: reqwest::blocking::Client,
+    _rt: tokio::runtime::Runtime,
+}
+
+static ID: AtomicU64 = AtomicU64::new(1);
+
+impl Sim {
+    pub fn start() -> Sim {
+        Self::start_with(xapi_sim::Options::default())
+    }
+
+    pub fn start_with(options: xapi_sim::Options) -> Sim {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (addr, _) = rt
+            .block_on(xapi_sim::start(&options, "127.0.0.1:0"))
+            .unwrap();
+        let http = reqwest::blocking::Client::builder()
+            .timeout(std::time::Duration::from_secs(120))
+            .build()
+            .unwrap();
+        Sim {
+            url: format!("http://{addr}"),
+            http,
+            _rt: rt,
+        }
+    }
+
+    /// A JSON-RPC 2.0 call; `Err` holds `[code, params…]`.
+    pub fn call(&self, method: &str, params: J) -> Result<J, Vec<String>> {
+        let id = ID.fetch_add(1, Ordering::Relaxed);
+        let body = json!({"jsonrpc": "2.0", "method": method, "params": params, "id": id});
+        let r: J = self
+            .http
+            .post(format!("{}/jsonrpc", self.url))
+            .json(&body)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        if let Some(e) = r.get("error") {
+            let mut v = vec![e["message"].as_str().unwrap().to_string()];
+            v.extend(
+                e["data"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_str().unwrap_or_default().to_string()),
+            );
+            return Err(v);
+        }
+        Ok(r["result"].clone())
+    }
+
+    pub fn login(&self, user: &str, password: &str) -> String {
+        self.call("session.login_with_password", json!([user, password]))
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    pub fn root(&self) -> String {
+        self.login("root", "xapi-sim")
+    }
+
+    pub fn stats(&self) -> J {
+        self.http
+            .get(format!("{}/_sim/stats", self.url))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+
+    pub fn faults(&self, spec: J) {
+        let r = self
+            .http
+            .put(format!("{}/_sim/faults", self.url))
+            .json(&spec)
+            .send()
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().unwrap());
+    }
+
+    pub fn vdi_info(&self, uuid: &str) -> J {
+        self.http
+            .get(format!("{}/_sim/vdis/{uuid}", self.url))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+
+    /// The ref of the object of `class` named `name`.
+    pub fn by_name(&self, sid: &str, class: &str, name: &str) -> String {
+        let r = self
+            .call(&format!("{class}.get_by_name_label"), json!([sid, name]))
+            .unwrap();
+        r[0].as_str()
+            .unwrap_or_else(|| panic!("no {class} named {name}"))
+            .to_string()
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::blocking::Response {
+        self.http.get(format!("{}{path}", self.url)).send().unwrap()
+    }
+}
