@@ -111,8 +111,7 @@ pub fn create_task(db: &mut Db, label: &str, description: &str) -> String {
     let master = db
         .all("pool")
         .next()
-        .map(|(_, p)| p.get("master").cloned())
-        .flatten();
+        .and_then(|(_, p)| p.get("master").cloned());
     db.create(
         "task",
         Fields::from([

@@ -22,7 +22,7 @@
 //! - [`handlers`]: `/export`, `/export_raw_vdi`, `/import_raw_vdi`.
 //! - [`control`]: the `/_sim/` control API.
 //! - [`scenario`]: the demo pool and generated pools.
-//! - [`server`]: routing.
+//! - [`server`]: routing of XAPI's endpoints and the control API.
 
 pub mod api;
 pub mod control;

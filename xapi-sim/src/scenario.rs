@@ -406,6 +406,9 @@ fn vbd(db: &mut Db, vm: &str, vdi: &str, userdevice: u32, cd: bool) -> String {
     b
 }
 
+/// One disk of a VM to build: SR, name, size and data regions `(start MiB, length MiB)`.
+type DiskSpec<'a> = (&'a str, String, i64, Vec<(i64, i64)>);
+
 /// Options of one VM to build.
 struct VmSpec<'a> {
     name: &'a str,
@@ -414,8 +417,7 @@ struct VmSpec<'a> {
     tags: &'a [&'a str],
     vcpus: i64,
     memory: i64,
-    /// (SR, name, size, data regions)
-    disks: Vec<(&'a str, String, i64, Vec<(i64, i64)>)>,
+    disks: Vec<DiskSpec<'a>>,
     cd: Option<&'a str>,
     ip: Option<&'a str>,
     os: Option<&'a str>,

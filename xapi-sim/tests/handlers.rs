@@ -563,3 +563,35 @@ fn cancelling_a_task_stops_a_transfer() {
     );
     let _: J = sim.stats();
 }
+
+#[test]
+fn a_100_gib_vdi_holding_10_mib_costs_about_10_mib() {
+    let sim = Sim::start();
+    let sid = sim.root();
+    let sr = sim.by_name(&sid, "SR", "Shared NFS storage");
+    let rec = json!({"name_label": "big", "SR": sr, "virtual_size": 100i64 << 30, "type": "user", "sharable": false, "read_only": false, "other_config": {}});
+    let vdi = sim.call("VDI.create", json!([sid, rec])).unwrap();
+    let vdi = vdi.as_str().unwrap();
+    let before = sim.stats()["stored_disk_bytes"].as_u64().unwrap();
+    let data: Vec<u8> = (0..10u32 << 20).map(|i| (i % 253) as u8 | 1).collect();
+    let r = sim
+        .http
+        .put(format!(
+            "{}/import_raw_vdi?vdi={vdi}&format=raw&session_id={sid}",
+            sim.url
+        ))
+        .body(data)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let grown = sim.stats()["stored_disk_bytes"].as_u64().unwrap() - before;
+    assert_eq!(grown, 10 << 20, "only the written 10 MiB are stored");
+    // The demo's synthetic 100 GiB disk stores nothing and exports as a small VHD.
+    let big = sim.by_name(&sid, "VDI", "100 GiB holding 10 MiB");
+    let mut r = sim.get(&format!(
+        "/export_raw_vdi?vdi={big}&format=vhd&session_id={sid}"
+    ));
+    let mut vhd = Vec::new();
+    r.read_to_end(&mut vhd).unwrap();
+    assert!(vhd.len() < 16 << 20, "{}", vhd.len());
+}
