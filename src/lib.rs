@@ -6,6 +6,18 @@
 //! feed it bytes and values and do the IO themselves.
 //!
 //! Modules, one concept each:
+//! - [`config`]: the edge's settings, from Spin variables or environment variables.
+//! - [`error`]: one error type, one status and one JSON body per failure.
+//! - [`auth`]: signed tokens and the credentials a request carries.
+//! - [`xapi`]: the JSON-RPC client for XAPI over a transport trait.
+//! - [`routes`]: the route table from `spin.toml` and Spin's matching rules.
+//! - [`rest`]: the REST API's handlers, request in, reply out.
 //! - [`formats`]: disk and archive formats (VHD structures and a push-style streaming VHD parser).
 
+pub mod auth;
+pub mod config;
+pub mod error;
 pub mod formats;
+pub mod rest;
+pub mod routes;
+pub mod xapi;

@@ -1,0 +1,28 @@
+//! Component `api`: `GET /rest/v0` (the collection list) and, as they arrive, the collections themselves.
+//!
+//! Parse the route, authenticate, call the core. Everything else is in `xo_edge::rest`.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use spin_sdk::http::{Request, Response};
+use xo_edge::error::ApiError;
+use xo_edge::rest::{self, Ctx, Reply};
+
+/// Serves one request routed to this component.
+pub async fn handle(req: Request) -> Response<Full<Bytes>> {
+    xo_edge_host::serve(req, false, |config, transport, req| async move {
+        let ctx = Ctx::new(&config, &transport, xo_edge_host::now());
+        match (req.method.as_str(), req.normalized_path()) {
+            ("GET" | "HEAD", "/rest/v0") => rest::authenticated(&ctx, &req, rest::root::list).await,
+            (_, "/rest/v0") => Reply::error(&ApiError::new(405, "method not allowed")),
+            (_, path) => Reply::error(&ApiError::not_found(format!("no such route {path}"))),
+        }
+    })
+    .await
+}
+
+#[cfg(feature = "component")]
+#[spin_sdk::http_service]
+async fn entry(req: Request) -> Response<Full<Bytes>> {
+    handle(req).await
+}

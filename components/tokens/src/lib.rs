@@ -1,0 +1,29 @@
+//! Component `tokens`: `POST /rest/v0/users/authentication_tokens` (Basic credentials → a signed token and its
+//! cookie) and `DELETE /rest/v0/users/me/authentication_tokens/current` (revocation).
+
+use bytes::Bytes;
+use http_body_util::Full;
+use spin_sdk::http::{Request, Response};
+use xo_edge::error::ApiError;
+use xo_edge::rest::{self, Ctx, Reply};
+
+/// Serves one request routed to this component.
+pub async fn handle(req: Request) -> Response<Full<Bytes>> {
+    xo_edge_host::serve(req, true, |config, transport, req| async move {
+        let ctx = Ctx::new(&config, &transport, xo_edge_host::now());
+        match (req.method.as_str(), req.normalized_path()) {
+            ("POST", "/rest/v0/users/authentication_tokens") => rest::tokens::create(&ctx, &req).await,
+            ("DELETE", "/rest/v0/users/me/authentication_tokens/current") => {
+                rest::authenticated(&ctx, &req, rest::tokens::revoke).await
+            }
+            _ => Reply::error(&ApiError::new(405, "method not allowed")),
+        }
+    })
+    .await
+}
+
+#[cfg(feature = "component")]
+#[spin_sdk::http_service]
+async fn entry(req: Request) -> Response<Full<Bytes>> {
+    handle(req).await
+}

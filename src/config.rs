@@ -1,0 +1,114 @@
+//! The edge's configuration: which XAPI to talk to, the token secret and lifetimes.
+//!
+//! Values come from a lookup function, so the same parsing serves both sources the components use (Spin
+//! application variables, or environment variables for the single-component `bundle`). Keys are the Spin
+//! variable names; environment variables are the same names upper-cased with an `XO_EDGE_` prefix
+//! (`xapi_url` → `XO_EDGE_XAPI_URL`). This module reads nothing by itself.
+
+use crate::error::ApiError;
+
+/// Every configuration key, with its default (`None`: required).
+pub const KEYS: &[(&str, Option<&str>)] = &[
+    ("xapi_url", None),
+    ("token_secret", None),
+    ("token_lifetime", Some("86400")),
+    ("token_max_lifetime", Some("2592000")),
+];
+
+/// Minimum length of `token_secret` in bytes.
+pub const MIN_SECRET_LEN: usize = 32;
+
+/// Parsed configuration.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Base URL of the pool master's XAPI, e.g. `https://192.0.2.10` (no trailing slash).
+    pub xapi_url: String,
+    /// Key of the token HMAC.
+    pub token_secret: Vec<u8>,
+    /// Default token lifetime in seconds.
+    pub token_lifetime: u64,
+    /// Largest lifetime a client may ask for with `expiresIn`.
+    pub token_max_lifetime: u64,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("xapi_url", &self.xapi_url)
+            .field("token_secret", &"<redacted>")
+            .field("token_lifetime", &self.token_lifetime)
+            .field("token_max_lifetime", &self.token_max_lifetime)
+            .finish()
+    }
+}
+
+/// The environment variable name of a key.
+pub fn env_name(key: &str) -> String {
+    format!("XO_EDGE_{}", key.to_ascii_uppercase())
+}
+
+fn number(key: &str, v: &str) -> Result<u64, ApiError> {
+    v.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ApiError::internal(format!("configuration: {key} must be a positive number of seconds")))
+}
+
+impl Config {
+    /// Builds the configuration from `lookup(key)`; a missing required key or a bad value is a 500 naming the key
+    /// (never its value).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ApiError> {
+        let get = |key: &str| -> Result<String, ApiError> {
+            let default = KEYS.iter().find(|(k, _)| *k == key).and_then(|(_, d)| *d);
+            match lookup(key).filter(|v| !v.is_empty()) {
+                Some(v) => Ok(v),
+                None => default
+                    .map(str::to_string)
+                    .ok_or_else(|| ApiError::internal(format!("configuration: {key} is not set"))),
+            }
+        };
+        let xapi_url = get("xapi_url")?.trim_end_matches('/').to_string();
+        if !(xapi_url.starts_with("http://") || xapi_url.starts_with("https://")) {
+            return Err(ApiError::internal("configuration: xapi_url must start with http:// or https://"));
+        }
+        let token_secret = get("token_secret")?.into_bytes();
+        if token_secret.len() < MIN_SECRET_LEN {
+            return Err(ApiError::internal(format!(
+                "configuration: token_secret must be at least {MIN_SECRET_LEN} bytes"
+            )));
+        }
+        let token_lifetime = number("token_lifetime", &get("token_lifetime")?)?;
+        let token_max_lifetime = number("token_max_lifetime", &get("token_max_lifetime")?)?.max(token_lifetime);
+        Ok(Config { xapi_url, token_secret, token_lifetime, token_max_lifetime })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        move |k| m.get(k).cloned()
+    }
+
+    #[test]
+    fn defaults_and_validation() {
+        let secret = "s".repeat(32);
+        let c = Config::from_lookup(lookup(&[("xapi_url", "http://127.0.0.1:1/"), ("token_secret", &secret)])).unwrap();
+        assert_eq!(c.xapi_url, "http://127.0.0.1:1");
+        assert_eq!((c.token_lifetime, c.token_max_lifetime), (86400, 2592000));
+        assert!(!format!("{c:?}").contains(&secret));
+        let e = Config::from_lookup(lookup(&[("xapi_url", "http://x")])).unwrap_err();
+        assert_eq!(e.message, "configuration: token_secret is not set");
+        let e = Config::from_lookup(lookup(&[("xapi_url", "http://x"), ("token_secret", "short")])).unwrap_err();
+        assert!(e.message.contains("at least 32"));
+        let e = Config::from_lookup(lookup(&[("xapi_url", "x"), ("token_secret", &secret)])).unwrap_err();
+        assert!(e.message.contains("http://"));
+        let e = Config::from_lookup(lookup(&[("xapi_url", "http://x"), ("token_secret", &secret), ("token_lifetime", "0")]));
+        assert!(e.is_err());
+        assert_eq!(env_name("xapi_url"), "XO_EDGE_XAPI_URL");
+    }
+}

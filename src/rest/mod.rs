@@ -1,0 +1,129 @@
+//! The REST API's request handling, independent of any runtime: a [`Request`] in, a [`Reply`] out.
+//!
+//! Components convert Spin's request into [`Request`], call one handler here with a [`Transport`] to XAPI and
+//! the current time, and convert the [`Reply`] back. Every handler authenticates first ([`auth`]), answers
+//! errors as JSON ([`ApiError`]), offers a refreshed token past half-life, and logs out the temporary XAPI
+//! session of Basic requests. Bodies that must stream (exports, imports) will not go through [`Reply`].
+//!
+//! - [`auth`]: who is calling (token, Bearer or Basic) and whether they may.
+//! - [`root`]: `GET /rest/v0`, the list of collections.
+//! - [`tokens`]: token creation and revocation.
+
+pub mod auth;
+pub mod duration;
+pub mod root;
+pub mod tokens;
+
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::xapi::{Transport, Xapi};
+
+/// What the core needs of an HTTP request.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    pub method: String,
+    /// The path, without the query string.
+    pub path: String,
+    /// The raw query string (without `?`).
+    pub query: String,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    /// A small, already-read body (JSON requests only).
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// The first value of header `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of header `name`.
+    pub fn headers_named(&self, name: &str) -> Vec<&str> {
+        self.headers.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
+    }
+
+    /// The path without trailing slashes (XO's router is not strict about them).
+    pub fn normalized_path(&self) -> &str {
+        let p = self.path.trim_end_matches('/');
+        if p.is_empty() {
+            "/"
+        } else {
+            p
+        }
+    }
+}
+
+/// A complete, small response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn json(status: u16, value: &serde_json::Value) -> Reply {
+        Reply {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: serde_json::to_vec(value).unwrap_or_default(),
+        }
+    }
+
+    pub fn error(e: &ApiError) -> Reply {
+        Reply {
+            status: e.status,
+            headers: e.headers().into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            body: serde_json::to_vec(&e.body()).unwrap_or_default(),
+        }
+    }
+
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Reply {
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+}
+
+/// Everything a handler gets.
+pub struct Ctx<'a, T> {
+    pub config: &'a Config,
+    pub xapi: Xapi<'a, T>,
+    /// Seconds since the Unix epoch.
+    pub now: u64,
+}
+
+impl<'a, T: Transport> Ctx<'a, T> {
+    pub fn new(config: &'a Config, transport: &'a T, now: u64) -> Self {
+        Ctx { config, xapi: Xapi::new(transport), now }
+    }
+}
+
+/// Runs an authenticated handler: authenticate, run, add the refresh cookie, release a Basic session, and turn
+/// errors into JSON replies.
+pub async fn authenticated<'a, T, F, Fut>(ctx: &'a Ctx<'a, T>, req: &'a Request, handler: F) -> Reply
+where
+    T: Transport,
+    F: FnOnce(&'a Ctx<'a, T>, auth::Caller) -> Fut,
+    Fut: std::future::Future<Output = Result<Reply, ApiError>>,
+{
+    let caller = match auth::authenticate(ctx, req).await {
+        Ok(c) => c,
+        Err(e) => return Reply::error(&e),
+    };
+    let refresh = caller.refresh_cookie.clone();
+    let basic_session = caller.basic.then(|| caller.session.clone());
+    let result = handler(ctx, caller).await;
+    if let Some(s) = basic_session {
+        let _ = ctx.xapi.logout(&s).await;
+    }
+    match result {
+        Ok(reply) => match refresh {
+            Some(cookie) if reply.status < 400 && !reply.headers.iter().any(|(k, _)| k == "set-cookie") => {
+                reply.with_header("set-cookie", cookie)
+            }
+            _ => reply,
+        },
+        Err(e) => Reply::error(&e),
+    }
+}

@@ -1,0 +1,74 @@
+//! Token endpoints: `POST /rest/v0/users/authentication_tokens` (Basic credentials, optional JSON
+//! `{description, expiresIn}`) and `DELETE /rest/v0/users/me/authentication_tokens/current` (revocation: the
+//! XAPI session is logged out, so the token and every copy of it stop working).
+
+use super::auth::{self, Caller};
+use super::{duration, Ctx, Reply, Request};
+use crate::auth::credentials::{self, Credentials};
+use crate::auth::token::{self, TokenClaims};
+use crate::error::ApiError;
+use crate::xapi::Transport;
+use serde_json::{json, Value};
+
+/// Shortest lifetime a client may ask for.
+pub const MIN_LIFETIME: u64 = 60;
+
+/// Creates a token for Basic credentials of a pool administrator.
+pub async fn create<T: Transport>(ctx: &Ctx<'_, T>, req: &Request) -> Reply {
+    match create_inner(ctx, req).await {
+        Ok(r) => r,
+        Err(e) => Reply::error(&e),
+    }
+}
+
+async fn create_inner<T: Transport>(ctx: &Ctx<'_, T>, req: &Request) -> Result<Reply, ApiError> {
+    let Some(Credentials::Basic { user, password }) = auth::credentials_of(req)? else {
+        return Err(ApiError::unauthorized("token creation needs Basic credentials (curl -u user:password)"));
+    };
+    let body: Value = if req.body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(&req.body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
+    };
+    let description = match body.get("description") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if s.len() <= 1024 => Some(s.clone()),
+        Some(_) => return Err(ApiError::bad_request("description must be a string of at most 1024 bytes")),
+    };
+    let lifetime = match body.get("expiresIn") {
+        None | Some(Value::Null) => ctx.config.token_lifetime,
+        Some(v) => {
+            let s = duration::seconds(v).ok_or_else(|| {
+                ApiError::bad_request("expiresIn must be milliseconds or a duration such as \"30 days\"")
+            })?;
+            if !(MIN_LIFETIME..=ctx.config.token_max_lifetime).contains(&s) {
+                return Err(ApiError::bad_request(format!(
+                    "expiresIn must be between {MIN_LIFETIME} and {} seconds",
+                    ctx.config.token_max_lifetime
+                )));
+            }
+            s
+        }
+    };
+    let session = auth::basic_login(ctx, &user, &password).await?;
+    let claims = TokenClaims::new(session, user.clone(), ctx.now, lifetime);
+    let t = token::sign(&claims, &ctx.config.token_secret);
+    let mut record = json!({
+        "id": t,
+        "user_id": user,
+        "created_at": claims.iat * 1000,
+        "expiration": claims.exp * 1000,
+    });
+    if let Some(d) = description {
+        record["description"] = json!(d);
+    }
+    Ok(Reply::json(200, &json!({ "token": record })).with_header("set-cookie", credentials::token_cookie(&t, lifetime)))
+}
+
+/// Logs out the caller's XAPI session and clears the cookie.
+pub async fn revoke<T: Transport>(ctx: &Ctx<'_, T>, caller: Caller) -> Result<Reply, ApiError> {
+    if !caller.basic {
+        ctx.xapi.logout(&caller.session).await.map_err(|e| e.to_api_error())?;
+    }
+    Ok(Reply { status: 204, headers: vec![("set-cookie".into(), credentials::clear_cookie())], body: Vec::new() })
+}
