@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
-# The whole test suite: lints, unit tests of the core and the simulator, end-to-end tests over HTTP.
-# Needs: cargo (with clippy and rustfmt), python3 (venv + pip reach PyPI once), qemu-img.
+# The whole test suite: formatting, lints (native and wasm), unit tests of the core and the simulator, and
+# end-to-end tests over HTTP (the bundle component under wasmtime serve against the XAPI simulator).
+# Needs: cargo with clippy and rustfmt, the wasm32-wasip2 target, wasmtime 48.0.8 on PATH, python3 with venv
+# (the XenAPI client is installed from PyPI into target/ on first run), qemu-img, curl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
-cargo test --workspace --locked
+cargo clippy --locked --all-targets -- -D warnings
+cargo clippy --locked --target wasm32-wasip2 -p xo-edge-host -p xo-edge-api -p xo-edge-tokens -- -D warnings
+cargo clippy --locked --target wasm32-wasip2 -p xo-edge-bundle -- -D warnings
+bash scripts/build.sh
+cargo test --locked

@@ -35,8 +35,16 @@ pub fn credentials_of(req: &Request) -> Result<Option<Credentials>, ApiError> {
 }
 
 /// Logs in with Basic credentials and requires a pool administrator; the session is logged out again if not.
-pub async fn basic_login<T: Transport>(ctx: &Ctx<'_, T>, user: &str, password: &str) -> Result<String, ApiError> {
-    let session = ctx.xapi.login(user, password).await.map_err(|e| e.to_api_error())?;
+pub async fn basic_login<T: Transport>(
+    ctx: &Ctx<'_, T>,
+    user: &str,
+    password: &str,
+) -> Result<String, ApiError> {
+    let session = ctx
+        .xapi
+        .login(user, password)
+        .await
+        .map_err(|e| e.to_api_error())?;
     match ctx.xapi.is_pool_admin(&session).await {
         Ok(true) => Ok(session),
         Ok(false) => {
@@ -51,7 +59,10 @@ pub async fn basic_login<T: Transport>(ctx: &Ctx<'_, T>, user: &str, password: &
 }
 
 /// Authenticates a request. Tokens are decided without any XAPI call.
-pub async fn authenticate<T: Transport>(ctx: &Ctx<'_, T>, req: &Request) -> Result<Caller, ApiError> {
+pub async fn authenticate<T: Transport>(
+    ctx: &Ctx<'_, T>,
+    req: &Request,
+) -> Result<Caller, ApiError> {
     match credentials_of(req)? {
         None => Err(ApiError::unauthorized("no credentials: send the authenticationToken cookie, a Bearer token or Basic credentials")),
         Some(Credentials::Token(t)) => {

@@ -35,12 +35,19 @@ pub struct Request {
 impl Request {
     /// The first value of header `name` (lower case).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// Every value of header `name`.
     pub fn headers_named(&self, name: &str) -> Vec<&str> {
-        self.headers.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
     }
 
     /// The path without trailing slashes (XO's router is not strict about them).
@@ -74,7 +81,11 @@ impl Reply {
     pub fn error(e: &ApiError) -> Reply {
         Reply {
             status: e.status,
-            headers: e.headers().into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            headers: e
+                .headers()
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
             body: serde_json::to_vec(&e.body()).unwrap_or_default(),
         }
     }
@@ -95,13 +106,21 @@ pub struct Ctx<'a, T> {
 
 impl<'a, T: Transport> Ctx<'a, T> {
     pub fn new(config: &'a Config, transport: &'a T, now: u64) -> Self {
-        Ctx { config, xapi: Xapi::new(transport), now }
+        Ctx {
+            config,
+            xapi: Xapi::new(transport),
+            now,
+        }
     }
 }
 
 /// Runs an authenticated handler: authenticate, run, add the refresh cookie, release a Basic session, and turn
 /// errors into JSON replies.
-pub async fn authenticated<'a, T, F, Fut>(ctx: &'a Ctx<'a, T>, req: &'a Request, handler: F) -> Reply
+pub async fn authenticated<'a, T, F, Fut>(
+    ctx: &'a Ctx<'a, T>,
+    req: &'a Request,
+    handler: F,
+) -> Reply
 where
     T: Transport,
     F: FnOnce(&'a Ctx<'a, T>, auth::Caller) -> Fut,
@@ -119,7 +138,9 @@ where
     }
     match result {
         Ok(reply) => match refresh {
-            Some(cookie) if reply.status < 400 && !reply.headers.iter().any(|(k, _)| k == "set-cookie") => {
+            Some(cookie)
+                if reply.status < 400 && !reply.headers.iter().any(|(k, _)| k == "set-cookie") =>
+            {
                 reply.with_header("set-cookie", cookie)
             }
             _ => reply,

@@ -37,8 +37,14 @@ pub fn json_array_body(items: &[serde_json::Value]) -> Vec<u8> {
 
 /// Answers the collection list once XAPI confirms the session is alive (so revoked tokens are refused here too).
 pub async fn list<T: Transport>(ctx: &Ctx<'_, T>, caller: Caller) -> Result<Reply, ApiError> {
-    ctx.xapi.check_session(&caller.session).await.map_err(|e| e.to_api_error())?;
-    let items: Vec<serde_json::Value> = COLLECTIONS.iter().map(|c| serde_json::json!(format!("/rest/v0/{c}"))).collect();
+    ctx.xapi
+        .check_session(&caller.session)
+        .await
+        .map_err(|e| e.to_api_error())?;
+    let items: Vec<serde_json::Value> = COLLECTIONS
+        .iter()
+        .map(|c| serde_json::json!(format!("/rest/v0/{c}")))
+        .collect();
     Ok(Reply {
         status: 200,
         headers: vec![("content-type".into(), "application/json".into())],
@@ -54,6 +60,9 @@ mod tests {
     fn array_layout_matches_legacy_xo() {
         assert_eq!(json_array_body(&[]), b"[\n]\n");
         let v = vec![serde_json::json!("/a"), serde_json::json!({"x": 1})];
-        assert_eq!(String::from_utf8(json_array_body(&v)).unwrap(), "[\n\"/a\",\n{\n  \"x\": 1\n}\n]\n");
+        assert_eq!(
+            String::from_utf8(json_array_body(&v)).unwrap(),
+            "[\n\"/a\",\n{\n  \"x\": 1\n}\n]\n"
+        );
     }
 }

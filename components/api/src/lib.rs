@@ -15,7 +15,14 @@ pub async fn handle(req: Request) -> Response<Full<Bytes>> {
         match (req.method.as_str(), req.normalized_path()) {
             ("GET" | "HEAD", "/rest/v0") => rest::authenticated(&ctx, &req, rest::root::list).await,
             (_, "/rest/v0") => Reply::error(&ApiError::new(405, "method not allowed")),
-            (_, path) => Reply::error(&ApiError::not_found(format!("no such route {path}"))),
+            // Unknown routes are only revealed to authenticated callers.
+            (_, path) => {
+                let path = path.to_string();
+                rest::authenticated(&ctx, &req, |_, _| async move {
+                    Err(ApiError::not_found(format!("no such route {path}")))
+                })
+                .await
+            }
         }
     })
     .await

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The main job on an embedded default: builds everything, starts the demo XAPI simulator, serves xo-edge
+# (with `spin up` when Spin is installed, with `wasmtime serve` otherwise), prints a fresh token and curl lines.
+# Ctrl-C stops everything. Listens on 127.0.0.1 only. Override ports with SIM_PORT / EDGE_PORT.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SIM_PORT=${SIM_PORT:-8181}
+EDGE_PORT=${EDGE_PORT:-3000}
+
+command -v rustup >/dev/null && rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
+cargo build --locked --release -p xapi-sim
+bash scripts/build.sh >/dev/null
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT INT TERM
+
+./target/release/xapi-sim --listen "127.0.0.1:${SIM_PORT}" --demo >/tmp/xo-edge-demo-sim.log 2>&1 &
+pids+=($!)
+XAPI_URL="http://127.0.0.1:${SIM_PORT}"
+SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=' )
+
+if command -v spin >/dev/null 2>&1; then
+  runtime="spin up"
+  spin up --listen "127.0.0.1:${EDGE_PORT}" --variable "xapi_url=${XAPI_URL}" --variable "token_secret=${SECRET}" &
+else
+  runtime="wasmtime serve (bundle component)"
+  command -v wasmtime >/dev/null 2>&1 || { echo "Neither spin nor wasmtime is installed: see README (Install)." >&2; exit 1; }
+  wasmtime serve -Scli -Sp3 -Wcomponent-model-async --addr "127.0.0.1:${EDGE_PORT}" \
+    --env "XO_EDGE_XAPI_URL=${XAPI_URL}" --env "XO_EDGE_TOKEN_SECRET=${SECRET}" \
+    target/wasm32-wasip2/wasm/xo_edge_bundle.wasm &
+fi
+pids+=($!)
+EDGE="http://127.0.0.1:${EDGE_PORT}"
+for _ in $(seq 1 200); do curl -s -o /dev/null "${EDGE}/rest/v0" && break; sleep 0.1; done
+
+TOKEN=$(curl -s -X POST -u root:xapi-sim "${EDGE}/rest/v0/users/authentication_tokens" \
+  | python3 -c 'import sys, json; print(json.load(sys.stdin)["token"]["id"])')
+
+cat <<TXT
+
+xo-edge is serving ${EDGE} with ${runtime}, talking to the demo XAPI simulator at ${XAPI_URL}
+(users: root/xapi-sim, admin/admin-password, auditor/auditor-password).
+
+A fresh token (valid 24 hours):
+  ${TOKEN}
+
+Try:
+  curl -b authenticationToken=${TOKEN} ${EDGE}/rest/v0/
+  curl -H 'Authorization: Bearer ${TOKEN}' ${EDGE}/rest/v0
+  curl -u root:xapi-sim ${EDGE}/rest/v0
+  curl -X POST -u root:xapi-sim ${EDGE}/rest/v0/users/authentication_tokens -d '{"description":"mine","expiresIn":"7 days"}'
+  curl -X DELETE -b authenticationToken=${TOKEN} ${EDGE}/rest/v0/users/me/authentication_tokens/current
+
+Ctrl-C stops the simulator and the edge.
+TXT
+wait

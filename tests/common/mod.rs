@@ -1,0 +1,175 @@
+//! End-to-end harness: the XAPI simulator and `wasmtime serve` running the built `bundle` component, both on
+//! free loopback ports, torn down on drop. Tests talk HTTP only.
+#![allow(dead_code)]
+
+use serde_json::{json, Value as J};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The wasmtime release the tests run under.
+pub const WASMTIME_VERSION: &str = "48.0.8";
+/// The token secret the edge is started with (tests sign their own tokens with it).
+pub const SECRET: &str = "e2e-secret-0123456789abcdef-0123456789";
+
+pub fn wasm_dir() -> PathBuf {
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
+    target.join("wasm32-wasip2").join("wasm")
+}
+
+pub fn wasm(name: &str) -> PathBuf {
+    let p = wasm_dir().join(format!("{name}.wasm"));
+    assert!(
+        p.exists(),
+        "{} is missing: run `bash scripts/build.sh` first",
+        p.display()
+    );
+    p
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wasmtime() -> String {
+    let bin = std::env::var("WASMTIME").unwrap_or_else(|_| "wasmtime".into());
+    let out = Command::new(&bin).arg("--version").output().unwrap_or_else(|_| {
+        panic!("{bin} not found: install it with `cargo install wasmtime-cli --locked --version {WASMTIME_VERSION}` (see .ci/run)")
+    });
+    let v = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        v.contains(WASMTIME_VERSION),
+        "tests need wasmtime {WASMTIME_VERSION}, found {v}"
+    );
+    bin
+}
+
+pub struct Edge {
+    /// Base URL of the edge (the bundle under wasmtime serve).
+    pub url: String,
+    /// Base URL of the simulator.
+    pub sim_url: String,
+    pub http: reqwest::blocking::Client,
+    child: Child,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Edge {
+    pub fn start() -> Edge {
+        Self::start_with(&[], xapi_sim::Options::default())
+    }
+
+    /// Starts the simulator with `options` and the bundle with extra `XO_EDGE_*` variables.
+    pub fn start_with(env: &[(&str, &str)], options: xapi_sim::Options) -> Edge {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (addr, _) = rt
+            .block_on(xapi_sim::start(&options, "127.0.0.1:0"))
+            .unwrap();
+        let sim_url = format!("http://{addr}");
+        let port = free_port();
+        let mut cmd = Command::new(wasmtime());
+        cmd.args([
+            "serve",
+            "-Scli",
+            "-Sp3",
+            "-Wcomponent-model-async",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(["--env", &format!("XO_EDGE_XAPI_URL={sim_url}")])
+        .args(["--env", &format!("XO_EDGE_TOKEN_SECRET={SECRET}")]);
+        for (k, v) in env {
+            cmd.args(["--env", &format!("{k}={v}")]);
+        }
+        let child = cmd
+            .arg(wasm("xo_edge_bundle"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let http = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let edge = Edge {
+            url: format!("http://127.0.0.1:{port}"),
+            sim_url,
+            http,
+            child,
+            _rt: rt,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while edge
+            .http
+            .get(format!("{}/rest/v0", edge.url))
+            .send()
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "wasmtime serve did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        edge
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::blocking::RequestBuilder {
+        self.http.get(format!("{}{path}", self.url))
+    }
+
+    /// Creates a token with Basic credentials through the edge.
+    pub fn token(&self, user: &str, password: &str) -> String {
+        let r = self
+            .http
+            .post(format!("{}/rest/v0/users/authentication_tokens", self.url))
+            .basic_auth(user, Some(password))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        r.json::<J>().unwrap()["token"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    pub fn sim_stats(&self) -> J {
+        self.http
+            .get(format!("{}/_sim/stats", self.sim_url))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+
+    pub fn sim_calls(&self) -> u64 {
+        self.sim_stats()["total_calls"].as_u64().unwrap()
+    }
+
+    /// A JSON-RPC call straight to the simulator.
+    pub fn xapi(&self, method: &str, params: J) -> J {
+        let body = json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 1});
+        self.http
+            .post(format!("{}/jsonrpc", self.sim_url))
+            .json(&body)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+}
