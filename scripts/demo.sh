@@ -15,19 +15,21 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT INT TERM
 
-./target/release/xapi-sim --listen "127.0.0.1:${SIM_PORT}" --demo >/tmp/xo-edge-demo-sim.log 2>&1 &
+./target/release/xapi-sim --listen "127.0.0.1:${SIM_PORT}" --demo >target/demo-xapi-sim.log 2>&1 &
 pids+=($!)
 XAPI_URL="http://127.0.0.1:${SIM_PORT}"
-SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=' )
+# A fresh signing key for this run; handed over through the environment, not the command line.
+XO_EDGE_TOKEN_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=')
+export XO_EDGE_TOKEN_SECRET SPIN_VARIABLE_TOKEN_SECRET="$XO_EDGE_TOKEN_SECRET"
 
 if command -v spin >/dev/null 2>&1; then
   runtime="spin up"
-  spin up --listen "127.0.0.1:${EDGE_PORT}" --variable "xapi_url=${XAPI_URL}" --variable "token_secret=${SECRET}" &
+  spin up --listen "127.0.0.1:${EDGE_PORT}" --variable "xapi_url=${XAPI_URL}" &
 else
   runtime="wasmtime serve (bundle component)"
   command -v wasmtime >/dev/null 2>&1 || { echo "Neither spin nor wasmtime is installed: see README (Install)." >&2; exit 1; }
   wasmtime serve -Scli -Sp3 -Wcomponent-model-async --addr "127.0.0.1:${EDGE_PORT}" \
-    --env "XO_EDGE_XAPI_URL=${XAPI_URL}" --env "XO_EDGE_TOKEN_SECRET=${SECRET}" \
+    --env "XO_EDGE_XAPI_URL=${XAPI_URL}" --env XO_EDGE_TOKEN_SECRET \
     target/wasm32-wasip2/wasm/xo_edge_bundle.wasm &
 fi
 pids+=($!)
