@@ -58,7 +58,7 @@ pub struct Edge {
     pub sim_url: String,
     pub http: reqwest::blocking::Client,
     child: Child,
-    _rt: tokio::runtime::Runtime,
+    _sim: xapi_sim::Background,
 }
 
 impl Drop for Edge {
@@ -75,15 +75,8 @@ impl Edge {
 
     /// Starts the simulator with `options` and the bundle with extra `XO_EDGE_*` variables.
     pub fn start_with(env: &[(&str, &str)], options: xapi_sim::Options) -> Edge {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let (addr, _) = rt
-            .block_on(xapi_sim::start(&options, "127.0.0.1:0"))
-            .unwrap();
-        let sim_url = format!("http://{addr}");
+        let sim = xapi_sim::start_background(&options).unwrap();
+        let sim_url = sim.url.clone();
         let port = free_port();
         let mut cmd = Command::new(wasmtime());
         cmd.args([
@@ -114,7 +107,7 @@ impl Edge {
             sim_url,
             http,
             child,
-            _rt: rt,
+            _sim: sim,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         while edge

@@ -102,3 +102,25 @@ pub async fn start(
     });
     Ok((local, sim))
 }
+
+/// A simulator running on a runtime of its own, for callers that are not async (tests, tools).
+pub struct Background {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    pub sim: Arc<sim::Sim>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+/// Starts a simulator on a free loopback port in the background; it stops when the value is dropped.
+pub fn start_background(options: &Options) -> std::io::Result<Background> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let (addr, sim) = runtime.block_on(start(options, "127.0.0.1:0"))?;
+    Ok(Background {
+        url: format!("http://{addr}"),
+        sim,
+        _runtime: runtime,
+    })
+}

@@ -317,12 +317,8 @@ fn vhd_made_by_qemu_img_imports_bit_exact() {
     for (i, b) in raw[..3 << 20].iter_mut().enumerate() {
         *b = (i * 7 % 251) as u8;
     }
-    for b in raw[(9 << 20) + 100..(9 << 20) + 5000].iter_mut() {
-        *b = 0xAB;
-    }
-    for b in raw[size - 3000..].iter_mut() {
-        *b = 0x5C;
-    }
+    raw[(9 << 20) + 100..(9 << 20) + 5000].fill(0xAB);
+    raw[size - 3000..].fill(0x5C);
     let src = dir.path().join("src.raw");
     let vhd_path = dir.path().join("src.vhd");
     std::fs::write(&src, &raw).unwrap();
@@ -343,53 +339,26 @@ fn vhd_made_by_qemu_img_imports_bit_exact() {
     assert!(st.success());
     let vhd = std::fs::read(&vhd_path).unwrap();
     let sr = sim.by_name(&sid, "SR", "Shared NFS storage");
-    let rec = json!({"name_label": "imported", "SR": sr, "virtual_size": size, "type": "user", "sharable": false, "read_only": false, "other_config": {}});
-    let vdi = sim.call("VDI.create", json!([sid, rec])).unwrap();
-    let vdi = vdi.as_str().unwrap();
-    let task = sim.call("task.create", json!([sid, "import", ""])).unwrap();
-    let task = task.as_str().unwrap();
-    let r = sim
-        .http
-        .put(format!(
-            "{}/import_raw_vdi?vdi={vdi}&format=vhd&session_id={sid}&task_id={task}",
-            sim.url
-        ))
-        .body(vhd.clone())
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    assert_eq!(
-        sim.call("task.get_status", json!([sid, task])).unwrap(),
-        "success"
-    );
-    assert_eq!(
-        sim.call("task.get_result", json!([sid, task])).unwrap(),
-        json!(format!("<value>{vdi}</value>"))
-    );
-    let (_, _, back) = fetch(
-        &sim,
-        &format!("/export_raw_vdi?vdi={vdi}&format=raw&session_id={sid}"),
-    );
-    assert!(back == raw, "imported VHD reads back bit-exact");
-    // Raw import too, and a VHD export of it round-trips through the core parser.
-    let vdi2 = sim.call("VDI.create", json!([sid, rec])).unwrap();
-    let vdi2 = vdi2.as_str().unwrap();
-    let r = sim
-        .http
-        .put(format!(
-            "{}/import_raw_vdi?vdi={vdi2}&format=raw&session_id={sid}",
-            sim.url
-        ))
-        .body(raw.clone())
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    let (_, _, back2) = fetch(
-        &sim,
-        &format!("/export_raw_vdi?vdi={vdi2}&format=raw&session_id={sid}"),
-    );
-    assert!(back2 == raw);
-    sim.call("task.destroy", json!([sid, task])).unwrap();
+    for (format, body) in [("vhd", vhd), ("raw", raw.clone())] {
+        let vdi = sim.new_vdi(&sid, &sr, size as u64);
+        let task = sim.new_task(&sid);
+        let status = sim.put(
+            &format!("/import_raw_vdi?vdi={vdi}&format={format}&session_id={sid}&task_id={task}"),
+            body,
+        );
+        assert_eq!(status, Some(200), "{format}");
+        assert_eq!(sim.task_status(&sid, &task), "success", "{format}");
+        assert_eq!(
+            sim.call("task.get_result", json!([sid, task])).unwrap(),
+            json!(format!("<value>{vdi}</value>"))
+        );
+        let (_, _, back) = fetch(
+            &sim,
+            &format!("/export_raw_vdi?vdi={vdi}&format=raw&session_id={sid}"),
+        );
+        assert!(back == raw, "imported {format} reads back bit-exact");
+        sim.call("task.destroy", json!([sid, task])).unwrap();
+    }
 }
 
 #[test]
@@ -397,75 +366,56 @@ fn chunked_and_broken_imports_fail_as_xapi_does() {
     let sim = Sim::start();
     let sid = sim.root();
     let sr = sim.by_name(&sid, "SR", "Shared NFS storage");
-    let rec = json!({"name_label": "t", "SR": sr, "virtual_size": 4 << 20, "type": "user", "sharable": false, "read_only": false, "other_config": {}});
-    let vdi = sim.call("VDI.create", json!([sid, rec])).unwrap();
-    let vdi = vdi.as_str().unwrap();
+    let vdi = sim.new_vdi(&sid, &sr, 4 << 20);
     let url = format!(
         "{}/import_raw_vdi?vdi={vdi}&format=raw&session_id={sid}",
         sim.url
     );
-    // Chunked transfer encoding: 404 as XAPI ("Cannot handle encoding").
-    let chunks = futures_free_body(vec![vec![1u8; 1000], vec![2u8; 1000]]);
-    let r = sim.http.put(&url).body(chunks).send().unwrap();
-    assert_eq!(r.status().as_u16(), 404);
-    // Raw bigger than the VDI: the task fails.
-    let task = sim.call("task.create", json!([sid, "t", ""])).unwrap();
-    let task = task.as_str().unwrap();
-    let _ = sim
-        .http
-        .put(format!("{url}&task_id={task}"))
-        .body(vec![1u8; 5 << 20])
-        .send();
+    // Chunked transfer encoding (a body of unknown length): 404 as XAPI ("Cannot handle encoding").
+    let chunked = reqwest::blocking::Body::new(std::io::Cursor::new(vec![1u8; 2000]));
     assert_eq!(
-        sim.call("task.get_status", json!([sid, task])).unwrap(),
-        "failure"
+        sim.http
+            .put(&url)
+            .body(chunked)
+            .send()
+            .unwrap()
+            .status()
+            .as_u16(),
+        404
     );
-    // A bad VHD: the task fails with the parser's reason.
-    let task2 = sim.call("task.create", json!([sid, "t", ""])).unwrap();
-    let task2 = task2.as_str().unwrap();
-    let _ = sim
-        .http
-        .put(format!(
-            "{}/import_raw_vdi?vdi={vdi}&format=vhd&session_id={sid}&task_id={task2}",
-            sim.url
-        ))
-        .body(vec![0u8; 4096])
-        .send();
-    assert_eq!(
-        sim.call("task.get_status", json!([sid, task2])).unwrap(),
-        "failure"
+    // Raw bigger than the VDI, and a VHD that is not one: the task fails (with the parser's reason).
+    let task = sim.new_task(&sid);
+    let _ = sim.put(
+        &format!("/import_raw_vdi?vdi={vdi}&format=raw&session_id={sid}&task_id={task}"),
+        vec![1u8; 5 << 20],
     );
-    let info = sim
-        .call("task.get_error_info", json!([sid, task2]))
-        .unwrap();
+    assert_eq!(sim.task_status(&sid, &task), "failure");
+    let task = sim.new_task(&sid);
+    let _ = sim.put(
+        &format!("/import_raw_vdi?vdi={vdi}&format=vhd&session_id={sid}&task_id={task}"),
+        vec![0u8; 4096],
+    );
+    assert_eq!(sim.task_status(&sid, &task), "failure");
+    let info = sim.call("task.get_error_info", json!([sid, task])).unwrap();
     assert!(info[1].as_str().unwrap().contains("conectix"), "{info}");
     // VHD without a target VDI: 400.
-    let r = sim
-        .http
-        .put(format!(
-            "{}/import_raw_vdi?sr_id={sr}&format=vhd&session_id={sid}",
-            sim.url
-        ))
-        .body(vec![0u8; 512])
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 400);
+    assert_eq!(
+        sim.put(
+            &format!("/import_raw_vdi?sr_id={sr}&format=vhd&session_id={sid}"),
+            vec![0u8; 512]
+        ),
+        Some(400)
+    );
     // Raw onto an SR creates "Imported VDI" sized by Content-Length.
     let before = sim.stats()["vdis"].as_u64().unwrap();
-    let task3 = sim.call("task.create", json!([sid, "t", ""])).unwrap();
-    let task3 = task3.as_str().unwrap();
-    let r = sim
-        .http
-        .put(format!(
-            "{}/import_raw_vdi?sr_id={sr}&format=raw&session_id={sid}&task_id={task3}",
-            sim.url
-        ))
-        .body(vec![3u8; 1 << 20])
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    let task = sim.new_task(&sid);
+    let status = sim.put(
+        &format!("/import_raw_vdi?sr_id={sr}&format=raw&session_id={sid}&task_id={task}"),
+        vec![3u8; 1 << 20],
+    );
+    assert_eq!(status, Some(200));
     assert_eq!(sim.stats()["vdis"].as_u64().unwrap(), before + 1);
-    let result = sim.call("task.get_result", json!([sid, task3])).unwrap();
+    let result = sim.call("task.get_result", json!([sid, task])).unwrap();
     let new_vdi = result
         .as_str()
         .unwrap()
@@ -479,49 +429,34 @@ fn chunked_and_broken_imports_fail_as_xapi_does() {
     );
 }
 
-/// A request body of unknown length (sent with `Transfer-Encoding: chunked`).
-fn futures_free_body(parts: Vec<Vec<u8>>) -> reqwest::blocking::Body {
-    let data: Vec<u8> = parts.concat();
-    reqwest::blocking::Body::new(std::io::Cursor::new(data))
-}
-
 #[test]
 fn stream_faults_cut_or_corrupt_exports_and_fail_the_task() {
     let sim = Sim::start();
     let sid = sim.root();
     let vdi = sim.by_name(&sid, "VDI", "agent root");
+    let vm = sim.by_name(&sid, "VM", "Rocky Linux 8");
+    let settle = || std::thread::sleep(std::time::Duration::from_millis(200));
     // Cut after 1 MiB: the body is short and the task fails.
     sim.faults(json!({"cut_after": {"/export_raw_vdi": 1048576}}));
-    let task = sim.call("task.create", json!([sid, "t", ""])).unwrap();
-    let task = task.as_str().unwrap();
-    let mut r = sim.get(&format!(
-        "/export_raw_vdi?vdi={vdi}&format=raw&session_id={sid}&task_id={task}"
-    ));
-    assert_eq!(r.status().as_u16(), 200);
-    let mut body = Vec::new();
-    let _ = r.read_to_end(&mut body);
-    assert_eq!(body.len(), 1 << 20);
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    assert_eq!(
-        sim.call("task.get_status", json!([sid, task])).unwrap(),
-        "failure"
-    );
-    // HTTP/1.1 500 inside a 200 body (xen-api issue 4603).
-    sim.faults(json!({"http_error_in_body": ["/export"]}));
-    let vm = sim.by_name(&sid, "VM", "Rocky Linux 8");
-    let task2 = sim.call("task.create", json!([sid, "t", ""])).unwrap();
-    let task2 = task2.as_str().unwrap();
+    let task = sim.new_task(&sid);
     let (status, _, body) = fetch(
         &sim,
-        &format!("/export?ref={vm}&session_id={sid}&task_id={task2}"),
+        &format!("/export_raw_vdi?vdi={vdi}&format=raw&session_id={sid}&task_id={task}"),
+    );
+    assert_eq!((status, body.len()), (200, 1 << 20));
+    settle();
+    assert_eq!(sim.task_status(&sid, &task), "failure");
+    // HTTP/1.1 500 inside a 200 body (xen-api issue 4603).
+    sim.faults(json!({"http_error_in_body": ["/export"]}));
+    let task = sim.new_task(&sid);
+    let (status, _, body) = fetch(
+        &sim,
+        &format!("/export?ref={vm}&session_id={sid}&task_id={task}"),
     );
     assert_eq!(status, 200);
     assert!(body.starts_with(b"HTTP/1.1 500"));
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    assert_eq!(
-        sim.call("task.get_status", json!([sid, task2])).unwrap(),
-        "failure"
-    );
+    settle();
+    assert_eq!(sim.task_status(&sid, &task), "failure");
     // Failing the Nth handler request.
     sim.faults(json!({"fail": [{"method": "/export", "nth": 1}]}));
     assert_eq!(

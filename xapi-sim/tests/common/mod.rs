@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Sim {
     pub url: String,
     pub http: reqwest::blocking::Client,
-    _rt: tokio::runtime::Runtime,
+    _bg: xapi_sim::Background,
 }
 
 static ID: AtomicU64 = AtomicU64::new(1);
@@ -18,22 +18,15 @@ impl Sim {
     }
 
     pub fn start_with(options: xapi_sim::Options) -> Sim {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let (addr, _) = rt
-            .block_on(xapi_sim::start(&options, "127.0.0.1:0"))
-            .unwrap();
+        let bg = xapi_sim::start_background(&options).unwrap();
         let http = reqwest::blocking::Client::builder()
             .timeout(std::time::Duration::from_secs(120))
             .build()
             .unwrap();
         Sim {
-            url: format!("http://{addr}"),
+            url: bg.url.clone(),
             http,
-            _rt: rt,
+            _bg: bg,
         }
     }
 
@@ -111,6 +104,43 @@ impl Sim {
         r[0].as_str()
             .unwrap_or_else(|| panic!("no {class} named {name}"))
             .to_string()
+    }
+
+    /// A new pending task.
+    pub fn new_task(&self, sid: &str) -> String {
+        self.call("task.create", json!([sid, "test", ""]))
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    pub fn task_status(&self, sid: &str, task: &str) -> String {
+        self.call("task.get_status", json!([sid, task]))
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// A new empty user VDI of `size` bytes on `sr`.
+    pub fn new_vdi(&self, sid: &str, sr: &str, size: u64) -> String {
+        let rec = json!({"name_label": "test", "SR": sr, "virtual_size": size, "type": "user", "sharable": false, "read_only": false, "other_config": {}});
+        self.call("VDI.create", json!([sid, rec]))
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// PUTs `body` to `path`; the status, or `None` if the connection broke.
+    pub fn put(&self, path: &str, body: Vec<u8>) -> Option<u16> {
+        self.http
+            .put(format!("{}{path}", self.url))
+            .body(body)
+            .send()
+            .ok()
+            .map(|r| r.status().as_u16())
     }
 
     pub fn get(&self, path: &str) -> reqwest::blocking::Response {
