@@ -10,4 +10,7 @@ cargo clippy --locked --all-targets -- -D warnings
 cargo clippy --locked --target wasm32-wasip2 -p xo-edge-host -p xo-edge-api -p xo-edge-tokens -- -D warnings
 cargo clippy --locked --target wasm32-wasip2 -p xo-edge-bundle -- -D warnings
 bash scripts/build.sh
+# XO's filter syntax: all recorded cases of complex-matcher 0.7, error messages included.
+cargo build --locked --release --bin xo-filter
+python3 ../shared/filter-cases/check.py --batch --strict-errors -- ./target/release/xo-filter --batch
 cargo test --locked

@@ -10,6 +10,7 @@
 //! - [`error`]: one error type, one status and one JSON body per failure.
 //! - [`auth`]: signed tokens and the credentials a request carries.
 //! - [`xapi`]: the JSON-RPC client for XAPI over a transport trait.
+//! - [`query`]: XO's query parameters: the `filter` language.
 //! - [`routes`]: the route table from `spin.toml` and Spin's matching rules.
 //! - [`rest`]: the REST API's handlers, request in, reply out.
 //! - [`formats`]: disk and archive formats (VHD structures and a push-style streaming VHD parser).
@@ -18,6 +19,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod formats;
+pub mod query;
 pub mod rest;
 pub mod routes;
 pub mod xapi;
