@@ -12,5 +12,10 @@ cargo clippy --locked --target wasm32-wasip2 -p xo-edge-bundle -- -D warnings
 bash scripts/build.sh
 # XO's filter syntax: all recorded cases of complex-matcher 0.7, error messages included.
 cargo build --locked --release --bin xo-filter
-python3 ../shared/filter-cases/check.py --batch --strict-errors -- ./target/release/xo-filter --batch
-cargo test --locked
+python3 ../shared/filter-cases/check.py --batch --strict-errors -- ./target/release/xo-filter --batch \
+  | tee target/filter-cases.log
+cargo test --locked --lib --bins --tests 2>&1 | tee target/cargo-test.log
+# One closing line for the whole run: cargo's per-binary summaries plus the filter cases.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     /^[0-9]+ passed, [0-9]+ failed$/ { p += $1; f += $3 }
+     END { printf "total: %d passed, %d failed\n", p, f }' target/cargo-test.log target/filter-cases.log
