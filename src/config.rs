@@ -52,11 +52,7 @@ fn number(key: &str, v: &str) -> Result<u64, ApiError> {
         .parse::<u64>()
         .ok()
         .filter(|n| *n > 0)
-        .ok_or_else(|| {
-            ApiError::internal(format!(
-                "configuration: {key} must be a positive number of seconds"
-            ))
-        })
+        .ok_or_else(|| ApiError::internal(format!("configuration: {key} must be a positive number of seconds")))
 }
 
 impl Config {
@@ -74,9 +70,7 @@ impl Config {
         };
         let xapi_url = get("xapi_url")?.trim_end_matches('/').to_string();
         if !(xapi_url.starts_with("http://") || xapi_url.starts_with("https://")) {
-            return Err(ApiError::internal(
-                "configuration: xapi_url must start with http:// or https://",
-            ));
+            return Err(ApiError::internal("configuration: xapi_url must start with http:// or https://"));
         }
         let token_secret = get("token_secret")?.into_bytes();
         if token_secret.len() < MIN_SECRET_LEN {
@@ -85,14 +79,8 @@ impl Config {
             )));
         }
         let token_lifetime = number("token_lifetime", &get("token_lifetime")?)?;
-        let token_max_lifetime =
-            number("token_max_lifetime", &get("token_max_lifetime")?)?.max(token_lifetime);
-        Ok(Config {
-            xapi_url,
-            token_secret,
-            token_lifetime,
-            token_max_lifetime,
-        })
+        let token_max_lifetime = number("token_max_lifetime", &get("token_max_lifetime")?)?.max(token_lifetime);
+        Ok(Config { xapi_url, token_secret, token_lifetime, token_max_lifetime })
     }
 }
 
@@ -102,34 +90,22 @@ mod tests {
     use std::collections::HashMap;
 
     fn lookup(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let m: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |k| m.get(k).cloned()
     }
 
     #[test]
     fn defaults_and_validation() {
         let secret = "s".repeat(32);
-        let c = Config::from_lookup(lookup(&[
-            ("xapi_url", "http://127.0.0.1:1/"),
-            ("token_secret", &secret),
-        ]))
-        .unwrap();
+        let c = Config::from_lookup(lookup(&[("xapi_url", "http://127.0.0.1:1/"), ("token_secret", &secret)])).unwrap();
         assert_eq!(c.xapi_url, "http://127.0.0.1:1");
         assert_eq!((c.token_lifetime, c.token_max_lifetime), (86400, 2592000));
         assert!(!format!("{c:?}").contains(&secret));
         let e = Config::from_lookup(lookup(&[("xapi_url", "http://x")])).unwrap_err();
         assert_eq!(e.message, "configuration: token_secret is not set");
-        let e = Config::from_lookup(lookup(&[
-            ("xapi_url", "http://x"),
-            ("token_secret", "short"),
-        ]))
-        .unwrap_err();
+        let e = Config::from_lookup(lookup(&[("xapi_url", "http://x"), ("token_secret", "short")])).unwrap_err();
         assert!(e.message.contains("at least 32"));
-        let e = Config::from_lookup(lookup(&[("xapi_url", "x"), ("token_secret", &secret)]))
-            .unwrap_err();
+        let e = Config::from_lookup(lookup(&[("xapi_url", "x"), ("token_secret", &secret)])).unwrap_err();
         assert!(e.message.contains("http://"));
         let e = Config::from_lookup(lookup(&[
             ("xapi_url", "http://x"),

@@ -15,11 +15,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: u16, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            message: message.into(),
-            data: None,
-        }
+        ApiError { status, message: message.into(), data: None }
     }
 
     pub fn with_data(mut self, data: Value) -> Self {
@@ -89,18 +85,9 @@ mod tests {
     #[test]
     fn bodies_and_headers() {
         let e = ApiError::unauthorized("token expired");
-        assert_eq!(
-            e.body(),
-            json!({"error": "invalid credentials", "data": {"reason": "token expired"}})
-        );
-        assert!(e
-            .headers()
-            .iter()
-            .any(|(k, v)| *k == "www-authenticate" && v == "Basic realm=\"xo\""));
-        assert_eq!(
-            ApiError::not_found("no such VM x").body(),
-            json!({"error": "no such VM x"})
-        );
+        assert_eq!(e.body(), json!({"error": "invalid credentials", "data": {"reason": "token expired"}}));
+        assert!(e.headers().iter().any(|(k, v)| *k == "www-authenticate" && v == "Basic realm=\"xo\""));
+        assert_eq!(ApiError::not_found("no such VM x").body(), json!({"error": "no such VM x"}));
         assert_eq!(ApiError::forbidden("x").headers().len(), 1);
     }
 }

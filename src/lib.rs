@@ -10,6 +10,7 @@
 //! - [`error`]: one error type, one status and one JSON body per failure.
 //! - [`auth`]: signed tokens and the credentials a request carries.
 //! - [`xapi`]: the JSON-RPC client for XAPI over a transport trait.
+//! - [`objects`]: XAPI records → XO objects, one file per type, and the collections.
 //! - [`query`]: XO's query parameters: the `filter` language.
 //! - [`routes`]: the route table from `spin.toml` and Spin's matching rules.
 //! - [`rest`]: the REST API's handlers, request in, reply out.
@@ -19,6 +20,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod formats;
+pub mod objects;
 pub mod query;
 pub mod rest;
 pub mod routes;

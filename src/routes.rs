@@ -14,9 +14,7 @@ pub struct Route {
 
 /// Reads the HTTP routes of a Spin manifest (version 2).
 pub fn parse_manifest(manifest: &str) -> Result<Vec<Route>, String> {
-    let doc: toml::Table = manifest
-        .parse()
-        .map_err(|e: toml::de::Error| e.to_string())?;
+    let doc: toml::Table = manifest.parse().map_err(|e: toml::de::Error| e.to_string())?;
     let triggers = doc
         .get("trigger")
         .and_then(|t| t.get("http"))
@@ -25,18 +23,9 @@ pub fn parse_manifest(manifest: &str) -> Result<Vec<Route>, String> {
     triggers
         .iter()
         .map(|t| {
-            let pattern = t
-                .get("route")
-                .and_then(|r| r.as_str())
-                .ok_or("trigger without route")?;
-            let component = t
-                .get("component")
-                .and_then(|c| c.as_str())
-                .ok_or("trigger without component")?;
-            Ok(Route {
-                pattern: pattern.to_string(),
-                component: component.to_string(),
-            })
+            let pattern = t.get("route").and_then(|r| r.as_str()).ok_or("trigger without route")?;
+            let component = t.get("component").and_then(|c| c.as_str()).ok_or("trigger without component")?;
+            Ok(Route { pattern: pattern.to_string(), component: component.to_string() })
         })
         .collect()
 }
@@ -53,9 +42,7 @@ fn segment_matches(pattern: &str, segment: &str) -> bool {
         None => pattern == segment,
         Some(name) => match name.split_once('.') {
             // `:id.xva`: a non-empty name followed by the literal suffix.
-            Some((_, ext)) => {
-                segment.len() > ext.len() + 1 && segment.ends_with(&format!(".{ext}"))
-            }
+            Some((_, ext)) => segment.len() > ext.len() + 1 && segment.ends_with(&format!(".{ext}")),
             None => !segment.is_empty(),
         },
     }
@@ -72,9 +59,7 @@ fn rank(pattern: &str, path: &str) -> Option<Rank> {
         return None;
     }
     if pattern.contains(':') {
-        Some(Rank::Params(
-            ps.iter().filter(|p| !p.starts_with(':')).count(),
-        ))
+        Some(Rank::Params(ps.iter().filter(|p| !p.starts_with(':')).count()))
     } else {
         Some(Rank::Exact)
     }
@@ -82,11 +67,7 @@ fn rank(pattern: &str, path: &str) -> Option<Rank> {
 
 /// The route that serves `path`, as Spin would choose it.
 pub fn find<'a>(routes: &'a [Route], path: &str) -> Option<&'a Route> {
-    routes
-        .iter()
-        .filter_map(|r| rank(&r.pattern, path).map(|k| (k, r)))
-        .max_by(|a, b| a.0.cmp(&b.0))
-        .map(|(_, r)| r)
+    routes.iter().filter_map(|r| rank(&r.pattern, path).map(|k| (k, r))).max_by(|a, b| a.0.cmp(&b.0)).map(|(_, r)| r)
 }
 
 #[cfg(test)]

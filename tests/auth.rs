@@ -7,10 +7,7 @@ use std::process::Command;
 use xo_edge::auth::token::{self, TokenClaims};
 
 fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
 
 fn status(r: reqwest::blocking::Response) -> u16 {
@@ -34,10 +31,7 @@ fn token_creation_answers_xos_shape_and_the_seed_curl_line_works() {
     let id = t["id"].as_str().unwrap();
     assert_eq!(t["user_id"], "root");
     assert_eq!(t["description"], "ci token");
-    let (created, expiration) = (
-        t["created_at"].as_u64().unwrap(),
-        t["expiration"].as_u64().unwrap(),
-    );
+    let (created, expiration) = (t["created_at"].as_u64().unwrap(), t["expiration"].as_u64().unwrap());
     assert_eq!(expiration - created, 3_600_000, "milliseconds, as XO");
     assert!(cookie.starts_with(&format!("authenticationToken={id};")));
     for attr in ["HttpOnly", "SameSite=Strict", "Path=/rest", "Max-Age=3600"] {
@@ -45,26 +39,13 @@ fn token_creation_answers_xos_shape_and_the_seed_curl_line_works() {
     }
     // The seed's line, verbatim but for the host: curl -b authenticationToken=… http://…/rest/v0/
     let out = Command::new("curl")
-        .args([
-            "-s",
-            "-b",
-            &format!("authenticationToken={id}"),
-            &format!("{}/rest/v0/", edge.url),
-        ])
+        .args(["-s", "-b", &format!("authenticationToken={id}"), &format!("{}/rest/v0/", edge.url)])
         .output()
         .unwrap();
     let list: J = serde_json::from_slice(&out.stdout).expect("curl got JSON");
     assert!(list.as_array().unwrap().contains(&json!("/rest/v0/vms")));
     // The `token` cookie name works too.
-    assert_eq!(
-        status(
-            edge.get("/rest/v0")
-                .header("cookie", format!("token={id}"))
-                .send()
-                .unwrap()
-        ),
-        200
-    );
+    assert_eq!(status(edge.get("/rest/v0").header("cookie", format!("token={id}")).send().unwrap()), 200);
 }
 
 #[test]
@@ -75,79 +56,36 @@ fn bad_tokens_get_401_without_any_xapi_call() {
     let i = tampered.len() / 3;
     tampered[i] = if tampered[i] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).unwrap();
-    let session = edge.xapi("session.login_with_password", json!(["root", "xapi-sim"]))["result"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let session =
+        edge.xapi("session.login_with_password", json!(["root", "xapi-sim"]))["result"].as_str().unwrap().to_string();
     let expired = token::sign(
-        &TokenClaims {
-            iat: now() - 7200,
-            exp: now() - 3600,
-            ..TokenClaims::new(&session, "root", 0, 0)
-        },
+        &TokenClaims { iat: now() - 7200, exp: now() - 3600, ..TokenClaims::new(&session, "root", 0, 0) },
         SECRET.as_bytes(),
     );
-    let foreign = token::sign(
-        &TokenClaims::new(&session, "root", now(), 3600),
-        b"another-secret-of-more-than-32-bytes!!",
-    );
+    let foreign =
+        token::sign(&TokenClaims::new(&session, "root", now(), 3600), b"another-secret-of-more-than-32-bytes!!");
     let before = edge.sim_calls();
     let cases: Vec<(&str, reqwest::blocking::RequestBuilder)> = vec![
         ("missing", edge.get("/rest/v0")),
-        (
-            "garbage",
-            edge.get("/rest/v0")
-                .header("cookie", "authenticationToken=garbage"),
-        ),
-        (
-            "tampered",
-            edge.get("/rest/v0")
-                .header("cookie", format!("authenticationToken={tampered}")),
-        ),
-        (
-            "expired",
-            edge.get("/rest/v0")
-                .header("cookie", format!("authenticationToken={expired}")),
-        ),
+        ("garbage", edge.get("/rest/v0").header("cookie", "authenticationToken=garbage")),
+        ("tampered", edge.get("/rest/v0").header("cookie", format!("authenticationToken={tampered}"))),
+        ("expired", edge.get("/rest/v0").header("cookie", format!("authenticationToken={expired}"))),
         ("foreign secret", edge.get("/rest/v0").bearer_auth(&foreign)),
-        (
-            "oversized",
-            edge.get("/rest/v0").bearer_auth("x".repeat(5000)),
-        ),
-        (
-            "bad authorization",
-            edge.get("/rest/v0").header("authorization", "Digest abc"),
-        ),
-        (
-            "wrong route too",
-            edge.get("/rest/v0/vms")
-                .header("cookie", "authenticationToken=garbage"),
-        ),
+        ("oversized", edge.get("/rest/v0").bearer_auth("x".repeat(5000))),
+        ("bad authorization", edge.get("/rest/v0").header("authorization", "Digest abc")),
+        ("wrong route too", edge.get("/rest/v0/vms").header("cookie", "authenticationToken=garbage")),
     ];
     for (name, req) in cases {
         let r = req.send().unwrap();
         assert_eq!(r.status().as_u16(), 401, "{name}");
-        assert_eq!(
-            r.headers()["www-authenticate"],
-            "Basic realm=\"xo\"",
-            "{name}"
-        );
+        assert_eq!(r.headers()["www-authenticate"], "Basic realm=\"xo\"", "{name}");
         assert_eq!(r.headers()["content-type"], "application/json", "{name}");
         let body: J = r.json().unwrap();
         assert_eq!(body["error"], "invalid credentials", "{name}");
     }
-    assert_eq!(
-        edge.sim_calls(),
-        before,
-        "a rejected token costs no XAPI call"
-    );
-    let body: J = edge
-        .get("/rest/v0")
-        .header("cookie", format!("authenticationToken={expired}"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    assert_eq!(edge.sim_calls(), before, "a rejected token costs no XAPI call");
+    let body: J =
+        edge.get("/rest/v0").header("cookie", format!("authenticationToken={expired}")).send().unwrap().json().unwrap();
     assert_eq!(body["data"]["reason"], "token expired");
 }
 
@@ -155,16 +93,9 @@ fn bad_tokens_get_401_without_any_xapi_call() {
 fn bearer_and_basic_work_on_any_route() {
     let edge = Edge::start();
     let t = edge.token("root", "xapi-sim");
-    assert_eq!(
-        status(edge.get("/rest/v0").bearer_auth(&t).send().unwrap()),
-        200
-    );
+    assert_eq!(status(edge.get("/rest/v0").bearer_auth(&t).send().unwrap()), 200);
     let sessions = edge.sim_stats()["sessions"].as_u64().unwrap();
-    let r = edge
-        .get("/rest/v0/")
-        .basic_auth("root", Some("xapi-sim"))
-        .send()
-        .unwrap();
+    let r = edge.get("/rest/v0/").basic_auth("root", Some("xapi-sim")).send().unwrap();
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(
         edge.sim_stats()["sessions"].as_u64().unwrap(),
@@ -172,24 +103,8 @@ fn bearer_and_basic_work_on_any_route() {
         "the Basic request's XAPI session was logged out"
     );
     // An external pool-admin (not the local superuser) is an administrator too.
-    assert_eq!(
-        status(
-            edge.get("/rest/v0")
-                .basic_auth("admin", Some("admin-password"))
-                .send()
-                .unwrap()
-        ),
-        200
-    );
-    assert_eq!(
-        status(
-            edge.get("/rest/v0")
-                .basic_auth("root", Some("wrong"))
-                .send()
-                .unwrap()
-        ),
-        401
-    );
+    assert_eq!(status(edge.get("/rest/v0").basic_auth("admin", Some("admin-password")).send().unwrap()), 200);
+    assert_eq!(status(edge.get("/rest/v0").basic_auth("root", Some("wrong")).send().unwrap()), 401);
 }
 
 #[test]
@@ -203,69 +118,29 @@ fn read_only_users_get_403_with_a_clear_message() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 403);
     let body: J = r.json().unwrap();
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("not a pool administrator"),
-        "{body}"
-    );
-    assert_eq!(
-        status(
-            edge.get("/rest/v0")
-                .basic_auth("auditor", Some("auditor-password"))
-                .send()
-                .unwrap()
-        ),
-        403
-    );
-    assert_eq!(
-        edge.sim_stats()["sessions"],
-        0,
-        "refused sessions are logged out"
-    );
+    assert!(body["error"].as_str().unwrap().contains("not a pool administrator"), "{body}");
+    assert_eq!(status(edge.get("/rest/v0").basic_auth("auditor", Some("auditor-password")).send().unwrap()), 403);
+    assert_eq!(edge.sim_stats()["sessions"], 0, "refused sessions are logged out");
 }
 
 #[test]
 fn refresh_cookie_past_half_life_works() {
-    let edge = Edge::start_with(
-        &[("XO_EDGE_TOKEN_LIFETIME", "4")],
-        xapi_sim::Options::default(),
-    );
+    let edge = Edge::start_with(&[("XO_EDGE_TOKEN_LIFETIME", "4")], xapi_sim::Options::default());
     let t = edge.token("root", "xapi-sim");
     let r = edge.get("/rest/v0").bearer_auth(&t).send().unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    assert!(
-        r.headers().get("set-cookie").is_none(),
-        "fresh tokens are not refreshed"
-    );
+    assert!(r.headers().get("set-cookie").is_none(), "fresh tokens are not refreshed");
     std::thread::sleep(std::time::Duration::from_millis(2100));
-    let r = edge
-        .get("/rest/v0")
-        .header("cookie", format!("authenticationToken={t}"))
-        .send()
-        .unwrap();
+    let r = edge.get("/rest/v0").header("cookie", format!("authenticationToken={t}")).send().unwrap();
     assert_eq!(r.status().as_u16(), 200);
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
-    let fresh = cookie
-        .strip_prefix("authenticationToken=")
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
+    let fresh = cookie.strip_prefix("authenticationToken=").unwrap().split(';').next().unwrap().to_string();
     assert_ne!(fresh, t);
     assert!(cookie.contains("HttpOnly") && cookie.contains("Max-Age=4"));
     std::thread::sleep(std::time::Duration::from_millis(2100));
     // The old token has expired by now; the refreshed one still works.
-    assert_eq!(
-        status(edge.get("/rest/v0").bearer_auth(&t).send().unwrap()),
-        401
-    );
-    assert_eq!(
-        status(edge.get("/rest/v0").bearer_auth(&fresh).send().unwrap()),
-        200
-    );
+    assert_eq!(status(edge.get("/rest/v0").bearer_auth(&t).send().unwrap()), 401);
+    assert_eq!(status(edge.get("/rest/v0").bearer_auth(&fresh).send().unwrap()), 200);
 }
 
 #[test]
@@ -275,47 +150,19 @@ fn revoke_makes_the_token_and_its_copies_401() {
     let sessions = edge.sim_stats()["sessions"].as_u64().unwrap();
     let r = edge
         .http
-        .delete(format!(
-            "{}/rest/v0/users/me/authentication_tokens/current",
-            edge.url
-        ))
+        .delete(format!("{}/rest/v0/users/me/authentication_tokens/current", edge.url))
         .bearer_auth(&t)
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 204);
-    assert!(r.headers()["set-cookie"]
-        .to_str()
-        .unwrap()
-        .contains("Max-Age=0"));
-    assert_eq!(
-        edge.sim_stats()["sessions"].as_u64().unwrap(),
-        sessions - 1,
-        "the XAPI session is logged out"
-    );
-    assert_eq!(
-        status(edge.get("/rest/v0").bearer_auth(&t).send().unwrap()),
-        401
-    );
-    assert_eq!(
-        status(
-            edge.get("/rest/v0")
-                .header("cookie", format!("authenticationToken={t}"))
-                .send()
-                .unwrap()
-        ),
-        401
-    );
+    assert!(r.headers()["set-cookie"].to_str().unwrap().contains("Max-Age=0"));
+    assert_eq!(edge.sim_stats()["sessions"].as_u64().unwrap(), sessions - 1, "the XAPI session is logged out");
+    assert_eq!(status(edge.get("/rest/v0").bearer_auth(&t).send().unwrap()), 401);
+    assert_eq!(status(edge.get("/rest/v0").header("cookie", format!("authenticationToken={t}")).send().unwrap()), 401);
     // XAPI expiring the session has the same effect.
     let t2 = edge.token("root", "xapi-sim");
-    edge.http
-        .post(format!("{}/_sim/sessions/expire", edge.sim_url))
-        .json(&json!({}))
-        .send()
-        .unwrap();
-    assert_eq!(
-        status(edge.get("/rest/v0").bearer_auth(&t2).send().unwrap()),
-        401
-    );
+    edge.http.post(format!("{}/_sim/sessions/expire", edge.sim_url)).json(&json!({})).send().unwrap();
+    assert_eq!(status(edge.get("/rest/v0").bearer_auth(&t2).send().unwrap()), 401);
 }
 
 #[test]
@@ -324,52 +171,19 @@ fn token_creation_validates_its_input() {
     let url = format!("{}/rest/v0/users/authentication_tokens", edge.url);
     let post = || edge.http.post(&url).basic_auth("root", Some("xapi-sim"));
     assert_eq!(status(post().body("{not json").send().unwrap()), 400);
-    assert_eq!(
-        status(
-            post()
-                .json(&json!({"expiresIn": "forever"}))
-                .send()
-                .unwrap()
-        ),
-        400
-    );
-    assert_eq!(
-        status(post().json(&json!({"expiresIn": 1000})).send().unwrap()),
-        400,
-        "below the 60 s minimum"
-    );
-    assert_eq!(
-        status(post().json(&json!({"expiresIn": "1 year"})).send().unwrap()),
-        400,
-        "above token_max_lifetime"
-    );
-    assert_eq!(
-        status(post().json(&json!({"description": 5})).send().unwrap()),
-        400
-    );
+    assert_eq!(status(post().json(&json!({"expiresIn": "forever"})).send().unwrap()), 400);
+    assert_eq!(status(post().json(&json!({"expiresIn": 1000})).send().unwrap()), 400, "below the 60 s minimum");
+    assert_eq!(status(post().json(&json!({"expiresIn": "1 year"})).send().unwrap()), 400, "above token_max_lifetime");
+    assert_eq!(status(post().json(&json!({"description": 5})).send().unwrap()), 400);
     assert_eq!(status(edge.http.post(&url).send().unwrap()), 401);
-    assert_eq!(
-        status(
-            edge.http
-                .post(&url)
-                .basic_auth("root", Some("nope"))
-                .send()
-                .unwrap()
-        ),
-        401
-    );
-    assert_eq!(
-        edge.sim_stats()["sessions"],
-        0,
-        "no session left behind by refused requests"
-    );
+    assert_eq!(status(edge.http.post(&url).basic_auth("root", Some("nope")).send().unwrap()), 401);
+    assert_eq!(edge.sim_stats()["sessions"], 0, "no session left behind by refused requests");
 }
 
 #[test]
 fn every_spin_route_is_served_by_the_bundle() {
     let edge = Edge::start();
-    let manifest =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/spin.toml")).unwrap();
+    let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/spin.toml")).unwrap();
     let routes = xo_edge::routes::parse_manifest(&manifest).unwrap();
     assert!(!routes.is_empty());
     for r in routes {
@@ -379,27 +193,16 @@ fn every_spin_route_is_served_by_the_bundle() {
             .replace("/...", "/sample")
             .split('/')
             .map(|s| match s.strip_prefix(':') {
-                Some(p) => p
-                    .split_once('.')
-                    .map(|(_, ext)| format!("x.{ext}"))
-                    .unwrap_or_else(|| "x".into()),
+                Some(p) => p.split_once('.').map(|(_, ext)| format!("x.{ext}")).unwrap_or_else(|| "x".into()),
                 None => s.to_string(),
             })
             .collect::<Vec<_>>()
             .join("/");
         for method in ["GET", "POST", "DELETE"] {
-            let resp = edge
-                .http
-                .request(method.parse().unwrap(), format!("{}{path}", edge.url))
-                .send()
-                .unwrap();
+            let resp = edge.http.request(method.parse().unwrap(), format!("{}{path}", edge.url)).send().unwrap();
             let code = resp.status().as_u16();
             let body = resp.text().unwrap();
-            assert!(
-                !body.contains("does not include"),
-                "{method} {path}: bundle lacks component {}",
-                r.component
-            );
+            assert!(!body.contains("does not include"), "{method} {path}: bundle lacks component {}", r.component);
             assert!(code != 500, "{method} {path}: {body}");
         }
     }

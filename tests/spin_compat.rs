@@ -52,49 +52,28 @@ fn provided(name: &str) -> bool {
 
 #[test]
 fn per_route_components_fit_spin() {
-    let manifest =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/spin.toml")).unwrap();
+    let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/spin.toml")).unwrap();
     let doc: toml::Table = manifest.parse().unwrap();
     let components = doc["component"].as_table().unwrap();
     assert!(components.len() >= 2);
     for (name, c) in components {
         let source = c["source"].as_str().unwrap();
-        let file = std::path::Path::new(source)
-            .file_name()
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .trim_end_matches(".wasm")
-            .to_string();
+        let file =
+            std::path::Path::new(source).file_name().unwrap().to_str().unwrap().trim_end_matches(".wasm").to_string();
         let (imports, exports) = surface(&common::wasm(&file));
         assert!(!imports.is_empty(), "{name}: no imports read");
         for i in &imports {
-            assert!(
-                provided(i),
-                "component {name} imports {i}, which Spin does not provide"
-            );
+            assert!(provided(i), "component {name} imports {i}, which Spin does not provide");
         }
-        assert!(
-            exports.iter().any(|e| e == "wasi:http/handler@0.3.0"),
-            "component {name} exports {exports:?}"
-        );
-        assert!(
-            imports.iter().any(|i| i.starts_with("spin:variables/")),
-            "component {name} must read Spin variables"
-        );
+        assert!(exports.iter().any(|e| e == "wasi:http/handler@0.3.0"), "component {name} exports {exports:?}");
+        assert!(imports.iter().any(|i| i.starts_with("spin:variables/")), "component {name} must read Spin variables");
     }
 }
 
 #[test]
 fn bundle_exports_the_handler_and_reads_no_spin_variables() {
     let (imports, exports) = surface(&common::wasm("xo_edge_bundle"));
-    assert!(
-        exports.iter().any(|e| e == "wasi:http/handler@0.3.0"),
-        "{exports:?}"
-    );
-    assert!(
-        imports.iter().all(|i| !i.starts_with("spin:")),
-        "plain wasi:http hosts have no Spin imports: {imports:?}"
-    );
+    assert!(exports.iter().any(|e| e == "wasi:http/handler@0.3.0"), "{exports:?}");
+    assert!(imports.iter().all(|i| !i.starts_with("spin:")), "plain wasi:http hosts have no Spin imports: {imports:?}");
     assert!(!provided("wasi:keyvalue/store@0.2.0-draft"));
 }

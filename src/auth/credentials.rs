@@ -40,34 +40,21 @@ pub fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
 }
 
 /// Reads credentials from the `Authorization` and `Cookie` headers. `Authorization` wins when both are present.
-pub fn from_headers(
-    authorization: Option<&str>,
-    cookies: &[&str],
-) -> Result<Option<Credentials>, CredentialsError> {
+pub fn from_headers(authorization: Option<&str>, cookies: &[&str]) -> Result<Option<Credentials>, CredentialsError> {
     if let Some(auth) = authorization {
-        let (scheme, rest) = auth
-            .trim()
-            .split_once(' ')
-            .ok_or(CredentialsError::BadAuthorization)?;
+        let (scheme, rest) = auth.trim().split_once(' ').ok_or(CredentialsError::BadAuthorization)?;
         let rest = rest.trim();
         if scheme.eq_ignore_ascii_case("bearer") && !rest.is_empty() {
             return Ok(Some(Credentials::Token(rest.to_string())));
         }
         if scheme.eq_ignore_ascii_case("basic") {
-            let raw = STANDARD
-                .decode(rest)
-                .map_err(|_| CredentialsError::BadAuthorization)?;
+            let raw = STANDARD.decode(rest).map_err(|_| CredentialsError::BadAuthorization)?;
             let text = String::from_utf8(raw).map_err(|_| CredentialsError::BadAuthorization)?;
-            let (user, password) = text
-                .split_once(':')
-                .ok_or(CredentialsError::BadAuthorization)?;
+            let (user, password) = text.split_once(':').ok_or(CredentialsError::BadAuthorization)?;
             if user.is_empty() {
                 return Err(CredentialsError::BadAuthorization);
             }
-            return Ok(Some(Credentials::Basic {
-                user: user.to_string(),
-                password: password.to_string(),
-            }));
+            return Ok(Some(Credentials::Basic { user: user.to_string(), password: password.to_string() }));
         }
         return Err(CredentialsError::BadAuthorization);
     }
@@ -101,41 +88,19 @@ mod tests {
             from_headers(None, &["a=b; authenticationToken=T1; c=d"]),
             Ok(Some(Credentials::Token("T1".into())))
         );
-        assert_eq!(
-            from_headers(None, &["token=T2"]),
-            Ok(Some(Credentials::Token("T2".into())))
-        );
-        assert_eq!(
-            from_headers(Some("Bearer T3"), &[]),
-            Ok(Some(Credentials::Token("T3".into())))
-        );
+        assert_eq!(from_headers(None, &["token=T2"]), Ok(Some(Credentials::Token("T2".into()))));
+        assert_eq!(from_headers(Some("Bearer T3"), &[]), Ok(Some(Credentials::Token("T3".into()))));
         assert_eq!(
             from_headers(Some("Basic cm9vdDpwYTpzcw=="), &["authenticationToken=T1"]),
-            Ok(Some(Credentials::Basic {
-                user: "root".into(),
-                password: "pa:ss".into()
-            }))
+            Ok(Some(Credentials::Basic { user: "root".into(), password: "pa:ss".into() }))
         );
         assert_eq!(from_headers(None, &[]), Ok(None));
         assert_eq!(from_headers(None, &["authenticationToken="]), Ok(None));
         for bad in ["Basic !!!", "Basic", "Digest x", "Basic OnBhc3M="] {
-            assert_eq!(
-                from_headers(Some(bad), &[]),
-                Err(CredentialsError::BadAuthorization),
-                "{bad}"
-            );
+            assert_eq!(from_headers(Some(bad), &[]), Err(CredentialsError::BadAuthorization), "{bad}");
         }
-        assert!(!format!(
-            "{:?}",
-            Credentials::Basic {
-                user: "u".into(),
-                password: "secret".into()
-            }
-        )
-        .contains("secret"));
+        assert!(!format!("{:?}", Credentials::Basic { user: "u".into(), password: "secret".into() }).contains("secret"));
         let c = token_cookie("T", 60);
-        assert!(
-            c.contains("HttpOnly") && c.contains("SameSite=Strict") && c.contains("Path=/rest")
-        );
+        assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict") && c.contains("Path=/rest"));
     }
 }

@@ -58,12 +58,7 @@ impl TokenError {
 }
 
 impl TokenClaims {
-    pub fn new(
-        session: impl Into<String>,
-        user: impl Into<String>,
-        now: u64,
-        lifetime: u64,
-    ) -> Self {
+    pub fn new(session: impl Into<String>, user: impl Into<String>, now: u64, lifetime: u64) -> Self {
         TokenClaims {
             version: VERSION,
             session: session.into(),
@@ -82,18 +77,13 @@ impl TokenClaims {
     /// The same claims with a new lifetime starting `now`.
     pub fn renewed(&self, now: u64) -> Self {
         let lifetime = self.exp.saturating_sub(self.iat);
-        TokenClaims {
-            iat: now,
-            exp: now.saturating_add(lifetime),
-            ..self.clone()
-        }
+        TokenClaims { iat: now, exp: now.saturating_add(lifetime), ..self.clone() }
     }
 }
 
 fn mac(secret: &[u8]) -> HmacSha256 {
     // HMAC accepts keys of any length; this cannot fail.
-    <HmacSha256 as Mac>::new_from_slice(secret)
-        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
+    <HmacSha256 as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
 }
 
 /// Encodes and signs `claims`.
@@ -112,15 +102,11 @@ pub fn verify(token: &str, secret: &[u8], now: u64) -> Result<TokenClaims, Token
         return Err(TokenError::Malformed);
     }
     let (payload, sig) = token.split_once('.').ok_or(TokenError::Malformed)?;
-    let sig = URL_SAFE_NO_PAD
-        .decode(sig)
-        .map_err(|_| TokenError::Malformed)?;
+    let sig = URL_SAFE_NO_PAD.decode(sig).map_err(|_| TokenError::Malformed)?;
     let mut m = mac(secret);
     m.update(payload.as_bytes());
     m.verify_slice(&sig).map_err(|_| TokenError::BadSignature)?;
-    let json = URL_SAFE_NO_PAD
-        .decode(payload)
-        .map_err(|_| TokenError::Malformed)?;
+    let json = URL_SAFE_NO_PAD.decode(payload).map_err(|_| TokenError::Malformed)?;
     let claims: TokenClaims = serde_json::from_slice(&json).map_err(|_| TokenError::Malformed)?;
     if claims.version != VERSION {
         return Err(TokenError::Malformed);
@@ -147,30 +133,18 @@ mod tests {
         assert!(!c.needs_refresh(1049));
         assert!(c.needs_refresh(1050));
         let r = c.renewed(1060);
-        assert_eq!(
-            (r.iat, r.exp, r.session.as_str()),
-            (1060, 1160, "OpaqueRef:abc")
-        );
+        assert_eq!((r.iat, r.exp, r.session.as_str()), (1060, 1160, "OpaqueRef:abc"));
     }
 
     #[test]
     fn forged_tampered_and_garbage_tokens_are_refused() {
         let c = TokenClaims::new("OpaqueRef:abc", "root", 1000, 100);
         let t = sign(&c, SECRET);
-        assert_eq!(
-            verify(&t, b"another secret, 32 bytes long!!!", 1000),
-            Err(TokenError::BadSignature)
-        );
+        assert_eq!(verify(&t, b"another secret, 32 bytes long!!!", 1000), Err(TokenError::BadSignature));
         // Change the claims but keep the signature.
-        let forged_claims = TokenClaims {
-            user: "admin".into(),
-            ..c.clone()
-        };
-        let forged = format!(
-            "{}.{}",
-            sign(&forged_claims, SECRET).split('.').next().unwrap(),
-            t.split('.').nth(1).unwrap()
-        );
+        let forged_claims = TokenClaims { user: "admin".into(), ..c.clone() };
+        let forged =
+            format!("{}.{}", sign(&forged_claims, SECRET).split('.').next().unwrap(), t.split('.').nth(1).unwrap());
         assert_eq!(verify(&forged, SECRET, 1000), Err(TokenError::BadSignature));
         let mut flipped = t.clone().into_bytes();
         flipped[3] ^= 1;
@@ -182,10 +156,7 @@ mod tests {
         let payload = URL_SAFE_NO_PAD.encode(b"{}");
         let mut m = mac(SECRET);
         m.update(payload.as_bytes());
-        let t = format!(
-            "{payload}.{}",
-            URL_SAFE_NO_PAD.encode(m.finalize().into_bytes())
-        );
+        let t = format!("{payload}.{}", URL_SAFE_NO_PAD.encode(m.finalize().into_bytes()));
         assert_eq!(verify(&t, SECRET, 1000), Err(TokenError::Malformed));
     }
 }

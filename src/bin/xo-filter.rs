@@ -14,17 +14,9 @@ fn run(input: &Value) -> Value {
     match filter::parse(text) {
         Err(e) => json!({"ok": false, "error": e.0}),
         Ok(f) => {
-            let objects = input
-                .get("objects")
-                .and_then(Value::as_array)
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            let matches: Vec<usize> = objects
-                .iter()
-                .enumerate()
-                .filter(|(_, o)| f.matches(o))
-                .map(|(i, _)| i)
-                .collect();
+            let objects = input.get("objects").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+            let matches: Vec<usize> =
+                objects.iter().enumerate().filter(|(_, o)| f.matches(o)).map(|(i, _)| i).collect();
             json!({"ok": true, "matches": matches})
         }
     }
@@ -45,15 +37,7 @@ fn main() {
         }
     };
     let output = if batch {
-        Value::Array(
-            input
-                .as_array()
-                .map(Vec::as_slice)
-                .unwrap_or_default()
-                .iter()
-                .map(run)
-                .collect(),
-        )
+        Value::Array(input.as_array().map(Vec::as_slice).unwrap_or_default().iter().map(run).collect())
     } else {
         run(&input)
     };

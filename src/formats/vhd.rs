@@ -79,11 +79,7 @@ pub enum VhdError {
     /// The BAT has fewer entries than the virtual size needs.
     BatTooSmall { entries: u32, needed: u64 },
     /// A structure or block lies before bytes already consumed, or overlaps another one.
-    OutOfOrder {
-        what: &'static str,
-        offset: u64,
-        position: u64,
-    },
+    OutOfOrder { what: &'static str, offset: u64, position: u64 },
     /// A BAT entry points inside the footer, header or BAT, or two blocks overlap.
     BadBlockOffset { block: u32, offset: u64 },
     /// The stream is shorter than its structures require.
@@ -415,11 +411,7 @@ impl DynamicLayout {
         blocks.dedup();
         let footer = VhdFooter::new_dynamic(size, uuid, timestamp);
         let header = VhdHeader::new_dynamic(size, (FOOTER_SIZE + HEADER_SIZE) as u64);
-        DynamicLayout {
-            footer,
-            header,
-            blocks,
-        }
+        DynamicLayout { footer, header, blocks }
     }
 
     /// Byte offset of the first block.
@@ -458,9 +450,7 @@ impl DynamicLayout {
 
     /// Total length of the file.
     pub fn total_len(&self) -> u64 {
-        self.first_block_offset()
-            + self.blocks.len() as u64 * self.stored_block_size()
-            + FOOTER_SIZE as u64
+        self.first_block_offset() + self.blocks.len() as u64 * self.stored_block_size() + FOOTER_SIZE as u64
     }
 }
 
@@ -529,11 +519,7 @@ impl VhdStreamParser {
         VhdStreamParser {
             total_len,
             pos: 0,
-            step: Step::Gather {
-                at: 0,
-                len: FOOTER_SIZE as u64,
-                want: Want::Footer,
-            },
+            step: Step::Gather { at: 0, len: FOOTER_SIZE as u64, want: Want::Footer },
             buf: Vec::new(),
             footer: None,
             header: None,
@@ -562,10 +548,7 @@ impl VhdStreamParser {
     /// footer (what a writer without a Content-Length must announce).
     pub fn expected_len(&self) -> Option<u64> {
         match self.step {
-            Step::Gather {
-                want: Want::Footer | Want::Header | Want::Bat,
-                ..
-            } => None,
+            Step::Gather { want: Want::Footer | Want::Header | Want::Bat, .. } => None,
             _ => Some(self.trailer_offset() + FOOTER_SIZE as u64),
         }
     }
@@ -590,11 +573,7 @@ impl VhdStreamParser {
     ) -> Result<(), PushError<E>> {
         while !input.is_empty() {
             match self.step {
-                Step::Done => {
-                    return Err(PushError::Vhd(VhdError::TrailingData {
-                        position: self.pos,
-                    }))
-                }
+                Step::Done => return Err(PushError::Vhd(VhdError::TrailingData { position: self.pos })),
                 Step::Gather { at, len, want } => {
                     if self.pos < at {
                         let skip = (at - self.pos).min(input.len() as u64) as usize;
@@ -638,10 +617,7 @@ impl VhdStreamParser {
         match self.step {
             Step::Done => Ok(()),
             Step::Gather { at, len, .. } | Step::Stream { at, len, .. } => {
-                Err(VhdError::Truncated {
-                    position: self.pos,
-                    expected: at + len,
-                })
+                Err(VhdError::Truncated { position: self.pos, expected: at + len })
             }
         }
     }
@@ -671,11 +647,7 @@ impl VhdStreamParser {
                 let mut raw = [0u8; FOOTER_SIZE];
                 raw.copy_from_slice(bytes);
                 self.footer = Some((footer.clone(), raw));
-                self.step = Step::Gather {
-                    at,
-                    len: HEADER_SIZE as u64,
-                    want: Want::Header,
-                };
+                self.step = Step::Gather { at, len: HEADER_SIZE as u64, want: Want::Header };
                 sink(VhdEvent::Footer(footer)).map_err(PushError::Sink)?;
             }
             Want::Header => {
@@ -683,18 +655,10 @@ impl VhdStreamParser {
                 let size = self.footer.as_ref().map_or(0, |(f, _)| f.current_size);
                 let needed = size.div_ceil(u64::from(header.block_size));
                 if u64::from(header.max_table_entries) < needed {
-                    return Err(VhdError::BatTooSmall {
-                        entries: header.max_table_entries,
-                        needed,
-                    }
-                    .into());
+                    return Err(VhdError::BatTooSmall { entries: header.max_table_entries, needed }.into());
                 }
                 self.order_check("BAT", header.table_offset)?;
-                self.step = Step::Gather {
-                    at: header.table_offset,
-                    len: header.bat_size(),
-                    want: Want::Bat,
-                };
+                self.step = Step::Gather { at: header.table_offset, len: header.bat_size(), want: Want::Bat };
                 self.header = Some(header.clone());
                 sink(VhdEvent::Header(header)).map_err(PushError::Sink)?;
             }
@@ -703,17 +667,10 @@ impl VhdStreamParser {
                 self.bitmap = bytes.to_vec();
                 let (phys, _) = self.blocks[i];
                 let (bitmap_size, block_size) = self.block_geometry();
-                self.step = Step::Stream {
-                    at: phys + bitmap_size,
-                    len: block_size,
-                    block: i,
-                };
+                self.step = Step::Stream { at: phys + bitmap_size, len: block_size, block: i };
             }
             Want::Trailer => {
-                let same = self
-                    .footer
-                    .as_ref()
-                    .is_some_and(|(_, raw)| raw[..] == bytes[..]);
+                let same = self.footer.as_ref().is_some_and(|(_, raw)| raw[..] == bytes[..]);
                 if !same {
                     return Err(VhdError::FooterMismatch.into());
                 }
@@ -726,19 +683,13 @@ impl VhdStreamParser {
 
     fn order_check(&self, what: &'static str, offset: u64) -> Result<(), VhdError> {
         if offset < self.pos {
-            return Err(VhdError::OutOfOrder {
-                what,
-                offset,
-                position: self.pos,
-            });
+            return Err(VhdError::OutOfOrder { what, offset, position: self.pos });
         }
         Ok(())
     }
 
     fn block_geometry(&self) -> (u64, u64) {
-        self.header
-            .as_ref()
-            .map_or((0, 0), |h| (h.bitmap_size(), u64::from(h.block_size)))
+        self.header.as_ref().map_or((0, 0), |h| (h.bitmap_size(), u64::from(h.block_size)))
     }
 
     fn read_bat(&mut self, bytes: &[u8]) -> Result<(), VhdError> {
@@ -758,10 +709,7 @@ impl VhdStreamParser {
         let mut floor = bat_end;
         for &(phys, block) in &blocks {
             if phys < floor {
-                return Err(VhdError::BadBlockOffset {
-                    block,
-                    offset: phys,
-                });
+                return Err(VhdError::BadBlockOffset { block, offset: phys });
             }
             floor = phys + stored;
         }
@@ -769,10 +717,7 @@ impl VhdStreamParser {
         if let Some(total) = self.total_len {
             let needed = floor + FOOTER_SIZE as u64;
             if total < needed {
-                return Err(VhdError::LengthTooShort {
-                    length: total,
-                    needed,
-                });
+                return Err(VhdError::LengthTooShort { length: total, needed });
             }
         }
         self.blocks = blocks;
@@ -782,19 +727,11 @@ impl VhdStreamParser {
     fn next_block(&mut self, i: usize) -> Result<(), VhdError> {
         if let Some(&(phys, _)) = self.blocks.get(i) {
             let (bitmap_size, _) = self.block_geometry();
-            self.step = Step::Gather {
-                at: phys,
-                len: bitmap_size,
-                want: Want::Bitmap(i),
-            };
+            self.step = Step::Gather { at: phys, len: bitmap_size, want: Want::Bitmap(i) };
         } else {
             let at = self.trailer_offset();
             self.order_check("trailing footer", at)?;
-            self.step = Step::Gather {
-                at,
-                len: FOOTER_SIZE as u64,
-                want: Want::Trailer,
-            };
+            self.step = Step::Gather { at, len: FOOTER_SIZE as u64, want: Want::Trailer };
         }
         Ok(())
     }
@@ -815,10 +752,7 @@ impl VhdStreamParser {
             let in_block = done + off as u64;
             let sector = (in_block / SECTOR) as usize;
             let sector_end = (sector as u64 + 1) * SECTOR;
-            let present = self
-                .bitmap
-                .get(sector / 8)
-                .is_some_and(|b| b & (0x80 >> (sector % 8)) != 0);
+            let present = self.bitmap.get(sector / 8).is_some_and(|b| b & (0x80 >> (sector % 8)) != 0);
             // Extend the run across following sectors with the same presence.
             let mut run_end = sector_end;
             loop {
@@ -826,10 +760,7 @@ impl VhdStreamParser {
                     break;
                 }
                 let s = (run_end / SECTOR) as usize;
-                let p = self
-                    .bitmap
-                    .get(s / 8)
-                    .is_some_and(|b| b & (0x80 >> (s % 8)) != 0);
+                let p = self.bitmap.get(s / 8).is_some_and(|b| b & (0x80 >> (s % 8)) != 0);
                 if p != present {
                     break;
                 }
@@ -840,11 +771,7 @@ impl VhdStreamParser {
                 let vstart = block_start + in_block;
                 if vstart < size {
                     let keep = ((size - vstart) as usize).min(end - off);
-                    sink(VhdEvent::Data {
-                        offset: vstart,
-                        data: &data[off..off + keep],
-                    })
-                    .map_err(PushError::Sink)?;
+                    sink(VhdEvent::Data { offset: vstart, data: &data[off..off + keep] }).map_err(PushError::Sink)?;
                 }
             }
             off = end;
@@ -935,10 +862,7 @@ mod tests {
         assert_eq!(VhdFooter::parse(&bytes).unwrap(), f);
         let mut bad = bytes;
         bad[100] ^= 1;
-        assert!(matches!(
-            VhdFooter::parse(&bad),
-            Err(VhdError::BadFooterChecksum { .. })
-        ));
+        assert!(matches!(VhdFooter::parse(&bad), Err(VhdError::BadFooterChecksum { .. })));
         bad[0] = b'x';
         assert_eq!(VhdFooter::parse(&bad), Err(VhdError::BadFooterCookie));
     }
@@ -975,11 +899,9 @@ mod tests {
     fn expected_len_is_known_after_the_bat() {
         let (file, _) = make_vhd(5 << 20, &[1]);
         let mut p = VhdStreamParser::new(None);
-        p.push(&file[..2000], &mut |_| -> Result<(), ()> { Ok(()) })
-            .unwrap();
+        p.push(&file[..2000], &mut |_| -> Result<(), ()> { Ok(()) }).unwrap();
         assert_eq!(p.expected_len(), None);
-        p.push(&file[2000..4096], &mut |_| -> Result<(), ()> { Ok(()) })
-            .unwrap();
+        p.push(&file[2000..4096], &mut |_| -> Result<(), ()> { Ok(()) }).unwrap();
         assert_eq!(p.expected_len(), Some(file.len() as u64));
     }
 
@@ -990,36 +912,21 @@ mod tests {
         fixed.data_offset = u64::MAX;
         let mut p = VhdStreamParser::new(None);
         let r = p.push(&fixed.to_bytes(), &mut |_| -> Result<(), ()> { Ok(()) });
-        assert!(matches!(
-            r,
-            Err(PushError::Vhd(VhdError::FixedNotSupported))
-        ));
+        assert!(matches!(r, Err(PushError::Vhd(VhdError::FixedNotSupported))));
 
         let (file, _) = make_vhd(4 << 20, &[1]);
         let cut = &file[..file.len() - 100];
-        assert!(matches!(
-            parse_in_chunks(cut, 4096, None),
-            Err(VhdError::Truncated { .. })
-        ));
+        assert!(matches!(parse_in_chunks(cut, 4096, None), Err(VhdError::Truncated { .. })));
 
         let mut other = file.clone();
         let n = other.len();
         other[n - 512 + 100] ^= 0xFF;
-        assert_eq!(
-            parse_in_chunks(&other, 4096, None),
-            Err(VhdError::FooterMismatch)
-        );
+        assert_eq!(parse_in_chunks(&other, 4096, None), Err(VhdError::FooterMismatch));
 
         let mut longer = file.clone();
         longer.extend_from_slice(&[0; 512]);
-        assert!(matches!(
-            parse_in_chunks(&longer, 4096, Some(file.len() as u64)),
-            Err(VhdError::TrailingData { .. })
-        ));
-        assert!(matches!(
-            parse_in_chunks(&file, 4096, Some(1000)),
-            Err(VhdError::LengthTooShort { .. })
-        ));
+        assert!(matches!(parse_in_chunks(&longer, 4096, Some(file.len() as u64)), Err(VhdError::TrailingData { .. })));
+        assert!(matches!(parse_in_chunks(&file, 4096, Some(1000)), Err(VhdError::LengthTooShort { .. })));
     }
 
     #[test]
@@ -1050,9 +957,6 @@ mod tests {
         // Point block 1 back at the BAT.
         let bat = 1536;
         file[bat + 4..bat + 8].copy_from_slice(&3u32.to_be_bytes());
-        assert!(matches!(
-            parse_in_chunks(&file, 4096, None),
-            Err(VhdError::BadBlockOffset { .. })
-        ));
+        assert!(matches!(parse_in_chunks(&file, 4096, None), Err(VhdError::BadBlockOffset { .. })));
     }
 }

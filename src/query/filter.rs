@@ -80,13 +80,7 @@ fn is_js_space(c: char) -> bool {
     matches!(
         c,
         '\t' | '\n' | '\u{b}' | '\u{c}' | '\r' | ' ' | '\u{a0}' | '\u{1680}' | '\u{2000}'
-            ..='\u{200a}'
-                | '\u{2028}'
-                | '\u{2029}'
-                | '\u{202f}'
-                | '\u{205f}'
-                | '\u{3000}'
-                | '\u{feff}'
+            ..='\u{200a}' | '\u{2028}' | '\u{2029}' | '\u{202f}' | '\u{205f}' | '\u{3000}' | '\u{feff}'
     )
 }
 
@@ -109,9 +103,7 @@ pub fn js_to_number(s: &str) -> f64 {
         if digits.is_empty() || !digits.chars().all(|c| c.is_digit(radix)) {
             return f64::NAN;
         }
-        digits.chars().fold(0.0, |acc, c| {
-            acc * f64::from(radix) + f64::from(c.to_digit(radix).unwrap_or(0))
-        })
+        digits.chars().fold(0.0, |acc, c| acc * f64::from(radix) + f64::from(c.to_digit(radix).unwrap_or(0)))
     };
     let lower = t.to_ascii_lowercase();
     if let Some(h) = lower.strip_prefix("0x") {
@@ -286,10 +278,7 @@ impl Parser {
         }
         Ok(self.glob(pos).map(|(p, s)| {
             if s.contains('*') {
-                (
-                    p,
-                    Filter::Glob(s.to_lowercase().split('*').map(str::to_string).collect()),
-                )
+                (p, Filter::Glob(s.to_lowercase().split('*').map(str::to_string).collect()))
             } else {
                 let n = js_to_number(&s);
                 if n.is_nan() {
@@ -327,11 +316,8 @@ impl Parser {
             }
         }
         // |( terms )
-        if let Some(p) = self
-            .text(pos, '|')
-            .and_then(|p| self.ws(p))
-            .and_then(|p| self.text(p, '('))
-            .and_then(|p| self.ws(p))
+        if let Some(p) =
+            self.text(pos, '|').and_then(|p| self.ws(p)).and_then(|p| self.text(p, '(')).and_then(|p| self.ws(p))
         {
             if let Some((p, children)) = self.terms(p, 1)? {
                 if let Some(p) = self.text(p, ')') {
@@ -368,11 +354,7 @@ impl Parser {
         }
         // name : term
         if let Some((p, name)) = self.property(pos) {
-            if let Some(p) = self
-                .ws(p)
-                .and_then(|p| self.text(p, ':'))
-                .and_then(|p| self.ws(p))
-            {
+            if let Some(p) = self.ws(p).and_then(|p| self.text(p, ':')).and_then(|p| self.ws(p)) {
                 if let Some((p, child)) = self.term(p)? {
                     return Ok(Some((p, Filter::Property(name, Box::new(child)))));
                 }
@@ -398,31 +380,21 @@ fn v8_message(engine: &str, pattern: &str) -> String {
         "Unbalanced bracket" => "Unterminated character class".into(),
         "Invalid atom character" => "Nothing to repeat".into(),
         "Invalid quantifier" => "numbers out of order in {} quantifier".into(),
-        e if e.starts_with("Range values reversed") => {
-            "Range out of order in character class".into()
-        }
+        e if e.starts_with("Range values reversed") => "Range out of order in character class".into(),
         e => e.to_string(),
     }
 }
 
 /// Parses a filter; the empty string is [`Filter::Null`].
 pub fn parse(input: &str) -> Result<Filter, FilterError> {
-    let parser = Parser {
-        c: input.chars().collect(),
-    };
+    let parser = Parser { c: input.chars().collect() };
     let start = parser.ws(0).unwrap_or(0);
     let (pos, terms) = parser.terms(start, 0)?.unwrap_or((start, Vec::new()));
     if pos < parser.c.len() {
         let utf16: usize = parser.c[..pos].iter().map(|c| c.len_utf16()).sum();
-        return Err(FilterError(format!(
-            "parse error: expected end of input at position {utf16}"
-        )));
+        return Err(FilterError(format!("parse error: expected end of input at position {utf16}")));
     }
-    Ok(if terms.is_empty() {
-        Filter::Null
-    } else {
-        and(terms)
-    })
+    Ok(if terms.is_empty() { Filter::Null } else { and(terms) })
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -553,9 +525,7 @@ fn inherited(name: &str, own: &[&str]) -> Js<'static> {
 
 /// A canonical array index (`"0"`, `"12"`, not `"01"`).
 fn index(name: &str) -> Option<usize> {
-    if name == "0"
-        || (!name.starts_with('0') && !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit()))
-    {
+    if name == "0" || (!name.starts_with('0') && !name.is_empty() && name.bytes().all(|b| b.is_ascii_digit())) {
         name.parse().ok()
     } else {
         None
@@ -646,10 +616,9 @@ fn some(v: &Js<'_>, f: &dyn Fn(&Js<'_>) -> bool) -> bool {
                 .and_then(Value::as_f64)
                 .filter(|l| *l >= 0.0 && l.fract() == 0.0 && *l <= 9_007_199_254_740_991.0);
             match array_like {
-                Some(len) => m
-                    .iter()
-                    .filter(|(k, _)| index(k).is_some_and(|i| (i as f64) < len))
-                    .any(|(_, x)| f(&Js::Json(x))),
+                Some(len) => {
+                    m.iter().filter(|(k, _)| index(k).is_some_and(|i| (i as f64) < len)).any(|(_, x)| f(&Js::Json(x)))
+                }
                 None => m.values().any(|x| f(&Js::Json(x))),
             }
         }
@@ -660,21 +629,37 @@ fn some(v: &Js<'_>, f: &dyn Fn(&Js<'_>) -> bool) -> bool {
 /// `.*` between the parts: JavaScript's `.` does not cross line terminators.
 fn glob_match(parts: &[String], s: &str) -> bool {
     let lower = s.to_lowercase();
-    lower
-        .split(['\n', '\r', '\u{2028}', '\u{2029}'])
-        .any(|line| {
-            let mut rest = line;
-            for part in parts {
-                match rest.find(part.as_str()) {
-                    Some(at) => rest = &rest[at + part.len()..],
-                    None => return false,
-                }
+    lower.split(['\n', '\r', '\u{2028}', '\u{2029}']).any(|line| {
+        let mut rest = line;
+        for part in parts {
+            match rest.find(part.as_str()) {
+                Some(at) => rest = &rest[at + part.len()..],
+                None => return false,
             }
-            true
-        })
+        }
+        true
+    })
 }
 
 impl Filter {
+    /// The object properties this filter reads, when it reads nothing else (no bare term searching every value);
+    /// `None` when it may look anywhere.
+    pub fn properties(&self) -> Option<Vec<&str>> {
+        match self {
+            Filter::Null => Some(Vec::new()),
+            Filter::Property(name, _) | Filter::Truthy(name) => Some(vec![name.as_str()]),
+            Filter::Not(f) => f.properties(),
+            Filter::And(c) | Filter::Or(c) => {
+                let mut out = Vec::new();
+                for f in c {
+                    out.extend(f.properties()?);
+                }
+                Some(out)
+            }
+            _ => None,
+        }
+    }
+
     /// Whether `value` (an XO object, or any JSON value) matches.
     pub fn matches(&self, value: &Value) -> bool {
         self.eval(&Js::Json(value))
@@ -739,57 +724,26 @@ mod tests {
         assert!(m("åäöé:ÅÄÖÉ", json!({"åäöé": "xåäöéx"})));
         assert!(m("a?", json!({"a": []})) && !m("a?", json!({"a": 0})));
         assert!(m("constructor?", json!({})));
-        assert!(m(
-            "memory:size:>=0x200000000",
-            json!({"memory": {"size": 8589934592u64}})
-        ));
+        assert!(m("memory:size:>=0x200000000", json!({"memory": {"size": 8589934592u64}})));
         assert!(!m(">10", json!("20")));
-        assert!(
-            !m("3", json!({"length": 3})),
-            "lodash treats it as an empty array-like"
-        );
+        assert!(!m("3", json!({"length": 3})), "lodash treats it as an empty array-like");
         assert!(m("x", json!({"length": 1, "0": "x"})));
     }
 
     #[test]
     fn errors() {
-        assert_eq!(
-            parse("(a b").unwrap_err().0,
-            "parse error: expected end of input at position 0"
-        );
-        assert_eq!(
-            parse("foo !").unwrap_err().0,
-            "parse error: expected end of input at position 4"
-        );
+        assert_eq!(parse("(a b").unwrap_err().0, "parse error: expected end of input at position 0");
+        assert_eq!(parse("foo !").unwrap_err().0, "parse error: expected end of input at position 4");
         assert_eq!(parse(">abc").unwrap_err().0, "value must be a number");
-        assert!(parse("/(/")
-            .unwrap_err()
-            .0
-            .starts_with("Invalid regular expression: /(/"));
-        assert_eq!(
-            parse("\"foo\\").unwrap_err().0,
-            "parse error: expected end of input at position 0"
-        );
-        assert_eq!(
-            parse("🎷 x").unwrap_err().0,
-            "parse error: expected end of input at position 0"
-        );
-        assert_eq!(
-            parse("a 🎷").unwrap_err().0,
-            "parse error: expected end of input at position 2"
-        );
+        assert!(parse("/(/").unwrap_err().0.starts_with("Invalid regular expression: /(/"));
+        assert_eq!(parse("\"foo\\").unwrap_err().0, "parse error: expected end of input at position 0");
+        assert_eq!(parse("🎷 x").unwrap_err().0, "parse error: expected end of input at position 0");
+        assert_eq!(parse("a 🎷").unwrap_err().0, "parse error: expected end of input at position 2");
     }
 
     #[test]
     fn numbers_like_javascript() {
-        for (s, n) in [
-            ("1e3", 1000.0),
-            ("-1", -1.0),
-            (".5", 0.5),
-            ("1.", 1.0),
-            ("0x1F", 31.0),
-            ("0b11", 3.0),
-        ] {
+        for (s, n) in [("1e3", 1000.0), ("-1", -1.0), (".5", 0.5), ("1.", 1.0), ("0x1F", 31.0), ("0b11", 3.0)] {
             assert_eq!(js_to_number(s), n, "{s}");
         }
         for s in [".", "-", "1e", "-0x1", "1_0", "$", "e5", "Infinityx"] {

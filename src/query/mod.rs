@@ -1,3 +1,5 @@
-//! XO's collection query parameters. So far: the `filter` language ([`filter`]), with XO's 0.7 semantics.
+//! XO's collection query parameters: the `filter` language ([`filter`], XO's 0.7 semantics) and `fields`,
+//! `limit`, `ndjson` with the JSON / NDJSON writers ([`params`]).
 
 pub mod filter;
+pub mod params;

@@ -35,16 +35,8 @@ pub fn credentials_of(req: &Request) -> Result<Option<Credentials>, ApiError> {
 }
 
 /// Logs in with Basic credentials and requires a pool administrator; the session is logged out again if not.
-pub async fn basic_login<T: Transport>(
-    ctx: &Ctx<'_, T>,
-    user: &str,
-    password: &str,
-) -> Result<String, ApiError> {
-    let session = ctx
-        .xapi
-        .login(user, password)
-        .await
-        .map_err(|e| e.to_api_error())?;
+pub async fn basic_login<T: Transport>(ctx: &Ctx<'_, T>, user: &str, password: &str) -> Result<String, ApiError> {
+    let session = ctx.xapi.login(user, password).await.map_err(|e| e.to_api_error())?;
     match ctx.xapi.is_pool_admin(&session).await {
         Ok(true) => Ok(session),
         Ok(false) => {
@@ -59,20 +51,26 @@ pub async fn basic_login<T: Transport>(
 }
 
 /// Authenticates a request. Tokens are decided without any XAPI call.
-pub async fn authenticate<T: Transport>(
-    ctx: &Ctx<'_, T>,
-    req: &Request,
-) -> Result<Caller, ApiError> {
+pub async fn authenticate<T: Transport>(ctx: &Ctx<'_, T>, req: &Request) -> Result<Caller, ApiError> {
     match credentials_of(req)? {
-        None => Err(ApiError::unauthorized("no credentials: send the authenticationToken cookie, a Bearer token or Basic credentials")),
+        None => Err(ApiError::unauthorized(
+            "no credentials: send the authenticationToken cookie, a Bearer token or Basic credentials",
+        )),
         Some(Credentials::Token(t)) => {
-            let claims = token::verify(&t, &ctx.config.token_secret, ctx.now).map_err(|e| ApiError::unauthorized(e.reason()))?;
+            let claims =
+                token::verify(&t, &ctx.config.token_secret, ctx.now).map_err(|e| ApiError::unauthorized(e.reason()))?;
             let refresh_cookie = claims.needs_refresh(ctx.now).then(|| {
                 let renewed = claims.renewed(ctx.now);
                 let lifetime = renewed.exp - renewed.iat;
                 credentials::token_cookie(&token::sign(&renewed, &ctx.config.token_secret), lifetime)
             });
-            Ok(Caller { session: claims.session.clone(), user: claims.user.clone(), basic: false, claims: Some(claims), refresh_cookie })
+            Ok(Caller {
+                session: claims.session.clone(),
+                user: claims.user.clone(),
+                basic: false,
+                claims: Some(claims),
+                refresh_cookie,
+            })
         }
         Some(Credentials::Basic { user, password }) => {
             let session = basic_login(ctx, &user, &password).await?;

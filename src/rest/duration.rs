@@ -7,10 +7,7 @@ use serde_json::Value;
 /// Seconds described by `v`, or `None` if it is not a duration.
 pub fn seconds(v: &Value) -> Option<u64> {
     match v {
-        Value::Number(n) => n
-            .as_f64()
-            .filter(|ms| *ms >= 0.0)
-            .map(|ms| (ms / 1000.0) as u64),
+        Value::Number(n) => n.as_f64().filter(|ms| *ms >= 0.0).map(|ms| (ms / 1000.0) as u64),
         Value::String(s) => parse(s),
         _ => None,
     }
@@ -18,9 +15,7 @@ pub fn seconds(v: &Value) -> Option<u64> {
 
 fn parse(s: &str) -> Option<u64> {
     let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
+    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let n: f64 = num.parse().ok()?;
     if n < 0.0 {

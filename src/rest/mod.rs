@@ -7,9 +7,11 @@
 //!
 //! - [`auth`]: who is calling (token, Bearer or Basic) and whether they may.
 //! - [`root`]: `GET /rest/v0`, the list of collections.
+//! - [`collections`]: the collections, their objects, a VM's VDIs, waiting for a task.
 //! - [`tokens`]: token creation and revocation.
 
 pub mod auth;
+pub mod collections;
 pub mod duration;
 pub mod root;
 pub mod tokens;
@@ -35,19 +37,12 @@ pub struct Request {
 impl Request {
     /// The first value of header `name` (lower case).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     /// Every value of header `name`.
     pub fn headers_named(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-            .collect()
+        self.headers.iter().filter(|(k, _)| k == name).map(|(_, v)| v.as_str()).collect()
     }
 
     /// The path without trailing slashes (XO's router is not strict about them).
@@ -81,11 +76,7 @@ impl Reply {
     pub fn error(e: &ApiError) -> Reply {
         Reply {
             status: e.status,
-            headers: e
-                .headers()
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v))
-                .collect(),
+            headers: e.headers().into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
             body: serde_json::to_vec(&e.body()).unwrap_or_default(),
         }
     }
@@ -93,6 +84,22 @@ impl Reply {
     pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Reply {
         self.headers.push((name.to_string(), value.into()));
         self
+    }
+}
+
+/// Routes an authenticated `GET` below `/rest/v0/` (collections and objects).
+pub async fn get_route<T: Transport>(ctx: &Ctx<'_, T>, caller: auth::Caller, req: &Request) -> Result<Reply, ApiError> {
+    let path = req.normalized_path().to_string();
+    let rest = path.strip_prefix("/rest/v0/").unwrap_or("");
+    let segments: Vec<&str> = rest.split('/').collect();
+    let not_found = || ApiError::not_found(format!("no such route {path}"));
+    let coll = crate::objects::collection(segments.first().copied().unwrap_or("")).ok_or_else(not_found)?;
+    match segments.as_slice() {
+        [_] => collections::list(ctx, caller, req, coll).await,
+        [_, id] if coll.name == "tasks" => collections::task(ctx, caller, req, id).await,
+        [_, id] => collections::get(ctx, caller, coll, id).await,
+        [_, id, "vdis"] if coll.class == "VM" => collections::vm_vdis(ctx, caller, req, coll, id).await,
+        _ => Err(not_found()),
     }
 }
 
@@ -106,21 +113,13 @@ pub struct Ctx<'a, T> {
 
 impl<'a, T: Transport> Ctx<'a, T> {
     pub fn new(config: &'a Config, transport: &'a T, now: u64) -> Self {
-        Ctx {
-            config,
-            xapi: Xapi::new(transport),
-            now,
-        }
+        Ctx { config, xapi: Xapi::new(transport), now }
     }
 }
 
 /// Runs an authenticated handler: authenticate, run, add the refresh cookie, release a Basic session, and turn
 /// errors into JSON replies.
-pub async fn authenticated<'a, T, F, Fut>(
-    ctx: &'a Ctx<'a, T>,
-    req: &'a Request,
-    handler: F,
-) -> Reply
+pub async fn authenticated<'a, T, F, Fut>(ctx: &'a Ctx<'a, T>, req: &'a Request, handler: F) -> Reply
 where
     T: Transport,
     F: FnOnce(&'a Ctx<'a, T>, auth::Caller) -> Fut,
@@ -138,9 +137,7 @@ where
     }
     match result {
         Ok(reply) => match refresh {
-            Some(cookie)
-                if reply.status < 400 && !reply.headers.iter().any(|(k, _)| k == "set-cookie") =>
-            {
+            Some(cookie) if reply.status < 400 && !reply.headers.iter().any(|(k, _)| k == "set-cookie") => {
                 reply.with_header("set-cookie", cookie)
             }
             _ => reply,

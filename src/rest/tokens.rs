@@ -23,32 +23,23 @@ pub async fn create<T: Transport>(ctx: &Ctx<'_, T>, req: &Request) -> Reply {
 
 async fn create_inner<T: Transport>(ctx: &Ctx<'_, T>, req: &Request) -> Result<Reply, ApiError> {
     let Some(Credentials::Basic { user, password }) = auth::credentials_of(req)? else {
-        return Err(ApiError::unauthorized(
-            "token creation needs Basic credentials (curl -u user:password)",
-        ));
+        return Err(ApiError::unauthorized("token creation needs Basic credentials (curl -u user:password)"));
     };
     let body: Value = if req.body.iter().all(u8::is_ascii_whitespace) {
         json!({})
     } else {
-        serde_json::from_slice(&req.body)
-            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
+        serde_json::from_slice(&req.body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
     };
     let description = match body.get("description") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.len() <= 1024 => Some(s.clone()),
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "description must be a string of at most 1024 bytes",
-            ))
-        }
+        Some(_) => return Err(ApiError::bad_request("description must be a string of at most 1024 bytes")),
     };
     let lifetime = match body.get("expiresIn") {
         None | Some(Value::Null) => ctx.config.token_lifetime,
         Some(v) => {
             let s = duration::seconds(v).ok_or_else(|| {
-                ApiError::bad_request(
-                    "expiresIn must be milliseconds or a duration such as \"30 days\"",
-                )
+                ApiError::bad_request("expiresIn must be milliseconds or a duration such as \"30 days\"")
             })?;
             if !(MIN_LIFETIME..=ctx.config.token_max_lifetime).contains(&s) {
                 return Err(ApiError::bad_request(format!(
@@ -71,21 +62,13 @@ async fn create_inner<T: Transport>(ctx: &Ctx<'_, T>, req: &Request) -> Result<R
     if let Some(d) = description {
         record["description"] = json!(d);
     }
-    Ok(Reply::json(200, &json!({ "token": record }))
-        .with_header("set-cookie", credentials::token_cookie(&t, lifetime)))
+    Ok(Reply::json(200, &json!({ "token": record })).with_header("set-cookie", credentials::token_cookie(&t, lifetime)))
 }
 
 /// Logs out the caller's XAPI session and clears the cookie.
 pub async fn revoke<T: Transport>(ctx: &Ctx<'_, T>, caller: Caller) -> Result<Reply, ApiError> {
     if !caller.basic {
-        ctx.xapi
-            .logout(&caller.session)
-            .await
-            .map_err(|e| e.to_api_error())?;
+        ctx.xapi.logout(&caller.session).await.map_err(|e| e.to_api_error())?;
     }
-    Ok(Reply {
-        status: 204,
-        headers: vec![("set-cookie".into(), credentials::clear_cookie())],
-        body: Vec::new(),
-    })
+    Ok(Reply { status: 204, headers: vec![("set-cookie".into(), credentials::clear_cookie())], body: Vec::new() })
 }

@@ -16,11 +16,7 @@ pub enum TransportError {
 /// The HTTP exchange the XAPI client needs; implemented by each runtime.
 pub trait Transport {
     /// POSTs a JSON `body` to `path` (e.g. `/jsonrpc`) of XAPI; returns the HTTP status and body.
-    fn post_json(
-        &self,
-        path: &str,
-        body: Vec<u8>,
-    ) -> impl Future<Output = Result<(u16, Vec<u8>), TransportError>>;
+    fn post_json(&self, path: &str, body: Vec<u8>) -> impl Future<Output = Result<(u16, Vec<u8>), TransportError>>;
 }
 
 /// What an XAPI call can fail with.
@@ -48,42 +44,31 @@ impl XapiError {
     pub fn to_api_error(&self) -> ApiError {
         match self {
             XapiError::Api { code, params } => {
-                let safe: Vec<&String> = params
-                    .iter()
-                    .filter(|p| !p.starts_with("OpaqueRef:") || code != "SESSION_INVALID")
-                    .collect();
+                let safe: Vec<&String> =
+                    params.iter().filter(|p| !p.starts_with("OpaqueRef:") || code != "SESSION_INVALID").collect();
                 let data = json!({ "code": code, "params": safe });
                 match code.as_str() {
                     "SESSION_INVALID" => ApiError::unauthorized("XAPI session expired or revoked"),
-                    "SESSION_AUTHENTICATION_FAILED" => {
-                        ApiError::unauthorized("wrong user name or password")
-                    }
+                    "SESSION_AUTHENTICATION_FAILED" => ApiError::unauthorized("wrong user name or password"),
                     "RBAC_PERMISSION_DENIED" => {
                         ApiError::forbidden("not enough permissions on the pool").with_data(data)
                     }
-                    "HANDLE_INVALID" | "UUID_INVALID" => {
-                        ApiError::not_found("no such object").with_data(data)
-                    }
+                    "HANDLE_INVALID" | "UUID_INVALID" => ApiError::not_found("no such object").with_data(data),
                     "VM_BAD_POWER_STATE"
                     | "OPERATION_BLOCKED"
                     | "OPERATION_NOT_ALLOWED"
                     | "OTHER_OPERATION_IN_PROGRESS"
                     | "VDI_IN_USE"
-                    | "VM_IS_TEMPLATE" => {
-                        ApiError::new(409, format!("{code}({})", params.join(", "))).with_data(data)
-                    }
+                    | "VM_IS_TEMPLATE" => ApiError::new(409, format!("{code}({})", params.join(", "))).with_data(data),
                     _ => ApiError::bad_gateway(format!("XAPI error {code}")).with_data(data),
                 }
             }
-            XapiError::Transport(TransportError::Timeout) => {
-                ApiError::new(504, "XAPI did not answer in time")
-            }
+            XapiError::Transport(TransportError::Timeout) => ApiError::new(504, "XAPI did not answer in time"),
             XapiError::Transport(TransportError::Unreachable(why)) => {
                 ApiError::bad_gateway("XAPI is unreachable").with_data(json!({ "reason": why }))
             }
             XapiError::Protocol(why) => {
-                ApiError::bad_gateway("XAPI answered with an invalid reply")
-                    .with_data(json!({ "reason": why }))
+                ApiError::bad_gateway("XAPI answered with an invalid reply").with_data(json!({ "reason": why }))
             }
         }
     }
@@ -91,8 +76,7 @@ impl XapiError {
 
 /// Encodes a JSON-RPC 2.0 call.
 pub fn encode_call(method: &str, params: &[Value], id: u64) -> Vec<u8> {
-    serde_json::to_vec(&json!({"jsonrpc": "2.0", "method": method, "params": params, "id": id}))
-        .unwrap_or_default()
+    serde_json::to_vec(&json!({"jsonrpc": "2.0", "method": method, "params": params, "id": id})).unwrap_or_default()
 }
 
 /// Decodes a JSON-RPC reply (2.0 or 1.0 envelopes).
@@ -100,16 +84,9 @@ pub fn decode_reply(status: u16, body: &[u8]) -> Result<Value, XapiError> {
     let reply: Value = serde_json::from_slice(body)
         .map_err(|_| XapiError::Protocol(format!("HTTP {status} with a body that is not JSON")))?;
     match reply.get("error") {
-        None | Some(Value::Null) => reply
-            .get("result")
-            .cloned()
-            .ok_or_else(|| XapiError::Protocol("no result".into())),
+        None | Some(Value::Null) => reply.get("result").cloned().ok_or_else(|| XapiError::Protocol("no result".into())),
         Some(Value::Object(e)) => Err(XapiError::Api {
-            code: e
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("UNKNOWN")
-                .to_string(),
+            code: e.get("message").and_then(Value::as_str).unwrap_or("UNKNOWN").to_string(),
             params: e
                 .get("data")
                 .and_then(Value::as_array)
@@ -125,9 +102,7 @@ pub fn decode_reply(status: u16, body: &[u8]) -> Result<Value, XapiError> {
 }
 
 fn value_text(v: &Value) -> String {
-    v.as_str()
-        .map(str::to_string)
-        .unwrap_or_else(|| v.to_string())
+    v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())
 }
 
 /// An XAPI client over a transport.
@@ -142,59 +117,55 @@ impl<'a, T: Transport> Xapi<'a, T> {
 
     /// One call; `params` include the session first where the method needs one.
     pub async fn call(&self, method: &str, params: &[Value]) -> Result<Value, XapiError> {
-        let (status, body) = self
-            .transport
-            .post_json("/jsonrpc", encode_call(method, params, 1))
-            .await
-            .map_err(XapiError::Transport)?;
+        let (status, body) =
+            self.transport.post_json("/jsonrpc", encode_call(method, params, 1)).await.map_err(XapiError::Transport)?;
         decode_reply(status, &body)
+    }
+
+    /// One call whose reply is returned undecoded (large `get_all_records` answers are then parsed record by
+    /// record, borrowing from this buffer). XAPI errors are still decoded.
+    pub async fn call_raw(&self, method: &str, params: &[Value]) -> Result<Vec<u8>, XapiError> {
+        let (status, body) =
+            self.transport.post_json("/jsonrpc", encode_call(method, params, 1)).await.map_err(XapiError::Transport)?;
+        #[derive(serde::Deserialize)]
+        struct Probe<'a> {
+            #[serde(borrow)]
+            error: Option<&'a serde_json::value::RawValue>,
+        }
+        let probe: Probe<'_> = serde_json::from_slice(&body)
+            .map_err(|_| XapiError::Protocol(format!("HTTP {status} with a body that is not JSON")))?;
+        if probe.error.is_some_and(|e| e.get() != "null") {
+            decode_reply(status, &body)?;
+        }
+        Ok(body)
     }
 
     /// Logs in; returns the session ref.
     pub async fn login(&self, user: &str, password: &str) -> Result<String, XapiError> {
         let v = self
-            .call(
-                "session.login_with_password",
-                &[json!(user), json!(password), json!("1.0"), json!("xo-edge")],
-            )
+            .call("session.login_with_password", &[json!(user), json!(password), json!("1.0"), json!("xo-edge")])
             .await?;
-        v.as_str()
-            .map(str::to_string)
-            .ok_or_else(|| XapiError::Protocol("login result is not a string".into()))
+        v.as_str().map(str::to_string).ok_or_else(|| XapiError::Protocol("login result is not a string".into()))
     }
 
     /// Logs a session out.
     pub async fn logout(&self, session: &str) -> Result<(), XapiError> {
-        self.call("session.logout", &[json!(session)])
-            .await
-            .map(|_| ())
+        self.call("session.logout", &[json!(session)]).await.map(|_| ())
     }
 
     /// Whether the session is a pool administrator: the local superuser, or a subject with the `pool-admin` role.
     pub async fn is_pool_admin(&self, session: &str) -> Result<bool, XapiError> {
         let s = json!(session);
-        if self
-            .call("session.get_is_local_superuser", &[s.clone(), s.clone()])
-            .await?
-            == json!(true)
-        {
+        if self.call("session.get_is_local_superuser", &[s.clone(), s.clone()]).await? == json!(true) {
             return Ok(true);
         }
-        let subject = self
-            .call("session.get_subject", &[s.clone(), s.clone()])
-            .await?;
+        let subject = self.call("session.get_subject", &[s.clone(), s.clone()]).await?;
         if subject.as_str().is_none_or(|r| r == "OpaqueRef:NULL") {
             return Ok(false);
         }
-        let roles = self
-            .call("subject.get_roles", &[s.clone(), subject])
-            .await?;
+        let roles = self.call("subject.get_roles", &[s.clone(), subject]).await?;
         for role in roles.as_array().map(Vec::as_slice).unwrap_or_default() {
-            if self
-                .call("role.get_name_label", &[s.clone(), role.clone()])
-                .await?
-                == json!("pool-admin")
-            {
+            if self.call("role.get_name_label", &[s.clone(), role.clone()]).await? == json!("pool-admin") {
                 return Ok(true);
             }
         }
@@ -203,9 +174,7 @@ impl<'a, T: Transport> Xapi<'a, T> {
 
     /// A cheap call that fails with `SESSION_INVALID` when the session is gone.
     pub async fn check_session(&self, session: &str) -> Result<(), XapiError> {
-        self.call("session.get_uuid", &[json!(session), json!(session)])
-            .await
-            .map(|_| ())
+        self.call("session.get_uuid", &[json!(session), json!(session)]).await.map(|_| ())
     }
 }
 
@@ -215,41 +184,26 @@ mod tests {
 
     #[test]
     fn decodes_both_envelopes() {
-        assert_eq!(
-            decode_reply(200, br#"{"jsonrpc":"2.0","result":5,"id":1}"#),
-            Ok(json!(5))
-        );
-        assert_eq!(
-            decode_reply(200, br#"{"result":5,"error":null,"id":1}"#),
-            Ok(json!(5))
-        );
-        assert_eq!(
-            decode_reply(200, br#"{"jsonrpc":"2.0","error":{"code":1,"message":"SESSION_INVALID","data":["OpaqueRef:x"]},"id":1}"#),
-            Err(XapiError::Api { code: "SESSION_INVALID".into(), params: vec!["OpaqueRef:x".into()] })
-        );
+        assert_eq!(decode_reply(200, br#"{"jsonrpc":"2.0","result":5,"id":1}"#), Ok(json!(5)));
+        assert_eq!(decode_reply(200, br#"{"result":5,"error":null,"id":1}"#), Ok(json!(5)));
         assert_eq!(
             decode_reply(
                 200,
-                br#"{"result":null,"error":["HANDLE_INVALID","VM","x"],"id":1}"#
+                br#"{"jsonrpc":"2.0","error":{"code":1,"message":"SESSION_INVALID","data":["OpaqueRef:x"]},"id":1}"#
             ),
-            Err(XapiError::Api {
-                code: "HANDLE_INVALID".into(),
-                params: vec!["VM".into(), "x".into()]
-            })
+            Err(XapiError::Api { code: "SESSION_INVALID".into(), params: vec!["OpaqueRef:x".into()] })
         );
-        assert!(matches!(
-            decode_reply(500, b"<html>"),
-            Err(XapiError::Protocol(_))
-        ));
+        assert_eq!(
+            decode_reply(200, br#"{"result":null,"error":["HANDLE_INVALID","VM","x"],"id":1}"#),
+            Err(XapiError::Api { code: "HANDLE_INVALID".into(), params: vec!["VM".into(), "x".into()] })
+        );
+        assert!(matches!(decode_reply(500, b"<html>"), Err(XapiError::Protocol(_))));
     }
 
     #[test]
     fn maps_to_http_errors_without_leaking_sessions() {
-        let e = XapiError::Api {
-            code: "SESSION_INVALID".into(),
-            params: vec!["OpaqueRef:secret".into()],
-        }
-        .to_api_error();
+        let e =
+            XapiError::Api { code: "SESSION_INVALID".into(), params: vec!["OpaqueRef:secret".into()] }.to_api_error();
         assert_eq!(e.status, 401);
         assert!(!e.body().to_string().contains("secret"));
         let e = XapiError::Api {
@@ -257,17 +211,7 @@ mod tests {
             params: vec!["r".into(), "halted".into(), "running".into()],
         };
         assert_eq!(e.to_api_error().status, 409);
-        assert_eq!(
-            XapiError::Transport(TransportError::Timeout)
-                .to_api_error()
-                .status,
-            504
-        );
-        assert_eq!(
-            XapiError::Transport(TransportError::Unreachable("x".into()))
-                .to_api_error()
-                .status,
-            502
-        );
+        assert_eq!(XapiError::Transport(TransportError::Timeout).to_api_error().status, 504);
+        assert_eq!(XapiError::Transport(TransportError::Unreachable("x".into())).to_api_error().status, 502);
     }
 }

@@ -22,20 +22,12 @@ pub fn wasm_dir() -> PathBuf {
 
 pub fn wasm(name: &str) -> PathBuf {
     let p = wasm_dir().join(format!("{name}.wasm"));
-    assert!(
-        p.exists(),
-        "{} is missing: run `bash scripts/build.sh` first",
-        p.display()
-    );
+    assert!(p.exists(), "{} is missing: run `bash scripts/build.sh` first", p.display());
     p
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn wasmtime() -> String {
@@ -44,10 +36,7 @@ fn wasmtime() -> String {
         panic!("{bin} not found: install it with `cargo install wasmtime-cli --locked --version {WASMTIME_VERSION}` (see .ci/run)")
     });
     let v = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        v.contains(WASMTIME_VERSION),
-        "tests need wasmtime {WASMTIME_VERSION}, found {v}"
-    );
+    assert!(v.contains(WASMTIME_VERSION), "tests need wasmtime {WASMTIME_VERSION}, found {v}");
     bin
 }
 
@@ -79,43 +68,17 @@ impl Edge {
         let sim_url = sim.url.clone();
         let port = free_port();
         let mut cmd = Command::new(wasmtime());
-        cmd.args([
-            "serve",
-            "-Scli",
-            "-Sp3",
-            "-Wcomponent-model-async",
-            "--addr",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .args(["--env", &format!("XO_EDGE_XAPI_URL={sim_url}")])
-        .args(["--env", &format!("XO_EDGE_TOKEN_SECRET={SECRET}")]);
+        cmd.args(["serve", "-Scli", "-Sp3", "-Wcomponent-model-async", "--addr", &format!("127.0.0.1:{port}")])
+            .args(["--env", &format!("XO_EDGE_XAPI_URL={sim_url}")])
+            .args(["--env", &format!("XO_EDGE_TOKEN_SECRET={SECRET}")]);
         for (k, v) in env {
             cmd.args(["--env", &format!("{k}={v}")]);
         }
-        let child = cmd
-            .arg(wasm("xo_edge_bundle"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let http = reqwest::blocking::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .unwrap();
-        let edge = Edge {
-            url: format!("http://127.0.0.1:{port}"),
-            sim_url,
-            http,
-            child,
-            _sim: sim,
-        };
+        let child = cmd.arg(wasm("xo_edge_bundle")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
+        let edge = Edge { url: format!("http://127.0.0.1:{port}"), sim_url, http, child, _sim: sim };
         let deadline = Instant::now() + Duration::from_secs(60);
-        while edge
-            .http
-            .get(format!("{}/rest/v0", edge.url))
-            .send()
-            .is_err()
-        {
+        while edge.http.get(format!("{}/rest/v0", edge.url)).send().is_err() {
             assert!(Instant::now() < deadline, "wasmtime serve did not come up");
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -135,19 +98,11 @@ impl Edge {
             .send()
             .unwrap();
         assert_eq!(r.status().as_u16(), 200);
-        r.json::<J>().unwrap()["token"]["id"]
-            .as_str()
-            .unwrap()
-            .to_string()
+        r.json::<J>().unwrap()["token"]["id"].as_str().unwrap().to_string()
     }
 
     pub fn sim_stats(&self) -> J {
-        self.http
-            .get(format!("{}/_sim/stats", self.sim_url))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap()
+        self.http.get(format!("{}/_sim/stats", self.sim_url)).send().unwrap().json().unwrap()
     }
 
     pub fn sim_calls(&self) -> u64 {
@@ -157,12 +112,6 @@ impl Edge {
     /// A JSON-RPC call straight to the simulator.
     pub fn xapi(&self, method: &str, params: J) -> J {
         let body = json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 1});
-        self.http
-            .post(format!("{}/jsonrpc", self.sim_url))
-            .json(&body)
-            .send()
-            .unwrap()
-            .json()
-            .unwrap()
+        self.http.post(format!("{}/jsonrpc", self.sim_url)).json(&body).send().unwrap().json().unwrap()
     }
 }

@@ -18,35 +18,18 @@ use std::time::{Duration, Instant};
 type R<T> = Result<T, XapiError>;
 
 /// Fields a generic `set_<field>` may change.
-const SETTABLE: &[&str] = &[
-    "name_label",
-    "name_description",
-    "tags",
-    "other_config",
-    "blocked_operations",
-    "sm_config",
-    "xenstore_data",
-];
+const SETTABLE: &[&str] =
+    &["name_label", "name_description", "tags", "other_config", "blocked_operations", "sm_config", "xenstore_data"];
 
 /// Map fields with `add_to_<field>` / `remove_from_<field>`.
-const MAP_FIELDS: &[&str] = &[
-    "other_config",
-    "blocked_operations",
-    "sm_config",
-    "xenstore_data",
-];
+const MAP_FIELDS: &[&str] = &["other_config", "blocked_operations", "sm_config", "xenstore_data"];
 
 fn count_mismatch(method: &str, expected: usize, got: usize) -> XapiError {
-    XapiError::new(
-        "MESSAGE_PARAMETER_COUNT_MISMATCH",
-        &[method, &expected.to_string(), &got.to_string()],
-    )
+    XapiError::new("MESSAGE_PARAMETER_COUNT_MISMATCH", &[method, &expected.to_string(), &got.to_string()])
 }
 
 fn arg_str(v: &Value) -> String {
-    v.as_str()
-        .map(str::to_string)
-        .unwrap_or_else(|| v.db_string())
+    v.as_str().map(str::to_string).unwrap_or_else(|| v.db_string())
 }
 
 /// Whether `op` on `class` changes state (and so needs more than the read-only role).
@@ -79,16 +62,12 @@ pub async fn call(sim: &Arc<Sim>, method: &str, params: Vec<Value>) -> R<Value> 
     let Some((class, op)) = name.split_once('.') else {
         return Err(XapiError::new("MESSAGE_METHOD_UNKNOWN", &[method]));
     };
-    let known_class =
-        schema::canonical_class(class) == Some(class) || matches!(class, "session" | "event");
+    let known_class = schema::canonical_class(class) == Some(class) || matches!(class, "session" | "event");
     if !known_class {
         return Err(XapiError::new("MESSAGE_METHOD_UNKNOWN", &[method]));
     }
     if session.role == Role::ReadOnly && is_write(class, op) {
-        return Err(XapiError::new(
-            "RBAC_PERMISSION_DENIED",
-            &[name, "No permission in user session"],
-        ));
+        return Err(XapiError::new("RBAC_PERMISSION_DENIED", &[name, "No permission in user session"]));
     }
     let args = &params[1..];
     if is_async {
@@ -108,10 +87,7 @@ pub async fn call(sim: &Arc<Sim>, method: &str, params: Vec<Value>) -> R<Value> 
 
 /// Creates a pending task.
 pub fn create_task(db: &mut Db, label: &str, description: &str) -> String {
-    let master = db
-        .all("pool")
-        .next()
-        .and_then(|(_, p)| p.get("master").cloned());
+    let master = db.all("pool").next().and_then(|(_, p)| p.get("master").cloned());
     db.create(
         "task",
         Fields::from([
@@ -159,8 +135,7 @@ fn expect_args(method: &str, args: &[Value], n: usize) -> R<()> {
 
 /// The record of `reference` if it is an object of `class`, else `HANDLE_INVALID`.
 pub fn obj<'a>(db: &'a Db, class: &str, reference: &str) -> R<&'a Fields> {
-    db.get_of(class, reference)
-        .ok_or_else(|| XapiError::new("HANDLE_INVALID", &[class, reference]))
+    db.get_of(class, reference).ok_or_else(|| XapiError::new("HANDLE_INVALID", &[class, reference]))
 }
 
 fn record_value(f: &Fields) -> Value {
@@ -168,10 +143,7 @@ fn record_value(f: &Fields) -> Value {
 }
 
 fn str_of(f: &Fields, k: &str) -> String {
-    f.get(k)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
+    f.get(k).and_then(Value::as_str).unwrap_or_default().to_string()
 }
 
 fn bool_of(f: &Fields, k: &str) -> bool {
@@ -185,23 +157,11 @@ fn int_of(f: &Fields, k: &str) -> i64 {
 fn refs_of(f: &Fields, k: &str) -> Vec<String> {
     f.get(k)
         .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
         .unwrap_or_default()
 }
 
-async fn dispatch(
-    sim: &Arc<Sim>,
-    session: &Session,
-    name: &str,
-    class: &str,
-    op: &str,
-    args: &[Value],
-) -> R<Value> {
+async fn dispatch(sim: &Arc<Sim>, session: &Session, name: &str, class: &str, op: &str, args: &[Value]) -> R<Value> {
     match (class, op) {
         ("session", _) => session_call(sim, session, name, op, args),
         ("event", "from") => {
@@ -213,10 +173,7 @@ async fn dispatch(
             let reference = arg_str(&args[1]);
             let id = sim.write(|db| {
                 if db.get(&reference).is_none() {
-                    return Err(XapiError::new(
-                        "HANDLE_INVALID",
-                        &[&arg_str(&args[0]), &reference],
-                    ));
+                    return Err(XapiError::new("HANDLE_INVALID", &[&arg_str(&args[0]), &reference]));
                 }
                 Ok(db.inject(&reference))
             })?;
@@ -226,9 +183,7 @@ async fn dispatch(
         ("event", _) => Err(XapiError::new("MESSAGE_METHOD_UNKNOWN", &[name])),
         ("task", "create") => {
             expect_args(name, args, 2)?;
-            Ok(Value::str(sim.write(|db| {
-                create_task(db, &arg_str(&args[0]), &arg_str(&args[1]))
-            })))
+            Ok(Value::str(sim.write(|db| create_task(db, &arg_str(&args[0]), &arg_str(&args[1])))))
         }
         ("task", "cancel") => {
             expect_args(name, args, 1)?;
@@ -237,16 +192,9 @@ async fn dispatch(
             sim.write(|db| {
                 let status = str_of(obj(db, "task", &t)?, "status");
                 if status != "pending" {
-                    return Err(XapiError::new(
-                        "OPERATION_NOT_ALLOWED",
-                        &["task is not pending"],
-                    ));
+                    return Err(XapiError::new("OPERATION_NOT_ALLOWED", &["task is not pending"]));
                 }
-                db.set(
-                    &t,
-                    "status",
-                    Value::str(if active { "cancelling" } else { "cancelled" }),
-                );
+                db.set(&t, "status", Value::str(if active { "cancelling" } else { "cancelled" }));
                 Ok(Value::str(""))
             })
         }
@@ -271,13 +219,8 @@ async fn dispatch(
             if !(2..=3).contains(&args.len()) {
                 return Err(count_mismatch(name, 4, args.len() + 1));
             }
-            let ignore: Vec<String> = args
-                .get(2)
-                .and_then(Value::as_array)
-                .unwrap_or(&[])
-                .iter()
-                .map(arg_str)
-                .collect();
+            let ignore: Vec<String> =
+                args.get(2).and_then(Value::as_array).unwrap_or(&[]).iter().map(arg_str).collect();
             sim.write(|db| vm_snapshot(db, &arg_str(&args[0]), &arg_str(&args[1]), &ignore))
         }
         ("VM", "destroy") => {
@@ -287,9 +230,7 @@ async fn dispatch(
         ("VM", "set_is_a_template") => {
             expect_args(name, args, 2)?;
             let vm = arg_str(&args[0]);
-            let v = args[1]
-                .as_bool()
-                .ok_or_else(|| XapiError::new("FIELD_TYPE_ERROR", &["value"]))?;
+            let v = args[1].as_bool().ok_or_else(|| XapiError::new("FIELD_TYPE_ERROR", &["value"]))?;
             sim.write(|db| {
                 let rec = obj(db, "VM", &vm)?;
                 if v && str_of(rec, "power_state") != "Halted" {
@@ -301,14 +242,10 @@ async fn dispatch(
         }
         (
             "VM",
-            "start" | "clean_shutdown" | "hard_shutdown" | "clean_reboot" | "hard_reboot" | "pause"
-            | "unpause" | "suspend" | "resume",
+            "start" | "clean_shutdown" | "hard_shutdown" | "clean_reboot" | "hard_reboot" | "pause" | "unpause"
+            | "suspend" | "resume",
         ) => {
-            let n = if matches!(op, "start" | "resume") {
-                3
-            } else {
-                1
-            };
+            let n = if matches!(op, "start" | "resume") { 3 } else { 1 };
             expect_args(name, args, n)?;
             let paused = args.get(1).and_then(Value::as_bool).unwrap_or(false);
             sim.write(|db| vm_power(db, &arg_str(&args[0]), op, paused))
@@ -362,16 +299,8 @@ fn session_call(sim: &Sim, session: &Session, name: &str, op: &str, args: &[Valu
         .ok_or_else(|| XapiError::new("HANDLE_INVALID", &["session", &target_ref]))?;
     let _ = session;
     let db = sim.db.lock();
-    let master = db
-        .all("pool")
-        .next()
-        .map(|(_, p)| str_of(p, "master"))
-        .unwrap_or_default();
-    let pool = db
-        .all("pool")
-        .next()
-        .map(|(r, _)| r.clone())
-        .unwrap_or_default();
+    let master = db.all("pool").next().map(|(_, p)| str_of(p, "master")).unwrap_or_default();
+    let pool = db.all("pool").next().map(|(r, _)| r.clone()).unwrap_or_default();
     let perms = Value::strs(permissions(target.role));
     let record = Value::Map(vec![
         ("uuid".into(), Value::str(target.uuid.clone())),
@@ -380,10 +309,7 @@ fn session_call(sim: &Sim, session: &Session, name: &str, op: &str, args: &[Valu
         ("last_active".into(), Value::DateTime(now_datetime())),
         ("pool".into(), Value::Bool(false)),
         ("other_config".into(), Value::empty_map()),
-        (
-            "is_local_superuser".into(),
-            Value::Bool(target.local_superuser),
-        ),
+        ("is_local_superuser".into(), Value::Bool(target.local_superuser)),
         ("subject".into(), Value::str(target.subject.clone())),
         ("validation_time".into(), Value::DateTime(now_datetime())),
         ("auth_user_sid".into(), Value::str("")),
@@ -409,13 +335,7 @@ fn session_call(sim: &Sim, session: &Session, name: &str, op: &str, args: &[Valu
 pub fn permissions(role: Role) -> Vec<String> {
     let mut out = Vec::new();
     for class in schema::CLASSES {
-        for op in [
-            "get_all",
-            "get_all_records",
-            "get_record",
-            "get_by_uuid",
-            "get_all_records_where",
-        ] {
+        for op in ["get_all", "get_all_records", "get_record", "get_by_uuid", "get_all_records_where"] {
             out.push(format!("{class}.{op}"));
         }
     }
@@ -459,18 +379,12 @@ async fn event_from(sim: &Arc<Sim>, args: &[Value]) -> R<Value> {
         None
     } else {
         let first = tok.split(',').next().unwrap_or_default();
-        Some(
-            first
-                .parse::<u64>()
-                .map_err(|_| XapiError::new("EVENT_FROM_TOKEN_PARSE_FAILURE", &[&tok]))?,
-        )
+        Some(first.parse::<u64>().map_err(|_| XapiError::new("EVENT_FROM_TOKEN_PARSE_FAILURE", &[&tok]))?)
     };
     let timeout = args[2].as_f64().unwrap_or(0.0).clamp(0.0, 3600.0);
     let deadline = Instant::now() + Duration::from_secs_f64(timeout);
     let matches = |class: &str, reference: &str| {
-        classes.iter().any(|c| {
-            c == "*" || c == class || *c == format!("{class}/{}", reference.to_ascii_lowercase())
-        })
+        classes.iter().any(|c| c == "*" || c == class || *c == format!("{class}/{}", reference.to_ascii_lowercase()))
     };
     loop {
         let notified = sim.changed.notified();
@@ -499,9 +413,7 @@ async fn event_from(sim: &Arc<Sim>, args: &[Value]) -> R<Value> {
                     }
                 }
                 Some(after) => {
-                    let log = db
-                        .events_since(after)
-                        .ok_or_else(|| XapiError::new("EVENTS_LOST", &[]))?;
+                    let log = db.events_since(after).ok_or_else(|| XapiError::new("EVENTS_LOST", &[]))?;
                     events = log
                         .into_iter()
                         .filter(|e| matches(&e.class, &e.reference))
@@ -512,11 +424,7 @@ async fn event_from(sim: &Arc<Sim>, args: &[Value]) -> R<Value> {
             if !events.is_empty() || since.is_none() || Instant::now() >= deadline {
                 let counts = schema::CLASSES
                     .iter()
-                    .filter(|c| {
-                        classes
-                            .iter()
-                            .any(|x| x == "*" || x == &c.to_ascii_lowercase())
-                    })
+                    .filter(|c| classes.iter().any(|x| x == "*" || x == &c.to_ascii_lowercase()))
                     .map(|c| (c.to_ascii_lowercase(), Value::Int(db.count(c) as i64)))
                     .collect();
                 return Ok(Value::Map(vec![
@@ -537,27 +445,17 @@ fn generic(sim: &Sim, name: &str, class: &str, op: &str, args: &[Value]) -> R<Va
         "get_all" => {
             expect_args(name, args, 0)?;
             let db = sim.db.lock();
-            Ok(Value::Array(
-                db.all(class).map(|(r, _)| Value::str(r.clone())).collect(),
-            ))
+            Ok(Value::Array(db.all(class).map(|(r, _)| Value::str(r.clone())).collect()))
         }
         "get_all_records" => {
             expect_args(name, args, 0)?;
             let db = sim.db.lock();
-            Ok(Value::Map(
-                db.all(class)
-                    .map(|(r, f)| (r.clone(), record_value(f)))
-                    .collect(),
-            ))
+            Ok(Value::Map(db.all(class).map(|(r, f)| (r.clone(), record_value(f))).collect()))
         }
         "get_all_records_where" => {
             expect_args(name, args, 1)?;
-            let expr = where_expr::parse(&arg_str(&args[0])).map_err(|e| {
-                XapiError::new(
-                    "INTERNAL_ERROR",
-                    &[&format!("Db_filter.Expression_error: {e}")],
-                )
-            })?;
+            let expr = where_expr::parse(&arg_str(&args[0]))
+                .map_err(|e| XapiError::new("INTERNAL_ERROR", &[&format!("Db_filter.Expression_error: {e}")]))?;
             let db = sim.db.lock();
             Ok(Value::Map(
                 db.all(class)
@@ -674,29 +572,16 @@ fn coerce_like(template: &Value, v: &Value) -> R<Value> {
     let bad = || XapiError::new("FIELD_TYPE_ERROR", &["value"]);
     Ok(match template {
         Value::Str(_) => Value::str(v.as_str().ok_or_else(bad)?),
-        Value::Array(_) => Value::Array(
-            v.as_array()
-                .ok_or_else(bad)?
-                .iter()
-                .map(|x| Value::str(arg_str(x)))
-                .collect(),
-        ),
-        Value::Map(_) => Value::Map(
-            v.as_map()
-                .ok_or_else(bad)?
-                .iter()
-                .map(|(k, x)| (k.clone(), Value::str(arg_str(x))))
-                .collect(),
-        ),
+        Value::Array(_) => Value::Array(v.as_array().ok_or_else(bad)?.iter().map(|x| Value::str(arg_str(x))).collect()),
+        Value::Map(_) => {
+            Value::Map(v.as_map().ok_or_else(bad)?.iter().map(|(k, x)| (k.clone(), Value::str(arg_str(x)))).collect())
+        }
         _ => v.clone(),
     })
 }
 
 fn bad_power_state(vm: &str, expected: &str, actual: &str) -> XapiError {
-    XapiError::new(
-        "VM_BAD_POWER_STATE",
-        &[vm, expected, &actual.to_ascii_lowercase()],
-    )
+    XapiError::new("VM_BAD_POWER_STATE", &[vm, expected, &actual.to_ascii_lowercase()])
 }
 
 fn check_blocked(vm: &str, rec: &Fields, op: &str) -> R<()> {
@@ -712,14 +597,7 @@ pub fn vdi_create(db: &mut Db, record: &Value) -> R<Value> {
         return Err(XapiError::new("FIELD_TYPE_ERROR", &["args"]));
     };
     let get = |k: &str| m.iter().find(|(key, _)| key == k).map(|(_, v)| v);
-    for required in [
-        "SR",
-        "virtual_size",
-        "type",
-        "sharable",
-        "read_only",
-        "other_config",
-    ] {
+    for required in ["SR", "virtual_size", "type", "sharable", "read_only", "other_config"] {
         if get(required).is_none() {
             return Err(XapiError::new("FIELD_TYPE_ERROR", &[required]));
         }
@@ -738,10 +616,7 @@ pub fn vdi_create(db: &mut Db, record: &Value) -> R<Value> {
     let thick = str_of(sr_rec, "type") == "lvm";
     let free = int_of(sr_rec, "physical_size") - int_of(sr_rec, "physical_utilisation");
     if (thick && size > free) || size > int_of(sr_rec, "physical_size") {
-        return Err(XapiError::new(
-            "SR_BACKEND_FAILURE_44",
-            &["", "There is insufficient space", ""],
-        ));
+        return Err(XapiError::new("SR_BACKEND_FAILURE_44", &["", "There is insufficient space", ""]));
     }
     let mut f = Fields::new();
     for (k, v) in m {
@@ -757,10 +632,7 @@ pub fn vdi_create(db: &mut Db, record: &Value) -> R<Value> {
                 | "sm_config"
                 | "tags"
         ) {
-            f.insert(
-                k.clone(),
-                coerce_like(&schema::defaults("VDI")[k.as_str()], v).unwrap_or_else(|_| v.clone()),
-            );
+            f.insert(k.clone(), coerce_like(&schema::defaults("VDI")[k.as_str()], v).unwrap_or_else(|_| v.clone()));
         }
     }
     for (k, v) in m {
@@ -778,10 +650,7 @@ pub fn insert_vdi(db: &mut Db, sr: &str, mut f: Fields, size: i64, thick: bool) 
     f.insert("location".into(), Value::str(uuid));
     f.insert("SR".into(), Value::str(sr));
     f.insert("virtual_size".into(), Value::Int(size));
-    f.insert(
-        "physical_utilisation".into(),
-        Value::Int(if thick { size } else { 0 }),
-    );
+    f.insert("physical_utilisation".into(), Value::Int(if thick { size } else { 0 }));
     f.insert("managed".into(), Value::Bool(true));
     f.insert(
         "allowed_operations".into(),
@@ -806,18 +675,10 @@ pub fn insert_vdi(db: &mut Db, sr: &str, mut f: Fields, size: i64, thick: bool) 
 
 fn sr_account(db: &mut Db, sr: &str, delta: i64, thick: bool) {
     db.update(sr, |s| {
-        let va = s
-            .get("virtual_allocation")
-            .and_then(Value::as_i64)
-            .unwrap_or(0)
-            + delta;
+        let va = s.get("virtual_allocation").and_then(Value::as_i64).unwrap_or(0) + delta;
         s.insert("virtual_allocation".into(), Value::Int(va.max(0)));
         if thick {
-            let pu = s
-                .get("physical_utilisation")
-                .and_then(Value::as_i64)
-                .unwrap_or(0)
-                + delta;
+            let pu = s.get("physical_utilisation").and_then(Value::as_i64).unwrap_or(0) + delta;
             s.insert("physical_utilisation".into(), Value::Int(pu.max(0)));
         }
     });
@@ -827,17 +688,11 @@ fn sr_account(db: &mut Db, sr: &str, delta: i64, thick: bool) {
 pub fn vdi_destroy(db: &mut Db, vdi: &str) -> R<Value> {
     let rec = obj(db, "VDI", vdi)?.clone();
     let vbds = refs_of(&rec, "VBDs");
-    if vbds
-        .iter()
-        .any(|v| db.get(v).is_some_and(|b| bool_of(b, "currently_attached")))
-    {
+    if vbds.iter().any(|v| db.get(v).is_some_and(|b| bool_of(b, "currently_attached"))) {
         return Err(XapiError::new("VDI_IN_USE", &[vdi, "destroy"]));
     }
     let sr = str_of(&rec, "SR");
-    if db
-        .get(&sr)
-        .is_some_and(|s| str_of(s, "content_type") == "iso")
-    {
+    if db.get(&sr).is_some_and(|s| str_of(s, "content_type") == "iso") {
         return Err(XapiError::new("SR_OPERATION_NOT_SUPPORTED", &[&sr]));
     }
     for vbd in vbds {
@@ -861,10 +716,7 @@ fn lower(s: &str) -> String {
 pub fn vm_power(db: &mut Db, vm: &str, op: &str, start_paused: bool) -> R<Value> {
     let rec = obj(db, "VM", vm)?.clone();
     if bool_of(&rec, "is_control_domain") {
-        return Err(XapiError::new(
-            "OPERATION_NOT_ALLOWED",
-            &["Operations on the control domain are not allowed"],
-        ));
+        return Err(XapiError::new("OPERATION_NOT_ALLOWED", &["Operations on the control domain are not allowed"]));
     }
     if bool_of(&rec, "is_a_template") || bool_of(&rec, "is_a_snapshot") {
         return Err(XapiError::new("VM_IS_TEMPLATE", &[vm, op]));
@@ -881,11 +733,7 @@ pub fn vm_power(db: &mut Db, vm: &str, op: &str, start_paused: bool) -> R<Value>
         _ => &[],
     };
     if !allowed.contains(&state.as_str()) {
-        return Err(bad_power_state(
-            vm,
-            &lower(allowed.first().copied().unwrap_or("halted")),
-            &state,
-        ));
+        return Err(bad_power_state(vm, &lower(allowed.first().copied().unwrap_or("halted")), &state));
     }
     let metrics = str_of(&rec, "metrics");
     match op {
@@ -895,10 +743,7 @@ pub fn vm_power(db: &mut Db, vm: &str, op: &str, start_paused: bool) -> R<Value>
                 if db.get_of("host", &aff).is_some() {
                     aff
                 } else {
-                    db.all("pool")
-                        .next()
-                        .map(|(_, p)| str_of(p, "master"))
-                        .unwrap_or_default()
+                    db.all("pool").next().map(|(_, p)| str_of(p, "master")).unwrap_or_default()
                 }
             };
             if op == "resume" {
@@ -910,10 +755,7 @@ pub fn vm_power(db: &mut Db, vm: &str, op: &str, start_paused: bool) -> R<Value>
             }
             let domid = db.next_domid();
             db.update(vm, |f| {
-                f.insert(
-                    "power_state".into(),
-                    Value::str(if start_paused { "Paused" } else { "Running" }),
-                );
+                f.insert("power_state".into(), Value::str(if start_paused { "Paused" } else { "Running" }));
                 f.insert("resident_on".into(), Value::str(host.clone()));
                 f.insert("domid".into(), Value::Int(domid));
             });
@@ -933,11 +775,7 @@ pub fn vm_power(db: &mut Db, vm: &str, op: &str, start_paused: bool) -> R<Value>
             }
             let mut suspend_vdi = Value::null_ref();
             if op == "suspend" {
-                let sr = db
-                    .all("pool")
-                    .next()
-                    .map(|(_, p)| str_of(p, "default_SR"))
-                    .unwrap_or_default();
+                let sr = db.all("pool").next().map(|(_, p)| str_of(p, "default_SR")).unwrap_or_default();
                 let size = int_of(&rec, "memory_static_max").max(GRAIN as i64);
                 let r = vdi_create(
                     db,
@@ -954,26 +792,13 @@ pub fn vm_power(db: &mut Db, vm: &str, op: &str, start_paused: bool) -> R<Value>
                 let r = arg_str(&r);
                 let seed = db.last_event_id();
                 if let Some(d) = db.disks.get_mut(&r) {
-                    let regions = vec![Synthetic {
-                        start: 0,
-                        end: 4 << 20,
-                        seed,
-                        zero_pct: 20,
-                        random_pct: 40,
-                    }];
+                    let regions = vec![Synthetic { start: 0, end: 4 << 20, seed, zero_pct: 20, random_pct: 40 }];
                     *d = SparseDisk::with_synthetic(d.size(), regions);
                 }
                 suspend_vdi = Value::str(r);
             }
             db.update(vm, |f| {
-                f.insert(
-                    "power_state".into(),
-                    Value::str(if op == "suspend" {
-                        "Suspended"
-                    } else {
-                        "Halted"
-                    }),
-                );
+                f.insert("power_state".into(), Value::str(if op == "suspend" { "Suspended" } else { "Halted" }));
                 f.insert("resident_on".into(), Value::null_ref());
                 f.insert("domid".into(), Value::Int(-1));
                 f.insert("suspend_VDI".into(), suspend_vdi.clone());
@@ -1008,16 +833,10 @@ fn attach_devices(db: &mut Db, vm: &Fields, attached: bool) {
 pub fn vm_snapshot(db: &mut Db, vm: &str, new_name: &str, ignore: &[String]) -> R<Value> {
     let rec = obj(db, "VM", vm)?.clone();
     if bool_of(&rec, "is_control_domain") {
-        return Err(XapiError::new(
-            "OPERATION_NOT_ALLOWED",
-            &["Operations on the control domain are not allowed"],
-        ));
+        return Err(XapiError::new("OPERATION_NOT_ALLOWED", &["Operations on the control domain are not allowed"]));
     }
     if bool_of(&rec, "is_a_snapshot") {
-        return Err(XapiError::new(
-            "OPERATION_NOT_ALLOWED",
-            &["Snapshots cannot be snapshotted"],
-        ));
+        return Err(XapiError::new("OPERATION_NOT_ALLOWED", &["Snapshots cannot be snapshotted"]));
     }
     check_blocked(vm, &rec, "snapshot")?;
     let now = now_datetime();
@@ -1041,10 +860,7 @@ pub fn vm_snapshot(db: &mut Db, vm: &str, new_name: &str, ignore: &[String]) -> 
         ("domid", Value::Int(-1)),
         ("current_operations", Value::empty_map()),
         ("blocked_operations", Value::empty_map()),
-        (
-            "allowed_operations",
-            Value::strs(["export", "destroy", "clone", "copy", "revert"]),
-        ),
+        ("allowed_operations", Value::strs(["export", "destroy", "clone", "copy", "revert"])),
     ] {
         snap_fields.insert(k.into(), v);
     }
@@ -1123,10 +939,7 @@ fn vdi_snapshot(db: &mut Db, vdi: &str, now: &str) -> String {
 pub fn vm_destroy(db: &mut Db, vm: &str) -> R<Value> {
     let rec = obj(db, "VM", vm)?.clone();
     if bool_of(&rec, "is_control_domain") {
-        return Err(XapiError::new(
-            "OPERATION_NOT_ALLOWED",
-            &["Operations on the control domain are not allowed"],
-        ));
+        return Err(XapiError::new("OPERATION_NOT_ALLOWED", &["Operations on the control domain are not allowed"]));
     }
     check_blocked(vm, &rec, "destroy")?;
     let state = str_of(&rec, "power_state");

@@ -27,14 +27,9 @@ async fn stats(State(sim): State<Arc<Sim>>) -> Json<J> {
         objects.insert(c.to_string(), json!(db.count(c)));
     }
     let flag = |class: &str, field: &str| {
-        db.all(class)
-            .filter(|(_, f)| f.get(field).and_then(Value::as_bool) == Some(true))
-            .count()
+        db.all(class).filter(|(_, f)| f.get(field).and_then(Value::as_bool) == Some(true)).count()
     };
-    let pending = db
-        .all("task")
-        .filter(|(_, f)| f.get("status").and_then(Value::as_str) == Some("pending"))
-        .count();
+    let pending = db.all("task").filter(|(_, f)| f.get("status").and_then(Value::as_str) == Some("pending")).count();
     let stored: u64 = db.disks.values().map(|d| d.stored_bytes()).sum();
     let s = sim.stats.lock();
     let total: u64 = s.calls.values().sum();
@@ -80,11 +75,7 @@ async fn expire(State(sim): State<Arc<Sim>>, Json(body): Json<J>) -> Json<J> {
     let long_ago = Instant::now().checked_sub(sim.config.session_timeout + Duration::from_secs(1));
     let mut n = 0;
     for (r, s) in sessions.iter_mut() {
-        if body
-            .get("session")
-            .and_then(J::as_str)
-            .is_none_or(|want| want == r)
-        {
+        if body.get("session").and_then(J::as_str).is_none_or(|want| want == r) {
             if let Some(t) = long_ago {
                 s.last_active = t;
             }
@@ -116,10 +107,7 @@ pub fn router() -> Router<Arc<Sim>> {
     Router::new()
         .route("/stats", get(stats))
         .route("/stats/reset", post(reset))
-        .route(
-            "/faults",
-            axum::routing::put(set_faults).delete(clear_faults),
-        )
+        .route("/faults", axum::routing::put(set_faults).delete(clear_faults))
         .route("/sessions/expire", post(expire))
         .route("/vdis/{uuid}", get(vdi))
 }

@@ -36,10 +36,7 @@ impl Event {
             ("obj_uuid".to_string(), Value::str(self.obj_uuid.clone())),
         ];
         if let Some(s) = self.snapshot.as_ref().or(current) {
-            m.push((
-                "snapshot".into(),
-                Value::Map(s.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
-            ));
+            m.push(("snapshot".into(), Value::Map(s.iter().map(|(k, v)| (k.clone(), v.clone())).collect())));
         }
         Value::Map(m)
     }
@@ -70,8 +67,7 @@ pub fn new_ref() -> String {
 pub fn now_datetime() -> String {
     let now = time::OffsetDateTime::now_utc();
     let fmt = time::macros::format_description!("[year][month][day]T[hour]:[minute]:[second]Z");
-    now.format(&fmt)
-        .unwrap_or_else(|_| "19700101T00:00:00Z".into())
+    now.format(&fmt).unwrap_or_else(|_| "19700101T00:00:00Z".into())
 }
 
 impl Db {
@@ -100,10 +96,7 @@ impl Db {
         };
         self.uuid_ref.insert(uuid, reference.clone());
         self.ref_class.insert(reference.clone(), class);
-        self.classes
-            .entry(class)
-            .or_default()
-            .insert(reference.clone(), record);
+        self.classes.entry(class).or_default().insert(reference.clone(), record);
         self.log(&reference, "add");
     }
 
@@ -112,18 +105,10 @@ impl Db {
             return;
         };
         let record = self.get(reference);
-        let obj_uuid = record
-            .and_then(|s| s.get("uuid"))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+        let obj_uuid = record.and_then(|s| s.get("uuid")).and_then(Value::as_str).unwrap_or_default().to_string();
         // Live objects are snapshotted when events are read (the newest state, as XAPI coalesces); a deleted
         // object's last state must be kept now.
-        let snapshot = if operation == "del" {
-            record.cloned()
-        } else {
-            None
-        };
+        let snapshot = if operation == "del" { record.cloned() } else { None };
         self.next_event += 1;
         self.events.push_back(Event {
             id: self.next_event,
@@ -182,11 +167,7 @@ impl Db {
 
     /// A field as a string ("" when missing).
     pub fn field_str(&self, reference: &str, field: &str) -> String {
-        self.get(reference)
-            .and_then(|r| r.get(field))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
+        self.get(reference).and_then(|r| r.get(field)).and_then(Value::as_str).unwrap_or_default().to_string()
     }
 
     pub fn field(&self, reference: &str, field: &str) -> Option<&Value> {
@@ -211,11 +192,7 @@ impl Db {
         let Some(class) = self.ref_class.get(reference).copied() else {
             return false;
         };
-        let Some(rec) = self
-            .classes
-            .get_mut(class)
-            .and_then(|m| m.get_mut(reference))
-        else {
+        let Some(rec) = self.classes.get_mut(class).and_then(|m| m.get_mut(reference)) else {
             return false;
         };
         f(rec);
@@ -273,10 +250,7 @@ impl Db {
             return false;
         };
         self.log(reference, "del");
-        let removed = self
-            .classes
-            .get_mut(class)
-            .and_then(|m| m.shift_remove(reference));
+        let removed = self.classes.get_mut(class).and_then(|m| m.shift_remove(reference));
         if let Some(rec) = removed {
             if let Some(u) = rec.get("uuid").and_then(Value::as_str) {
                 self.uuid_ref.remove(u);

@@ -128,20 +128,12 @@ pub struct SparseDisk {
 impl SparseDisk {
     /// An all-zero disk.
     pub fn new(size: u64) -> Self {
-        SparseDisk {
-            size,
-            synthetic: Vec::new(),
-            grains: BTreeMap::new(),
-        }
+        SparseDisk { size, synthetic: Vec::new(), grains: BTreeMap::new() }
     }
 
     /// A disk whose `regions` hold generated content.
     pub fn with_synthetic(size: u64, regions: Vec<Synthetic>) -> Self {
-        SparseDisk {
-            size,
-            synthetic: regions,
-            grains: BTreeMap::new(),
-        }
+        SparseDisk { size, synthetic: regions, grains: BTreeMap::new() }
     }
 
     pub fn size(&self) -> u64 {
@@ -150,11 +142,7 @@ impl SparseDisk {
 
     /// Bytes held in memory for written grains.
     pub fn stored_bytes(&self) -> u64 {
-        self.grains
-            .values()
-            .filter(|g| matches!(g, Grain::Data(_)))
-            .count() as u64
-            * GRAIN
+        self.grains.values().filter(|g| matches!(g, Grain::Data(_))).count() as u64 * GRAIN
     }
 
     /// Bytes of non-zero grains (what a thin SR would report as physical utilisation).
@@ -179,9 +167,7 @@ impl SparseDisk {
         match self.grains.get(&g) {
             Some(Grain::Zero) => false,
             Some(Grain::Data(_)) => true,
-            None => self
-                .synthetic_for(g)
-                .is_some_and(|s| s.kind(g) != Kind::Zero),
+            None => self.synthetic_for(g).is_some_and(|s| s.kind(g) != Kind::Zero),
         }
     }
 
@@ -239,11 +225,7 @@ impl SparseDisk {
     /// Writes `data` at `offset`; bytes past the end of the disk are an error.
     pub fn write(&mut self, offset: u64, data: &[u8]) -> Result<(), String> {
         if offset + data.len() as u64 > self.size {
-            return Err(format!(
-                "write of {} bytes at {offset} beyond the disk size {}",
-                data.len(),
-                self.size
-            ));
+            return Err(format!("write of {} bytes at {offset} beyond the disk size {}", data.len(), self.size));
         }
         let mut done = 0usize;
         while done < data.len() {
@@ -296,13 +278,7 @@ mod tests {
 
     #[test]
     fn synthetic_content_is_deterministic_mixed_and_overlayable() {
-        let s = Synthetic {
-            start: 0,
-            end: 64 * GRAIN,
-            seed: 7,
-            zero_pct: 30,
-            random_pct: 30,
-        };
+        let s = Synthetic { start: 0, end: 64 * GRAIN, seed: 7, zero_pct: 30, random_pct: 30 };
         let a = SparseDisk::with_synthetic(1 << 30, vec![s]);
         let b = SparseDisk::with_synthetic(1 << 30, vec![s]);
         let mut x = vec![0u8; (64 * GRAIN) as usize];

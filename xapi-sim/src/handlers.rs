@@ -22,33 +22,21 @@ use std::io::{self, Write};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-use xo_edge::formats::vhd::{
-    DynamicLayout, PushError, VhdEvent, VhdStreamParser, MAX_VHD_SIZE, VHD_EPOCH_OFFSET,
-};
+use xo_edge::formats::vhd::{DynamicLayout, PushError, VhdEvent, VhdStreamParser, MAX_VHD_SIZE, VHD_EPOCH_OFFSET};
 
 type Query = HashMap<String, String>;
 
 fn html(status: StatusCode, title: &str, text: &str) -> Response<Body> {
-    let mut r = Response::new(Body::from(format!(
-        "<html><body><h1>HTTP {} {title}</h1>{text}</body></html>",
-        status.as_u16()
-    )));
+    let mut r =
+        Response::new(Body::from(format!("<html><body><h1>HTTP {} {title}</h1>{text}</body></html>", status.as_u16())));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
     r
 }
 
 fn unauthorized() -> Response<Body> {
-    let mut r = html(
-        StatusCode::UNAUTHORIZED,
-        "unauthorised",
-        "Authorisation failed.",
-    );
-    r.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Basic realm=\"xapi\""),
-    );
+    let mut r = html(StatusCode::UNAUTHORIZED, "unauthorised", "Authorisation failed.");
+    r.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"xapi\""));
     r
 }
 
@@ -56,21 +44,20 @@ fn internal_error(e: &XapiError) -> Response<Body> {
     html(
         StatusCode::INTERNAL_SERVER_ERROR,
         "internal server error",
-        &format!("An unexpected error occurred; please wait a while and try again.<h1> Additional information </h1>{}", e.0.join(" ")),
+        &format!(
+            "An unexpected error occurred; please wait a while and try again.<h1> Additional information </h1>{}",
+            e.0.join(" ")
+        ),
     )
 }
 
 fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|c| {
-            c.split(';').find_map(|kv| {
-                let (k, v) = kv.trim().split_once('=')?;
-                (k == name).then(|| v.to_string())
-            })
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|c| {
+        c.split(';').find_map(|kv| {
+            let (k, v) = kv.trim().split_once('=')?;
+            (k == name).then(|| v.to_string())
         })
+    })
 }
 
 fn param(q: &Query, headers: &HeaderMap, name: &str) -> Option<String> {
@@ -116,17 +103,8 @@ impl Ctx {
 }
 
 /// Authenticates and sets up the task, or answers as XAPI does (401 HTML, 403 for RBAC).
-async fn begin(
-    sim: &Arc<Sim>,
-    path: &str,
-    q: &Query,
-    headers: &HeaderMap,
-) -> Result<Ctx, Response<Body>> {
-    *sim.stats
-        .lock()
-        .handler_requests
-        .entry(path.to_string())
-        .or_default() += 1;
+async fn begin(sim: &Arc<Sim>, path: &str, q: &Query, headers: &HeaderMap) -> Result<Ctx, Response<Body>> {
+    *sim.stats.lock().handler_requests.entry(path.to_string()).or_default() += 1;
     let (session, temp) = if let Some(s) = param(q, headers, "session_id") {
         (s, false)
     } else if let Some((user, pass)) = basic(headers) {
@@ -153,23 +131,14 @@ async fn begin(
                 if temp {
                     sim.logout(&session);
                 }
-                return Err(internal_error(&XapiError::new(
-                    "HANDLE_INVALID",
-                    &["task", &t],
-                )));
+                return Err(internal_error(&XapiError::new("HANDLE_INVALID", &["task", &t])));
             }
             (t, false)
         }
         None => (sim.write(|db| create_task(db, path, "")), true),
     };
     sim.active_tasks.lock().insert(task.clone());
-    let ctx = Ctx {
-        sim: sim.clone(),
-        session,
-        temp_session: temp,
-        task,
-        own_task: own,
-    };
+    let ctx = Ctx { sim: sim.clone(), session, temp_session: temp, task, own_task: own };
     if let Err(e) = sim.before_call(path, false).await {
         ctx.finish(Err(e.clone()));
         return Err(internal_error(&e));
@@ -180,9 +149,7 @@ async fn begin(
 fn basic(headers: &HeaderMap) -> Option<(String, String)> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let b64 = v.strip_prefix("Basic ")?;
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(b64.trim())
-        .ok()?;
+    let raw = base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok()?;
     let s = String::from_utf8(raw).ok()?;
     let (u, p) = s.split_once(':')?;
     Some((u.to_string(), p.to_string()))
@@ -218,20 +185,11 @@ impl BodyWriter {
         }
         self.sent += data.len() as u64;
         if !data.is_empty() && self.tx.blocking_send(Ok(Bytes::from(data))).is_err() {
-            return Err(io::Error::new(
-                io::ErrorKind::BrokenPipe,
-                "client disconnected",
-            ));
+            return Err(io::Error::new(io::ErrorKind::BrokenPipe, "client disconnected"));
         }
         if cut {
-            let _ = self.tx.blocking_send(Err(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "injected cut",
-            )));
-            return Err(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "stream cut by fault injection",
-            ));
+            let _ = self.tx.blocking_send(Err(io::Error::new(io::ErrorKind::ConnectionAborted, "injected cut")));
+            return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "stream cut by fault injection"));
         }
         if let Some(rate) = self.throttle.filter(|r| *r > 0) {
             let due = Duration::from_secs_f64(self.sent as f64 / rate as f64);
@@ -310,10 +268,7 @@ fn stream_response(
         if error_in_body {
             let msg = "HTTP/1.1 500 Internal Error\r\ncontent-length: 0\r\n\r\n";
             let _ = tx.blocking_send(Ok(Bytes::from_static(msg.as_bytes())));
-            worker_ctx.finish(Err(XapiError::new(
-                "INTERNAL_ERROR",
-                &["HTTP 500 inside the response body"],
-            )));
+            worker_ctx.finish(Err(XapiError::new("INTERNAL_ERROR", &["HTTP 500 inside the response body"])));
             return;
         }
         let mut w = BodyWriter {
@@ -329,15 +284,11 @@ fn stream_response(
         let outcome = produce(&mut w).and_then(|v| w.flush().map(|()| v));
         worker_ctx.finish(outcome.map_err(|e| io_to_xapi(&e)));
     });
-    let stream =
-        futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|x| (x, rx)) });
     let mut r = Response::new(Body::from_stream(stream));
     *r.version_mut() = Version::HTTP_10;
     let h = r.headers_mut();
-    h.insert(
-        "task-id",
-        HeaderValue::from_str(&task).unwrap_or(HeaderValue::from_static("")),
-    );
+    h.insert("task-id", HeaderValue::from_str(&task).unwrap_or(HeaderValue::from_static("")));
     h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     for (k, v) in headers {
         if let Ok(v) = HeaderValue::from_str(&v) {
@@ -366,11 +317,7 @@ fn early_fail(ctx: Ctx, e: XapiError, status: StatusCode) -> Response<Body> {
     if status == StatusCode::INTERNAL_SERVER_ERROR {
         internal_error(&e)
     } else {
-        html(
-            status,
-            status.canonical_reason().unwrap_or(""),
-            &e.0.join(" "),
-        )
+        html(status, status.canonical_reason().unwrap_or(""), &e.0.join(" "))
     }
 }
 
@@ -380,11 +327,7 @@ pub async fn export(sim: Arc<Sim>, q: Query, headers: HeaderMap) -> Response<Bod
         Ok(c) => c,
         Err(r) => return r,
     };
-    let key = q
-        .get("ref")
-        .or_else(|| q.get("uuid"))
-        .cloned()
-        .unwrap_or_default();
+    let key = q.get("ref").or_else(|| q.get("uuid")).cloned().unwrap_or_default();
     let vm = match lookup(&sim, "VM", &key) {
         Ok(v) => v,
         Err(e) => return early_fail(ctx, e, StatusCode::INTERNAL_SERVER_ERROR),
@@ -398,35 +341,18 @@ pub async fn export(sim: Arc<Sim>, q: Query, headers: HeaderMap) -> Response<Bod
     let checked = {
         let db = sim.db.lock();
         let rec = db.get(&vm).cloned().unwrap_or_default();
-        let state = rec
-            .get("power_state")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+        let state = rec.get("power_state").and_then(Value::as_str).unwrap_or_default().to_string();
         let zstd_restricted = db
             .all("pool")
             .next()
-            .and_then(|(_, p)| {
-                p.get("restrictions")
-                    .and_then(|r| r.get("restrict_zstd_export"))
-                    .cloned()
-            })
+            .and_then(|(_, p)| p.get("restrictions").and_then(|r| r.get("restrict_zstd_export")).cloned())
             .is_some_and(|v| v.as_str() == Some("true"));
         if rec.get("is_control_domain").and_then(Value::as_bool) == Some(true) {
-            Err(XapiError::new(
-                "OPERATION_NOT_ALLOWED",
-                &["Operations on the control domain are not allowed"],
-            ))
+            Err(XapiError::new("OPERATION_NOT_ALLOWED", &["Operations on the control domain are not allowed"]))
         } else if let Some(reason) = rec.get("blocked_operations").and_then(|b| b.get("export")) {
-            Err(XapiError::new(
-                "OPERATION_BLOCKED",
-                &[&vm, reason.as_str().unwrap_or("")],
-            ))
+            Err(XapiError::new("OPERATION_BLOCKED", &[&vm, reason.as_str().unwrap_or("")]))
         } else if state != "Halted" && state != "Suspended" {
-            Err(XapiError::new(
-                "VM_BAD_POWER_STATE",
-                &[&vm, "halted", &state.to_ascii_lowercase()],
-            ))
+            Err(XapiError::new("VM_BAD_POWER_STATE", &[&vm, "halted", &state.to_ascii_lowercase()]))
         } else if compression == Some("zstd") && zstd_restricted {
             Err(XapiError::new("FEATURE_RESTRICTED", &["zstd_export"]))
         } else {
@@ -439,10 +365,7 @@ pub async fn export(sim: Arc<Sim>, q: Query, headers: HeaderMap) -> Response<Bod
     };
     let headers = vec![
         ("content-type", "application/octet-stream".to_string()),
-        (
-            "content-disposition",
-            "attachment; filename=\"export.xva\"".to_string(),
-        ),
+        ("content-disposition", "attachment; filename=\"export.xva\"".to_string()),
     ];
     stream_response(ctx, "/export", headers, move |w| {
         match compression {
@@ -468,17 +391,9 @@ pub async fn export_raw_vdi(sim: Arc<Sim>, q: Query, headers: HeaderMap) -> Resp
         Ok(c) => c,
         Err(r) => return r,
     };
-    let format = q
-        .get("format")
-        .map(String::as_str)
-        .unwrap_or("raw")
-        .to_string();
+    let format = q.get("format").map(String::as_str).unwrap_or("raw").to_string();
     if format != "raw" && format != "vhd" {
-        return early_fail(
-            ctx,
-            XapiError::new("INTERNAL_ERROR", &["Unknown format"]),
-            StatusCode::NOT_FOUND,
-        );
+        return early_fail(ctx, XapiError::new("INTERNAL_ERROR", &["Unknown format"]), StatusCode::NOT_FOUND);
     }
     let vdi = match lookup(&sim, "VDI", q.get("vdi").map(String::as_str).unwrap_or("")) {
         Ok(v) => v,
@@ -486,10 +401,7 @@ pub async fn export_raw_vdi(sim: Arc<Sim>, q: Query, headers: HeaderMap) -> Resp
     };
     let (disk, uuid) = {
         let db = sim.db.lock();
-        (
-            db.disks.get(&vdi).cloned().unwrap_or_default(),
-            db.field_str(&vdi, "uuid"),
-        )
+        (db.disks.get(&vdi).cloned().unwrap_or_default(), db.field_str(&vdi, "uuid"))
     };
     if format == "vhd" && disk.size() > MAX_VHD_SIZE {
         return early_fail(
@@ -498,17 +410,10 @@ pub async fn export_raw_vdi(sim: Arc<Sim>, q: Query, headers: HeaderMap) -> Resp
             StatusCode::INTERNAL_SERVER_ERROR,
         );
     }
-    let content_type = if format == "vhd" {
-        "application/vhd"
-    } else {
-        "application/octet-stream"
-    };
+    let content_type = if format == "vhd" { "application/vhd" } else { "application/octet-stream" };
     let headers = vec![
         ("content-type", content_type.to_string()),
-        (
-            "content-disposition",
-            format!("attachment; filename=\"{uuid}.{format}\""),
-        ),
+        ("content-disposition", format!("attachment; filename=\"{uuid}.{format}\"")),
     ];
     let uuid_bytes = *uuid::Uuid::parse_str(&uuid).unwrap_or_default().as_bytes();
     stream_response(ctx, "/export_raw_vdi", headers, move |w| {
@@ -540,10 +445,8 @@ fn write_raw(disk: &SparseDisk, w: &mut impl Write) -> io::Result<()> {
 
 fn write_vhd(disk: &SparseDisk, uuid: [u8; 16], w: &mut impl Write) -> io::Result<()> {
     let block = u64::from(xo_edge::formats::vhd::DEFAULT_BLOCK_SIZE);
-    let blocks: Vec<u32> = (0..disk.size().div_ceil(block))
-        .filter(|b| disk.range_nonzero(b * block, block))
-        .map(|b| b as u32)
-        .collect();
+    let blocks: Vec<u32> =
+        (0..disk.size().div_ceil(block)).filter(|b| disk.range_nonzero(b * block, block)).map(|b| b as u32).collect();
     let now = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
     let ts = now.saturating_sub(VHD_EPOCH_OFFSET) as u32;
     let layout = DynamicLayout::new(disk.size(), blocks, uuid, ts);
@@ -559,39 +462,20 @@ fn write_vhd(disk: &SparseDisk, uuid: [u8; 16], w: &mut impl Write) -> io::Resul
 }
 
 /// `PUT /import_raw_vdi?vdi=|sr_id=&format=raw|vhd`: writes the body onto the VDI.
-pub async fn import_raw_vdi(
-    sim: Arc<Sim>,
-    q: Query,
-    headers: HeaderMap,
-    body: Body,
-) -> Response<Body> {
+pub async fn import_raw_vdi(sim: Arc<Sim>, q: Query, headers: HeaderMap, body: Body) -> Response<Body> {
     let ctx = match begin(&sim, "/import_raw_vdi", &q, &headers).await {
         Ok(c) => c,
         Err(r) => return r,
     };
     if headers.contains_key(header::TRANSFER_ENCODING) {
-        return early_fail(
-            ctx,
-            XapiError::new("INTERNAL_ERROR", &["Cannot handle encoding"]),
-            StatusCode::NOT_FOUND,
-        );
+        return early_fail(ctx, XapiError::new("INTERNAL_ERROR", &["Cannot handle encoding"]), StatusCode::NOT_FOUND);
     }
-    let format = q
-        .get("format")
-        .map(String::as_str)
-        .unwrap_or("raw")
-        .to_string();
+    let format = q.get("format").map(String::as_str).unwrap_or("raw").to_string();
     if format != "raw" && format != "vhd" {
-        return early_fail(
-            ctx,
-            XapiError::new("INTERNAL_ERROR", &["Unknown format"]),
-            StatusCode::NOT_FOUND,
-        );
+        return early_fail(ctx, XapiError::new("INTERNAL_ERROR", &["Unknown format"]), StatusCode::NOT_FOUND);
     }
-    let length: Option<u64> = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
+    let length: Option<u64> =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
     let mut created = false;
     let vdi = if let Some(v) = q.get("vdi") {
         match lookup(&sim, "VDI", v) {
@@ -600,11 +484,7 @@ pub async fn import_raw_vdi(
         }
     } else if let Some(sr) = q.get("sr_id").or_else(|| q.get("sr_uuid")) {
         if format != "raw" {
-            return early_fail(
-                ctx,
-                XapiError::new("INTERNAL_ERROR", &["Not yet supported"]),
-                StatusCode::BAD_REQUEST,
-            );
+            return early_fail(ctx, XapiError::new("INTERNAL_ERROR", &["Not yet supported"]), StatusCode::BAD_REQUEST);
         }
         let sr = match lookup(&sim, "SR", sr) {
             Ok(s) => s,
@@ -613,10 +493,7 @@ pub async fn import_raw_vdi(
         let record = Value::Map(vec![
             ("name_label".into(), Value::str("Imported VDI")),
             ("SR".into(), Value::str(sr)),
-            (
-                "virtual_size".into(),
-                Value::Int(length.unwrap_or(0) as i64),
-            ),
+            ("virtual_size".into(), Value::Int(length.unwrap_or(0) as i64)),
             ("type".into(), Value::str("user")),
             ("sharable".into(), Value::Bool(false)),
             ("read_only".into(), Value::Bool(false)),
@@ -630,11 +507,7 @@ pub async fn import_raw_vdi(
             Err(e) => return early_fail(ctx, e, StatusCode::INTERNAL_SERVER_ERROR),
         }
     } else {
-        return early_fail(
-            ctx,
-            XapiError::new("VDI_MISSING", &[]),
-            StatusCode::BAD_REQUEST,
-        );
+        return early_fail(ctx, XapiError::new("VDI_MISSING", &[]), StatusCode::BAD_REQUEST);
     };
     let cut_after = sim.faults.lock().cut_after.get("/import_raw_vdi").copied();
     let outcome = receive(&sim, &ctx, &vdi, &format, length, cut_after, body).await;
@@ -642,10 +515,7 @@ pub async fn import_raw_vdi(
         Ok(()) => {
             ctx.finish(Ok(Value::str(vdi)));
             let mut r = Response::new(Body::empty());
-            r.headers_mut().insert(
-                "task-id",
-                HeaderValue::from_str(&ctx.task).unwrap_or(HeaderValue::from_static("")),
-            );
+            r.headers_mut().insert("task-id", HeaderValue::from_str(&ctx.task).unwrap_or(HeaderValue::from_static("")));
             r
         }
         Err(Cut(e)) => {
@@ -655,10 +525,7 @@ pub async fn import_raw_vdi(
             ctx.finish(Err(e));
             // XAPI drops the connection when the transfer breaks after its 200 header.
             let stream = futures_util::stream::once(async {
-                Err::<Bytes, io::Error>(io::Error::new(
-                    io::ErrorKind::ConnectionAborted,
-                    "import failed",
-                ))
+                Err::<Bytes, io::Error>(io::Error::new(io::ErrorKind::ConnectionAborted, "import failed"))
             });
             let mut r = Response::new(Body::from_stream(stream));
             *r.version_mut() = Version::HTTP_10;
@@ -682,10 +549,7 @@ async fn receive(
     let size = sim.db.lock().disks.get(vdi).map_or(0, SparseDisk::size);
     if format == "raw" {
         if let Some(l) = length.filter(|l| *l > size) {
-            return Err(Cut(XapiError::new(
-                "VDI_IO_ERROR",
-                &[&format!("{l} bytes do not fit a {size}-byte VDI")],
-            )));
+            return Err(Cut(XapiError::new("VDI_IO_ERROR", &[&format!("{l} bytes do not fit a {size}-byte VDI")])));
         }
     }
     let mut parser = (format == "vhd").then(|| VhdStreamParser::new(length));
@@ -697,19 +561,11 @@ async fn receive(
         disk.write(offset, data)
     };
     while let Some(frame) = stream.next().await {
-        let data = frame.map_err(|e| {
-            Cut(XapiError::new(
-                "VDI_IO_ERROR",
-                &[&format!("receive failed: {e}")],
-            ))
-        })?;
+        let data = frame.map_err(|e| Cut(XapiError::new("VDI_IO_ERROR", &[&format!("receive failed: {e}")])))?;
         let data = &data[..];
         if let Some(limit) = cut_after {
             if received + data.len() as u64 >= limit {
-                return Err(Cut(XapiError::new(
-                    "VDI_IO_ERROR",
-                    &["connection cut by fault injection"],
-                )));
+                return Err(Cut(XapiError::new("VDI_IO_ERROR", &["connection cut by fault injection"])));
             }
         }
         if ctx.cancelled() {
@@ -725,23 +581,17 @@ async fn receive(
                     PushError::Vhd(v) => Cut(XapiError::new("VDI_IO_ERROR", &[&v.to_string()])),
                     PushError::Sink(s) => Cut(XapiError::new("VDI_IO_ERROR", &[&s])),
                 })?,
-            None => {
-                write(received, data).map_err(|e| Cut(XapiError::new("VDI_IO_ERROR", &[&e])))?
-            }
+            None => write(received, data).map_err(|e| Cut(XapiError::new("VDI_IO_ERROR", &[&e])))?,
         }
         received += data.len() as u64;
     }
     if let Some(l) = length {
         if received != l {
-            return Err(Cut(XapiError::new(
-                "VDI_IO_ERROR",
-                &[&format!("received {received} of {l} bytes")],
-            )));
+            return Err(Cut(XapiError::new("VDI_IO_ERROR", &[&format!("received {received} of {l} bytes")])));
         }
     }
     if let Some(p) = parser {
-        p.finish()
-            .map_err(|e| Cut(XapiError::new("VDI_IO_ERROR", &[&e.to_string()])))?;
+        p.finish().map_err(|e| Cut(XapiError::new("VDI_IO_ERROR", &[&e.to_string()])))?;
     }
     Ok(())
 }

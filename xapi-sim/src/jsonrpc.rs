@@ -27,11 +27,7 @@ pub fn parse(body: &[u8]) -> Result<Request, String> {
         Some(J::String(s)) if s == "2.0" => true,
         Some(other) => return Err(format!("unsupported jsonrpc version {other}")),
     };
-    let method = obj
-        .get("method")
-        .and_then(J::as_str)
-        .ok_or("missing method")?
-        .to_string();
+    let method = obj.get("method").and_then(J::as_str).ok_or("missing method")?.to_string();
     let params = match obj.get("params") {
         Some(J::Array(a)) => a.iter().map(Value::from_json).collect(),
         None if v2 => Vec::new(),
@@ -41,12 +37,7 @@ pub fn parse(body: &[u8]) -> Result<Request, String> {
     if id.is_null() {
         return Err("id must not be null".into());
     }
-    Ok(Request {
-        v2,
-        id,
-        method,
-        params,
-    })
+    Ok(Request { v2, id, method, params })
 }
 
 /// Encodes a reply.
@@ -69,26 +60,16 @@ mod tests {
 
     #[test]
     fn envelopes_match_xapi() {
-        let r2 =
-            parse(br#"{"jsonrpc":"2.0","method":"VM.get_all","params":["s"],"id":7}"#).unwrap();
+        let r2 = parse(br#"{"jsonrpc":"2.0","method":"VM.get_all","params":["s"],"id":7}"#).unwrap();
         let r1 = parse(br#"{"method":"VM.get_all","params":["s"],"id":"a"}"#).unwrap();
         let err = Err(XapiError::new("SESSION_INVALID", &["s"]));
         assert_eq!(
             reply(&r2, &err),
             json!({"jsonrpc":"2.0","error":{"code":1,"message":"SESSION_INVALID","data":["s"]},"id":7})
         );
-        assert_eq!(
-            reply(&r1, &err),
-            json!({"result":null,"error":["SESSION_INVALID","s"],"id":"a"})
-        );
-        assert_eq!(
-            reply(&r2, &Ok(Value::Int(1))),
-            json!({"jsonrpc":"2.0","result":1,"id":7})
-        );
-        assert_eq!(
-            reply(&r1, &Ok(Value::Int(1))),
-            json!({"result":1,"error":null,"id":"a"})
-        );
+        assert_eq!(reply(&r1, &err), json!({"result":null,"error":["SESSION_INVALID","s"],"id":"a"}));
+        assert_eq!(reply(&r2, &Ok(Value::Int(1))), json!({"jsonrpc":"2.0","result":1,"id":7}));
+        assert_eq!(reply(&r1, &Ok(Value::Int(1))), json!({"result":1,"error":null,"id":"a"}));
         assert!(parse(b"[1]").is_err());
         assert!(parse(br#"{"method":"x","params":[],"id":null}"#).is_err());
         assert!(parse(b"{nope").is_err());

@@ -70,29 +70,18 @@ impl Default for Options {
 pub fn build(options: &Options) -> Arc<sim::Sim> {
     let mut db = db::Db::new();
     let users = scenario::users(&mut db, &options.root_password);
-    let pool = if options.demo {
-        scenario::demo(&mut db)
-    } else {
-        scenario::infrastructure(&mut db)
-    };
+    let pool = if options.demo { scenario::demo(&mut db) } else { scenario::infrastructure(&mut db) };
     if options.vms > 0 {
         scenario::generated(&mut db, &pool, options.vms);
     }
     if options.restrict_zstd {
-        db.set(
-            &pool.pool,
-            "restrictions",
-            value::Value::map([("restrict_zstd_export", "true")]),
-        );
+        db.set(&pool.pool, "restrictions", value::Value::map([("restrict_zstd_export", "true")]));
     }
     Arc::new(sim::Sim::new(db, users, options.config.clone()))
 }
 
 /// Starts a simulator on `addr` in the current tokio runtime; returns its bound address.
-pub async fn start(
-    options: &Options,
-    addr: &str,
-) -> std::io::Result<(std::net::SocketAddr, Arc<sim::Sim>)> {
+pub async fn start(options: &Options, addr: &str) -> std::io::Result<(std::net::SocketAddr, Arc<sim::Sim>)> {
     let sim = build(options);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
@@ -113,14 +102,7 @@ pub struct Background {
 
 /// Starts a simulator on a free loopback port in the background; it stops when the value is dropped.
 pub fn start_background(options: &Options) -> std::io::Result<Background> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let (addr, sim) = runtime.block_on(start(options, "127.0.0.1:0"))?;
-    Ok(Background {
-        url: format!("http://{addr}"),
-        sim,
-        _runtime: runtime,
-    })
+    Ok(Background { url: format!("http://{addr}"), sim, _runtime: runtime })
 }

@@ -37,9 +37,7 @@ async fn main() -> std::io::Result<()> {
         demo: args.demo || args.vms == 0,
         vms: args.vms,
         root_password: args.root_password.clone(),
-        config: xapi_sim::sim::Config {
-            session_timeout: Duration::from_secs(args.session_timeout),
-        },
+        config: xapi_sim::sim::Config { session_timeout: Duration::from_secs(args.session_timeout) },
         restrict_zstd: args.restrict_zstd,
     };
     let started = std::time::Instant::now();
@@ -48,10 +46,7 @@ async fn main() -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     let vms = sim.db.lock().count("VM");
     println!("XAPI_SIM_URL=http://{addr}");
-    println!(
-        "xapi-sim: {vms} VM records built in {:?}",
-        started.elapsed()
-    );
+    println!("xapi-sim: {vms} VM records built in {:?}", started.elapsed());
     println!("xapi-sim: users root/{} (pool-admin, local superuser), admin/admin-password (pool-admin), auditor/auditor-password (read-only)", args.root_password);
     if let Some(p) = &args.port_file {
         std::fs::write(p, addr.port().to_string())?;

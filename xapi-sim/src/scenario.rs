@@ -34,26 +34,15 @@ pub struct Pool {
 pub fn users(db: &mut Db, root_password: &str) -> Vec<User> {
     let admin_role = db.create(
         "role",
-        f([
-            ("name_label", Value::str("pool-admin")),
-            ("name_description", Value::str("Pool Administrator")),
-        ]),
+        f([("name_label", Value::str("pool-admin")), ("name_description", Value::str("Pool Administrator"))]),
     );
-    let ro_role = db.create(
-        "role",
-        f([
-            ("name_label", Value::str("read-only")),
-            ("name_description", Value::str("Read Only")),
-        ]),
-    );
+    let ro_role =
+        db.create("role", f([("name_label", Value::str("read-only")), ("name_description", Value::str("Read Only"))]));
     let admin_subject = db.create(
         "subject",
         f([
             ("subject_identifier", Value::str("S-1-5-21-1000")),
-            (
-                "other_config",
-                Value::map([("subject-name", "admin"), ("subject-is-group", "false")]),
-            ),
+            ("other_config", Value::map([("subject-name", "admin"), ("subject-is-group", "false")])),
             ("roles", Value::strs([admin_role])),
         ]),
     );
@@ -61,10 +50,7 @@ pub fn users(db: &mut Db, root_password: &str) -> Vec<User> {
         "subject",
         f([
             ("subject_identifier", Value::str("S-1-5-21-1001")),
-            (
-                "other_config",
-                Value::map([("subject-name", "auditor"), ("subject-is-group", "false")]),
-            ),
+            ("other_config", Value::map([("subject-name", "auditor"), ("subject-is-group", "false")])),
             ("roles", Value::strs([ro_role])),
         ]),
     );
@@ -98,10 +84,7 @@ pub fn infrastructure(db: &mut Db) -> Pool {
     let network = db.create(
         "network",
         f([
-            (
-                "name_label",
-                Value::str("Pool-wide network associated with eth0"),
-            ),
+            ("name_label", Value::str("Pool-wide network associated with eth0")),
             ("bridge", Value::str("xenbr0")),
             ("MTU", Value::Int(1500)),
             ("managed", Value::Bool(true)),
@@ -122,19 +105,13 @@ pub fn infrastructure(db: &mut Db) -> Pool {
         "SR",
         f([
             ("name_label", Value::str("Shared NFS storage")),
-            (
-                "name_description",
-                Value::str("NFS SR [192.0.2.50:/srv/xcp]"),
-            ),
+            ("name_description", Value::str("NFS SR [192.0.2.50:/srv/xcp]")),
             ("type", Value::str("nfs")),
             ("content_type", Value::str("user")),
             ("shared", Value::Bool(true)),
             ("physical_size", Value::Int(4096 * GIB)),
             ("sm_config", Value::map([("devserial", "nfs")])),
-            (
-                "allowed_operations",
-                Value::strs(["vdi_create", "vdi_destroy", "scan"]),
-            ),
+            ("allowed_operations", Value::strs(["vdi_create", "vdi_destroy", "scan"])),
         ]),
     );
     let local_sr = db.create(
@@ -145,10 +122,7 @@ pub fn infrastructure(db: &mut Db) -> Pool {
             ("content_type", Value::str("user")),
             ("shared", Value::Bool(false)),
             ("physical_size", Value::Int(500 * GIB)),
-            (
-                "allowed_operations",
-                Value::strs(["vdi_create", "vdi_destroy", "scan"]),
-            ),
+            ("allowed_operations", Value::strs(["vdi_create", "vdi_destroy", "scan"])),
         ]),
     );
     let mut hosts = Vec::new();
@@ -198,29 +172,11 @@ pub fn infrastructure(db: &mut Db) -> Pool {
                         ("speed", "2100.000"),
                     ]),
                 ),
-                (
-                    "license_params",
-                    Value::map([("restrict_zstd_export", "false"), ("sku_type", "free")]),
-                ),
-                (
-                    "bios_strings",
-                    Value::map([("bios-vendor", "Xen"), ("system-manufacturer", "Xen")]),
-                ),
-                (
-                    "iscsi_iqn",
-                    Value::str(format!("iqn.2026-01.lan.example:xcp-host{i}")),
-                ),
-                (
-                    "other_config",
-                    Value::map([
-                        ("iscsi_iqn", "iqn.2026-01.lan.example"),
-                        ("boot_time", "1764000000"),
-                    ]),
-                ),
-                (
-                    "allowed_operations",
-                    Value::strs(["provision", "evacuate", "reboot", "shutdown"]),
-                ),
+                ("license_params", Value::map([("restrict_zstd_export", "false"), ("sku_type", "free")])),
+                ("bios_strings", Value::map([("bios-vendor", "Xen"), ("system-manufacturer", "Xen")])),
+                ("iscsi_iqn", Value::str(format!("iqn.2026-01.lan.example:xcp-host{i}"))),
+                ("other_config", Value::map([("iscsi_iqn", "iqn.2026-01.lan.example"), ("boot_time", "1764000000")])),
+                ("allowed_operations", Value::strs(["provision", "evacuate", "reboot", "shutdown"])),
             ]),
         );
         let pif = db.create(
@@ -246,26 +202,13 @@ pub fn infrastructure(db: &mut Db) -> Pool {
         db.set_add(&host, "PIFs", &pif);
         db.set_add(&network, "PIFs", &pif);
         // Control domain.
-        let dom0_metrics = db.create(
-            "VM_metrics",
-            f([
-                ("memory_actual", Value::Int(4 * GIB)),
-                ("VCPUs_number", Value::Int(8)),
-            ]),
-        );
+        let dom0_metrics =
+            db.create("VM_metrics", f([("memory_actual", Value::Int(4 * GIB)), ("VCPUs_number", Value::Int(8))]));
         let dom0 = db.create(
             "VM",
             f([
-                (
-                    "name_label",
-                    Value::str(format!("Control domain on host: xcp-host{i}")),
-                ),
-                (
-                    "name_description",
-                    Value::str(
-                        "The domain which manages physical devices and manages other domains",
-                    ),
-                ),
+                ("name_label", Value::str(format!("Control domain on host: xcp-host{i}"))),
+                ("name_description", Value::str("The domain which manages physical devices and manages other domains")),
                 ("is_control_domain", Value::Bool(true)),
                 ("power_state", Value::str("Running")),
                 ("resident_on", Value::str(host.clone())),
@@ -299,33 +242,13 @@ pub fn infrastructure(db: &mut Db) -> Pool {
             ("default_SR", Value::str(shared_sr.clone())),
             ("suspend_image_SR", Value::str(shared_sr.clone())),
             ("crash_dump_SR", Value::str(shared_sr.clone())),
-            (
-                "restrictions",
-                Value::map([
-                    ("restrict_zstd_export", "false"),
-                    ("restrict_vtpm", "false"),
-                ]),
-            ),
-            (
-                "cpu_info",
-                Value::map([
-                    ("cpu_count", "32"),
-                    ("socket_count", "4"),
-                    ("vendor", "GenuineIntel"),
-                ]),
-            ),
+            ("restrictions", Value::map([("restrict_zstd_export", "false"), ("restrict_vtpm", "false")])),
+            ("cpu_info", Value::map([("cpu_count", "32"), ("socket_count", "4"), ("vendor", "GenuineIntel")])),
             ("migration_compression", Value::Bool(false)),
             ("tags", Value::strs(["demo"])),
         ]),
     );
-    Pool {
-        pool,
-        hosts,
-        iso_sr,
-        shared_sr,
-        local_sr,
-        network,
-    }
+    Pool { pool, hosts, iso_sr, shared_sr, local_sr, network }
 }
 
 fn pbd(db: &mut Db, host: &str, sr: &str) {
@@ -345,16 +268,7 @@ fn pbd(db: &mut Db, host: &str, sr: &str) {
 /// A VDI with synthetic content in `data` regions (each `(start MiB, length MiB)`).
 fn disk(db: &mut Db, sr: &str, name: &str, size: i64, data: &[(i64, i64)], seed: u64) -> String {
     let thick = db.field_str(sr, "type") == "lvm";
-    let r = api::insert_vdi(
-        db,
-        sr,
-        f([
-            ("name_label", Value::str(name)),
-            ("type", Value::str("user")),
-        ]),
-        size,
-        thick,
-    );
+    let r = api::insert_vdi(db, sr, f([("name_label", Value::str(name)), ("type", Value::str("user"))]), size, thick);
     let regions = data
         .iter()
         .enumerate()
@@ -372,11 +286,7 @@ fn disk(db: &mut Db, sr: &str, name: &str, size: i64, data: &[(i64, i64)], seed:
     if !thick {
         db.set(&r, "physical_utilisation", Value::Int(allocated));
         db.update(sr, |s| {
-            let pu = s
-                .get("physical_utilisation")
-                .and_then(Value::as_i64)
-                .unwrap_or(0)
-                + allocated;
+            let pu = s.get("physical_utilisation").and_then(Value::as_i64).unwrap_or(0) + allocated;
             s.insert("physical_utilisation".into(), Value::Int(pu));
         });
     }
@@ -390,10 +300,7 @@ fn vbd(db: &mut Db, vm: &str, vdi: &str, userdevice: u32, cd: bool) -> String {
             ("VM", Value::str(vm)),
             ("VDI", Value::str(vdi)),
             ("userdevice", Value::str(userdevice.to_string())),
-            (
-                "device",
-                Value::str(format!("xvd{}", (b'a' + userdevice as u8) as char)),
-            ),
+            ("device", Value::str(format!("xvd{}", (b'a' + userdevice as u8) as char))),
             ("bootable", Value::Bool(userdevice == 0)),
             ("mode", Value::str(if cd { "RO" } else { "RW" })),
             ("type", Value::str(if cd { "CD" } else { "Disk" })),
@@ -428,37 +335,18 @@ fn vm(db: &mut Db, p: &Pool, spec: VmSpec<'_>, seed: u64) -> String {
     let metrics = db.create(
         "VM_metrics",
         f([
-            (
-                "memory_actual",
-                Value::Int(if running { spec.memory } else { 0 }),
-            ),
-            (
-                "VCPUs_number",
-                Value::Int(if running { spec.vcpus } else { 0 }),
-            ),
+            ("memory_actual", Value::Int(if running { spec.memory } else { 0 })),
+            ("VCPUs_number", Value::Int(if running { spec.vcpus } else { 0 })),
             ("install_time", Value::DateTime("20250601T10:00:00Z".into())),
-            (
-                "start_time",
-                Value::DateTime(if running {
-                    now_datetime()
-                } else {
-                    "19700101T00:00:00Z".into()
-                }),
-            ),
-            (
-                "current_domain_type",
-                Value::str(if running { "hvm" } else { "unspecified" }),
-            ),
+            ("start_time", Value::DateTime(if running { now_datetime() } else { "19700101T00:00:00Z".into() })),
+            ("current_domain_type", Value::str(if running { "hvm" } else { "unspecified" })),
         ]),
     );
     let vm = db.create(
         "VM",
         f([
             ("name_label", Value::str(spec.name)),
-            (
-                "name_description",
-                Value::str(format!("{} (simulated)", spec.name)),
-            ),
+            ("name_description", Value::str(format!("{} (simulated)", spec.name))),
             ("power_state", Value::str("Halted")),
             ("tags", Value::strs(spec.tags.iter().copied())),
             ("VCPUs_max", Value::Int(spec.vcpus)),
@@ -469,10 +357,7 @@ fn vm(db: &mut Db, p: &Pool, spec: VmSpec<'_>, seed: u64) -> String {
             ("memory_static_min", Value::Int(spec.memory / 4)),
             ("memory_target", Value::Int(spec.memory)),
             ("HVM_boot_policy", Value::str("BIOS order")),
-            (
-                "HVM_boot_params",
-                Value::map([("order", "cd"), ("firmware", "bios")]),
-            ),
+            ("HVM_boot_params", Value::map([("order", "cd"), ("firmware", "bios")])),
             (
                 "platform",
                 Value::map([
@@ -484,23 +369,14 @@ fn vm(db: &mut Db, p: &Pool, spec: VmSpec<'_>, seed: u64) -> String {
                     ("cores-per-socket", "1"),
                 ]),
             ),
-            (
-                "other_config",
-                Value::map([
-                    ("auto_poweron", "false"),
-                    ("base_template_name", "Other install media"),
-                ]),
-            ),
+            ("other_config", Value::map([("auto_poweron", "false"), ("base_template_name", "Other install media")])),
             ("metrics", Value::str(metrics)),
             ("domid", Value::Int(-1)),
             ("user_version", Value::Int(1)),
             ("actions_after_shutdown", Value::str("destroy")),
             ("hardware_platform_version", Value::Int(2)),
             ("has_vendor_device", Value::Bool(false)),
-            (
-                "allowed_operations",
-                Value::strs(["start", "clone", "copy", "export", "snapshot", "destroy"]),
-            ),
+            ("allowed_operations", Value::strs(["start", "clone", "copy", "export", "snapshot", "destroy"])),
             ("affinity", Value::str(p.hosts[spec.host].clone())),
         ]),
     );
@@ -517,14 +393,7 @@ fn vm(db: &mut Db, p: &Pool, spec: VmSpec<'_>, seed: u64) -> String {
             ("device", Value::str("0")),
             ("network", Value::str(p.network.clone())),
             ("VM", Value::str(vm.clone())),
-            (
-                "MAC",
-                Value::str(format!(
-                    "da:e1:{:02x}:{:02x}:00:01",
-                    (seed >> 8) & 0xff,
-                    seed & 0xff
-                )),
-            ),
+            ("MAC", Value::str(format!("da:e1:{:02x}:{:02x}:00:01", (seed >> 8) & 0xff, seed & 0xff))),
             ("MTU", Value::Int(1500)),
             ("MAC_autogenerated", Value::Bool(true)),
         ]),
@@ -547,18 +416,8 @@ fn vm(db: &mut Db, p: &Pool, spec: VmSpec<'_>, seed: u64) -> String {
             let gm = db.create(
                 "VM_guest_metrics",
                 f([
-                    (
-                        "os_version",
-                        Value::map([
-                            ("name", os),
-                            ("distro", "linux"),
-                            ("uname", "6.1.0-18-amd64"),
-                        ]),
-                    ),
-                    (
-                        "PV_drivers_version",
-                        Value::map([("major", "9"), ("minor", "4"), ("micro", "0")]),
-                    ),
+                    ("os_version", Value::map([("name", os), ("distro", "linux"), ("uname", "6.1.0-18-amd64")])),
+                    ("PV_drivers_version", Value::map([("major", "9"), ("minor", "4"), ("micro", "0")])),
                     ("PV_drivers_up_to_date", Value::Bool(true)),
                     ("PV_drivers_detected", Value::Bool(true)),
                     ("networks", Value::map([("0/ip", ip), ("0/ipv4/0", ip)])),
@@ -583,14 +442,7 @@ fn vm(db: &mut Db, p: &Pool, spec: VmSpec<'_>, seed: u64) -> String {
 pub fn demo(db: &mut Db) -> Pool {
     let p = infrastructure(db);
     let (shared, local) = (p.shared_sr.clone(), p.local_sr.clone());
-    let iso = disk(
-        db,
-        &p.iso_sr,
-        "debian-12.9.0-amd64-netinst.iso",
-        632 * MIB,
-        &[(0, 4)],
-        99,
-    );
+    let iso = disk(db, &p.iso_sr, "debian-12.9.0-amd64-netinst.iso", 632 * MIB, &[(0, 4)], 99);
     db.set(&iso, "read_only", Value::Bool(true));
     db.set(&iso, "sharable", Value::Bool(true));
     let web = vm(
@@ -677,12 +529,7 @@ pub fn demo(db: &mut Db) -> Pool {
             tags: &[],
             vcpus: 1,
             memory: GIB,
-            disks: vec![(
-                &shared,
-                "rocky root".into(),
-                64 * MIB,
-                vec![(0, 6), (40, 3)],
-            )],
+            disks: vec![(&shared, "rocky root".into(), 64 * MIB, vec![(0, 6), (40, 3)])],
             cd: None,
             ip: None,
             os: None,
@@ -757,11 +604,7 @@ pub fn demo(db: &mut Db) -> Pool {
         },
         9,
     );
-    db.set(
-        &blocked,
-        "blocked_operations",
-        Value::map([("destroy", "true"), ("export", "true")]),
-    );
+    db.set(&blocked, "blocked_operations", Value::map([("destroy", "true"), ("export", "true")]));
     vm(
         db,
         &p,
@@ -772,12 +615,7 @@ pub fn demo(db: &mut Db) -> Pool {
             tags: &["sparse"],
             vcpus: 2,
             memory: 4 * GIB,
-            disks: vec![(
-                &shared,
-                "100 GiB holding 10 MiB".into(),
-                100 * GIB,
-                vec![(0, 4), (51200, 4), (102398, 2)],
-            )],
+            disks: vec![(&shared, "100 GiB holding 10 MiB".into(), 100 * GIB, vec![(0, 4), (51200, 4), (102398, 2)])],
             cd: None,
             ip: None,
             os: None,
@@ -857,14 +695,7 @@ pub fn demo(db: &mut Db) -> Pool {
 
 /// Adds `n` small generated VMs (mixed power states, one empty 1 GiB disk and one VIF each).
 pub fn generated(db: &mut Db, p: &Pool, n: usize) {
-    let states = [
-        "Running",
-        "Halted",
-        "Halted",
-        "Running",
-        "Suspended",
-        "Paused",
-    ];
+    let states = ["Running", "Halted", "Halted", "Running", "Suspended", "Paused"];
     for i in 0..n {
         let state = states[i % states.len()];
         let name = format!("vm-{i:05}");
@@ -875,11 +706,7 @@ pub fn generated(db: &mut Db, p: &Pool, n: usize) {
             p,
             VmSpec {
                 name: &name,
-                state: if state == "Suspended" {
-                    "Halted"
-                } else {
-                    state
-                },
+                state: if state == "Suspended" { "Halted" } else { state },
                 host: i % 2,
                 tags,
                 vcpus: 1 + (i % 4) as i64,

@@ -34,10 +34,7 @@ pub const CLASSES: &[&str] = &[
 
 /// The class name in XenAPI spelling for any casing (`vm` -> `VM`), as event classes are case-insensitive.
 pub fn canonical_class(name: &str) -> Option<&'static str> {
-    CLASSES
-        .iter()
-        .copied()
-        .find(|c| c.eq_ignore_ascii_case(name))
+    CLASSES.iter().copied().find(|c| c.eq_ignore_ascii_case(name))
 }
 
 #[derive(Clone, Copy)]
@@ -530,25 +527,13 @@ pub fn defaults(class: &str) -> Fields {
             ("subtasks", Set),
             ("backtrace", S),
         ]),
-        "subject" => build(&[
-            ("uuid", S),
-            ("subject_identifier", S),
-            ("other_config", Map),
-            ("roles", Set),
-        ]),
-        "role" => build(&[
-            ("uuid", S),
-            ("name_label", S),
-            ("name_description", S),
-            ("subroles", Set),
-            ("is_internal", B),
-        ]),
+        "subject" => build(&[("uuid", S), ("subject_identifier", S), ("other_config", Map), ("roles", Set)]),
+        "role" => {
+            build(&[("uuid", S), ("name_label", S), ("name_description", S), ("subroles", Set), ("is_internal", B)])
+        }
         _ => Fields::new(),
     };
-    if matches!(
-        class,
-        "host" | "VM" | "VBD" | "VDI" | "SR" | "network" | "VIF" | "task"
-    ) {
+    if matches!(class, "host" | "VM" | "VBD" | "VDI" | "SR" | "network" | "VIF" | "task") {
         for (k, d) in common_ops {
             f.extend(build(&[(k, *d)]));
         }

@@ -22,8 +22,7 @@ fn malformed() -> Response<Body> {
         "<html><body><h1>HTTP 500 internal server error</h1>An unexpected error occurred; please wait a while and try again. If the problem persists, please contact your support representative.</body></html>",
     ));
     *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
     r
 }
 
@@ -34,22 +33,13 @@ async fn jsonrpc_endpoint(State(sim): State<Arc<Sim>>, body: Bytes) -> Response<
     };
     let result = api::call(&sim, &req.method, req.params.clone()).await;
     let mut r = Response::new(Body::from(jsonrpc::reply(&req, &result).to_string()));
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
-async fn xmlrpc_endpoint(
-    State(sim): State<Arc<Sim>>,
-    method: Method,
-    body: Bytes,
-) -> Response<Body> {
+async fn xmlrpc_endpoint(State(sim): State<Arc<Sim>>, method: Method, body: Bytes) -> Response<Body> {
     if method != Method::POST {
-        let mut r = Response::new(Body::from(
-            "<html><body><h1>HTTP 404 not found</h1></body></html>",
-        ));
+        let mut r = Response::new(Body::from("<html><body><h1>HTTP 404 not found</h1></body></html>"));
         *r.status_mut() = StatusCode::NOT_FOUND;
         return r;
     }
@@ -65,8 +55,7 @@ async fn xmlrpc_endpoint(
         Err(e) => xmlrpc::failure(&e.0),
     };
     let mut r = Response::new(Body::from(xml));
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/xml"));
     r
 }
 
@@ -74,20 +63,11 @@ async fn export(State(sim): State<Arc<Sim>>, Query(q): Q, headers: HeaderMap) ->
     handlers::export(sim, q, headers).await
 }
 
-async fn export_raw_vdi(
-    State(sim): State<Arc<Sim>>,
-    Query(q): Q,
-    headers: HeaderMap,
-) -> Response<Body> {
+async fn export_raw_vdi(State(sim): State<Arc<Sim>>, Query(q): Q, headers: HeaderMap) -> Response<Body> {
     handlers::export_raw_vdi(sim, q, headers).await
 }
 
-async fn import_raw_vdi(
-    State(sim): State<Arc<Sim>>,
-    Query(q): Q,
-    headers: HeaderMap,
-    body: Body,
-) -> Response<Body> {
+async fn import_raw_vdi(State(sim): State<Arc<Sim>>, Query(q): Q, headers: HeaderMap, body: Body) -> Response<Body> {
     handlers::import_raw_vdi(sim, q, headers, body).await
 }
 

@@ -23,10 +23,7 @@ impl XapiError {
     }
 
     pub fn code(&self) -> &str {
-        self.0
-            .first()
-            .map(String::as_str)
-            .unwrap_or("INTERNAL_ERROR")
+        self.0.first().map(String::as_str).unwrap_or("INTERNAL_ERROR")
     }
 }
 
@@ -126,9 +123,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config {
-            session_timeout: Duration::from_secs(24 * 3600),
-        }
+        Config { session_timeout: Duration::from_secs(24 * 3600) }
     }
 }
 
@@ -170,14 +165,8 @@ impl Sim {
     /// Logs a user in; returns the new session ref.
     pub fn login(&self, user: &str, password: &str, originator: &str) -> Result<String, XapiError> {
         let users = self.users.lock();
-        let Some(u) = users
-            .iter()
-            .find(|u| u.name == user && u.password == password)
-        else {
-            return Err(XapiError::new(
-                "SESSION_AUTHENTICATION_FAILED",
-                &[user, "Authentication failure"],
-            ));
+        let Some(u) = users.iter().find(|u| u.name == user && u.password == password) else {
+            return Err(XapiError::new("SESSION_AUTHENTICATION_FAILED", &[user, "Authentication failure"]));
         };
         let reference = crate::db::new_ref();
         self.sessions.lock().insert(
@@ -208,9 +197,7 @@ impl Sim {
             sessions.remove(r);
             return Err(XapiError::new("SESSION_INVALID", &[r]));
         }
-        let s = sessions
-            .get_mut(r)
-            .ok_or_else(|| XapiError::new("SESSION_INVALID", &[r]))?;
+        let s = sessions.get_mut(r).ok_or_else(|| XapiError::new("SESSION_INVALID", &[r]))?;
         s.last_active = Instant::now();
         Ok(s.clone())
     }
@@ -222,11 +209,7 @@ impl Sim {
     /// Number of live (not expired) sessions.
     pub fn live_sessions(&self) -> usize {
         let timeout = self.config.session_timeout;
-        self.sessions
-            .lock()
-            .values()
-            .filter(|s| s.last_active.elapsed() <= timeout)
-            .count()
+        self.sessions.lock().values().filter(|s| s.last_active.elapsed() <= timeout).count()
     }
 
     /// Counts one call and applies injected latency and failures for `name`.
@@ -236,11 +219,7 @@ impl Sim {
         }
         let (delay, failure) = {
             let mut f = self.faults.lock();
-            let delay = f
-                .latency_ms
-                .get(name)
-                .or_else(|| f.latency_ms.get("*"))
-                .copied();
+            let delay = f.latency_ms.get(name).or_else(|| f.latency_ms.get("*")).copied();
             let mut failure = None;
             for rule in f.fail.iter_mut().filter(|r| r.method == name) {
                 rule.seen += 1;

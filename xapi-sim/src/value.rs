@@ -47,15 +47,8 @@ impl Value {
         Value::Array(items.into_iter().map(|s| Value::Str(s.into())).collect())
     }
 
-    pub fn map<I: IntoIterator<Item = (K, V)>, K: Into<String>, V: Into<String>>(
-        items: I,
-    ) -> Value {
-        Value::Map(
-            items
-                .into_iter()
-                .map(|(k, v)| (k.into(), Value::Str(v.into())))
-                .collect(),
-        )
+    pub fn map<I: IntoIterator<Item = (K, V)>, K: Into<String>, V: Into<String>>(items: I) -> Value {
+        Value::Map(items.into_iter().map(|(k, v)| (k.into(), Value::Str(v.into()))).collect())
     }
 
     /// The string inside, if this is a string.
@@ -110,10 +103,7 @@ impl Value {
 
     /// A member of a map or struct.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.as_map()?
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v)
+        self.as_map()?.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
     /// The string form XAPI's database keeps for a scalar, used by `get_all_records_where`.
@@ -124,9 +114,7 @@ impl Value {
             Value::Float(f) => format!("{f}"),
             Value::Bool(b) => b.to_string(),
             Value::Nil => String::new(),
-            Value::Array(_) | Value::Map(_) => {
-                serde_json::to_string(&self.to_json()).unwrap_or_default()
-            }
+            Value::Array(_) | Value::Map(_) => serde_json::to_string(&self.to_json()).unwrap_or_default(),
         }
     }
 
@@ -156,11 +144,7 @@ impl Value {
             },
             J::String(s) => Value::Str(s.clone()),
             J::Array(a) => Value::Array(a.iter().map(Value::from_json).collect()),
-            J::Object(o) => Value::Map(
-                o.iter()
-                    .map(|(k, v)| (k.clone(), Value::from_json(v)))
-                    .collect(),
-            ),
+            J::Object(o) => Value::Map(o.iter().map(|(k, v)| (k.clone(), Value::from_json(v))).collect()),
         }
     }
 

@@ -169,10 +169,7 @@ impl Parser {
 
 /// Parses an expression.
 pub fn parse(s: &str) -> Result<Expr, String> {
-    let mut p = Parser {
-        toks: lex(s)?,
-        pos: 0,
-    };
+    let mut p = Parser { toks: lex(s)?, pos: 0 };
     let e = p.or()?;
     if p.pos != p.toks.len() {
         return Err(format!("unexpected trailing input at token {}", p.pos));
@@ -215,9 +212,7 @@ mod tests {
     fn evaluates_xo_style_queries() {
         let r = rec();
         let t = |s: &str| eval(&parse(s).unwrap(), &r);
-        assert!(t(
-            r#"field "is_a_template"="false" and field "power_state"="Running""#
-        ));
+        assert!(t(r#"field "is_a_template"="false" and field "power_state"="Running""#));
         assert!(!t(r#"field "power_state"="running""#));
         assert!(t(r#"field "VCPUs_max" = "4""#));
         assert!(t(r#"not (field "power_state"="Halted") or false"#));

@@ -21,24 +21,16 @@ fn parse_tree(body: &str) -> Result<Element, String> {
     let mut stack: Vec<Element> = vec![Element::default()];
     loop {
         match reader.read_event().map_err(|e| e.to_string())? {
-            Event::Start(e) => stack.push(Element {
-                name: String::from_utf8_lossy(e.name().as_ref()).into_owned(),
-                ..Element::default()
-            }),
+            Event::Start(e) => stack
+                .push(Element { name: String::from_utf8_lossy(e.name().as_ref()).into_owned(), ..Element::default() }),
             Event::Empty(e) => {
-                let el = Element {
-                    name: String::from_utf8_lossy(e.name().as_ref()).into_owned(),
-                    ..Element::default()
-                };
+                let el =
+                    Element { name: String::from_utf8_lossy(e.name().as_ref()).into_owned(), ..Element::default() };
                 stack.last_mut().ok_or("unbalanced")?.children.push(el);
             }
             Event::End(_) => {
                 let el = stack.pop().ok_or("unbalanced")?;
-                stack
-                    .last_mut()
-                    .ok_or("unbalanced end tag")?
-                    .children
-                    .push(el);
+                stack.last_mut().ok_or("unbalanced end tag")?.children.push(el);
             }
             Event::Text(t) => {
                 let s = t.unescape().map_err(|e| e.to_string())?;
@@ -56,9 +48,7 @@ fn parse_tree(body: &str) -> Result<Element, String> {
         return Err("unterminated element".into());
     }
     let mut root = stack.pop().ok_or("empty")?;
-    root.children
-        .pop()
-        .ok_or_else(|| "no root element".to_string())
+    root.children.pop().ok_or_else(|| "no root element".to_string())
 }
 
 fn parse_value(v: &Element) -> Result<Value, String> {
@@ -82,31 +72,14 @@ fn parse_value(v: &Element) -> Result<Value, String> {
         "base64" => Value::Str(text.to_string()),
         "nil" => Value::Nil,
         "array" => {
-            let data = inner
-                .children
-                .iter()
-                .find(|c| c.name == "data")
-                .ok_or("array without data")?;
-            Value::Array(
-                data.children
-                    .iter()
-                    .map(parse_value)
-                    .collect::<Result<_, _>>()?,
-            )
+            let data = inner.children.iter().find(|c| c.name == "data").ok_or("array without data")?;
+            Value::Array(data.children.iter().map(parse_value).collect::<Result<_, _>>()?)
         }
         "struct" => {
             let mut members = Vec::new();
             for m in &inner.children {
-                let name = m
-                    .children
-                    .iter()
-                    .find(|c| c.name == "name")
-                    .ok_or("member without name")?;
-                let value = m
-                    .children
-                    .iter()
-                    .find(|c| c.name == "value")
-                    .ok_or("member without value")?;
+                let name = m.children.iter().find(|c| c.name == "name").ok_or("member without name")?;
+                let value = m.children.iter().find(|c| c.name == "value").ok_or("member without value")?;
                 members.push((name.text.clone(), parse_value(value)?));
             }
             Value::Map(members)
@@ -121,22 +94,12 @@ pub fn parse_call(body: &str) -> Result<(String, Vec<Value>), String> {
     if root.name != "methodCall" {
         return Err(format!("expected <methodCall>, found <{}>", root.name));
     }
-    let name = root
-        .children
-        .iter()
-        .find(|c| c.name == "methodName")
-        .ok_or("missing methodName")?
-        .text
-        .trim()
-        .to_string();
+    let name =
+        root.children.iter().find(|c| c.name == "methodName").ok_or("missing methodName")?.text.trim().to_string();
     let mut params = Vec::new();
     if let Some(ps) = root.children.iter().find(|c| c.name == "params") {
         for p in &ps.children {
-            let v = p
-                .children
-                .iter()
-                .find(|c| c.name == "value")
-                .ok_or("param without value")?;
+            let v = p.children.iter().find(|c| c.name == "value").ok_or("param without value")?;
             params.push(parse_value(v)?);
         }
     }
@@ -157,20 +120,14 @@ fn response(members: Value) -> String {
 
 /// A successful reply.
 pub fn success(value: &Value) -> String {
-    response(Value::Map(vec![
-        ("Status".into(), Value::str("Success")),
-        ("Value".into(), value.clone()),
-    ]))
+    response(Value::Map(vec![("Status".into(), Value::str("Success")), ("Value".into(), value.clone())]))
 }
 
 /// A failed reply carrying `[code, params…]`.
 pub fn failure(description: &[String]) -> String {
     response(Value::Map(vec![
         ("Status".into(), Value::str("Failure")),
-        (
-            "ErrorDescription".into(),
-            Value::strs(description.iter().cloned()),
-        ),
+        ("ErrorDescription".into(), Value::strs(description.iter().cloned())),
     ]))
 }
 

@@ -26,21 +26,13 @@ pub struct XvaPlan {
 }
 
 fn str_of(f: &Fields, k: &str) -> String {
-    f.get(k)
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string()
+    f.get(k).and_then(Value::as_str).unwrap_or_default().to_string()
 }
 
 fn refs_of(f: &Fields, k: &str) -> Vec<String> {
     f.get(k)
         .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_string)
-                .collect()
-        })
+        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
         .unwrap_or_default()
 }
 
@@ -51,18 +43,12 @@ fn rewrite(v: &Value, ids: &HashMap<String, String>) -> Value {
         }
         Value::Array(a) => Value::Array(
             a.iter()
-                .filter(|x| {
-                    x.as_str()
-                        .is_none_or(|s| !s.starts_with("OpaqueRef:") || ids.contains_key(s))
-                })
+                .filter(|x| x.as_str().is_none_or(|s| !s.starts_with("OpaqueRef:") || ids.contains_key(s)))
                 .map(|x| rewrite(x, ids))
                 .collect(),
         ),
         Value::Map(m) => Value::Map(
-            m.iter()
-                .filter(|(k, _)| !k.starts_with("OpaqueRef:"))
-                .map(|(k, x)| (k.clone(), rewrite(x, ids)))
-                .collect(),
+            m.iter().filter(|(k, _)| !k.starts_with("OpaqueRef:")).map(|(k, x)| (k.clone(), rewrite(x, ids))).collect(),
         ),
         other => other.clone(),
     }
@@ -71,10 +57,7 @@ fn rewrite(v: &Value, ids: &HashMap<String, String>) -> Value {
 /// Plans the export of `vm`: which objects go into `ova.xml` and which disks are streamed.
 pub fn plan(db: &Db, vm: &str, preserve_power_state: bool) -> XvaPlan {
     let Some(vm_rec) = db.get(vm) else {
-        return XvaPlan {
-            ova_xml: String::new(),
-            disks: Vec::new(),
-        };
+        return XvaPlan { ova_xml: String::new(), disks: Vec::new() };
     };
     let mut objects: Vec<(&'static str, String)> = vec![("VM", vm.to_string())];
     let mut disk_vdis = Vec::new();
@@ -83,9 +66,7 @@ pub fn plan(db: &Db, vm: &str, preserve_power_state: bool) -> XvaPlan {
         objects.push(("VBD", vbd.clone()));
         let vdi = str_of(b, "VDI");
         if let Some(v) = db.get_of("VDI", &vdi) {
-            let iso = db
-                .get(&str_of(v, "SR"))
-                .is_some_and(|s| str_of(s, "content_type") == "iso");
+            let iso = db.get(&str_of(v, "SR")).is_some_and(|s| str_of(s, "content_type") == "iso");
             if str_of(b, "type") != "CD" && !iso {
                 disk_vdis.push(vdi);
             }
@@ -114,28 +95,15 @@ pub fn plan(db: &Db, vm: &str, preserve_power_state: bool) -> XvaPlan {
     for m in ["metrics", "guest_metrics"] {
         let r = str_of(vm_rec, m);
         if db.get(&r).is_some() {
-            objects.push((
-                if m == "metrics" {
-                    "VM_metrics"
-                } else {
-                    "VM_guest_metrics"
-                },
-                r,
-            ));
+            objects.push((if m == "metrics" { "VM_metrics" } else { "VM_guest_metrics" }, r));
         }
     }
-    let ids: HashMap<String, String> = objects
-        .iter()
-        .enumerate()
-        .map(|(i, (_, r))| (r.clone(), format!("Ref:{i}")))
-        .collect();
+    let ids: HashMap<String, String> =
+        objects.iter().enumerate().map(|(i, (_, r))| (r.clone(), format!("Ref:{i}"))).collect();
     let mut objs = Vec::new();
     for (class, r) in &objects {
         let Some(rec) = db.get(r) else { continue };
-        let mut snapshot: Vec<(String, Value)> = rec
-            .iter()
-            .map(|(k, v)| (k.clone(), rewrite(v, &ids)))
-            .collect();
+        let mut snapshot: Vec<(String, Value)> = rec.iter().map(|(k, v)| (k.clone(), rewrite(v, &ids))).collect();
         if *class == "VM" && !preserve_power_state {
             for (k, v) in snapshot.iter_mut() {
                 if k == "power_state" {
@@ -149,29 +117,17 @@ pub fn plan(db: &Db, vm: &str, preserve_power_state: bool) -> XvaPlan {
             ("snapshot".into(), Value::Map(snapshot)),
         ]));
     }
-    let pool_master = db
-        .all("pool")
-        .next()
-        .map(|(_, p)| str_of(p, "master"))
-        .unwrap_or_default();
+    let pool_master = db.all("pool").next().map(|(_, p)| str_of(p, "master")).unwrap_or_default();
     let host = db.get(&pool_master).cloned().unwrap_or_default();
     let sv = host.get("software_version");
-    let sv_str = |k: &str| {
-        sv.and_then(|m| m.get(k))
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
+    let sv_str = |k: &str| sv.and_then(|m| m.get(k)).and_then(Value::as_str).unwrap_or("").to_string();
     let header = Value::Map(vec![
         (
             "version".into(),
             Value::Map(vec![
                 ("hostname".into(), Value::str(str_of(&host, "hostname"))),
                 ("date".into(), Value::str(now_datetime())),
-                (
-                    "product_version".into(),
-                    Value::str(sv_str("product_version")),
-                ),
+                ("product_version".into(), Value::str(sv_str("product_version"))),
                 ("product_brand".into(), Value::str(sv_str("product_brand"))),
                 ("build_number".into(), Value::str(sv_str("build_number"))),
                 ("xapi_major".into(), Value::Int(1)),
@@ -181,15 +137,10 @@ pub fn plan(db: &Db, vm: &str, preserve_power_state: bool) -> XvaPlan {
         ),
         ("objects".into(), Value::Array(objs)),
     ]);
-    let mut disks: Vec<(String, SparseDisk)> = disk_vdis
-        .iter()
-        .filter_map(|v| Some((ids.get(v)?.clone(), db.disks.get(v)?.clone())))
-        .collect();
+    let mut disks: Vec<(String, SparseDisk)> =
+        disk_vdis.iter().filter_map(|v| Some((ids.get(v)?.clone(), db.disks.get(v)?.clone()))).collect();
     disks.sort_by(|a, b| a.0.cmp(&b.0));
-    XvaPlan {
-        ova_xml: header.to_xml_string(),
-        disks,
-    }
+    XvaPlan { ova_xml: header.to_xml_string(), disks }
 }
 
 fn tar_header(name: &str, size: u64, mtime: u64) -> io::Result<tar::Header> {
@@ -214,10 +165,7 @@ pub fn xxhash_hex(data: &[u8]) -> String {
 pub fn write(plan: &XvaPlan, out: impl Write) -> io::Result<()> {
     let now = time::OffsetDateTime::now_utc().unix_timestamp().max(0) as u64;
     let mut tar = tar::Builder::new(out);
-    tar.append(
-        &tar_header("ova.xml", plan.ova_xml.len() as u64, now)?,
-        plan.ova_xml.as_bytes(),
-    )?;
+    tar.append(&tar_header("ova.xml", plan.ova_xml.len() as u64, now)?, plan.ova_xml.as_bytes())?;
     let mut buf = vec![0u8; CHUNK as usize];
     for (id, disk) in &plan.disks {
         let size = disk.size();
@@ -237,10 +185,7 @@ pub fn write(plan: &XvaPlan, out: impl Write) -> io::Result<()> {
             let name = format!("{id}/{n:08}");
             tar.append(&tar_header(&name, len as u64, 0)?, &data[..])?;
             let sum = xxhash_hex(data);
-            tar.append(
-                &tar_header(&format!("{name}.xxhash"), sum.len() as u64, 0)?,
-                sum.as_bytes(),
-            )?;
+            tar.append(&tar_header(&format!("{name}.xxhash"), sum.len() as u64, 0)?, sum.as_bytes())?;
         }
     }
     tar.into_inner()?.flush()
@@ -316,46 +261,22 @@ pub fn read_and_check(input: impl Read) -> io::Result<XvaContents> {
     first.read_to_string(&mut ova_xml)?;
     drop(first);
     let header = crate::xmlrpc::parse_value_str(&ova_xml).map_err(bad)?;
-    let objects = header
-        .get("objects")
-        .and_then(Value::as_array)
-        .ok_or_else(|| bad("no objects"))?;
+    let objects = header.get("objects").and_then(Value::as_array).ok_or_else(|| bad("no objects"))?;
     let mut sizes = BTreeMap::new();
     let mut uuids = BTreeMap::new();
     let mut expected_disks = Vec::new();
     for o in objects {
         let class = o.get("class").and_then(Value::as_str).unwrap_or_default();
-        let id = o
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+        let id = o.get("id").and_then(Value::as_str).unwrap_or_default().to_string();
         if class == "VDI" {
-            let snap = o
-                .get("snapshot")
-                .ok_or_else(|| bad("VDI without snapshot"))?;
-            let size = snap
-                .get("virtual_size")
-                .and_then(Value::as_i64)
-                .ok_or_else(|| bad("no virtual_size"))?;
+            let snap = o.get("snapshot").ok_or_else(|| bad("VDI without snapshot"))?;
+            let size = snap.get("virtual_size").and_then(Value::as_i64).ok_or_else(|| bad("no virtual_size"))?;
             sizes.insert(id.clone(), size as u64);
-            uuids.insert(
-                id.clone(),
-                snap.get("uuid")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
-            );
+            uuids.insert(id.clone(), snap.get("uuid").and_then(Value::as_str).unwrap_or_default().to_string());
         }
         if class == "VBD" {
-            let snap = o
-                .get("snapshot")
-                .ok_or_else(|| bad("VBD without snapshot"))?;
-            let vdi = snap
-                .get("VDI")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
+            let snap = o.get("snapshot").ok_or_else(|| bad("VBD without snapshot"))?;
+            let vdi = snap.get("VDI").and_then(Value::as_str).unwrap_or_default().to_string();
             if snap.get("type").and_then(Value::as_str) != Some("CD") && vdi.starts_with("Ref:") {
                 expected_disks.push(vdi);
             }
@@ -379,44 +300,27 @@ pub fn read_and_check(input: impl Read) -> io::Result<XvaContents> {
             } else if name == format!("{expect}.checksum") {
                 true
             } else {
-                return Err(bad(format!(
-                    "chunk {expect} not followed by its checksum (found {name})"
-                )));
+                return Err(bad(format!("chunk {expect} not followed by its checksum (found {name})")));
             };
             if !ok {
                 return Err(bad(format!("checksum mismatch for {expect}")));
             }
             continue;
         }
-        let (prefix, suffix) = name
-            .split_once('/')
-            .ok_or_else(|| bad(format!("unexpected member {name}")))?;
+        let (prefix, suffix) = name.split_once('/').ok_or_else(|| bad(format!("unexpected member {name}")))?;
         if pending.as_ref().map(|p| p.0.as_str()) != Some(prefix) {
             if let Some((id, size, _, offset, digest, _)) = pending.take() {
                 if offset < size {
-                    return Err(bad(format!(
-                        "disk {id} ends at {offset}, before its size {size}"
-                    )));
+                    return Err(bad(format!("disk {id} ends at {offset}, before its size {size}")));
                 }
                 disks.insert(id, (size, digest.finish(size)));
             }
-            let size = *sizes
-                .get(prefix)
-                .ok_or_else(|| bad(format!("chunks for unknown disk {prefix}")))?;
+            let size = *sizes.get(prefix).ok_or_else(|| bad(format!("chunks for unknown disk {prefix}")))?;
             order.push(prefix.to_string());
-            pending = Some((
-                prefix.to_string(),
-                size,
-                "-1".into(),
-                0,
-                SparseDigest::default(),
-                0,
-            ));
+            pending = Some((prefix.to_string(), size, "-1".into(), 0, SparseDigest::default(), 0));
         }
         let p = pending.as_mut().ok_or_else(|| bad("no disk"))?;
-        let n: i64 = suffix
-            .parse()
-            .map_err(|_| bad(format!("bad chunk name {name}")))?;
+        let n: i64 = suffix.parse().map_err(|_| bad(format!("bad chunk name {name}")))?;
         let last: i64 = p.2.parse().unwrap_or(-1);
         if p.2 != "-1" && suffix <= p.2.as_str() {
             return Err(bad(format!("chunk {name} out of order")));
@@ -439,9 +343,7 @@ pub fn read_and_check(input: impl Read) -> io::Result<XvaContents> {
     }
     if let Some((id, size, _, offset, digest, _)) = pending.take() {
         if offset < size {
-            return Err(bad(format!(
-                "disk {id} ends at {offset}, before its size {size}"
-            )));
+            return Err(bad(format!("disk {id} ends at {offset}, before its size {size}")));
         }
         disks.insert(id, (size, digest.finish(size)));
     }
@@ -451,14 +353,7 @@ pub fn read_and_check(input: impl Read) -> io::Result<XvaContents> {
         return Err(bad("disks are not in lexicographic order of their ids"));
     }
     if order != expected_disks {
-        return Err(bad(format!(
-            "disks {order:?} differ from the VBDs' disks {expected_disks:?}"
-        )));
+        return Err(bad(format!("disks {order:?} differ from the VBDs' disks {expected_disks:?}")));
     }
-    Ok(XvaContents {
-        ova_xml,
-        disks,
-        disk_uuids: uuids,
-        chunks,
-    })
+    Ok(XvaContents { ova_xml, disks, disk_uuids: uuids, chunks })
 }

@@ -12,24 +12,13 @@ fn binary_prints_url_and_credentials_and_serves() {
         .unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let first = lines.next().unwrap().unwrap();
-    let url = first
-        .strip_prefix("XAPI_SIM_URL=")
-        .expect("first line gives the URL")
-        .to_string();
+    let url = first.strip_prefix("XAPI_SIM_URL=").expect("first line gives the URL").to_string();
     assert!(url.starts_with("http://127.0.0.1:"));
     let rest: Vec<String> = lines.take(2).map(|l| l.unwrap()).collect();
-    assert!(
-        rest[1].contains("root/xapi-sim") && rest[1].contains("auditor/auditor-password"),
-        "{rest:?}"
-    );
+    assert!(rest[1].contains("root/xapi-sim") && rest[1].contains("auditor/auditor-password"), "{rest:?}");
     let body = serde_json::json!({"jsonrpc": "2.0", "method": "session.login_with_password", "params": ["root", "xapi-sim"], "id": 1});
-    let r: serde_json::Value = reqwest::blocking::Client::new()
-        .post(format!("{url}/jsonrpc"))
-        .json(&body)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let r: serde_json::Value =
+        reqwest::blocking::Client::new().post(format!("{url}/jsonrpc")).json(&body).send().unwrap().json().unwrap();
     assert!(r["result"].as_str().unwrap().starts_with("OpaqueRef:"));
     child.kill().unwrap();
     let _ = child.wait();

@@ -8,11 +8,7 @@ use std::io::Read;
 use std::process::Command;
 
 fn uuid_of(sim: &Sim, sid: &str, class: &str, r: &str) -> String {
-    sim.call(&format!("{class}.get_uuid"), json!([sid, r]))
-        .unwrap()
-        .as_str()
-        .unwrap()
-        .to_string()
+    sim.call(&format!("{class}.get_uuid"), json!([sid, r])).unwrap().as_str().unwrap().to_string()
 }
 
 fn fetch(sim: &Sim, path: &str) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
@@ -31,11 +27,7 @@ fn check_xva(sim: &Sim, bytes: &[u8]) -> xapi_sim::xva::XvaContents {
         let uuid = &xva.disk_uuids[id];
         let info = sim.vdi_info(uuid);
         assert_eq!(info["size"].as_u64().unwrap(), *size, "{id}");
-        assert_eq!(
-            info["digest"].as_str().unwrap(),
-            digest,
-            "content of {id} ({uuid})"
-        );
+        assert_eq!(info["digest"].as_str().unwrap(), digest, "content of {id} ({uuid})");
     }
     xva
 }
@@ -49,58 +41,33 @@ fn xva_export_is_valid_and_complete_in_every_compression() {
     assert_eq!(status, 200);
     assert!(headers.get("content-length").is_none());
     assert_eq!(headers["content-type"], "application/octet-stream");
-    assert_eq!(
-        headers["content-disposition"],
-        "attachment; filename=\"export.xva\""
-    );
-    assert!(headers["task-id"]
-        .to_str()
-        .unwrap()
-        .starts_with("OpaqueRef:"));
+    assert_eq!(headers["content-disposition"], "attachment; filename=\"export.xva\"");
+    assert!(headers["task-id"].to_str().unwrap().starts_with("OpaqueRef:"));
     let xva = check_xva(&sim, &plain);
     assert_eq!(xva.disks.len(), 1);
     // The 64 MiB disk holds data in MiB 0-5 and 40-42, plus the mandatory last chunk.
     assert_eq!(xva.chunks, 6 + 3 + 1);
-    assert!(xva
-        .ova_xml
-        .starts_with("<value><struct><member><name>version</name>"));
-    assert!(xva
-        .ova_xml
-        .contains("<name>export_vsn</name><value>2</value>"));
+    assert!(xva.ova_xml.starts_with("<value><struct><member><name>version</name>"));
+    assert!(xva.ova_xml.contains("<name>export_vsn</name><value>2</value>"));
     // By uuid too, and compressed: decompresses to a valid XVA with the same disks.
     let uuid = uuid_of(&sim, &sid, "VM", &vm);
-    for (param, magic) in [
-        ("gzip", &[0x1f, 0x8b][..]),
-        ("true", &[0x1f, 0x8b][..]),
-        ("zstd", &[0x28, 0xb5, 0x2f, 0xfd][..]),
-    ] {
-        let (status, _, body) = fetch(
-            &sim,
-            &format!("/export/?uuid={uuid}&session_id={sid}&use_compression={param}"),
-        );
+    for (param, magic) in
+        [("gzip", &[0x1f, 0x8b][..]), ("true", &[0x1f, 0x8b][..]), ("zstd", &[0x28, 0xb5, 0x2f, 0xfd][..])]
+    {
+        let (status, _, body) = fetch(&sim, &format!("/export/?uuid={uuid}&session_id={sid}&use_compression={param}"));
         assert_eq!(status, 200);
         assert_eq!(&body[..magic.len()], magic, "{param}");
         let mut raw = Vec::new();
         if magic[0] == 0x1f {
-            flate2::read::GzDecoder::new(&body[..])
-                .read_to_end(&mut raw)
-                .unwrap();
+            flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut raw).unwrap();
         } else {
-            zstd::stream::read::Decoder::new(&body[..])
-                .unwrap()
-                .read_to_end(&mut raw)
-                .unwrap();
+            zstd::stream::read::Decoder::new(&body[..]).unwrap().read_to_end(&mut raw).unwrap();
         }
         let again = check_xva(&sim, &raw);
         assert_eq!(again.disks, xva.disks);
     }
     // Several disks, sorted by id as strings, CD excluded; snapshots and templates export too.
-    for name in [
-        "Windows Server 2022 - patched",
-        "Web server template",
-        "Debian 12 web - before upgrade",
-        "Empty VM",
-    ] {
+    for name in ["Windows Server 2022 - patched", "Web server template", "Debian 12 web - before upgrade", "Empty VM"] {
         let r = sim.by_name(&sid, "VM", name);
         let (status, _, body) = fetch(&sim, &format!("/export?ref={r}&session_id={sid}"));
         assert_eq!(status, 200, "{name}");
@@ -120,16 +87,10 @@ fn export_refuses_running_vms_and_reports_on_the_task() {
     let vm = sim.by_name(&sid, "VM", "Debian 12 web");
     let task = sim.call("task.create", json!([sid, "export", ""])).unwrap();
     let task = task.as_str().unwrap();
-    let (status, _, body) = fetch(
-        &sim,
-        &format!("/export?ref={vm}&session_id={sid}&task_id={task}"),
-    );
+    let (status, _, body) = fetch(&sim, &format!("/export?ref={vm}&session_id={sid}&task_id={task}"));
     assert_eq!(status, 500);
     assert!(String::from_utf8_lossy(&body).contains("VM_BAD_POWER_STATE"));
-    assert_eq!(
-        sim.call("task.get_status", json!([sid, task])).unwrap(),
-        "failure"
-    );
+    assert_eq!(sim.call("task.get_status", json!([sid, task])).unwrap(), "failure");
     assert_eq!(
         sim.call("task.get_error_info", json!([sid, task])).unwrap(),
         json!(["VM_BAD_POWER_STATE", vm, "halted", "running"])
@@ -139,10 +100,7 @@ fn export_refuses_running_vms_and_reports_on_the_task() {
     let (status, _, body) = fetch(&sim, &format!("/export?ref={protected}&session_id={sid}"));
     assert_eq!(status, 500);
     assert!(String::from_utf8_lossy(&body).contains("OPERATION_BLOCKED"));
-    let (status, _, _) = fetch(
-        &sim,
-        &format!("/export?uuid=00000000-0000-0000-0000-000000000000&session_id={sid}"),
-    );
+    let (status, _, _) = fetch(&sim, &format!("/export?uuid=00000000-0000-0000-0000-000000000000&session_id={sid}"));
     assert_eq!(status, 500);
     // A suspended VM exports.
     let freenas = sim.by_name(&sid, "VM", "FreeNAS");
@@ -153,28 +111,11 @@ fn export_refuses_running_vms_and_reports_on_the_task() {
 
 #[test]
 fn zstd_export_refused_where_restricted() {
-    let sim = Sim::start_with(xapi_sim::Options {
-        restrict_zstd: true,
-        ..Default::default()
-    });
+    let sim = Sim::start_with(xapi_sim::Options { restrict_zstd: true, ..Default::default() });
     let sid = sim.root();
     let vm = sim.by_name(&sid, "VM", "Rocky Linux 8");
-    assert_eq!(
-        fetch(
-            &sim,
-            &format!("/export?ref={vm}&session_id={sid}&use_compression=zstd")
-        )
-        .0,
-        500
-    );
-    assert_eq!(
-        fetch(
-            &sim,
-            &format!("/export?ref={vm}&session_id={sid}&use_compression=gzip")
-        )
-        .0,
-        200
-    );
+    assert_eq!(fetch(&sim, &format!("/export?ref={vm}&session_id={sid}&use_compression=zstd")).0, 500);
+    assert_eq!(fetch(&sim, &format!("/export?ref={vm}&session_id={sid}&use_compression=gzip")).0, 200);
 }
 
 #[test]
@@ -186,102 +127,45 @@ fn handler_auth_session_cookie_basic_and_rbac() {
     let r = sim.get(&path);
     assert_eq!(r.status().as_u16(), 401);
     assert_eq!(r.headers()["www-authenticate"], "Basic realm=\"xapi\"");
-    assert_eq!(
-        sim.get(&format!("{path}&session_id=OpaqueRef:bad"))
-            .status()
-            .as_u16(),
-        401
-    );
-    let by_cookie = sim
-        .http
-        .get(format!("{}{path}", sim.url))
-        .header("cookie", format!("session_id={sid}"))
-        .send()
-        .unwrap();
+    assert_eq!(sim.get(&format!("{path}&session_id=OpaqueRef:bad")).status().as_u16(), 401);
+    let by_cookie =
+        sim.http.get(format!("{}{path}", sim.url)).header("cookie", format!("session_id={sid}")).send().unwrap();
     assert_eq!(by_cookie.status().as_u16(), 200);
     assert_eq!(by_cookie.bytes().unwrap().len(), 32 << 20);
     let sessions = sim.stats()["sessions"].as_u64().unwrap();
-    let basic = sim
-        .http
-        .get(format!("{}{path}", sim.url))
-        .basic_auth("root", Some("xapi-sim"))
-        .send()
-        .unwrap();
+    let basic = sim.http.get(format!("{}{path}", sim.url)).basic_auth("root", Some("xapi-sim")).send().unwrap();
     assert_eq!(basic.status().as_u16(), 200);
     assert_eq!(basic.bytes().unwrap().len(), 32 << 20);
-    assert_eq!(
-        sim.stats()["sessions"].as_u64().unwrap(),
-        sessions,
-        "the Basic temporary session is logged out"
-    );
-    let wrong = sim
-        .http
-        .get(format!("{}{path}", sim.url))
-        .basic_auth("root", Some("nope"))
-        .send()
-        .unwrap();
+    assert_eq!(sim.stats()["sessions"].as_u64().unwrap(), sessions, "the Basic temporary session is logged out");
+    let wrong = sim.http.get(format!("{}{path}", sim.url)).basic_auth("root", Some("nope")).send().unwrap();
     assert_eq!(wrong.status().as_u16(), 401);
     let ro = sim.login("auditor", "auditor-password");
-    assert_eq!(
-        sim.get(&format!("{path}&session_id={ro}"))
-            .status()
-            .as_u16(),
-        403
-    );
-    assert_eq!(
-        sim.get(&format!(
-            "/export_raw_vdi?vdi={vdi}&format=qcow9&session_id={sid}"
-        ))
-        .status()
-        .as_u16(),
-        404
-    );
+    assert_eq!(sim.get(&format!("{path}&session_id={ro}")).status().as_u16(), 403);
+    assert_eq!(sim.get(&format!("/export_raw_vdi?vdi={vdi}&format=qcow9&session_id={sid}")).status().as_u16(), 404);
 }
 
 fn have_qemu_img() -> bool {
-    Command::new("qemu-img")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
+    Command::new("qemu-img").arg("--version").output().is_ok_and(|o| o.status.success())
 }
 
 #[test]
 fn vhd_export_reads_back_with_qemu_img_equal_to_raw() {
-    assert!(
-        have_qemu_img(),
-        "qemu-img is required (Debian package qemu-utils)"
-    );
+    assert!(have_qemu_img(), "qemu-img is required (Debian package qemu-utils)");
     let sim = Sim::start();
     let sid = sim.root();
     let dir = tempfile::tempdir().unwrap();
     for name in ["rocky root", "agent root", "web data"] {
         let vdi = sim.by_name(&sid, "VDI", name);
         let uuid = uuid_of(&sim, &sid, "VDI", &vdi);
-        let (status, headers, vhd) = fetch(
-            &sim,
-            &format!("/export_raw_vdi?vdi={uuid}&format=vhd&session_id={sid}"),
-        );
+        let (status, headers, vhd) = fetch(&sim, &format!("/export_raw_vdi?vdi={uuid}&format=vhd&session_id={sid}"));
         assert_eq!(status, 200);
         assert_eq!(headers["content-type"], "application/vhd");
-        assert_eq!(
-            headers["content-disposition"].to_str().unwrap(),
-            format!("attachment; filename=\"{uuid}.vhd\"")
-        );
-        let (_, _, raw) = fetch(
-            &sim,
-            &format!("/export_raw_vdi?vdi={vdi}&format=raw&session_id={sid}"),
-        );
-        let size = sim
-            .call("VDI.get_virtual_size", json!([sid, vdi]))
-            .unwrap()
-            .as_u64()
-            .unwrap();
+        assert_eq!(headers["content-disposition"].to_str().unwrap(), format!("attachment; filename=\"{uuid}.vhd\""));
+        let (_, _, raw) = fetch(&sim, &format!("/export_raw_vdi?vdi={vdi}&format=raw&session_id={sid}"));
+        let size = sim.call("VDI.get_virtual_size", json!([sid, vdi])).unwrap().as_u64().unwrap();
         assert_eq!(raw.len() as u64, size);
         if name == "rocky root" {
-            assert!(
-                vhd.len() < raw.len() / 4,
-                "only allocated blocks are exported"
-            );
+            assert!(vhd.len() < raw.len() / 4, "only allocated blocks are exported");
         }
         let vhd_path = dir.path().join("d.vhd");
         let out = dir.path().join("d.raw");
@@ -295,19 +179,13 @@ fn vhd_export_reads_back_with_qemu_img_equal_to_raw() {
         assert!(st.success());
         let converted = std::fs::read(&out).unwrap();
         assert_eq!(converted.len(), raw.len(), "{name}");
-        assert!(
-            converted == raw,
-            "{name}: qemu-img's reading of our VHD equals the raw export"
-        );
+        assert!(converted == raw, "{name}: qemu-img's reading of our VHD equals the raw export");
     }
 }
 
 #[test]
 fn vhd_made_by_qemu_img_imports_bit_exact() {
-    assert!(
-        have_qemu_img(),
-        "qemu-img is required (Debian package qemu-utils)"
-    );
+    assert!(have_qemu_img(), "qemu-img is required (Debian package qemu-utils)");
     let sim = Sim::start();
     let sid = sim.root();
     let dir = tempfile::tempdir().unwrap();
@@ -323,15 +201,7 @@ fn vhd_made_by_qemu_img_imports_bit_exact() {
     let vhd_path = dir.path().join("src.vhd");
     std::fs::write(&src, &raw).unwrap();
     let st = Command::new("qemu-img")
-        .args([
-            "convert",
-            "-f",
-            "raw",
-            "-O",
-            "vpc",
-            "-o",
-            "subformat=dynamic,force_size=on",
-        ])
+        .args(["convert", "-f", "raw", "-O", "vpc", "-o", "subformat=dynamic,force_size=on"])
         .arg(&src)
         .arg(&vhd_path)
         .status()
@@ -342,20 +212,12 @@ fn vhd_made_by_qemu_img_imports_bit_exact() {
     for (format, body) in [("vhd", vhd), ("raw", raw.clone())] {
         let vdi = sim.new_vdi(&sid, &sr, size as u64);
         let task = sim.new_task(&sid);
-        let status = sim.put(
-            &format!("/import_raw_vdi?vdi={vdi}&format={format}&session_id={sid}&task_id={task}"),
-            body,
-        );
+        let status =
+            sim.put(&format!("/import_raw_vdi?vdi={vdi}&format={format}&session_id={sid}&task_id={task}"), body);
         assert_eq!(status, Some(200), "{format}");
         assert_eq!(sim.task_status(&sid, &task), "success", "{format}");
-        assert_eq!(
-            sim.call("task.get_result", json!([sid, task])).unwrap(),
-            json!(format!("<value>{vdi}</value>"))
-        );
-        let (_, _, back) = fetch(
-            &sim,
-            &format!("/export_raw_vdi?vdi={vdi}&format=raw&session_id={sid}"),
-        );
+        assert_eq!(sim.call("task.get_result", json!([sid, task])).unwrap(), json!(format!("<value>{vdi}</value>")));
+        let (_, _, back) = fetch(&sim, &format!("/export_raw_vdi?vdi={vdi}&format=raw&session_id={sid}"));
         assert!(back == raw, "imported {format} reads back bit-exact");
         sim.call("task.destroy", json!([sid, task])).unwrap();
     }
@@ -367,66 +229,32 @@ fn chunked_and_broken_imports_fail_as_xapi_does() {
     let sid = sim.root();
     let sr = sim.by_name(&sid, "SR", "Shared NFS storage");
     let vdi = sim.new_vdi(&sid, &sr, 4 << 20);
-    let url = format!(
-        "{}/import_raw_vdi?vdi={vdi}&format=raw&session_id={sid}",
-        sim.url
-    );
+    let url = format!("{}/import_raw_vdi?vdi={vdi}&format=raw&session_id={sid}", sim.url);
     // Chunked transfer encoding (a body of unknown length): 404 as XAPI ("Cannot handle encoding").
     let chunked = reqwest::blocking::Body::new(std::io::Cursor::new(vec![1u8; 2000]));
-    assert_eq!(
-        sim.http
-            .put(&url)
-            .body(chunked)
-            .send()
-            .unwrap()
-            .status()
-            .as_u16(),
-        404
-    );
+    assert_eq!(sim.http.put(&url).body(chunked).send().unwrap().status().as_u16(), 404);
     // Raw bigger than the VDI, and a VHD that is not one: the task fails (with the parser's reason).
     let task = sim.new_task(&sid);
-    let _ = sim.put(
-        &format!("/import_raw_vdi?vdi={vdi}&format=raw&session_id={sid}&task_id={task}"),
-        vec![1u8; 5 << 20],
-    );
+    let _ =
+        sim.put(&format!("/import_raw_vdi?vdi={vdi}&format=raw&session_id={sid}&task_id={task}"), vec![1u8; 5 << 20]);
     assert_eq!(sim.task_status(&sid, &task), "failure");
     let task = sim.new_task(&sid);
-    let _ = sim.put(
-        &format!("/import_raw_vdi?vdi={vdi}&format=vhd&session_id={sid}&task_id={task}"),
-        vec![0u8; 4096],
-    );
+    let _ = sim.put(&format!("/import_raw_vdi?vdi={vdi}&format=vhd&session_id={sid}&task_id={task}"), vec![0u8; 4096]);
     assert_eq!(sim.task_status(&sid, &task), "failure");
     let info = sim.call("task.get_error_info", json!([sid, task])).unwrap();
     assert!(info[1].as_str().unwrap().contains("conectix"), "{info}");
     // VHD without a target VDI: 400.
-    assert_eq!(
-        sim.put(
-            &format!("/import_raw_vdi?sr_id={sr}&format=vhd&session_id={sid}"),
-            vec![0u8; 512]
-        ),
-        Some(400)
-    );
+    assert_eq!(sim.put(&format!("/import_raw_vdi?sr_id={sr}&format=vhd&session_id={sid}"), vec![0u8; 512]), Some(400));
     // Raw onto an SR creates "Imported VDI" sized by Content-Length.
     let before = sim.stats()["vdis"].as_u64().unwrap();
     let task = sim.new_task(&sid);
-    let status = sim.put(
-        &format!("/import_raw_vdi?sr_id={sr}&format=raw&session_id={sid}&task_id={task}"),
-        vec![3u8; 1 << 20],
-    );
+    let status =
+        sim.put(&format!("/import_raw_vdi?sr_id={sr}&format=raw&session_id={sid}&task_id={task}"), vec![3u8; 1 << 20]);
     assert_eq!(status, Some(200));
     assert_eq!(sim.stats()["vdis"].as_u64().unwrap(), before + 1);
     let result = sim.call("task.get_result", json!([sid, task])).unwrap();
-    let new_vdi = result
-        .as_str()
-        .unwrap()
-        .trim_start_matches("<value>")
-        .trim_end_matches("</value>")
-        .to_string();
-    assert_eq!(
-        sim.call("VDI.get_virtual_size", json!([sid, new_vdi]))
-            .unwrap(),
-        json!(1 << 20)
-    );
+    let new_vdi = result.as_str().unwrap().trim_start_matches("<value>").trim_end_matches("</value>").to_string();
+    assert_eq!(sim.call("VDI.get_virtual_size", json!([sid, new_vdi])).unwrap(), json!(1 << 20));
 }
 
 #[test]
@@ -439,34 +267,23 @@ fn stream_faults_cut_or_corrupt_exports_and_fail_the_task() {
     // Cut after 1 MiB: the body is short and the task fails.
     sim.faults(json!({"cut_after": {"/export_raw_vdi": 1048576}}));
     let task = sim.new_task(&sid);
-    let (status, _, body) = fetch(
-        &sim,
-        &format!("/export_raw_vdi?vdi={vdi}&format=raw&session_id={sid}&task_id={task}"),
-    );
+    let (status, _, body) =
+        fetch(&sim, &format!("/export_raw_vdi?vdi={vdi}&format=raw&session_id={sid}&task_id={task}"));
     assert_eq!((status, body.len()), (200, 1 << 20));
     settle();
     assert_eq!(sim.task_status(&sid, &task), "failure");
     // HTTP/1.1 500 inside a 200 body (xen-api issue 4603).
     sim.faults(json!({"http_error_in_body": ["/export"]}));
     let task = sim.new_task(&sid);
-    let (status, _, body) = fetch(
-        &sim,
-        &format!("/export?ref={vm}&session_id={sid}&task_id={task}"),
-    );
+    let (status, _, body) = fetch(&sim, &format!("/export?ref={vm}&session_id={sid}&task_id={task}"));
     assert_eq!(status, 200);
     assert!(body.starts_with(b"HTTP/1.1 500"));
     settle();
     assert_eq!(sim.task_status(&sid, &task), "failure");
     // Failing the Nth handler request.
     sim.faults(json!({"fail": [{"method": "/export", "nth": 1}]}));
-    assert_eq!(
-        fetch(&sim, &format!("/export?ref={vm}&session_id={sid}")).0,
-        500
-    );
-    assert_eq!(
-        fetch(&sim, &format!("/export?ref={vm}&session_id={sid}")).0,
-        200
-    );
+    assert_eq!(fetch(&sim, &format!("/export?ref={vm}&session_id={sid}")).0, 500);
+    assert_eq!(fetch(&sim, &format!("/export?ref={vm}&session_id={sid}")).0, 200);
     assert_eq!(sim.stats()["handler_requests"]["/export"], 3);
 }
 
@@ -477,9 +294,7 @@ fn cancelling_a_task_stops_a_transfer() {
     let vdi = sim.by_name(&sid, "VDI", "100 GiB holding 10 MiB");
     let task = sim.call("task.create", json!([sid, "t", ""])).unwrap();
     let task = task.as_str().unwrap().to_string();
-    let mut r = sim.get(&format!(
-        "/export_raw_vdi?vdi={vdi}&format=raw&session_id={sid}&task_id={task}"
-    ));
+    let mut r = sim.get(&format!("/export_raw_vdi?vdi={vdi}&format=raw&session_id={sid}&task_id={task}"));
     let mut buf = vec![0u8; 1 << 20];
     r.read_exact(&mut buf).unwrap();
     sim.call("task.cancel", json!([sid, task])).unwrap();
@@ -492,10 +307,7 @@ fn cancelling_a_task_stops_a_transfer() {
     }
     assert!(total < 1 << 30, "stopped well before 100 GiB ({total})");
     std::thread::sleep(std::time::Duration::from_millis(200));
-    assert_eq!(
-        sim.call("task.get_status", json!([sid, task])).unwrap(),
-        "cancelled"
-    );
+    assert_eq!(sim.call("task.get_status", json!([sid, task])).unwrap(), "cancelled");
     let _: J = sim.stats();
 }
 
@@ -511,10 +323,7 @@ fn a_100_gib_vdi_holding_10_mib_costs_about_10_mib() {
     let data: Vec<u8> = (0..10u32 << 20).map(|i| (i % 253) as u8 | 1).collect();
     let r = sim
         .http
-        .put(format!(
-            "{}/import_raw_vdi?vdi={vdi}&format=raw&session_id={sid}",
-            sim.url
-        ))
+        .put(format!("{}/import_raw_vdi?vdi={vdi}&format=raw&session_id={sid}", sim.url))
         .body(data)
         .send()
         .unwrap();
@@ -523,9 +332,7 @@ fn a_100_gib_vdi_holding_10_mib_costs_about_10_mib() {
     assert_eq!(grown, 10 << 20, "only the written 10 MiB are stored");
     // The demo's synthetic 100 GiB disk stores nothing and exports as a small VHD.
     let big = sim.by_name(&sid, "VDI", "100 GiB holding 10 MiB");
-    let mut r = sim.get(&format!(
-        "/export_raw_vdi?vdi={big}&format=vhd&session_id={sid}"
-    ));
+    let mut r = sim.get(&format!("/export_raw_vdi?vdi={big}&format=vhd&session_id={sid}"));
     let mut vhd = Vec::new();
     r.read_to_end(&mut vhd).unwrap();
     assert!(vhd.len() < 16 << 20, "{}", vhd.len());

@@ -5,17 +5,8 @@ use common::Sim;
 use serde_json::{json, Value as J};
 
 fn raw_post(sim: &Sim, path: &str, body: &str) -> (u16, String, String) {
-    let r = sim
-        .http
-        .post(format!("{}{path}", sim.url))
-        .body(body.to_string())
-        .send()
-        .unwrap();
-    let ct = r
-        .headers()
-        .get("content-type")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
+    let r = sim.http.post(format!("{}{path}", sim.url)).body(body.to_string()).send().unwrap();
+    let ct = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
     (r.status().as_u16(), ct, r.text().unwrap())
 }
 
@@ -35,32 +26,19 @@ fn json_rpc_envelopes_are_xapis() {
     assert!(sid.starts_with("OpaqueRef:"));
 
     // v1 success and error envelopes.
-    let (_, _, body) = raw_post(
-        &sim,
-        "/jsonrpc",
-        &format!(r#"{{"method":"pool.get_all","params":["{sid}"],"id":"x"}}"#),
-    );
+    let (_, _, body) =
+        raw_post(&sim, "/jsonrpc", &format!(r#"{{"method":"pool.get_all","params":["{sid}"],"id":"x"}}"#));
     let j: J = serde_json::from_str(&body).unwrap();
     assert_eq!(j["error"], J::Null);
     assert_eq!(j["id"], "x");
     assert_eq!(j["result"].as_array().unwrap().len(), 1);
     assert!(j.get("jsonrpc").is_none());
-    let (_, _, body) = raw_post(
-        &sim,
-        "/jsonrpc",
-        r#"{"method":"pool.get_all","params":["OpaqueRef:nope"],"id":1}"#,
-    );
+    let (_, _, body) = raw_post(&sim, "/jsonrpc", r#"{"method":"pool.get_all","params":["OpaqueRef:nope"],"id":1}"#);
     let j: J = serde_json::from_str(&body).unwrap();
-    assert_eq!(
-        j,
-        json!({"result": null, "error": ["SESSION_INVALID", "OpaqueRef:nope"], "id": 1})
-    );
+    assert_eq!(j, json!({"result": null, "error": ["SESSION_INVALID", "OpaqueRef:nope"], "id": 1}));
     // v2 error envelope.
-    let (_, _, body) = raw_post(
-        &sim,
-        "/jsonrpc",
-        r#"{"jsonrpc":"2.0","method":"pool.get_all","params":["OpaqueRef:nope"],"id":2}"#,
-    );
+    let (_, _, body) =
+        raw_post(&sim, "/jsonrpc", r#"{"jsonrpc":"2.0","method":"pool.get_all","params":["OpaqueRef:nope"],"id":2}"#);
     let j: J = serde_json::from_str(&body).unwrap();
     assert_eq!(
         j,
@@ -68,12 +46,7 @@ fn json_rpc_envelopes_are_xapis() {
     );
 
     // Malformed requests: HTML 500.
-    for bad in [
-        "{nope",
-        "[1,2]",
-        r#"{"method":"x","params":[],"id":null}"#,
-        r#"{"method":"x","params":"s","id":1}"#,
-    ] {
+    for bad in ["{nope", "[1,2]", r#"{"method":"x","params":[],"id":null}"#, r#"{"method":"x","params":"s","id":1}"#] {
         let (status, ct, body) = raw_post(&sim, "/jsonrpc", bad);
         assert_eq!(status, 500, "{bad}");
         assert_eq!(ct, "text/html");
@@ -87,22 +60,19 @@ fn xml_rpc_envelopes_and_types() {
     let login = "<?xml version='1.0'?><methodCall><methodName>session.login_with_password</methodName><params><param><value><string>root</string></value></param><param><value><string>xapi-sim</string></value></param></params></methodCall>";
     let (status, ct, body) = raw_post(&sim, "/", login);
     assert_eq!((status, ct.as_str()), (200, "text/xml"));
-    let v = xapi_sim::xmlrpc::parse_value_str(
-        &body[body.find("<value>").unwrap()..body.rfind("</param>").unwrap()],
-    )
-    .unwrap();
+    let v = xapi_sim::xmlrpc::parse_value_str(&body[body.find("<value>").unwrap()..body.rfind("</param>").unwrap()])
+        .unwrap();
     assert_eq!(v.get("Status").unwrap().as_str(), Some("Success"));
     let sid = v.get("Value").unwrap().as_str().unwrap().to_string();
     // ints are decimal strings, datetimes dateTime.iso8601, bools boolean; /RPC2 works too.
     let call = format!("<methodCall><methodName>host.get_all_records</methodName><params><param><value>{sid}</value></param></params></methodCall>");
     let (status, _, body) = raw_post(&sim, "/RPC2", &call);
     assert_eq!(status, 200);
-    assert!(
-        body.contains("<name>API_version_major</name><value>2</value>"),
-        "int64 as a decimal string"
-    );
+    assert!(body.contains("<name>API_version_major</name><value>2</value>"), "int64 as a decimal string");
     assert!(body.contains("<name>enabled</name><value><boolean>1</boolean></value>"));
-    assert!(body.contains("<name>last_software_update</name><value><dateTime.iso8601>19700101T00:00:00Z</dateTime.iso8601></value>"));
+    assert!(body.contains(
+        "<name>last_software_update</name><value><dateTime.iso8601>19700101T00:00:00Z</dateTime.iso8601></value>"
+    ));
     let bad = "<methodCall><methodName>VM.get_all</methodName><params><param><value>OpaqueRef:x</value></param></params></methodCall>";
     let (_, _, body) = raw_post(&sim, "/", bad);
     assert!(body.contains("<name>Status</name><value>Failure</value>"));
@@ -115,174 +85,83 @@ fn xml_rpc_envelopes_and_types() {
 fn errors_for_unknown_methods_handles_uuids_and_arity() {
     let sim = Sim::start();
     let sid = sim.root();
-    assert_eq!(
-        sim.call("VM.fly", json!([sid])).unwrap_err(),
-        vec!["MESSAGE_METHOD_UNKNOWN", "VM.fly"]
-    );
-    assert_eq!(
-        sim.call("vm.get_all", json!([sid])).unwrap_err()[0],
-        "MESSAGE_METHOD_UNKNOWN"
-    );
+    assert_eq!(sim.call("VM.fly", json!([sid])).unwrap_err(), vec!["MESSAGE_METHOD_UNKNOWN", "VM.fly"]);
+    assert_eq!(sim.call("vm.get_all", json!([sid])).unwrap_err()[0], "MESSAGE_METHOD_UNKNOWN");
     assert_eq!(
         sim.call("VM.get_record", json!([sid])).unwrap_err(),
-        vec![
-            "MESSAGE_PARAMETER_COUNT_MISMATCH",
-            "VM.get_record",
-            "2",
-            "1"
-        ]
+        vec!["MESSAGE_PARAMETER_COUNT_MISMATCH", "VM.get_record", "2", "1"]
     );
     assert_eq!(
-        sim.call("VM.get_record", json!([sid, "OpaqueRef:x"]))
-            .unwrap_err(),
+        sim.call("VM.get_record", json!([sid, "OpaqueRef:x"])).unwrap_err(),
         vec!["HANDLE_INVALID", "VM", "OpaqueRef:x"]
     );
-    assert_eq!(
-        sim.call("VM.get_by_uuid", json!([sid, "nope"]))
-            .unwrap_err(),
-        vec!["UUID_INVALID", "VM", "nope"]
-    );
-    let sr = sim.call("SR.get_all", json!([sid])).unwrap()[0]
-        .as_str()
-        .unwrap()
-        .to_string();
+    assert_eq!(sim.call("VM.get_by_uuid", json!([sid, "nope"])).unwrap_err(), vec!["UUID_INVALID", "VM", "nope"]);
+    let sr = sim.call("SR.get_all", json!([sid])).unwrap()[0].as_str().unwrap().to_string();
     // A ref of another class is not a VM.
-    assert_eq!(
-        sim.call("VM.get_record", json!([sid, sr])).unwrap_err()[0],
-        "HANDLE_INVALID"
-    );
+    assert_eq!(sim.call("VM.get_record", json!([sid, sr])).unwrap_err()[0], "HANDLE_INVALID");
     let sr_uuid = sim.call("SR.get_uuid", json!([sid, sr])).unwrap();
-    assert_eq!(
-        sim.call("SR.get_by_uuid", json!([sid, sr_uuid])).unwrap(),
-        json!(sr)
-    );
-    assert_eq!(
-        sim.call("VM.get_by_uuid", json!([sid, sr_uuid]))
-            .unwrap_err()[0],
-        "UUID_INVALID"
-    );
+    assert_eq!(sim.call("SR.get_by_uuid", json!([sid, sr_uuid])).unwrap(), json!(sr));
+    assert_eq!(sim.call("VM.get_by_uuid", json!([sid, sr_uuid])).unwrap_err()[0], "UUID_INVALID");
 }
 
 #[test]
 fn sessions_login_logout_expiry_and_rbac() {
     let sim = Sim::start();
     assert_eq!(
-        sim.call("session.login_with_password", json!(["root", "wrong"]))
-            .unwrap_err()[0],
+        sim.call("session.login_with_password", json!(["root", "wrong"])).unwrap_err()[0],
         "SESSION_AUTHENTICATION_FAILED"
     );
     // 4-argument form.
-    let sid = sim
-        .call(
-            "session.login_with_password",
-            json!(["root", "xapi-sim", "1.0", "xo-edge-test"]),
-        )
-        .unwrap();
+    let sid = sim.call("session.login_with_password", json!(["root", "xapi-sim", "1.0", "xo-edge-test"])).unwrap();
     let sid = sid.as_str().unwrap();
-    assert_eq!(
-        sim.call("session.get_is_local_superuser", json!([sid, sid]))
-            .unwrap(),
-        json!(true)
-    );
-    assert_eq!(
-        sim.call("session.get_subject", json!([sid, sid])).unwrap(),
-        json!("OpaqueRef:NULL")
-    );
-    assert_eq!(
-        sim.call("session.get_originator", json!([sid, sid]))
-            .unwrap(),
-        json!("xo-edge-test")
-    );
+    assert_eq!(sim.call("session.get_is_local_superuser", json!([sid, sid])).unwrap(), json!(true));
+    assert_eq!(sim.call("session.get_subject", json!([sid, sid])).unwrap(), json!("OpaqueRef:NULL"));
+    assert_eq!(sim.call("session.get_originator", json!([sid, sid])).unwrap(), json!("xo-edge-test"));
 
     // An external pool-admin: not local superuser, its subject has the pool-admin role.
     let admin = sim.login("admin", "admin-password");
-    assert_eq!(
-        sim.call("session.get_is_local_superuser", json!([admin, admin]))
-            .unwrap(),
-        json!(false)
-    );
-    let subject = sim
-        .call("session.get_subject", json!([admin, admin]))
-        .unwrap();
-    let roles = sim
-        .call("subject.get_roles", json!([admin, subject]))
-        .unwrap();
-    assert_eq!(
-        sim.call("role.get_name_label", json!([admin, roles[0]]))
-            .unwrap(),
-        json!("pool-admin")
-    );
-    let perms = sim
-        .call("session.get_rbac_permissions", json!([admin, admin]))
-        .unwrap();
+    assert_eq!(sim.call("session.get_is_local_superuser", json!([admin, admin])).unwrap(), json!(false));
+    let subject = sim.call("session.get_subject", json!([admin, admin])).unwrap();
+    let roles = sim.call("subject.get_roles", json!([admin, subject])).unwrap();
+    assert_eq!(sim.call("role.get_name_label", json!([admin, roles[0]])).unwrap(), json!("pool-admin"));
+    let perms = sim.call("session.get_rbac_permissions", json!([admin, admin])).unwrap();
     assert!(perms.as_array().unwrap().contains(&json!("VDI.create")));
 
     // Read-only: reads work, writes are denied.
     let ro = sim.login("auditor", "auditor-password");
     let subject = sim.call("session.get_subject", json!([ro, ro])).unwrap();
     let roles = sim.call("subject.get_roles", json!([ro, subject])).unwrap();
-    assert_eq!(
-        sim.call("role.get_name_label", json!([ro, roles[0]]))
-            .unwrap(),
-        json!("read-only")
-    );
-    let perms = sim
-        .call("session.get_rbac_permissions", json!([ro, ro]))
-        .unwrap();
+    assert_eq!(sim.call("role.get_name_label", json!([ro, roles[0]])).unwrap(), json!("read-only"));
+    let perms = sim.call("session.get_rbac_permissions", json!([ro, ro])).unwrap();
     assert!(!perms.as_array().unwrap().contains(&json!("VDI.create")));
     let vms = sim.call("VM.get_all_records", json!([ro])).unwrap();
     assert!(vms.as_object().unwrap().len() > 10);
     let vm = sim.by_name(&ro, "VM", "Rocky Linux 8");
     assert_eq!(
-        sim.call("VM.start", json!([ro, vm, false, false]))
-            .unwrap_err(),
-        vec![
-            "RBAC_PERMISSION_DENIED",
-            "VM.start",
-            "No permission in user session"
-        ]
+        sim.call("VM.start", json!([ro, vm, false, false])).unwrap_err(),
+        vec!["RBAC_PERMISSION_DENIED", "VM.start", "No permission in user session"]
     );
-    assert_eq!(
-        sim.call("VM.set_name_label", json!([ro, vm, "x"]))
-            .unwrap_err()[0],
-        "RBAC_PERMISSION_DENIED"
-    );
+    assert_eq!(sim.call("VM.set_name_label", json!([ro, vm, "x"])).unwrap_err()[0], "RBAC_PERMISSION_DENIED");
 
     // Logout invalidates; the control API can expire a session.
     sim.call("session.logout", json!([sid])).unwrap();
-    assert_eq!(
-        sim.call("pool.get_all", json!([sid])).unwrap_err(),
-        vec!["SESSION_INVALID", sid]
-    );
-    let r = sim
-        .http
-        .post(format!("{}/_sim/sessions/expire", sim.url))
-        .json(&json!({"session": admin}))
-        .send()
-        .unwrap();
+    assert_eq!(sim.call("pool.get_all", json!([sid])).unwrap_err(), vec!["SESSION_INVALID", sid]);
+    let r = sim.http.post(format!("{}/_sim/sessions/expire", sim.url)).json(&json!({"session": admin})).send().unwrap();
     assert_eq!(r.json::<J>().unwrap()["expired"], 1);
-    assert_eq!(
-        sim.call("pool.get_all", json!([admin])).unwrap_err()[0],
-        "SESSION_INVALID"
-    );
+    assert_eq!(sim.call("pool.get_all", json!([admin])).unwrap_err()[0], "SESSION_INVALID");
     assert!(sim.call("pool.get_all", json!([ro])).is_ok());
 }
 
 #[test]
 fn idle_sessions_expire_after_the_configured_timeout() {
     let sim = Sim::start_with(xapi_sim::Options {
-        config: xapi_sim::sim::Config {
-            session_timeout: std::time::Duration::from_millis(300),
-        },
+        config: xapi_sim::sim::Config { session_timeout: std::time::Duration::from_millis(300) },
         ..Default::default()
     });
     let sid = sim.root();
     assert!(sim.call("pool.get_all", json!([sid])).is_ok());
     std::thread::sleep(std::time::Duration::from_millis(500));
-    assert_eq!(
-        sim.call("pool.get_all", json!([sid])).unwrap_err()[0],
-        "SESSION_INVALID"
-    );
+    assert_eq!(sim.call("pool.get_all", json!([sid])).unwrap_err()[0], "SESSION_INVALID");
 }
 
 #[test]
@@ -290,70 +169,36 @@ fn records_getters_setters_tags_and_where() {
     let sim = Sim::start();
     let sid = sim.root();
     let vms = sim.call("VM.get_all_records", json!([sid])).unwrap();
-    let (r, rec) = vms
-        .as_object()
-        .unwrap()
-        .iter()
-        .find(|(_, v)| v["name_label"] == "XOA 🎷")
-        .unwrap();
+    let (r, rec) = vms.as_object().unwrap().iter().find(|(_, v)| v["name_label"] == "XOA 🎷").unwrap();
     assert_eq!(rec["power_state"], "Running");
     assert!(rec["VCPUs_max"].is_i64());
     assert!(rec["HVM_shadow_multiplier"].is_f64());
     assert_eq!(sim.call("VM.get_record", json!([sid, r])).unwrap(), *rec);
-    assert_eq!(
-        sim.call("VM.get_power_state", json!([sid, r])).unwrap(),
-        json!("Running")
-    );
-    assert_eq!(
-        sim.call("VM.get_nonexistent_field", json!([sid, r]))
-            .unwrap_err()[0],
-        "MESSAGE_METHOD_UNKNOWN"
-    );
-    sim.call("VM.set_name_label", json!([sid, r, "renamed"]))
-        .unwrap();
-    sim.call("VM.set_name_description", json!([sid, r, "d"]))
-        .unwrap();
+    assert_eq!(sim.call("VM.get_power_state", json!([sid, r])).unwrap(), json!("Running"));
+    assert_eq!(sim.call("VM.get_nonexistent_field", json!([sid, r])).unwrap_err()[0], "MESSAGE_METHOD_UNKNOWN");
+    sim.call("VM.set_name_label", json!([sid, r, "renamed"])).unwrap();
+    sim.call("VM.set_name_description", json!([sid, r, "d"])).unwrap();
     sim.call("VM.add_tags", json!([sid, r, "new"])).unwrap();
     sim.call("VM.remove_tags", json!([sid, r, "xo"])).unwrap();
     let rec = sim.call("VM.get_record", json!([sid, r])).unwrap();
     assert_eq!(
-        (
-            rec["name_label"].clone(),
-            rec["name_description"].clone(),
-            rec["tags"].clone()
-        ),
+        (rec["name_label"].clone(), rec["name_description"].clone(), rec["tags"].clone()),
         (json!("renamed"), json!("d"), json!(["new"]))
     );
-    sim.call("VM.set_tags", json!([sid, r, ["a", "b"]]))
-        .unwrap();
-    sim.call("VM.add_to_other_config", json!([sid, r, "k", "v"]))
-        .unwrap();
-    assert_eq!(
-        sim.call("VM.add_to_other_config", json!([sid, r, "k", "v"]))
-            .unwrap_err()[0],
-        "MAP_DUPLICATE_KEY"
-    );
-    sim.call("VM.remove_from_other_config", json!([sid, r, "k"]))
-        .unwrap();
+    sim.call("VM.set_tags", json!([sid, r, ["a", "b"]])).unwrap();
+    sim.call("VM.add_to_other_config", json!([sid, r, "k", "v"])).unwrap();
+    assert_eq!(sim.call("VM.add_to_other_config", json!([sid, r, "k", "v"])).unwrap_err()[0], "MAP_DUPLICATE_KEY");
+    sim.call("VM.remove_from_other_config", json!([sid, r, "k"])).unwrap();
     let running = sim
         .call(
             "VM.get_all_records_where",
-            json!([
-                sid,
-                r#"field "power_state"="Running" and field "is_control_domain"="false""#
-            ]),
+            json!([sid, r#"field "power_state"="Running" and field "is_control_domain"="false""#]),
         )
         .unwrap();
-    let names: Vec<_> = running
-        .as_object()
-        .unwrap()
-        .values()
-        .map(|v| v["name_label"].as_str().unwrap().to_string())
-        .collect();
+    let names: Vec<_> =
+        running.as_object().unwrap().values().map(|v| v["name_label"].as_str().unwrap().to_string()).collect();
     assert_eq!(names.len(), 3, "{names:?}");
-    assert!(sim
-        .call("VM.get_all_records_where", json!([sid, "field ="]))
-        .is_err());
+    assert!(sim.call("VM.get_all_records_where", json!([sid, "field ="])).is_err());
     // Every class answers get_all_records with uuids.
     for class in [
         "pool",
@@ -370,9 +215,7 @@ fn records_getters_setters_tags_and_where() {
         "PIF",
         "message",
     ] {
-        let all = sim
-            .call(&format!("{class}.get_all_records"), json!([sid]))
-            .unwrap();
+        let all = sim.call(&format!("{class}.get_all_records"), json!([sid])).unwrap();
         assert!(!all.as_object().unwrap().is_empty(), "{class}");
         for (r, v) in all.as_object().unwrap() {
             assert!(r.starts_with("OpaqueRef:"));
@@ -394,58 +237,34 @@ fn vdi_create_destroy_and_sr_checks() {
     assert_eq!(sim.stats()["vdis"].as_u64().unwrap(), before + 1);
     let r = sim.call("VDI.get_record", json!([sid, vdi])).unwrap();
     assert_eq!(
-        (
-            r["virtual_size"].clone(),
-            r["SR"].clone(),
-            r["managed"].clone()
-        ),
+        (r["virtual_size"].clone(), r["SR"].clone(), r["managed"].clone()),
         (json!(1 << 30), json!(nfs), json!(true))
     );
-    assert!(sim
-        .call("SR.get_VDIs", json!([sid, nfs]))
-        .unwrap()
-        .as_array()
-        .unwrap()
-        .contains(&vdi));
+    assert!(sim.call("SR.get_VDIs", json!([sid, nfs])).unwrap().as_array().unwrap().contains(&vdi));
     // Missing required field, ISO SR, no space on a thick SR.
     let mut missing = rec.clone();
     missing.as_object_mut().unwrap().remove("virtual_size");
-    assert_eq!(
-        sim.call("VDI.create", json!([sid, missing])).unwrap_err(),
-        vec!["FIELD_TYPE_ERROR", "virtual_size"]
-    );
+    assert_eq!(sim.call("VDI.create", json!([sid, missing])).unwrap_err(), vec!["FIELD_TYPE_ERROR", "virtual_size"]);
     let mut on_iso = rec.clone();
     on_iso["SR"] = json!(iso);
-    assert_eq!(
-        sim.call("VDI.create", json!([sid, on_iso])).unwrap_err()[0],
-        "SR_OPERATION_NOT_SUPPORTED"
-    );
+    assert_eq!(sim.call("VDI.create", json!([sid, on_iso])).unwrap_err()[0], "SR_OPERATION_NOT_SUPPORTED");
     let mut huge = rec.clone();
     huge["SR"] = json!(lvm);
     huge["virtual_size"] = json!(600i64 << 30);
-    assert_eq!(
-        sim.call("VDI.create", json!([sid, huge])).unwrap_err()[0],
-        "SR_BACKEND_FAILURE_44"
-    );
+    assert_eq!(sim.call("VDI.create", json!([sid, huge])).unwrap_err()[0], "SR_BACKEND_FAILURE_44");
     // XML-RPC clients send ints as strings: accepted.
     let mut as_string = rec.clone();
     as_string["virtual_size"] = json!("1048576");
     let small = sim.call("VDI.create", json!([sid, as_string])).unwrap();
     sim.call("VDI.destroy", json!([sid, small])).unwrap();
     sim.call("VDI.destroy", json!([sid, vdi])).unwrap();
-    assert_eq!(
-        sim.call("VDI.destroy", json!([sid, vdi])).unwrap_err()[0],
-        "HANDLE_INVALID"
-    );
+    assert_eq!(sim.call("VDI.destroy", json!([sid, vdi])).unwrap_err()[0], "HANDLE_INVALID");
     assert_eq!(sim.stats()["vdis"].as_u64().unwrap(), before);
     // An attached VDI cannot be destroyed.
     let web = sim.by_name(&sid, "VM", "Debian 12 web");
     let vbd = sim.call("VM.get_VBDs", json!([sid, web])).unwrap()[0].clone();
     let disk = sim.call("VBD.get_VDI", json!([sid, vbd])).unwrap();
-    assert_eq!(
-        sim.call("VDI.destroy", json!([sid, disk])).unwrap_err()[0],
-        "VDI_IN_USE"
-    );
+    assert_eq!(sim.call("VDI.destroy", json!([sid, disk])).unwrap_err()[0], "VDI_IN_USE");
 }
 
 #[test]
@@ -454,59 +273,33 @@ fn power_state_rules() {
     let sid = sim.root();
     let vm = sim.by_name(&sid, "VM", "Rocky Linux 8");
     let bad = |op: &str, args: J| sim.call(&format!("VM.{op}"), args).unwrap_err();
-    assert_eq!(
-        bad("clean_shutdown", json!([sid, vm])),
-        vec!["VM_BAD_POWER_STATE", &vm, "running", "halted"]
-    );
+    assert_eq!(bad("clean_shutdown", json!([sid, vm])), vec!["VM_BAD_POWER_STATE", &vm, "running", "halted"]);
     assert_eq!(bad("unpause", json!([sid, vm]))[0], "VM_BAD_POWER_STATE");
-    assert_eq!(
-        bad("resume", json!([sid, vm, false, false]))[0],
-        "VM_BAD_POWER_STATE"
-    );
-    sim.call("VM.start", json!([sid, vm, false, false]))
-        .unwrap();
+    assert_eq!(bad("resume", json!([sid, vm, false, false]))[0], "VM_BAD_POWER_STATE");
+    sim.call("VM.start", json!([sid, vm, false, false])).unwrap();
     let rec = sim.call("VM.get_record", json!([sid, vm])).unwrap();
     assert_eq!(rec["power_state"], "Running");
     assert_ne!(rec["resident_on"], "OpaqueRef:NULL");
-    assert_eq!(
-        bad("start", json!([sid, vm, false, false])),
-        vec!["VM_BAD_POWER_STATE", &vm, "halted", "running"]
-    );
+    assert_eq!(bad("start", json!([sid, vm, false, false])), vec!["VM_BAD_POWER_STATE", &vm, "halted", "running"]);
     assert_eq!(bad("destroy", json!([sid, vm]))[0], "VM_BAD_POWER_STATE");
     sim.call("VM.pause", json!([sid, vm])).unwrap();
-    assert_eq!(
-        bad("clean_shutdown", json!([sid, vm]))[0],
-        "VM_BAD_POWER_STATE"
-    );
+    assert_eq!(bad("clean_shutdown", json!([sid, vm]))[0], "VM_BAD_POWER_STATE");
     sim.call("VM.unpause", json!([sid, vm])).unwrap();
     sim.call("VM.suspend", json!([sid, vm])).unwrap();
     let rec = sim.call("VM.get_record", json!([sid, vm])).unwrap();
     assert_eq!(rec["power_state"], "Suspended");
     assert_ne!(rec["suspend_VDI"], "OpaqueRef:NULL");
-    sim.call("VM.resume", json!([sid, vm, false, false]))
-        .unwrap();
+    sim.call("VM.resume", json!([sid, vm, false, false])).unwrap();
     sim.call("VM.clean_reboot", json!([sid, vm])).unwrap();
     sim.call("VM.hard_shutdown", json!([sid, vm])).unwrap();
-    assert_eq!(
-        sim.call("VM.get_power_state", json!([sid, vm])).unwrap(),
-        "Halted"
-    );
+    assert_eq!(sim.call("VM.get_power_state", json!([sid, vm])).unwrap(), "Halted");
     // Templates, control domains, blocked operations.
     let tpl = sim.by_name(&sid, "VM", "Debian Bookworm 12");
-    assert_eq!(
-        bad("start", json!([sid, tpl, false, false]))[0],
-        "VM_IS_TEMPLATE"
-    );
+    assert_eq!(bad("start", json!([sid, tpl, false, false]))[0], "VM_IS_TEMPLATE");
     let dom0 = sim.by_name(&sid, "VM", "Control domain on host: xcp-host1");
-    assert_eq!(
-        bad("clean_shutdown", json!([sid, dom0]))[0],
-        "OPERATION_NOT_ALLOWED"
-    );
+    assert_eq!(bad("clean_shutdown", json!([sid, dom0]))[0], "OPERATION_NOT_ALLOWED");
     let protected = sim.by_name(&sid, "VM", "Protected VM");
-    assert_eq!(
-        bad("destroy", json!([sid, protected])),
-        vec!["OPERATION_BLOCKED", &protected, "true"]
-    );
+    assert_eq!(bad("destroy", json!([sid, protected])), vec!["OPERATION_BLOCKED", &protected, "true"]);
 }
 
 #[test]
@@ -516,57 +309,29 @@ fn async_calls_run_under_tasks_with_xml_rpc_results() {
     let vm = sim.by_name(&sid, "VM", "Debian 12 web");
     let before = sim.stats();
     let nosnap: Vec<J> = vec![];
-    let task = sim
-        .call("Async.VM.snapshot", json!([sid, vm, "snap", nosnap]))
-        .unwrap();
+    let task = sim.call("Async.VM.snapshot", json!([sid, vm, "snap", nosnap])).unwrap();
     let rec = sim.call("task.get_record", json!([sid, task])).unwrap();
     assert_eq!(rec["status"], "success");
     let result = rec["result"].as_str().unwrap();
-    assert!(
-        result.starts_with("<value>OpaqueRef:") && result.ends_with("</value>"),
-        "{result}"
-    );
+    assert!(result.starts_with("<value>OpaqueRef:") && result.ends_with("</value>"), "{result}");
     let snap = &result[7..result.len() - 8];
     let s = sim.call("VM.get_record", json!([sid, snap])).unwrap();
     assert_eq!(
-        (
-            s["is_a_snapshot"].clone(),
-            s["is_a_template"].clone(),
-            s["snapshot_of"].clone()
-        ),
+        (s["is_a_snapshot"].clone(), s["is_a_template"].clone(), s["snapshot_of"].clone()),
         (json!(true), json!(true), json!(vm))
     );
     assert_eq!(s["power_state"], "Halted");
-    assert_eq!(
-        sim.stats()["vm_snapshots"],
-        before["vm_snapshots"].as_u64().unwrap() + 1
-    );
-    assert_eq!(
-        sim.stats()["vdi_snapshots"],
-        before["vdi_snapshots"].as_u64().unwrap() + 2
-    );
+    assert_eq!(sim.stats()["vm_snapshots"], before["vm_snapshots"].as_u64().unwrap() + 1);
+    assert_eq!(sim.stats()["vdi_snapshots"], before["vdi_snapshots"].as_u64().unwrap() + 2);
     // A failing async call fails its task with error_info.
-    let t2 = sim
-        .call("Async.VM.start", json!([sid, vm, false, false]))
-        .unwrap();
-    assert_eq!(
-        sim.call("task.get_status", json!([sid, t2])).unwrap(),
-        "failure"
-    );
-    assert_eq!(
-        sim.call("task.get_error_info", json!([sid, t2])).unwrap()[0],
-        "VM_BAD_POWER_STATE"
-    );
+    let t2 = sim.call("Async.VM.start", json!([sid, vm, false, false])).unwrap();
+    assert_eq!(sim.call("task.get_status", json!([sid, t2])).unwrap(), "failure");
+    assert_eq!(sim.call("task.get_error_info", json!([sid, t2])).unwrap()[0], "VM_BAD_POWER_STATE");
     // Clean up as a client must: snapshot VM and its VDIs, tasks.
-    sim.call("VM.set_is_a_template", json!([sid, snap, false]))
-        .unwrap();
+    sim.call("VM.set_is_a_template", json!([sid, snap, false])).unwrap();
     let vbds = sim.call("VM.get_VBDs", json!([sid, snap])).unwrap();
-    let vdis: Vec<J> = vbds
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| sim.call("VBD.get_VDI", json!([sid, b])).unwrap())
-        .collect();
+    let vdis: Vec<J> =
+        vbds.as_array().unwrap().iter().map(|b| sim.call("VBD.get_VDI", json!([sid, b])).unwrap()).collect();
     sim.call("VM.destroy", json!([sid, snap])).unwrap();
     for v in vdis {
         if sim.call("VDI.get_is_a_snapshot", json!([sid, v])).unwrap() == json!(true) {
@@ -582,30 +347,13 @@ fn async_calls_run_under_tasks_with_xml_rpc_results() {
     // [NOSNAP]-style ignore list: the ignored disk is not snapshotted.
     let dbvm = sim.by_name(&sid, "VM", "Ubuntu 22.04 db");
     let scratch = sim.by_name(&sid, "VDI", "[NOSNAP] db scratch");
-    let snap = sim
-        .call("VM.snapshot", json!([sid, dbvm, "s", [scratch]]))
-        .unwrap();
-    assert_eq!(
-        sim.call("VM.get_VBDs", json!([sid, snap]))
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
+    let snap = sim.call("VM.snapshot", json!([sid, dbvm, "s", [scratch]])).unwrap();
+    assert_eq!(sim.call("VM.get_VBDs", json!([sid, snap])).unwrap().as_array().unwrap().len(), 1);
     // Task cancel and destroy.
-    let t = sim
-        .call("task.create", json!([sid, "mine", "desc"]))
-        .unwrap();
-    assert_eq!(
-        sim.call("task.get_status", json!([sid, t])).unwrap(),
-        "pending"
-    );
+    let t = sim.call("task.create", json!([sid, "mine", "desc"])).unwrap();
+    assert_eq!(sim.call("task.get_status", json!([sid, t])).unwrap(), "pending");
     sim.call("task.cancel", json!([sid, t])).unwrap();
-    assert_eq!(
-        sim.call("task.get_status", json!([sid, t])).unwrap(),
-        "cancelled"
-    );
+    assert_eq!(sim.call("task.get_status", json!([sid, t])).unwrap(), "cancelled");
     sim.call("task.destroy", json!([sid, t])).unwrap();
 }
 
@@ -613,20 +361,13 @@ fn async_calls_run_under_tasks_with_xml_rpc_results() {
 fn events_from_and_inject() {
     let sim = Sim::start();
     let sid = sim.root();
-    let first = sim
-        .call("event.from", json!([sid, ["vm"], "", 0.0]))
-        .unwrap();
+    let first = sim.call("event.from", json!([sid, ["vm"], "", 0.0])).unwrap();
     let n = first["events"].as_array().unwrap().len();
-    assert_eq!(
-        first["valid_ref_counts"]["vm"].as_u64().unwrap() as usize,
-        n
-    );
+    assert_eq!(first["valid_ref_counts"]["vm"].as_u64().unwrap() as usize, n);
     let token = first["token"].as_str().unwrap().to_string();
     // Nothing new: returns after the timeout with no events.
     let t0 = std::time::Instant::now();
-    let none = sim
-        .call("event.from", json!([sid, ["vm"], token, 0.3]))
-        .unwrap();
+    let none = sim.call("event.from", json!([sid, ["vm"], token, 0.3])).unwrap();
     assert!(none["events"].as_array().unwrap().is_empty());
     assert!(t0.elapsed().as_millis() >= 250);
     // A change wakes a waiting event.from.
@@ -639,35 +380,21 @@ fn events_from_and_inject() {
         move || {
             let c = reqwest::blocking::Client::new();
             let body = json!({"jsonrpc":"2.0","method":"event.from","params":[sid, ["vm"], token, 30.0],"id":1});
-            c.post(format!("{url}/jsonrpc"))
-                .json(&body)
-                .send()
-                .unwrap()
-                .json::<J>()
-                .unwrap()
+            c.post(format!("{url}/jsonrpc")).json(&body).send().unwrap().json::<J>().unwrap()
         }
     });
     std::thread::sleep(std::time::Duration::from_millis(200));
-    sim.call("VM.set_name_label", json!([sid, vm, "changed"]))
-        .unwrap();
+    sim.call("VM.set_name_label", json!([sid, vm, "changed"])).unwrap();
     let got = waiter.join().unwrap();
     let ev = &got["result"]["events"][0];
     assert_eq!(
-        (
-            ev["class"].clone(),
-            ev["operation"].clone(),
-            ev["ref"].clone()
-        ),
+        (ev["class"].clone(), ev["operation"].clone(), ev["ref"].clone()),
         (json!("vm"), json!("mod"), json!(vm))
     );
     assert_eq!(ev["snapshot"]["name_label"], "changed");
-    let inj = sim
-        .call("event.inject", json!([sid, "pool", pool]))
-        .unwrap();
+    let inj = sim.call("event.inject", json!([sid, "pool", pool])).unwrap();
     assert!(inj.as_str().unwrap().contains(','));
-    let evs = sim
-        .call("event.from", json!([sid, ["pool"], token, 0.0]))
-        .unwrap();
+    let evs = sim.call("event.from", json!([sid, ["pool"], token, 0.0])).unwrap();
     assert_eq!(evs["events"].as_array().unwrap().len(), 1);
 }
 
@@ -677,31 +404,21 @@ fn faults_latency_and_failing_the_nth_call() {
     let sid = sim.root();
     sim.faults(json!({"fail": [{"method": "pool.get_all", "nth": 2, "error": ["INTERNAL_ERROR", "boom"]}], "latency_ms": {"host.get_all": 300}}));
     assert!(sim.call("pool.get_all", json!([sid])).is_ok());
-    assert_eq!(
-        sim.call("pool.get_all", json!([sid])).unwrap_err(),
-        vec!["INTERNAL_ERROR", "boom"]
-    );
+    assert_eq!(sim.call("pool.get_all", json!([sid])).unwrap_err(), vec!["INTERNAL_ERROR", "boom"]);
     assert!(sim.call("pool.get_all", json!([sid])).is_ok());
     let t0 = std::time::Instant::now();
     sim.call("host.get_all", json!([sid])).unwrap();
     assert!(t0.elapsed().as_millis() >= 300);
     let calls = &sim.stats()["calls"];
     assert_eq!(calls["pool.get_all"], 3);
-    sim.http
-        .post(format!("{}/_sim/stats/reset", sim.url))
-        .send()
-        .unwrap();
+    sim.http.post(format!("{}/_sim/stats/reset", sim.url)).send().unwrap();
     assert_eq!(sim.stats()["total_calls"], 0);
 }
 
 #[test]
 fn ten_thousand_vms_load_fast_and_answer_get_all_records() {
     let t0 = std::time::Instant::now();
-    let sim = Sim::start_with(xapi_sim::Options {
-        demo: false,
-        vms: 10_000,
-        ..Default::default()
-    });
+    let sim = Sim::start_with(xapi_sim::Options { demo: false, vms: 10_000, ..Default::default() });
     let built = t0.elapsed();
     let sid = sim.root();
     let all = sim.call("VM.get_all_records", json!([sid])).unwrap();

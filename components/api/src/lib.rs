@@ -1,4 +1,4 @@
-//! Component `api`: `GET /rest/v0` (the collection list) and, as they arrive, the collections themselves.
+//! Component `api`: `GET /rest/v0` (the collection list), the collections and their objects.
 //!
 //! Parse the route, authenticate, call the core. Everything else is in `xo_edge::rest`.
 
@@ -15,6 +15,11 @@ pub async fn handle(req: Request) -> Response<Full<Bytes>> {
         match (req.method.as_str(), req.normalized_path()) {
             ("GET" | "HEAD", "/rest/v0") => rest::authenticated(&ctx, &req, rest::root::list).await,
             (_, "/rest/v0") => Reply::error(&ApiError::new(405, "method not allowed")),
+            ("GET" | "HEAD", _) => {
+                let req2 = req.clone();
+                rest::authenticated(&ctx, &req, |ctx, caller| async move { rest::get_route(ctx, caller, &req2).await })
+                    .await
+            }
             // Unknown routes are only revealed to authenticated callers.
             (_, path) => {
                 let path = path.to_string();

@@ -29,8 +29,6 @@ async fn entry(req: Request) -> Response<Full<Bytes>> {
         Some(other) => xo_edge_host::into_response(Reply::error(&ApiError::internal(format!(
             "route {path} belongs to component {other}, which this bundle does not include"
         )))),
-        None => xo_edge_host::into_response(Reply::error(&ApiError::not_found(format!(
-            "no route for {path}"
-        )))),
+        None => xo_edge_host::into_response(Reply::error(&ApiError::not_found(format!("no route for {path}")))),
     }
 }

@@ -31,26 +31,17 @@ impl Transport for SpinTransport {
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| TransportError::Unreachable(e.to_string()))?;
-        let resp = spin_sdk::http::send(req)
-            .await
-            .map_err(|e| TransportError::Unreachable(e.to_string()))?;
+        let resp = spin_sdk::http::send(req).await.map_err(|e| TransportError::Unreachable(e.to_string()))?;
         let status = resp.status().as_u16();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| TransportError::Unreachable(e.to_string()))?
-            .to_bytes();
+        let bytes =
+            resp.into_body().collect().await.map_err(|e| TransportError::Unreachable(e.to_string()))?.to_bytes();
         Ok((status, bytes.to_vec()))
     }
 }
 
 /// Seconds since the Unix epoch.
 pub fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// The configuration, from the source this build uses.
@@ -61,12 +52,7 @@ pub async fn load_config() -> Result<Config, ApiError> {
             values.push((key.to_string(), v));
         }
     }
-    Config::from_lookup(|k| {
-        values
-            .iter()
-            .find(|(key, _)| key == k)
-            .map(|(_, v)| v.clone())
-    })
+    Config::from_lookup(|k| values.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()))
 }
 
 #[cfg(feature = "spin-variables")]
@@ -85,23 +71,13 @@ pub async fn read_request(req: Request, with_body: bool) -> Result<rest::Request
     let headers = parts
         .headers
         .iter()
-        .filter_map(|(k, v)| {
-            Some((
-                k.as_str().to_ascii_lowercase(),
-                v.to_str().ok()?.to_string(),
-            ))
-        })
+        .filter_map(|(k, v)| Some((k.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_string())))
         .collect();
     let body = if with_body {
         Limited::new(body, MAX_JSON_BODY)
             .collect()
             .await
-            .map_err(|_| {
-                ApiError::new(
-                    413,
-                    format!("request body larger than {MAX_JSON_BODY} bytes"),
-                )
-            })?
+            .map_err(|_| ApiError::new(413, format!("request body larger than {MAX_JSON_BODY} bytes")))?
             .to_bytes()
             .to_vec()
     } else {
@@ -122,23 +98,16 @@ pub fn into_response(reply: Reply) -> Response<Full<Bytes>> {
     for (k, v) in &reply.headers {
         builder = builder.header(k.as_str(), v.as_str());
     }
-    builder
-        .body(Full::new(Bytes::from(reply.body)))
-        .unwrap_or_else(|_| {
-            let mut r = http::Response::new(Full::new(Bytes::from_static(
-                b"{\"error\":\"invalid response\"}",
-            )));
-            *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-            r
-        })
+    builder.body(Full::new(Bytes::from(reply.body))).unwrap_or_else(|_| {
+        let mut r = http::Response::new(Full::new(Bytes::from_static(b"{\"error\":\"invalid response\"}")));
+        *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
+        r
+    })
 }
 
 /// Logs one line for a finished request: method, path, status, bytes, milliseconds.
 pub fn log_line(method: &str, path: &str, status: u16, bytes: usize, started: Instant) {
-    eprintln!(
-        "{method} {path} {status} {bytes}B {}ms",
-        started.elapsed().as_millis()
-    );
+    eprintln!("{method} {path} {status} {bytes}B {}ms", started.elapsed().as_millis());
 }
 
 /// Runs a component's handler with configuration and transport, logging the request.
@@ -155,9 +124,7 @@ where
         Ok(config) => match read_request(req, with_body).await {
             Err(e) => Reply::error(&e),
             Ok(core_req) => {
-                let transport = SpinTransport {
-                    base: config.xapi_url.clone(),
-                };
+                let transport = SpinTransport { base: config.xapi_url.clone() };
                 handler(config, transport, core_req).await
             }
         },

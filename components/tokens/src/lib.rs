@@ -12,9 +12,7 @@ pub async fn handle(req: Request) -> Response<Full<Bytes>> {
     xo_edge_host::serve(req, true, |config, transport, req| async move {
         let ctx = Ctx::new(&config, &transport, xo_edge_host::now());
         match (req.method.as_str(), req.normalized_path()) {
-            ("POST", "/rest/v0/users/authentication_tokens") => {
-                rest::tokens::create(&ctx, &req).await
-            }
+            ("POST", "/rest/v0/users/authentication_tokens") => rest::tokens::create(&ctx, &req).await,
             ("DELETE", "/rest/v0/users/me/authentication_tokens/current") => {
                 rest::authenticated(&ctx, &req, rest::tokens::revoke).await
             }

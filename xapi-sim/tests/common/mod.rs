@@ -19,49 +19,25 @@ impl Sim {
 
     pub fn start_with(options: xapi_sim::Options) -> Sim {
         let bg = xapi_sim::start_background(&options).unwrap();
-        let http = reqwest::blocking::Client::builder()
-            .timeout(std::time::Duration::from_secs(120))
-            .build()
-            .unwrap();
-        Sim {
-            url: bg.url.clone(),
-            http,
-            _bg: bg,
-        }
+        let http = reqwest::blocking::Client::builder().timeout(std::time::Duration::from_secs(120)).build().unwrap();
+        Sim { url: bg.url.clone(), http, _bg: bg }
     }
 
     /// A JSON-RPC 2.0 call; `Err` holds `[code, params…]`.
     pub fn call(&self, method: &str, params: J) -> Result<J, Vec<String>> {
         let id = ID.fetch_add(1, Ordering::Relaxed);
         let body = json!({"jsonrpc": "2.0", "method": method, "params": params, "id": id});
-        let r: J = self
-            .http
-            .post(format!("{}/jsonrpc", self.url))
-            .json(&body)
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
+        let r: J = self.http.post(format!("{}/jsonrpc", self.url)).json(&body).send().unwrap().json().unwrap();
         if let Some(e) = r.get("error") {
             let mut v = vec![e["message"].as_str().unwrap().to_string()];
-            v.extend(
-                e["data"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|x| x.as_str().unwrap_or_default().to_string()),
-            );
+            v.extend(e["data"].as_array().unwrap().iter().map(|x| x.as_str().unwrap_or_default().to_string()));
             return Err(v);
         }
         Ok(r["result"].clone())
     }
 
     pub fn login(&self, user: &str, password: &str) -> String {
-        self.call("session.login_with_password", json!([user, password]))
-            .unwrap()
-            .as_str()
-            .unwrap()
-            .to_string()
+        self.call("session.login_with_password", json!([user, password])).unwrap().as_str().unwrap().to_string()
     }
 
     pub fn root(&self) -> String {
@@ -69,78 +45,42 @@ impl Sim {
     }
 
     pub fn stats(&self) -> J {
-        self.http
-            .get(format!("{}/_sim/stats", self.url))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap()
+        self.http.get(format!("{}/_sim/stats", self.url)).send().unwrap().json().unwrap()
     }
 
     pub fn faults(&self, spec: J) {
-        let r = self
-            .http
-            .put(format!("{}/_sim/faults", self.url))
-            .json(&spec)
-            .send()
-            .unwrap();
+        let r = self.http.put(format!("{}/_sim/faults", self.url)).json(&spec).send().unwrap();
         assert!(r.status().is_success(), "{}", r.text().unwrap());
     }
 
     pub fn vdi_info(&self, uuid: &str) -> J {
-        self.http
-            .get(format!("{}/_sim/vdis/{uuid}", self.url))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap()
+        self.http.get(format!("{}/_sim/vdis/{uuid}", self.url)).send().unwrap().json().unwrap()
     }
 
     /// The ref of the object of `class` named `name`.
     pub fn by_name(&self, sid: &str, class: &str, name: &str) -> String {
-        let r = self
-            .call(&format!("{class}.get_by_name_label"), json!([sid, name]))
-            .unwrap();
-        r[0].as_str()
-            .unwrap_or_else(|| panic!("no {class} named {name}"))
-            .to_string()
+        let r = self.call(&format!("{class}.get_by_name_label"), json!([sid, name])).unwrap();
+        r[0].as_str().unwrap_or_else(|| panic!("no {class} named {name}")).to_string()
     }
 
     /// A new pending task.
     pub fn new_task(&self, sid: &str) -> String {
-        self.call("task.create", json!([sid, "test", ""]))
-            .unwrap()
-            .as_str()
-            .unwrap()
-            .to_string()
+        self.call("task.create", json!([sid, "test", ""])).unwrap().as_str().unwrap().to_string()
     }
 
     pub fn task_status(&self, sid: &str, task: &str) -> String {
-        self.call("task.get_status", json!([sid, task]))
-            .unwrap()
-            .as_str()
-            .unwrap()
-            .to_string()
+        self.call("task.get_status", json!([sid, task])).unwrap().as_str().unwrap().to_string()
     }
 
     /// A new empty user VDI of `size` bytes on `sr`.
     pub fn new_vdi(&self, sid: &str, sr: &str, size: u64) -> String {
         let rec = json!({"name_label": "test", "SR": sr, "virtual_size": size, "type": "user", "sharable": false, "read_only": false, "other_config": {}});
-        self.call("VDI.create", json!([sid, rec]))
-            .unwrap()
-            .as_str()
-            .unwrap()
-            .to_string()
+        self.call("VDI.create", json!([sid, rec])).unwrap().as_str().unwrap().to_string()
     }
 
     /// PUTs `body` to `path`; the status, or `None` if the connection broke.
     pub fn put(&self, path: &str, body: Vec<u8>) -> Option<u16> {
-        self.http
-            .put(format!("{}{path}", self.url))
-            .body(body)
-            .send()
-            .ok()
-            .map(|r| r.status().as_u16())
+        self.http.put(format!("{}{path}", self.url)).body(body).send().ok().map(|r| r.status().as_u16())
     }
 
     pub fn get(&self, path: &str) -> reqwest::blocking::Response {

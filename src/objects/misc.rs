@@ -1,0 +1,122 @@
+//! The XO shapes of networks, VBDs, VIFs, PIFs, messages and XAPI tasks.
+
+use super::{common, current_operations, num, timestamp, Ctx};
+use serde_json::{json, Map, Value};
+
+fn field(r: &Value, k: &str) -> Value {
+    r.get(k).cloned().unwrap_or(Value::Null)
+}
+
+pub fn map_network(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> {
+    let mut o = common(reference, r, "network", ctx);
+    let other = r.get("other_config").cloned().unwrap_or_else(|| json!({}));
+    let purpose = r.get("purpose").and_then(Value::as_array).cloned().unwrap_or_default();
+    o.insert("bridge".into(), field(r, "bridge"));
+    o.insert("MTU".into(), num(r.get("MTU")));
+    o.insert("PIFs".into(), ctx.links(r.get("PIFs").unwrap_or(&Value::Null)));
+    o.insert("VIFs".into(), ctx.links(r.get("VIFs").unwrap_or(&Value::Null)));
+    o.insert("automatic".into(), json!(other.get("automatic").and_then(Value::as_str) == Some("true")));
+    o.insert(
+        "defaultIsLocked".into(),
+        json!(r.get("default_locking_mode").and_then(Value::as_str) == Some("disabled")),
+    );
+    o.insert("nbd".into(), json!(purpose.contains(&json!("nbd"))));
+    o.insert("insecureNbd".into(), json!(purpose.contains(&json!("insecure_nbd"))));
+    o.insert("other_config".into(), other);
+    o.insert("current_operations".into(), current_operations(r, ctx));
+    o
+}
+
+pub fn map_vbd(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> {
+    let mut o = common(reference, r, "VBD", ctx);
+    o.insert("attached".into(), field(r, "currently_attached"));
+    o.insert("bootable".into(), field(r, "bootable"));
+    o.insert(
+        "device".into(),
+        match r.get("device").and_then(Value::as_str) {
+            Some("") | None => Value::Null,
+            Some(d) => json!(d),
+        },
+    );
+    o.insert("is_cd_drive".into(), json!(r.get("type").and_then(Value::as_str) == Some("CD")));
+    o.insert("position".into(), field(r, "userdevice"));
+    o.insert("read_only".into(), json!(r.get("mode").and_then(Value::as_str) == Some("RO")));
+    o.insert("VDI".into(), ctx.link(r.get("VDI").unwrap_or(&Value::Null)));
+    o.insert("VM".into(), ctx.link(r.get("VM").unwrap_or(&Value::Null)));
+    o
+}
+
+pub fn map_vif(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> {
+    let mut o = common(reference, r, "VIF", ctx);
+    let other = r.get("other_config").cloned().unwrap_or_else(|| json!({}));
+    o.insert("MAC".into(), field(r, "MAC"));
+    o.insert("MTU".into(), num(r.get("MTU")));
+    o.insert("device".into(), field(r, "device"));
+    o.insert("attached".into(), field(r, "currently_attached"));
+    o.insert("lockingMode".into(), field(r, "locking_mode"));
+    o.insert("allowedIpv4Addresses".into(), r.get("ipv4_allowed").cloned().unwrap_or_else(|| json!([])));
+    o.insert("allowedIpv6Addresses".into(), r.get("ipv6_allowed").cloned().unwrap_or_else(|| json!([])));
+    o.insert("txChecksumming".into(), json!(other.get("ethtool-tx").and_then(Value::as_str) != Some("false")));
+    o.insert("other_config".into(), other);
+    o.insert("$network".into(), ctx.link(r.get("network").unwrap_or(&Value::Null)));
+    o.insert("$VM".into(), ctx.link(r.get("VM").unwrap_or(&Value::Null)));
+    o
+}
+
+pub fn map_pif(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> {
+    let mut o = common(reference, r, "PIF", ctx);
+    let vlan = r.get("VLAN").and_then(Value::as_i64).unwrap_or(-1);
+    for (xo, xapi) in [
+        ("device", "device"),
+        ("mac", "MAC"),
+        ("ip", "IP"),
+        ("netmask", "netmask"),
+        ("gateway", "gateway"),
+        ("dns", "DNS"),
+        ("mode", "ip_configuration_mode"),
+        ("ipv6Mode", "ipv6_configuration_mode"),
+        ("physical", "physical"),
+        ("management", "management"),
+        ("attached", "currently_attached"),
+    ] {
+        o.insert(xo.into(), field(r, xapi));
+    }
+    o.insert("deviceName".into(), field(r, "device"));
+    o.insert("ipv6".into(), r.get("IPv6").cloned().unwrap_or_else(|| json!([])));
+    o.insert("mtu".into(), num(r.get("MTU")));
+    o.insert("vlan".into(), json!(vlan));
+    o.insert(
+        "isBondMaster".into(),
+        json!(r.get("bond_master_of").and_then(Value::as_array).is_some_and(|a| !a.is_empty())),
+    );
+    o.insert(
+        "isBondSlave".into(),
+        json!(r.get("bond_slave_of").and_then(Value::as_str).is_some_and(|s| s != "OpaqueRef:NULL")),
+    );
+    o.insert("$host".into(), ctx.link(r.get("host").unwrap_or(&Value::Null)));
+    o.insert("$network".into(), ctx.link(r.get("network").unwrap_or(&Value::Null)));
+    o
+}
+
+pub fn map_message(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> {
+    let mut o = common(reference, r, "message", ctx);
+    o.insert("name".into(), field(r, "name"));
+    o.insert("body".into(), field(r, "body"));
+    o.insert("time".into(), timestamp(r.get("timestamp")));
+    o.insert("$object".into(), field(r, "obj_uuid"));
+    o
+}
+
+pub fn map_task(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> {
+    let mut o = common(reference, r, "task", ctx);
+    o.insert("status".into(), field(r, "status"));
+    o.insert("progress".into(), field(r, "progress"));
+    o.insert("result".into(), field(r, "result"));
+    o.insert("error_info".into(), r.get("error_info").cloned().unwrap_or_else(|| json!([])));
+    o.insert("created".into(), timestamp(r.get("created")));
+    o.insert("finished".into(), timestamp(r.get("finished")));
+    o.insert("$host".into(), ctx.link(r.get("resident_on").unwrap_or(&Value::Null)));
+    o.insert("other_config".into(), r.get("other_config").cloned().unwrap_or_else(|| json!({})));
+    o.insert("current_operations".into(), current_operations(r, ctx));
+    o
+}

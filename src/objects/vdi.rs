@@ -1,0 +1,57 @@
+//! The XO shapes of VDIs, VDI snapshots and SRs (XO's `xapi-object-to-xo` `vdi()` and `sr()`).
+
+use super::{common, current_operations, num, timestamp, Ctx};
+use serde_json::{json, Map, Value};
+
+pub fn map_vdi(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> {
+    let snapshot = r.get("is_a_snapshot").and_then(Value::as_bool) == Some(true);
+    let mut o = common(reference, r, if snapshot { "VDI-snapshot" } else { "VDI" }, ctx);
+    o.insert("size".into(), num(r.get("virtual_size")));
+    o.insert("usage".into(), num(r.get("physical_utilisation")));
+    o.insert("VDI_type".into(), r.get("type").cloned().unwrap_or(Value::Null));
+    o.insert("parent".into(), r.get("sm_config").and_then(|m| m.get("vhd-parent")).cloned().unwrap_or(Value::Null));
+    o.insert("cbt_enabled".into(), r.get("cbt_enabled").cloned().unwrap_or(json!(false)));
+    o.insert("missing".into(), r.get("missing").cloned().unwrap_or(json!(false)));
+    o.insert("snapshots".into(), ctx.links(r.get("snapshots").unwrap_or(&Value::Null)));
+    o.insert("current_operations".into(), current_operations(r, ctx));
+    o.insert("other_config".into(), r.get("other_config").cloned().unwrap_or_else(|| json!({})));
+    o.insert("$SR".into(), ctx.link(r.get("SR").unwrap_or(&Value::Null)));
+    o.insert("$VBDs".into(), ctx.links(r.get("VBDs").unwrap_or(&Value::Null)));
+    if snapshot {
+        o.insert("snapshot_time".into(), timestamp(r.get("snapshot_time")));
+        o.insert("$snapshot_of".into(), ctx.link(r.get("snapshot_of").unwrap_or(&Value::Null)));
+    }
+    o
+}
+
+pub fn map_sr(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> {
+    let mut o = common(reference, r, "SR", ctx);
+    let sr_type = r.get("type").and_then(Value::as_str).unwrap_or("");
+    let shared = r.get("shared").and_then(Value::as_bool).unwrap_or(false);
+    let thin = matches!(
+        sr_type,
+        "ext" | "nfs" | "file" | "smb" | "iso" | "cephfs" | "glusterfs" | "zfs" | "xfs" | "moosefs" | "largeblock"
+    );
+    let pbds = r.get("PBDs").and_then(Value::as_array).cloned().unwrap_or_default();
+    let container = if shared || pbds.is_empty() {
+        json!(ctx.pool_uuid)
+    } else {
+        ctx.get(&pbds[0]).map(|p| ctx.link(p.get("host").unwrap_or(&Value::Null))).unwrap_or(Value::Null)
+    };
+    o.insert("content_type".into(), r.get("content_type").cloned().unwrap_or(Value::Null));
+    o.insert("SR_type".into(), json!(sr_type));
+    o.insert("size".into(), num(r.get("physical_size")));
+    o.insert("usage".into(), num(r.get("virtual_allocation")));
+    o.insert("physical_usage".into(), num(r.get("physical_utilisation")));
+    o.insert("shared".into(), json!(shared));
+    o.insert("allocationStrategy".into(), json!(if thin { "thin" } else { "thick" }));
+    let other = r.get("other_config").cloned().unwrap_or_else(|| json!({}));
+    o.insert("inMaintenanceMode".into(), json!(other.get("xo:maintenanceState").is_some()));
+    o.insert("VDIs".into(), ctx.links(r.get("VDIs").unwrap_or(&Value::Null)));
+    o.insert("other_config".into(), other);
+    o.insert("sm_config".into(), r.get("sm_config").cloned().unwrap_or_else(|| json!({})));
+    o.insert("current_operations".into(), current_operations(r, ctx));
+    o.insert("$PBDs".into(), ctx.links(&Value::Array(pbds)));
+    o.insert("$container".into(), container);
+    o
+}

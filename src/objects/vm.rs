@@ -1,0 +1,217 @@
+//! The XO shape of a VM, snapshot, template or control domain (XO's `xapi-object-to-xo` `vm()`).
+
+use super::{common, current_operations, num, timestamp, Ctx};
+use serde_json::{json, Map, Value};
+
+fn s<'a>(r: &'a Value, k: &str) -> &'a str {
+    r.get(k).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn b(r: &Value, k: &str) -> bool {
+    r.get(k).and_then(Value::as_bool).unwrap_or(false)
+}
+
+fn xo_type(r: &Value) -> &'static str {
+    if b(r, "is_control_domain") {
+        "VM-controller"
+    } else if b(r, "is_a_snapshot") {
+        "VM-snapshot"
+    } else if b(r, "is_a_template") {
+        "VM-template"
+    } else {
+        "VM"
+    }
+}
+
+/// `"0/ip": "1.2.3.4"` → `"0/ipv4/0"`-style keys, as XO normalises guest addresses.
+fn addresses(networks: Option<&Value>) -> Map<String, Value> {
+    let mut out = Map::new();
+    if let Some(m) = networks.and_then(Value::as_object) {
+        for (k, v) in m {
+            let key = match k.split('/').collect::<Vec<_>>().as_slice() {
+                [dev, "ip"] => format!("{dev}/ipv4/0"),
+                [dev, "ipv6", n] => format!("{dev}/ipv6/{n}"),
+                _ => k.clone(),
+            };
+            out.insert(key, v.clone());
+        }
+    }
+    out
+}
+
+/// The host a halted VM is bound to through a disk on a local (non-shared) SR, if any.
+fn container(r: &Value, ctx: &Ctx) -> Value {
+    let resident = ctx.link(r.get("resident_on").unwrap_or(&Value::Null));
+    if !resident.is_null() {
+        return resident;
+    }
+    for vbd in r.get("VBDs").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default() {
+        let Some(vdi) = ctx.get(vbd).and_then(|v| ctx.get(v.get("VDI")?)) else {
+            continue;
+        };
+        let Some(sr) = ctx.get(vdi.get("SR").unwrap_or(&Value::Null)) else {
+            continue;
+        };
+        if !b(sr, "shared") {
+            if let Some(pbd) = sr.get("PBDs").and_then(Value::as_array).and_then(|a| a.first()) {
+                let host = ctx.get(pbd).map(|p| ctx.link(p.get("host").unwrap_or(&Value::Null)));
+                if let Some(h) = host.filter(|h| !h.is_null()) {
+                    return h;
+                }
+            }
+        }
+    }
+    json!(ctx.pool_uuid)
+}
+
+pub fn map(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> {
+    let t = xo_type(r);
+    let mut o = common(reference, r, t, ctx);
+    let metrics = ctx.get(r.get("metrics").unwrap_or(&Value::Null));
+    let guest = ctx.get(r.get("guest_metrics").unwrap_or(&Value::Null));
+    let power_state = s(r, "power_state");
+    let running = power_state == "Running" || power_state == "Paused";
+    let platform = r.get("platform").cloned().unwrap_or_else(|| json!({}));
+    let plat = |k: &str| platform.get(k).cloned();
+    let guest_running = guest.filter(|_| running);
+
+    let vcpus_number = match metrics.filter(|_| running && guest.is_some()) {
+        Some(m) => num(m.get("VCPUs_number")),
+        None => num(r.get("VCPUs_at_startup")),
+    };
+    o.insert("CPUs".into(), json!({ "max": num(r.get("VCPUs_max")), "number": vcpus_number }));
+    let mut memory = json!({
+        "dynamic": [num(r.get("memory_dynamic_min")), num(r.get("memory_dynamic_max"))],
+        "static": [num(r.get("memory_static_min")), num(r.get("memory_static_max"))],
+        "size": num(r.get("memory_dynamic_max")),
+    });
+    if running {
+        let total = guest_running.and_then(|g| g.get("memory")).and_then(|m| m.get("total")).and_then(Value::as_str);
+        match total.and_then(|t| t.parse::<i64>().ok()) {
+            Some(kib) => {
+                memory["size"] = json!(kib * 1024);
+                let free = guest_running
+                    .and_then(|g| g.get("memory"))
+                    .and_then(|m| m.get("free"))
+                    .and_then(Value::as_str)
+                    .and_then(|f| f.parse::<i64>().ok());
+                if let Some(free) = free {
+                    memory["usage"] = json!((kib - free) * 1024);
+                }
+            }
+            None => {
+                if let Some(m) = metrics {
+                    memory["size"] = num(m.get("memory_actual"));
+                }
+            }
+        }
+    }
+    o.insert("memory".into(), memory);
+    o.insert("power_state".into(), json!(power_state));
+    o.insert("$container".into(), container(r, ctx));
+    let addrs = addresses(guest_running.and_then(|g| g.get("networks")));
+    let main_ip = addrs.get("0/ipv4/0").or_else(|| addrs.values().next()).cloned().unwrap_or(Value::Null);
+    o.insert("addresses".into(), Value::Object(addrs));
+    o.insert("mainIpAddress".into(), main_ip);
+    o.insert(
+        "os_version".into(),
+        guest
+            .and_then(|g| g.get("os_version"))
+            .filter(|v| v.as_object().is_some_and(|m| !m.is_empty()))
+            .cloned()
+            .unwrap_or(Value::Null),
+    );
+    let domain_type = s(r, "domain_type");
+    let mode = if !domain_type.is_empty() && domain_type != "unspecified" {
+        domain_type.to_string()
+    } else if s(r, "HVM_boot_policy").is_empty() {
+        "pv".into()
+    } else {
+        "hvm".into()
+    };
+    o.insert("virtualizationMode".into(), json!(mode));
+    o.insert("boot".into(), r.get("HVM_boot_params").cloned().unwrap_or_else(|| json!({})));
+    let other = r.get("other_config").cloned().unwrap_or_else(|| json!({}));
+    o.insert("auto_poweron".into(), json!(other.get("auto_poweron").and_then(Value::as_str) == Some("true")));
+    o.insert("other".into(), other.clone());
+    o.insert("xenStoreData".into(), r.get("xenstore_data").cloned().unwrap_or_else(|| json!({})));
+    o.insert("bios_strings".into(), r.get("bios_strings").cloned().unwrap_or_else(|| json!({})));
+    o.insert("blockedOperations".into(), r.get("blocked_operations").cloned().unwrap_or_else(|| json!({})));
+    o.insert("high_availability".into(), json!(s(r, "ha_restart_priority")));
+    o.insert("hasVendorDevice".into(), json!(b(r, "has_vendor_device")));
+    o.insert("startDelay".into(), num(r.get("start_delay")));
+    o.insert("current_operations".into(), current_operations(r, ctx));
+    o.insert("installTime".into(), timestamp(metrics.and_then(|m| m.get("install_time"))));
+    o.insert(
+        "startTime".into(),
+        if running { timestamp(metrics.and_then(|m| m.get("start_time"))) } else { Value::Null },
+    );
+    o.insert(
+        "secureBoot".into(),
+        json!(plat("secureboot").and_then(|v| v.as_str().map(|s| s == "true")).unwrap_or(false)),
+    );
+    o.insert("viridian".into(), json!(plat("viridian").and_then(|v| v.as_str().map(|s| s == "true")).unwrap_or(false)));
+    o.insert("coresPerSocket".into(), plat("cores-per-socket").map(|v| num(Some(&v))).unwrap_or(Value::Null));
+    if mode == "hvm" {
+        o.insert("vga".into(), plat("vga").unwrap_or_else(|| json!("cirrus")));
+        o.insert("videoram".into(), plat("videoram").map(|v| num(Some(&v))).unwrap_or(Value::Null));
+    } else {
+        o.insert("PV_args".into(), json!(s(r, "PV_args")));
+    }
+    let tools = guest.map(|g| {
+        let v = g.get("PV_drivers_version").cloned().unwrap_or_else(|| json!({}));
+        let detected = b(g, "PV_drivers_detected") || v.as_object().is_some_and(|m| !m.is_empty());
+        (v, detected, b(g, "PV_drivers_up_to_date"))
+    });
+    match tools.filter(|_| running) {
+        Some((version, detected, up_to_date)) => {
+            let major = version.get("major").and_then(Value::as_str).unwrap_or("");
+            let minor = version.get("minor").and_then(Value::as_str).unwrap_or("");
+            o.insert(
+                "xenTools".into(),
+                if detected {
+                    json!({"major": major, "minor": minor, "version": format!("{major}.{minor}")})
+                } else {
+                    json!(false)
+                },
+            );
+            o.insert("pvDriversDetected".into(), json!(detected));
+            o.insert("pvDriversVersion".into(), if detected { json!(format!("{major}.{minor}")) } else { Value::Null });
+            o.insert("pvDriversUpToDate".into(), json!(up_to_date));
+            o.insert("managementAgentDetected".into(), json!(detected));
+        }
+        None => {
+            o.insert("xenTools".into(), json!(false));
+        }
+    }
+    o.insert("VIFs".into(), ctx.links(r.get("VIFs").unwrap_or(&Value::Null)));
+    o.insert("$VBDs".into(), ctx.links(r.get("VBDs").unwrap_or(&Value::Null)));
+    o.insert("VTPMs".into(), json!([]));
+    o.insert("VGPUs".into(), json!([]));
+    o.insert("snapshots".into(), ctx.links(r.get("snapshots").unwrap_or(&Value::Null)));
+    o.insert("parent".into(), ctx.link(r.get("parent").unwrap_or(&Value::Null)));
+    o.insert("affinityHost".into(), ctx.link(r.get("affinity").unwrap_or(&Value::Null)));
+    o.insert("suspendSr".into(), ctx.link(r.get("suspend_SR").unwrap_or(&Value::Null)));
+    o.insert("resourceSet".into(), other.get("xo:resource_set").cloned().unwrap_or(Value::Null));
+    if t == "VM-snapshot" {
+        o.insert("snapshot_time".into(), timestamp(r.get("snapshot_time")));
+        o.insert("$snapshot_of".into(), ctx.link(r.get("snapshot_of").unwrap_or(&Value::Null)));
+        o.insert("suspendVdi".into(), ctx.link(r.get("suspend_VDI").unwrap_or(&Value::Null)));
+    }
+    if t == "VM-template" {
+        o.insert(
+            "isDefaultTemplate".into(),
+            json!(b(r, "is_default_template") || other.get("default_template").and_then(Value::as_str) == Some("true")),
+        );
+        o.insert(
+            "template_info".into(),
+            json!({
+                "arch": other.get("install-arch").cloned().unwrap_or(Value::Null),
+                "disks": [],
+                "install_methods": other.get("install-methods").and_then(Value::as_str).map(|m| m.split(',').map(|x| json!(x)).collect::<Vec<_>>()).unwrap_or_default(),
+                "install_repository": other.get("install-repository").cloned().unwrap_or(Value::Null),
+            }),
+        );
+    }
+    o
+}

@@ -1,0 +1,346 @@
+//! Collections and objects: `GET /rest/v0/<collection>`, `GET /rest/v0/<collection>/<id>`,
+//! `GET /rest/v0/<vm collection>/<id>/vdis`, `GET /rest/v0/tasks/<id>?wait=result`.
+//!
+//! A listing fetches the collection's members with `get_all_records_where` (its selector, narrowed by exact
+//! push-downs of the filter), and only the joined classes its answer needs: a list of hrefs or `fields` that a
+//! record alone provides need no join. The XAPI answer is kept as received and parsed one record at a time.
+
+use super::auth::Caller;
+use super::{Ctx, Reply, Request};
+use crate::error::ApiError;
+use crate::objects::{self, Collection};
+use crate::query::filter::Filter;
+use crate::query::params::{self, Fields, ListQuery, ListWriter};
+use crate::xapi::{Transport, XapiError};
+use indexmap::IndexMap;
+use serde_json::value::RawValue;
+use serde_json::{json, Map, Value};
+
+/// VM fields an object gets from its own record alone (no join needed).
+const VM_OWN_FIELDS: &[&str] = &[
+    "id",
+    "type",
+    "uuid",
+    "_xapiRef",
+    "name_label",
+    "name_description",
+    "tags",
+    "power_state",
+    "virtualizationMode",
+    "boot",
+    "auto_poweron",
+    "other",
+    "xenStoreData",
+    "bios_strings",
+    "blockedOperations",
+    "high_availability",
+    "hasVendorDevice",
+    "startDelay",
+    "secureBoot",
+    "viridian",
+    "coresPerSocket",
+    "vga",
+    "videoram",
+    "PV_args",
+    "resourceSet",
+    "isDefaultTemplate",
+    "template_info",
+    "snapshot_time",
+];
+
+const POWER_STATES: &[&str] = &["Halted", "Paused", "Running", "Suspended"];
+
+fn xapi_err(e: XapiError) -> ApiError {
+    e.to_api_error()
+}
+
+/// What a listing must fetch.
+struct Plan {
+    joins: bool,
+    pool: bool,
+}
+
+fn plan(coll: &Collection, q: &ListQuery) -> Plan {
+    let own = |name: &str| coll.class == "VM" && VM_OWN_FIELDS.contains(&name.split('.').next().unwrap_or(""));
+    let filter_own = match &q.filter {
+        None => true,
+        Some(f) => f.properties().is_some_and(|names| names.iter().all(|n| own(n))),
+    };
+    let fields_own = match &q.fields {
+        Fields::Urls => true,
+        Fields::Only(names) => names.iter().all(|n| own(n)),
+        Fields::All => false,
+    };
+    // A list of hrefs without a filter needs nothing but the members themselves, whatever the class.
+    let bare = matches!(q.fields, Fields::Urls) && q.filter.is_none();
+    if bare || (fields_own && filter_own) {
+        Plan { joins: false, pool: false }
+    } else {
+        Plan { joins: true, pool: true }
+    }
+}
+
+/// An exact narrowing of a VM listing: `power_state:<text>` (and friends) over XAPI's four power states.
+fn pushdown(coll: &Collection, filter: Option<&Filter>) -> Option<String> {
+    if coll.class != "VM" {
+        return None;
+    }
+    let terms: Vec<&Filter> = match filter? {
+        Filter::And(children) => children.iter().collect(),
+        other => vec![other],
+    };
+    for t in terms {
+        if let Filter::Property(name, child) = t {
+            if name == "power_state" {
+                let keep: Vec<&str> = POWER_STATES.iter().copied().filter(|s| child.matches(&json!(s))).collect();
+                if keep.len() < POWER_STATES.len() {
+                    let ors: Vec<String> = keep.iter().map(|s| format!(r#"field "power_state"="{s}""#)).collect();
+                    return Some(if ors.is_empty() { "false".into() } else { format!("({})", ors.join(" or ")) });
+                }
+            }
+        }
+    }
+    None
+}
+
+fn parse_records(body: &[u8]) -> Result<IndexMap<&str, &RawValue>, ApiError> {
+    #[derive(serde::Deserialize)]
+    struct Reply<'a> {
+        #[serde(borrow)]
+        result: IndexMap<&'a str, &'a RawValue>,
+    }
+    serde_json::from_slice::<Reply<'_>>(body).map(|r| r.result).map_err(|e| {
+        ApiError::bad_gateway("XAPI answered records that cannot be read").with_data(json!({ "reason": e.to_string() }))
+    })
+}
+
+/// Fills `ctx` with the records of the collection's joined classes and the pool uuid.
+async fn load_joins<T: Transport>(
+    ctx: &Ctx<'_, T>,
+    caller: &Caller,
+    coll: &Collection,
+    objects_ctx: &mut objects::Ctx,
+) -> Result<(), ApiError> {
+    let s = json!(caller.session);
+    for class in coll.joins {
+        let body =
+            ctx.xapi.call_raw(&format!("{class}.get_all_records"), std::slice::from_ref(&s)).await.map_err(xapi_err)?;
+        for (r, raw) in parse_records(&body)? {
+            let rec: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
+            // Records of the listed class itself only serve as link targets: keep their uuid.
+            let keep = if *class == coll.class {
+                json!({ "uuid": rec.get("uuid").cloned().unwrap_or(Value::Null) })
+            } else {
+                rec
+            };
+            objects_ctx.records.insert(r.to_string(), keep);
+        }
+    }
+    Ok(())
+}
+
+async fn pool_uuid<T: Transport>(ctx: &Ctx<'_, T>, caller: &Caller) -> Result<String, ApiError> {
+    let s = json!(caller.session);
+    let pools = ctx.xapi.call("pool.get_all", std::slice::from_ref(&s)).await.map_err(xapi_err)?;
+    let pool = pools.get(0).cloned().ok_or_else(|| ApiError::bad_gateway("XAPI reports no pool"))?;
+    let uuid = ctx.xapi.call("pool.get_uuid", &[s, pool]).await.map_err(xapi_err)?;
+    Ok(uuid.as_str().unwrap_or_default().to_string())
+}
+
+/// Whether a record belongs to the collection (the selector, evaluated locally for single objects).
+fn member(coll: &Collection, r: &Value) -> bool {
+    let b = |k: &str| r.get(k).and_then(Value::as_bool).unwrap_or(false);
+    match coll.name {
+        "vms" => !b("is_a_template") && !b("is_a_snapshot") && !b("is_control_domain"),
+        "vm-snapshots" => b("is_a_snapshot") && !b("is_control_domain"),
+        "vm-templates" => b("is_a_template") && !b("is_a_snapshot") && !b("is_control_domain"),
+        "vm-controllers" => b("is_control_domain"),
+        "vdis" => !b("is_a_snapshot") && b("managed"),
+        "vdi-snapshots" => b("is_a_snapshot") && b("managed"),
+        "messages" => !matches!(
+            r.get("name").and_then(Value::as_str),
+            Some("ALARM" | "BOND_STATUS_CHANGED" | "MULTIPATH_PERIODIC_ALERT")
+        ),
+        _ => true,
+    }
+}
+
+fn href(coll: &str, uuid: &Value) -> String {
+    format!("/rest/v0/{coll}/{}", uuid.as_str().unwrap_or_default())
+}
+
+fn listing(q: &ListQuery, items: impl Iterator<Item = (Map<String, Value>, String)>) -> Reply {
+    let mut w = ListWriter::new(q.ndjson);
+    let mut n = 0usize;
+    for (object, href) in items {
+        if q.limit.is_some_and(|l| n >= l) {
+            break;
+        }
+        if let Some(f) = &q.filter {
+            let v = Value::Object(object);
+            if !f.matches(&v) {
+                continue;
+            }
+            let Value::Object(object) = v else { continue };
+            w.push(&params::item(&q.fields, object, href));
+        } else {
+            w.push(&params::item(&q.fields, object, href));
+        }
+        n += 1;
+    }
+    let content_type = w.content_type();
+    Reply { status: 200, headers: vec![("content-type".into(), content_type.into())], body: w.finish() }
+}
+
+/// `GET /rest/v0/<collection>`.
+pub async fn list<T: Transport>(
+    ctx: &Ctx<'_, T>,
+    caller: Caller,
+    req: &Request,
+    coll: &Collection,
+) -> Result<Reply, ApiError> {
+    let q = params::parse_list_query(&req.query)?;
+    let p = plan(coll, &q);
+    let mut octx = objects::Ctx::default();
+    if p.pool {
+        octx.pool_uuid = pool_uuid(ctx, &caller).await?;
+    }
+    if p.joins {
+        load_joins(ctx, &caller, coll, &mut octx).await?;
+    }
+    let selector = match pushdown(coll, q.filter.as_ref()) {
+        Some(extra) => format!("({}) and {extra}", coll.selector),
+        None => coll.selector.to_string(),
+    };
+    let body = ctx
+        .xapi
+        .call_raw(&format!("{}.get_all_records_where", coll.class), &[json!(caller.session), json!(selector)])
+        .await
+        .map_err(xapi_err)?;
+    let records = parse_records(&body)?;
+    let items = records.into_iter().filter_map(|(r, raw)| {
+        let rec: Value = serde_json::from_str(raw.get()).ok()?;
+        let object = (coll.map)(r, &rec, &octx);
+        let h = href(coll.name, rec.get("uuid").unwrap_or(&Value::Null));
+        Some((object, h))
+    });
+    Ok(listing(&q, items))
+}
+
+fn no_such(coll: &Collection, id: &str) -> ApiError {
+    ApiError::not_found(format!("no such {} {id}", coll.xo_type)).with_data(json!({ "id": id, "type": coll.xo_type }))
+}
+
+/// Finds the record of `id` (uuid or OpaqueRef) in `coll`.
+async fn find<T: Transport>(
+    ctx: &Ctx<'_, T>,
+    caller: &Caller,
+    coll: &Collection,
+    id: &str,
+) -> Result<(String, Value), ApiError> {
+    let s = json!(caller.session);
+    let reference = if id.starts_with("OpaqueRef:") {
+        id.to_string()
+    } else {
+        match ctx.xapi.call(&format!("{}.get_by_uuid", coll.class), &[s.clone(), json!(id)]).await {
+            Ok(r) => r.as_str().unwrap_or_default().to_string(),
+            Err(e) if matches!(e.code(), Some("UUID_INVALID" | "HANDLE_INVALID")) => return Err(no_such(coll, id)),
+            Err(e) => return Err(xapi_err(e)),
+        }
+    };
+    let rec = match ctx.xapi.call(&format!("{}.get_record", coll.class), &[s, json!(reference)]).await {
+        Ok(r) => r,
+        Err(e) if matches!(e.code(), Some("UUID_INVALID" | "HANDLE_INVALID")) => return Err(no_such(coll, id)),
+        Err(e) => return Err(xapi_err(e)),
+    };
+    if !member(coll, &rec) {
+        return Err(no_such(coll, id));
+    }
+    Ok((reference, rec))
+}
+
+/// `GET /rest/v0/<collection>/<id>`.
+pub async fn get<T: Transport>(
+    ctx: &Ctx<'_, T>,
+    caller: Caller,
+    coll: &Collection,
+    id: &str,
+) -> Result<Reply, ApiError> {
+    let (reference, rec) = find(ctx, &caller, coll, id).await?;
+    let mut octx = objects::Ctx { pool_uuid: pool_uuid(ctx, &caller).await?, ..Default::default() };
+    load_joins(ctx, &caller, coll, &mut octx).await?;
+    let object = (coll.map)(&reference, &rec, &octx);
+    Ok(Reply::json(200, &Value::Object(object)))
+}
+
+/// `GET /rest/v0/<vm collection>/<id>/vdis`: the VDIs and VDI snapshots behind the VM's VBDs.
+pub async fn vm_vdis<T: Transport>(
+    ctx: &Ctx<'_, T>,
+    caller: Caller,
+    req: &Request,
+    coll: &Collection,
+    id: &str,
+) -> Result<Reply, ApiError> {
+    let q = params::parse_list_query(&req.query)?;
+    let (_, vm) = find(ctx, &caller, coll, id).await?;
+    let vdis_coll = objects::collection("vdis").ok_or_else(|| ApiError::internal("vdis collection missing"))?;
+    let mut octx = objects::Ctx { pool_uuid: pool_uuid(ctx, &caller).await?, ..Default::default() };
+    load_joins(ctx, &caller, vdis_coll, &mut octx).await?;
+    let s = json!(caller.session);
+    let mut items = Vec::new();
+    for vbd in vm.get("VBDs").and_then(Value::as_array).cloned().unwrap_or_default() {
+        let Some(vdi_ref) = octx.get(&vbd).and_then(|b| b.get("VDI")).and_then(Value::as_str).map(str::to_string)
+        else {
+            continue;
+        };
+        if vdi_ref == "OpaqueRef:NULL" {
+            continue;
+        }
+        let rec = match ctx.xapi.call("VDI.get_record", &[s.clone(), json!(vdi_ref)]).await {
+            Ok(r) => r,
+            Err(e) if e.code() == Some("HANDLE_INVALID") => continue,
+            Err(e) => return Err(xapi_err(e)),
+        };
+        let snapshot = rec.get("is_a_snapshot").and_then(Value::as_bool) == Some(true);
+        let object = objects::COLLECTIONS
+            .iter()
+            .find(|c| c.name == "vdis")
+            .map(|c| (c.map)(&vdi_ref, &rec, &octx))
+            .unwrap_or_default();
+        let h = href(if snapshot { "vdi-snapshots" } else { "vdis" }, rec.get("uuid").unwrap_or(&Value::Null));
+        items.push((object, h));
+    }
+    Ok(listing(&q, items.into_iter()))
+}
+
+/// Longest `wait=result` in seconds.
+const MAX_WAIT: f64 = 600.0;
+
+/// `GET /rest/v0/tasks/<id>[?wait=result]`: with `wait`, answers once the task is no longer pending.
+pub async fn task<T: Transport>(ctx: &Ctx<'_, T>, caller: Caller, req: &Request, id: &str) -> Result<Reply, ApiError> {
+    let coll = objects::collection("tasks").ok_or_else(|| ApiError::internal("tasks collection missing"))?;
+    let wait = params::pairs(&req.query).iter().any(|(k, _)| k == "wait");
+    let (reference, mut rec) = find(ctx, &caller, coll, id).await?;
+    if wait {
+        let s = json!(caller.session);
+        let mut token = Value::String(String::new());
+        let mut spent = 0.0;
+        while rec.get("status").and_then(Value::as_str) == Some("pending") && spent < MAX_WAIT {
+            let ev = ctx
+                .xapi
+                .call("event.from", &[s.clone(), json!([format!("task/{reference}")]), token.clone(), json!(30.0)])
+                .await
+                .map_err(xapi_err)?;
+            token = ev.get("token").cloned().unwrap_or(token);
+            spent += 30.0;
+            match ctx.xapi.call("task.get_record", &[s.clone(), json!(reference)]).await {
+                Ok(r) => rec = r,
+                Err(e) if e.code() == Some("HANDLE_INVALID") => return Err(no_such(coll, id)),
+                Err(e) => return Err(xapi_err(e)),
+            }
+        }
+    }
+    let mut octx = objects::Ctx { pool_uuid: pool_uuid(ctx, &caller).await?, ..Default::default() };
+    load_joins(ctx, &caller, coll, &mut octx).await?;
+    Ok(Reply::json(200, &Value::Object((coll.map)(&reference, &rec, &octx))))
+}
