@@ -188,6 +188,29 @@ fn single_objects_by_uuid_or_ref_and_404s() {
     let mut listed = vm.clone();
     listed.as_object_mut().unwrap().remove("href");
     assert_eq!(by_uuid, listed, "the object equals the listing's fields=*");
+    // The same for every collection: an object GET (links fetched ref by ref) equals its listing entry (joins).
+    for coll in [
+        "vms",
+        "vm-snapshots",
+        "vm-templates",
+        "vm-controllers",
+        "hosts",
+        "pools",
+        "srs",
+        "vdis",
+        "vdi-snapshots",
+        "networks",
+        "vbds",
+        "vifs",
+        "pifs",
+        "messages",
+    ] {
+        for mut listed in get_json(&edge, &format!("/rest/v0/{coll}?fields=*")).as_array().unwrap().clone() {
+            let href = listed["href"].as_str().unwrap().to_string();
+            listed.as_object_mut().unwrap().remove("href");
+            assert_eq!(get_json(&edge, &href), listed, "{href}");
+        }
+    }
     for path in [
         format!("/rest/v0/vdis/{uuid}"),
         format!("/rest/v0/vm-templates/{uuid}"),

@@ -139,6 +139,94 @@ async fn load_joins<T: Transport>(
     Ok(())
 }
 
+/// The fields of a record of `class` that link to records a single object needs, with their classes.
+fn link_fields(class: &str) -> &'static [(&'static str, &'static str)] {
+    match class {
+        "VM" => &[
+            ("metrics", "VM_metrics"),
+            ("guest_metrics", "VM_guest_metrics"),
+            ("VIFs", "VIF"),
+            ("VBDs", "VBD"),
+            ("snapshots", "VM"),
+            ("parent", "VM"),
+            ("snapshot_of", "VM"),
+            ("affinity", "host"),
+            ("resident_on", "host"),
+            ("suspend_SR", "SR"),
+            ("suspend_VDI", "VDI"),
+        ],
+        "host" => &[
+            ("metrics", "host_metrics"),
+            ("resident_VMs", "VM"),
+            ("PIFs", "PIF"),
+            ("PBDs", "PBD"),
+            ("control_domain", "VM"),
+        ],
+        "pool" => &[("master", "host"), ("default_SR", "SR"), ("suspend_image_SR", "SR"), ("crash_dump_SR", "SR")],
+        "SR" => &[("VDIs", "VDI"), ("PBDs", "PBD")],
+        "VDI" => &[("SR", "SR"), ("VBDs", "VBD"), ("snapshots", "VDI"), ("snapshot_of", "VDI")],
+        "network" => &[("PIFs", "PIF"), ("VIFs", "VIF")],
+        "VBD" => &[("VM", "VM"), ("VDI", "VDI")],
+        "VIF" => &[("VM", "VM"), ("network", "network")],
+        "PIF" => &[("host", "host"), ("network", "network")],
+        "task" => &[("resident_on", "host")],
+        _ => &[],
+    }
+}
+
+fn refs(v: Option<&Value>) -> Vec<String> {
+    match v {
+        Some(Value::String(s)) if s != "OpaqueRef:NULL" => vec![s.clone()],
+        Some(Value::Array(a)) => {
+            a.iter().filter_map(Value::as_str).filter(|s| *s != "OpaqueRef:NULL").map(str::to_string).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// Fetches, ref by ref, the records one object links to (and, for VMs and SRs, the disks' SRs and their hosts that
+/// `$container` needs), instead of whole classes: an object GET costs a few small calls, whatever the pool size.
+async fn load_links<T: Transport>(
+    ctx: &Ctx<'_, T>,
+    caller: &Caller,
+    class: &str,
+    rec: &Value,
+    octx: &mut objects::Ctx,
+) -> Result<(), ApiError> {
+    let s = json!(caller.session);
+    let mut queue: Vec<(String, &'static str, u8)> = Vec::new();
+    for (field, target) in link_fields(class) {
+        for r in refs(rec.get(*field)) {
+            queue.push((r, target, 0));
+        }
+    }
+    while let Some((r, target, depth)) = queue.pop() {
+        if octx.records.contains_key(&r) {
+            continue;
+        }
+        let got = match ctx.xapi.call(&format!("{target}.get_record"), &[s.clone(), json!(r)]).await {
+            Ok(v) => v,
+            Err(e) if e.code() == Some("HANDLE_INVALID") => continue,
+            Err(e) => return Err(xapi_err(e)),
+        };
+        // Second level, for `$container`: VBD → VDI → SR → PBD → host.
+        let next: &[(&str, &'static str)] = match (class, target) {
+            ("VM", "VBD") => &[("VDI", "VDI")],
+            ("VM", "VDI") if depth > 0 => &[("SR", "SR")],
+            ("VM" | "SR", "SR") if depth > 0 || class == "VM" => &[("PBDs", "PBD")],
+            ("VM" | "SR", "PBD") => &[("host", "host")],
+            _ => &[],
+        };
+        for (field, t) in next {
+            for nr in refs(got.get(*field)) {
+                queue.push((nr, t, depth + 1));
+            }
+        }
+        octx.records.insert(r, got);
+    }
+    Ok(())
+}
+
 async fn pool_uuid<T: Transport>(ctx: &Ctx<'_, T>, caller: &Caller) -> Result<String, ApiError> {
     let s = json!(caller.session);
     let pools = ctx.xapi.call("pool.get_all", std::slice::from_ref(&s)).await.map_err(xapi_err)?;
@@ -268,7 +356,7 @@ pub async fn get<T: Transport>(
 ) -> Result<Reply, ApiError> {
     let (reference, rec) = find(ctx, &caller, coll, id).await?;
     let mut octx = objects::Ctx { pool_uuid: pool_uuid(ctx, &caller).await?, ..Default::default() };
-    load_joins(ctx, &caller, coll, &mut octx).await?;
+    load_links(ctx, &caller, coll.class, &rec, &mut octx).await?;
     let object = (coll.map)(&reference, &rec, &octx);
     Ok(Reply::json(200, &Value::Object(object)))
 }
