@@ -287,3 +287,19 @@ fn listings_fetch_only_what_they_need() {
         assert_eq!(delta(m), 0, "{m} is not needed for name_label and power_state");
     }
 }
+
+#[test]
+fn large_listings_stream_complete_in_both_formats() {
+    let edge = Edge::start_with(&[], xapi_sim::Options { demo: false, vms: 3000, ..Default::default() });
+    let (status, ct, body) = get(&edge, "/rest/v0/vms?ndjson&fields=name_label,power_state");
+    assert_eq!((status, ct.as_str()), (200, "application/x-ndjson"));
+    let names: std::collections::HashSet<String> = body
+        .lines()
+        .map(|l| serde_json::from_str::<J>(l).unwrap()["name_label"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names.len(), 3000, "every VM once, across many chunks ({} bytes)", body.len());
+    let all = get_json(&edge, "/rest/v0/vms?fields=*&limit=1500");
+    assert_eq!(all.as_array().unwrap().len(), 1500);
+    let running = get_json(&edge, "/rest/v0/vms?filter=power_state:running");
+    assert_eq!(running.as_array().unwrap().len(), 1000);
+}

@@ -44,6 +44,7 @@ impl Ctx {
 }
 
 /// A REST collection backed by an XAPI class.
+#[derive(Debug)]
 pub struct Collection {
     /// The URL segment, e.g. `vm-snapshots`.
     pub name: &'static str,

@@ -133,6 +133,7 @@ pub fn item(fields: &Fields, object: Map<String, Value>, href: String) -> Value 
 }
 
 /// Writes a listing item by item.
+#[derive(Debug)]
 pub struct ListWriter {
     ndjson: bool,
     count: usize,
@@ -165,6 +166,16 @@ impl ListWriter {
             let _ = serde_json::to_writer_pretty(&mut self.out, v);
         }
         self.count += 1;
+    }
+
+    /// Number of items written.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// Takes what has been written so far (for streaming).
+    pub fn take(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
     }
 
     pub fn finish(mut self) -> Vec<u8> {

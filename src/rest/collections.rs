@@ -139,6 +139,9 @@ async fn load_joins<T: Transport>(
     Ok(())
 }
 
+/// Above this many links to one class, an object GET fetches the class once instead of each object.
+const BULK_LINKS: usize = 32;
+
 /// The fields of a record of `class` that link to records a single object needs, with their classes.
 fn link_fields(class: &str) -> &'static [(&'static str, &'static str)] {
     match class {
@@ -194,9 +197,24 @@ async fn load_links<T: Transport>(
     octx: &mut objects::Ctx,
 ) -> Result<(), ApiError> {
     let s = json!(caller.session);
+    let resident = !refs(rec.get("resident_on")).is_empty();
     let mut queue: Vec<(String, &'static str, u8)> = Vec::new();
     for (field, target) in link_fields(class) {
-        for r in refs(rec.get(*field)) {
+        let found = refs(rec.get(*field));
+        if found.len() > BULK_LINKS {
+            // Many links of one class (a host's resident VMs, an SR's VDIs): one call for the whole class.
+            let body = ctx
+                .xapi
+                .call_raw(&format!("{target}.get_all_records"), std::slice::from_ref(&s))
+                .await
+                .map_err(xapi_err)?;
+            for (r, raw) in parse_records(&body)? {
+                let uuid = serde_json::from_str::<Value>(raw.get()).ok().and_then(|v| v.get("uuid").cloned());
+                octx.records.entry(r.to_string()).or_insert_with(|| json!({ "uuid": uuid }));
+            }
+            continue;
+        }
+        for r in found {
             queue.push((r, target, 0));
         }
     }
@@ -204,16 +222,38 @@ async fn load_links<T: Transport>(
         if octx.records.contains_key(&r) {
             continue;
         }
-        let got = match ctx.xapi.call(&format!("{target}.get_record"), &[s.clone(), json!(r)]).await {
+        // Whole records only where the object reads more than the uuid; the disk chain only for `$container` of
+        // a VM that is not resident anywhere.
+        let full = match (class, target) {
+            ("VM", "VM_metrics" | "VM_guest_metrics") => true,
+            ("VM", "VBD" | "VDI" | "PBD") => !resident,
+            ("SR", "PBD") | ("host", "host_metrics") | ("pool", "host") => true,
+            _ => false,
+        };
+        let got = if full {
+            ctx.xapi.call(&format!("{target}.get_record"), &[s.clone(), json!(r)]).await
+        } else if class == "VM" && target == "SR" && depth > 0 {
+            // A disk's SR: whether it is shared and where it is plugged, without its (possibly huge) VDI list.
+            let shared = ctx.xapi.call("SR.get_shared", &[s.clone(), json!(r)]).await;
+            let pbds = ctx.xapi.call("SR.get_PBDs", &[s.clone(), json!(r)]).await;
+            let uuid = ctx.xapi.call("SR.get_uuid", &[s.clone(), json!(r)]).await;
+            match (shared, pbds, uuid) {
+                (Ok(shared), Ok(pbds), Ok(uuid)) => Ok(json!({ "uuid": uuid, "shared": shared, "PBDs": pbds })),
+                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => Err(e),
+            }
+        } else {
+            ctx.xapi.call(&format!("{target}.get_uuid"), &[s.clone(), json!(r)]).await.map(|u| json!({ "uuid": u }))
+        };
+        let got = match got {
             Ok(v) => v,
             Err(e) if e.code() == Some("HANDLE_INVALID") => continue,
             Err(e) => return Err(xapi_err(e)),
         };
         // Second level, for `$container`: VBD → VDI → SR → PBD → host.
         let next: &[(&str, &'static str)] = match (class, target) {
-            ("VM", "VBD") => &[("VDI", "VDI")],
+            ("VM", "VBD") if !resident => &[("VDI", "VDI")],
             ("VM", "VDI") if depth > 0 => &[("SR", "SR")],
-            ("VM" | "SR", "SR") if depth > 0 || class == "VM" => &[("PBDs", "PBD")],
+            ("VM", "SR") if depth > 0 => &[("PBDs", "PBD")],
             ("VM" | "SR", "PBD") => &[("host", "host")],
             _ => &[],
         };
@@ -277,15 +317,82 @@ fn listing(q: &ListQuery, items: impl Iterator<Item = (Map<String, Value>, Strin
         n += 1;
     }
     let content_type = w.content_type();
-    Reply { status: 200, headers: vec![("content-type".into(), content_type.into())], body: w.finish() }
+    Reply { status: 200, headers: vec![("content-type".into(), content_type.into())], body: w.finish(), stream: None }
 }
 
-/// `GET /rest/v0/<collection>`.
+/// A listing being written: XAPI's answer as received, and where each record is in it. Each call to
+/// [`next_chunk`](Self::next_chunk) maps, filters and writes records until about 64 KiB are ready, so neither the
+/// objects nor the whole answer are ever held at once.
+#[derive(Debug)]
+pub struct Listing {
+    body: Vec<u8>,
+    /// Byte ranges of each record's ref and raw JSON in `body`.
+    entries: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>,
+    next: usize,
+    octx: objects::Ctx,
+    coll: &'static Collection,
+    q: ListQuery,
+    writer: Option<ListWriter>,
+}
+
+/// Size of the chunks a listing is streamed in.
+const CHUNK: usize = 64 * 1024;
+
+impl Listing {
+    /// The next part of the response body, `None` once it is complete.
+    pub fn next_chunk(&mut self) -> Option<Vec<u8>> {
+        let mut w = self.writer.take()?;
+        while self.next < self.entries.len() && w.out.len() < CHUNK {
+            if self.q.limit.is_some_and(|l| w.count() >= l) {
+                self.next = self.entries.len();
+                break;
+            }
+            let (r, raw) = self.entries[self.next].clone();
+            self.next += 1;
+            let (Ok(reference), Ok(raw)) = (std::str::from_utf8(&self.body[r]), std::str::from_utf8(&self.body[raw]))
+            else {
+                continue;
+            };
+            let Ok(rec) = serde_json::from_str::<Value>(raw) else { continue };
+            let object = (self.coll.map)(reference, &rec, &self.octx);
+            let h = href(self.coll.name, rec.get("uuid").unwrap_or(&Value::Null));
+            let object = match &self.q.filter {
+                Some(f) => {
+                    let v = Value::Object(object);
+                    if !f.matches(&v) {
+                        continue;
+                    }
+                    let Value::Object(o) = v else { continue };
+                    o
+                }
+                None => object,
+            };
+            w.push(&params::item(&self.q.fields, object, h));
+        }
+        if self.next >= self.entries.len() {
+            return Some(w.finish());
+        }
+        let chunk = w.take();
+        self.writer = Some(w);
+        Some(chunk)
+    }
+
+    /// The whole body at once (tests, small answers).
+    pub fn collect(mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(c) = self.next_chunk() {
+            out.extend_from_slice(&c);
+        }
+        out
+    }
+}
+
+/// `GET /rest/v0/<collection>`: fetches what the answer needs, then returns a streamed [`Listing`].
 pub async fn list<T: Transport>(
     ctx: &Ctx<'_, T>,
     caller: Caller,
     req: &Request,
-    coll: &Collection,
+    coll: &'static Collection,
 ) -> Result<Reply, ApiError> {
     let q = params::parse_list_query(&req.query)?;
     let p = plan(coll, &q);
@@ -305,14 +412,21 @@ pub async fn list<T: Transport>(
         .call_raw(&format!("{}.get_all_records_where", coll.class), &[json!(caller.session), json!(selector)])
         .await
         .map_err(xapi_err)?;
-    let records = parse_records(&body)?;
-    let items = records.into_iter().filter_map(|(r, raw)| {
-        let rec: Value = serde_json::from_str(raw.get()).ok()?;
-        let object = (coll.map)(r, &rec, &octx);
-        let h = href(coll.name, rec.get("uuid").unwrap_or(&Value::Null));
-        Some((object, h))
-    });
-    Ok(listing(&q, items))
+    let base = body.as_ptr() as usize;
+    let range = |s: &str| {
+        let start = s.as_ptr() as usize - base;
+        start..start + s.len()
+    };
+    let entries = parse_records(&body)?.into_iter().map(|(r, raw)| (range(r), range(raw.get()))).collect();
+    let writer = ListWriter::new(q.ndjson);
+    let content_type = writer.content_type();
+    let listing = Listing { body, entries, next: 0, octx, coll, q, writer: Some(writer) };
+    Ok(Reply {
+        status: 200,
+        headers: vec![("content-type".into(), content_type.into())],
+        body: Vec::new(),
+        stream: Some(Box::new(listing)),
+    })
 }
 
 fn no_such(coll: &Collection, id: &str) -> ApiError {

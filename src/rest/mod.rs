@@ -56,12 +56,14 @@ impl Request {
     }
 }
 
-/// A complete, small response.
-#[derive(Debug, Clone, PartialEq)]
+/// A response: a small complete body, or a listing that the component streams chunk by chunk.
+#[derive(Debug)]
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// When set, the body is produced by this listing instead of `body`.
+    pub stream: Option<Box<collections::Listing>>,
 }
 
 impl Reply {
@@ -70,6 +72,7 @@ impl Reply {
             status,
             headers: vec![("content-type".into(), "application/json".into())],
             body: serde_json::to_vec(value).unwrap_or_default(),
+            stream: None,
         }
     }
 
@@ -78,6 +81,7 @@ impl Reply {
             status: e.status,
             headers: e.headers().into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
             body: serde_json::to_vec(&e.body()).unwrap_or_default(),
+            stream: None,
         }
     }
 

@@ -31,5 +31,10 @@ pub async fn list<T: Transport>(ctx: &Ctx<'_, T>, caller: Caller) -> Result<Repl
     for c in COLLECTIONS {
         w.push(&serde_json::json!(format!("/rest/v0/{c}")));
     }
-    Ok(Reply { status: 200, headers: vec![("content-type".into(), w.content_type().into())], body: w.finish() })
+    Ok(Reply {
+        status: 200,
+        headers: vec![("content-type".into(), w.content_type().into())],
+        body: w.finish(),
+        stream: None,
+    })
 }

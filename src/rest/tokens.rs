@@ -70,5 +70,10 @@ pub async fn revoke<T: Transport>(ctx: &Ctx<'_, T>, caller: Caller) -> Result<Re
     if !caller.basic {
         ctx.xapi.logout(&caller.session).await.map_err(|e| e.to_api_error())?;
     }
-    Ok(Reply { status: 204, headers: vec![("set-cookie".into(), credentials::clear_cookie())], body: Vec::new() })
+    Ok(Reply {
+        status: 204,
+        headers: vec![("set-cookie".into(), credentials::clear_cookie())],
+        body: Vec::new(),
+        stream: None,
+    })
 }

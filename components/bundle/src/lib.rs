@@ -5,9 +5,7 @@
 //! does not link answers a 500 that names it (and the end-to-end tests fail). Configuration comes from
 //! `XO_EDGE_*` environment variables (`wasmtime serve --env`), since plain wasi:http hosts have no Spin variables.
 
-use bytes::Bytes;
-use http_body_util::Full;
-use spin_sdk::http::{Request, Response};
+use spin_sdk::http::{BoxBody, Request, Response};
 use std::sync::OnceLock;
 use xo_edge::error::ApiError;
 use xo_edge::rest::Reply;
@@ -21,7 +19,7 @@ fn table() -> &'static [Route] {
 }
 
 #[spin_sdk::http_service]
-async fn entry(req: Request) -> Response<Full<Bytes>> {
+async fn entry(req: Request) -> Response<BoxBody> {
     let path = req.uri().path().to_string();
     match routes::find(table(), &path).map(|r| r.component.as_str()) {
         Some("api") => xo_edge_api::handle(req).await,

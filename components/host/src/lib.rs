@@ -9,8 +9,9 @@
 //! No REST logic lives here.
 
 use bytes::Bytes;
+use futures::SinkExt;
 use http_body_util::{BodyExt, Full, Limited};
-use spin_sdk::http::{Request, Response};
+use spin_sdk::http::{box_body, BoxBody, Request, Response};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use xo_edge::config::Config;
 use xo_edge::error::ApiError;
@@ -92,14 +93,29 @@ pub async fn read_request(req: Request, with_body: bool) -> Result<rest::Request
     })
 }
 
-/// Converts the core's reply into a Spin response.
-pub fn into_response(reply: Reply) -> Response<Full<Bytes>> {
+/// Converts the core's reply into a Spin response. A listing is streamed: a task writes it chunk by chunk while
+/// the response is already on its way, so a 10 000-object answer is never built whole.
+pub fn into_response(reply: Reply) -> Response<BoxBody> {
     let mut builder = http::Response::builder().status(reply.status);
     for (k, v) in &reply.headers {
         builder = builder.header(k.as_str(), v.as_str());
     }
-    builder.body(Full::new(Bytes::from(reply.body))).unwrap_or_else(|_| {
-        let mut r = http::Response::new(Full::new(Bytes::from_static(b"{\"error\":\"invalid response\"}")));
+    let body = match reply.stream {
+        Some(mut listing) => {
+            let (mut tx, body) = spin_sdk::http::body::stream::<Vec<u8>>();
+            spin_sdk::wit_bindgen::spawn(async move {
+                while let Some(chunk) = listing.next_chunk() {
+                    if tx.send(chunk).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            box_body(body)
+        }
+        None => box_body(Full::new(Bytes::from(reply.body))),
+    };
+    builder.body(body).unwrap_or_else(|_| {
+        let mut r = http::Response::new(box_body(Full::new(Bytes::from_static(b"{\"error\":\"invalid response\"}"))));
         *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
         r
     })
@@ -111,7 +127,7 @@ pub fn log_line(method: &str, path: &str, status: u16, bytes: usize, started: In
 }
 
 /// Runs a component's handler with configuration and transport, logging the request.
-pub async fn serve<F, Fut>(req: Request, with_body: bool, handler: F) -> Response<Full<Bytes>>
+pub async fn serve<F, Fut>(req: Request, with_body: bool, handler: F) -> Response<BoxBody>
 where
     F: FnOnce(Config, SpinTransport, rest::Request) -> Fut,
     Fut: std::future::Future<Output = Reply>,
@@ -129,6 +145,7 @@ where
             }
         },
     };
+    // Streamed listings log their status here; their size is not known yet.
     log_line(&method, &path, reply.status, reply.body.len(), started);
     into_response(reply)
 }

@@ -1,14 +1,12 @@
 //! Component `tokens`: `POST /rest/v0/users/authentication_tokens` (Basic credentials → a signed token and its
 //! cookie) and `DELETE /rest/v0/users/me/authentication_tokens/current` (revocation).
 
-use bytes::Bytes;
-use http_body_util::Full;
-use spin_sdk::http::{Request, Response};
+use spin_sdk::http::{BoxBody, Request, Response};
 use xo_edge::error::ApiError;
 use xo_edge::rest::{self, Ctx, Reply};
 
 /// Serves one request routed to this component.
-pub async fn handle(req: Request) -> Response<Full<Bytes>> {
+pub async fn handle(req: Request) -> Response<BoxBody> {
     xo_edge_host::serve(req, true, |config, transport, req| async move {
         let ctx = Ctx::new(&config, &transport, xo_edge_host::now());
         match (req.method.as_str(), req.normalized_path()) {
@@ -24,6 +22,6 @@ pub async fn handle(req: Request) -> Response<Full<Bytes>> {
 
 #[cfg(feature = "component")]
 #[spin_sdk::http_service]
-async fn entry(req: Request) -> Response<Full<Bytes>> {
+async fn entry(req: Request) -> Response<BoxBody> {
     handle(req).await
 }

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): a 10 000-VM pool listed through the edge vs straight from XAPI, in the same run.
+#   edge list:   GET /rest/v0/vms?fields=name_label,power_state&filter=power_state:running (bundle, wasmtime serve),
+#                and the same without the filter (all VMs)
+#   direct list: one VM.get_all_records JSON-RPC call to the simulator
+#   edge object: GET /rest/v0/vms/<uuid>;  direct object: VM.get_record
+# Prints the medians of REPS runs and the ratios. Loopback only; stops what it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPS=${REPS:-9}
+VMS=${VMS:-10000}
+cargo build --locked --release -p xapi-sim >/dev/null 2>&1
+bash scripts/build.sh >/dev/null
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT INT TERM
+
+./target/release/xapi-sim --listen 127.0.0.1:0 --vms "$VMS" --port-file "$work/sim.port" >"$work/sim.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 300); do [ -s "$work/sim.port" ] && break; sleep 0.1; done
+SIM="http://127.0.0.1:$(cat "$work/sim.port")"
+EDGE_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+XO_EDGE_TOKEN_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=')
+export XO_EDGE_TOKEN_SECRET
+wasmtime serve -Scli -Sp3 -Wcomponent-model-async --addr "127.0.0.1:${EDGE_PORT}" \
+  --env "XO_EDGE_XAPI_URL=${SIM}" --env XO_EDGE_TOKEN_SECRET target/wasm32-wasip2/wasm/xo_edge_bundle.wasm \
+  >"$work/edge.log" 2>&1 &
+pids+=($!)
+EDGE="http://127.0.0.1:${EDGE_PORT}"
+for _ in $(seq 1 300); do curl -s -o /dev/null "$EDGE/rest/v0" && break; sleep 0.1; done
+
+rpc() { curl -s -X POST "$SIM/jsonrpc" -H 'content-type: application/json' -d "$1"; }
+SID=$(rpc '{"jsonrpc":"2.0","method":"session.login_with_password","params":["root","xapi-sim"],"id":1}' | python3 -c 'import sys, json; print(json.load(sys.stdin)["result"])')
+TOKEN=$(curl -s -X POST -u root:xapi-sim "$EDGE/rest/v0/users/authentication_tokens" | python3 -c 'import sys, json; print(json.load(sys.stdin)["token"]["id"])')
+VM_REF=$(rpc "{\"jsonrpc\":\"2.0\",\"method\":\"VM.get_by_name_label\",\"params\":[\"$SID\",\"vm-05000\"],\"id\":1}" | python3 -c 'import sys, json; print(json.load(sys.stdin)["result"][0])')
+VM_UUID=$(rpc "{\"jsonrpc\":\"2.0\",\"method\":\"VM.get_uuid\",\"params\":[\"$SID\",\"$VM_REF\"],\"id\":1}" | python3 -c 'import sys, json; print(json.load(sys.stdin)["result"])')
+
+time_post() { curl -s -o /dev/null -w '%{time_total}\n' -X POST "$SIM/jsonrpc" -H 'content-type: application/json' -d "$1"; }
+time_get() { curl -s -o /dev/null -w '%{time_total}\n' -H "Authorization: Bearer $TOKEN" "$1"; }
+LIST="$EDGE/rest/v0/vms?fields=name_label,power_state&filter=power_state:running"
+count=$(curl -s -H "Authorization: Bearer $TOKEN" "$LIST" | python3 -c 'import sys, json; print(len(json.load(sys.stdin)))')
+
+: >"$work/times"
+for _ in $(seq 1 "$REPS"); do
+  echo "direct_list $(time_post "{\"jsonrpc\":\"2.0\",\"method\":\"VM.get_all_records\",\"params\":[\"$SID\"],\"id\":1}")" >>"$work/times"
+  echo "edge_list $(time_get "$LIST")" >>"$work/times"
+  echo "edge_list_all $(time_get "$EDGE/rest/v0/vms?fields=name_label,power_state")" >>"$work/times"
+  echo "direct_object $(time_post "{\"jsonrpc\":\"2.0\",\"method\":\"VM.get_record\",\"params\":[\"$SID\",\"$VM_REF\"],\"id\":1}")" >>"$work/times"
+  echo "edge_object $(time_get "$EDGE/rest/v0/vms/$VM_UUID")" >>"$work/times"
+done
+
+python3 - "$work/times" "$VMS" "$count" "$REPS" <<'PY'
+import statistics, sys
+path, vms, count, reps = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+t = {}
+for line in open(path):
+    k, v = line.split()
+    t.setdefault(k, []).append(float(v))
+m = {k: statistics.median(v) * 1000 for k, v in t.items()}
+print(f"pool: {vms} VMs; the edge listing returned {count} running VMs; medians of {reps} runs")
+print(f"list   direct VM.get_all_records {m['direct_list']:8.1f} ms   edge {m['edge_list']:8.1f} ms   ratio {m['edge_list'] / m['direct_list']:.2f}")
+print(f"list, no filter (all {vms})      {m['direct_list']:8.1f} ms   edge {m['edge_list_all']:8.1f} ms   ratio {m['edge_list_all'] / m['direct_list']:.2f}")
+print(f"object direct VM.get_record      {m['direct_object']:8.1f} ms   edge {m['edge_object']:8.1f} ms   ratio {m['edge_object'] / m['direct_object']:.2f}")
+PY
