@@ -5,31 +5,12 @@ use super::{Ctx, Reply};
 use crate::error::ApiError;
 use crate::xapi::Transport;
 
-/// The XAPI-backed collections of the REST API.
-pub const COLLECTIONS: &[&str] = &[
-    "vms",
-    "vm-snapshots",
-    "vm-templates",
-    "vm-controllers",
-    "hosts",
-    "pools",
-    "srs",
-    "vdis",
-    "vdi-snapshots",
-    "networks",
-    "vbds",
-    "vifs",
-    "pifs",
-    "messages",
-    "tasks",
-];
-
 /// Answers the collection list once XAPI confirms the session is alive (so revoked tokens are refused here too).
 pub async fn list<T: Transport>(ctx: &Ctx<'_, T>, caller: Caller) -> Result<Reply, ApiError> {
     ctx.xapi.check_session(&caller.session).await.map_err(|e| e.to_api_error())?;
     let mut w = crate::query::params::ListWriter::new(false);
-    for c in COLLECTIONS {
-        w.push(&serde_json::json!(format!("/rest/v0/{c}")));
+    for c in crate::objects::COLLECTIONS {
+        w.push(&serde_json::json!(format!("/rest/v0/{}", c.name)));
     }
     Ok(Reply {
         status: 200,
