@@ -221,6 +221,14 @@ fn single_objects_by_uuid_or_ref_and_404s() {
         assert_eq!((status, ct.as_str()), (404, "application/json"), "{path}");
         assert!(serde_json::from_str::<J>(&body).unwrap()["error"].as_str().unwrap().starts_with("no such"));
     }
+    // Ids that cannot name an object are refused without asking XAPI.
+    let token = edge.token("root", "xapi-sim");
+    let before = edge.sim_calls();
+    for bad in ["not-a-uuid", "OpaqueRef:a%20b", "..%2F..%2Fetc"] {
+        let r = edge.get(&format!("/rest/v0/vms/{bad}")).bearer_auth(&token).send().unwrap();
+        assert_eq!(r.status().as_u16(), 404, "{bad}");
+    }
+    assert_eq!(edge.sim_calls(), before, "no XAPI call for an impossible id");
     let tpl = &get_json(&edge, "/rest/v0/vm-templates?fields=id,name_label&filter=name_label:Bookworm")[0];
     assert_eq!(get(&edge, &format!("/rest/v0/vms/{}", tpl["id"].as_str().unwrap())).0, 404);
     assert_eq!(

@@ -433,6 +433,17 @@ fn no_such(coll: &Collection, id: &str) -> ApiError {
     ApiError::not_found(format!("no such {} {id}", coll.xo_type)).with_data(json!({ "id": id, "type": coll.xo_type }))
 }
 
+/// Whether `id` can name an XAPI object at all: a uuid (8-4-4-4-12 hex digits) or an `OpaqueRef:`. Anything else
+/// is refused before it reaches XAPI.
+pub fn plausible_id(id: &str) -> bool {
+    if let Some(r) = id.strip_prefix("OpaqueRef:") {
+        return !r.is_empty() && r.len() <= 64 && r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+    }
+    let groups: Vec<&str> = id.split('-').collect();
+    groups.len() == 5
+        && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
 /// Finds the record of `id` (uuid or OpaqueRef) in `coll`.
 async fn find<T: Transport>(
     ctx: &Ctx<'_, T>,
@@ -440,6 +451,9 @@ async fn find<T: Transport>(
     coll: &Collection,
     id: &str,
 ) -> Result<(String, Value), ApiError> {
+    if !plausible_id(id) {
+        return Err(no_such(coll, id));
+    }
     let s = json!(caller.session);
     let reference = if id.starts_with("OpaqueRef:") {
         id.to_string()
@@ -545,4 +559,26 @@ pub async fn task<T: Transport>(ctx: &Ctx<'_, T>, caller: Caller, req: &Request,
     let mut octx = objects::Ctx { pool_uuid: pool_uuid(ctx, &caller).await?, ..Default::default() };
     load_joins(ctx, &caller, coll, &mut octx).await?;
     Ok(Reply::json(200, &Value::Object((coll.map)(&reference, &rec, &octx))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plausible_id;
+
+    #[test]
+    fn ids_are_checked_before_xapi() {
+        assert!(plausible_id("770aa52a-fd42-8faf-f167-8c5c4a237cac"));
+        assert!(plausible_id("OpaqueRef:5c0e1c2f-8a2f-4b6c-9e0d-0123456789ab"));
+        for bad in [
+            "",
+            "x",
+            "770aa52a-fd42-8faf-f167-8c5c4a237ca",
+            "OpaqueRef:",
+            "OpaqueRef:a b",
+            "../etc",
+            "770aa52a-fd42-8faf-f167-8c5c4a237caz",
+        ] {
+            assert!(!plausible_id(bad), "{bad}");
+        }
+    }
 }
