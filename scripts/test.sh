@@ -10,10 +10,16 @@ cargo clippy --locked --all-targets -- -D warnings
 cargo clippy --locked --target wasm32-wasip2 -p xo-edge-host -p xo-edge-api -p xo-edge-tokens -- -D warnings
 cargo clippy --locked --target wasm32-wasip2 -p xo-edge-bundle -- -D warnings
 bash scripts/build.sh
-# XO's filter syntax: all recorded cases of complex-matcher 0.7, error messages included.
-cargo build --locked --release --bin xo-filter
-python3 ../shared/filter-cases/check.py --batch --strict-errors -- ./target/release/xo-filter --batch \
-  | tee target/filter-cases.log
+# XO's filter syntax: all recorded cases of complex-matcher 0.7, error messages included. The cases live in the
+# project's shared folder beside the repository; CI always has it, a lone clone may not.
+CASES=../shared/filter-cases/check.py
+: >target/filter-cases.log
+if [ -f "$CASES" ] || [ "${CI:-}" = true ]; then
+  cargo build --locked --release --bin xo-filter
+  python3 "$CASES" --batch --strict-errors -- ./target/release/xo-filter --batch | tee target/filter-cases.log
+else
+  echo "filter cases not found at $CASES: skipped (the filter's unit tests still run)"
+fi
 cargo test --locked --lib --bins --tests 2>&1 | tee target/cargo-test.log
 # One closing line for the whole run: cargo's per-binary summaries plus the filter cases.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
