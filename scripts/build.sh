@@ -6,5 +6,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --locked --target wasm32-wasip2 --profile wasm -p xo-edge-bundle
-cargo build --locked --target wasm32-wasip2 --profile wasm -p xo-edge-api -p xo-edge-tokens
+cargo build --locked --target wasm32-wasip2 --profile wasm -p xo-edge-api -p xo-edge-tokens -p xo-edge-transfers
 ls -l target/wasm32-wasip2/wasm/*.wasm

@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
-cargo clippy --locked --target wasm32-wasip2 -p xo-edge-host -p xo-edge-api -p xo-edge-tokens -- -D warnings
+cargo clippy --locked --target wasm32-wasip2 -p xo-edge-host -p xo-edge-api -p xo-edge-tokens -p xo-edge-transfers -- -D warnings
 cargo clippy --locked --target wasm32-wasip2 -p xo-edge-bundle -- -D warnings
 bash scripts/build.sh
 # XO's filter syntax: all recorded cases of complex-matcher 0.7, error messages included. The cases live in the

@@ -15,6 +15,7 @@
 //! - [`routes`]: the route table from `spin.toml` and Spin's matching rules.
 //! - [`rest`]: the REST API's handlers, request in, reply out.
 //! - [`formats`]: disk and archive formats (VHD structures and a push-style streaming VHD parser).
+//! - [`transfer`]: exports and imports through XAPI's HTTP handlers: plans, checks on streamed bytes, tasks.
 
 pub mod auth;
 pub mod config;
@@ -24,4 +25,5 @@ pub mod objects;
 pub mod query;
 pub mod rest;
 pub mod routes;
+pub mod transfer;
 pub mod xapi;

@@ -445,7 +445,7 @@ pub fn plausible_id(id: &str) -> bool {
 }
 
 /// Finds the record of `id` (uuid or OpaqueRef) in `coll`.
-async fn find<T: Transport>(
+pub(crate) async fn find<T: Transport>(
     ctx: &Ctx<'_, T>,
     caller: &Caller,
     coll: &Collection,

@@ -6,9 +6,12 @@
 //! - `PUT /_sim/faults` (JSON [`FaultSpec`]) / `DELETE /_sim/faults`.
 //! - `POST /_sim/sessions/expire` (`{"session": ref}` or `{}` for all).
 //! - `GET /_sim/vdis/{uuid}`: size, stored bytes and the [`SparseDigest`](crate::xva::SparseDigest) of its content.
+//! - `POST /_sim/vdis` (`{"name_label", "size", "zero_pct"?, "random_pct"?, "seed"?}`): a VDI on the default SR
+//!   whose whole content is synthetic disk-like data (benchmarks and large-transfer tests); answers its uuid and ref.
 //!
 //! Nothing here is reachable through XAPI's protocols.
 
+use crate::disk::{SparseDisk, Synthetic};
 use crate::schema;
 use crate::sim::{FaultSpec, Sim};
 use crate::value::Value;
@@ -103,11 +106,53 @@ async fn vdi(State(sim): State<Arc<Sim>>, Path(uuid): Path<String>) -> Result<Js
     Ok(Json(digest))
 }
 
+#[derive(serde::Deserialize)]
+struct NewVdi {
+    name_label: String,
+    size: u64,
+    #[serde(default = "default_zero_pct")]
+    zero_pct: u8,
+    #[serde(default = "default_random_pct")]
+    random_pct: u8,
+    #[serde(default)]
+    seed: u64,
+}
+
+fn default_zero_pct() -> u8 {
+    20
+}
+
+fn default_random_pct() -> u8 {
+    35
+}
+
+async fn create_vdi(State(sim): State<Arc<Sim>>, Json(spec): Json<NewVdi>) -> Result<Json<J>, (StatusCode, String)> {
+    let bad = |m: &str| (StatusCode::BAD_REQUEST, m.to_string());
+    if spec.zero_pct as u16 + spec.random_pct as u16 > 100 || spec.size == 0 || spec.size > i64::MAX as u64 {
+        return Err(bad("zero_pct + random_pct must be at most 100 and size positive"));
+    }
+    let mut db = sim.db.lock();
+    let sr = db
+        .all("pool")
+        .next()
+        .and_then(|(_, p)| p.get("default_SR").and_then(Value::as_str).map(str::to_string))
+        .ok_or_else(|| bad("the pool has no default SR"))?;
+    let fields = [("name_label".to_string(), Value::str(spec.name_label)), ("type".to_string(), Value::str("user"))];
+    let r = crate::api::insert_vdi(&mut db, &sr, fields.into_iter().collect(), spec.size as i64, false);
+    let region =
+        Synthetic { start: 0, end: spec.size, seed: spec.seed, zero_pct: spec.zero_pct, random_pct: spec.random_pct };
+    let disk = SparseDisk::with_synthetic(spec.size, vec![region]);
+    db.set(&r, "physical_utilisation", Value::Int(disk.allocated_bytes() as i64));
+    db.disks.insert(r.clone(), disk);
+    Ok(Json(json!({ "uuid": db.field_str(&r, "uuid"), "ref": r })))
+}
+
 pub fn router() -> Router<Arc<Sim>> {
     Router::new()
         .route("/stats", get(stats))
         .route("/stats/reset", post(reset))
         .route("/faults", axum::routing::put(set_faults).delete(clear_faults))
         .route("/sessions/expire", post(expire))
+        .route("/vdis", post(create_vdi))
         .route("/vdis/{uuid}", get(vdi))
 }

@@ -18,6 +18,8 @@ use xo_edge::error::ApiError;
 use xo_edge::rest::{self, Reply};
 use xo_edge::xapi::{Transport, TransportError};
 
+pub mod transfer;
+
 /// Largest request body read into memory (JSON requests only; disks are streamed elsewhere).
 pub const MAX_JSON_BODY: usize = 64 * 1024;
 

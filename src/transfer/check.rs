@@ -1,0 +1,158 @@
+//! Checks on an export body that streams through the guest, so that a broken transfer is never passed off as a
+//! complete file.
+//!
+//! - [`Check::Vhd`]: the body must be a well-formed dynamic or differencing VHD that ends with its trailing footer
+//!   (XAPI's close-delimited body gives no other way to tell a cut from an end). An `HTTP/…` error that XAPI wrote
+//!   into a 200 body (xen-api#4603) fails at the first bytes, before the client gets any.
+//! - [`Check::Slice`]: a byte range of the body (`Range` on `.raw`): what to forward and whether it all came.
+//!
+//! This module only looks at bytes; the component reads and writes them.
+
+use crate::formats::vhd::{PushError, VhdStreamParser};
+use std::convert::Infallible;
+
+/// What is checked, with its progress.
+#[derive(Debug)]
+pub enum Check {
+    Vhd(Box<VhdStreamParser>),
+    Slice { start: u64, end: u64, pos: u64 },
+}
+
+impl Check {
+    /// A whole VHD.
+    pub fn vhd() -> Check {
+        Check::Vhd(Box::new(VhdStreamParser::new(None)))
+    }
+
+    /// Bytes `start..=end` of the body.
+    pub fn slice(start: u64, end: u64) -> Check {
+        Check::Slice { start, end, pos: 0 }
+    }
+
+    /// Consumes the next chunk of the body; answers the part of it to forward to the client.
+    pub fn feed<'a>(&mut self, chunk: &'a [u8]) -> Result<&'a [u8], String> {
+        match self {
+            Check::Vhd(parser) => {
+                if parser.position() == 0 && chunk.starts_with(b"HTTP/") {
+                    return Err("XAPI wrote an HTTP error into its response body".into());
+                }
+                parser.push(chunk, &mut |_| Ok::<(), Infallible>(())).map_err(|e| match e {
+                    PushError::Vhd(e) => format!("XAPI's VHD stream is invalid: {e}"),
+                    PushError::Sink(never) => match never {},
+                })?;
+                Ok(chunk)
+            }
+            Check::Slice { start, end, pos } => {
+                let len = chunk.len() as u64;
+                let from = (*start).saturating_sub(*pos).min(len);
+                let to = (*end + 1).saturating_sub(*pos).min(len);
+                *pos += len;
+                Ok(if from < to { &chunk[from as usize..to as usize] } else { &[] })
+            }
+        }
+    }
+
+    /// Whether the start of the body has been seen and is right, so that a success status can be sent.
+    pub fn started(&self) -> bool {
+        match self {
+            Check::Vhd(parser) => parser.footer().is_some(),
+            Check::Slice { .. } => true,
+        }
+    }
+
+    /// Whether everything wanted has arrived (the rest of the body, if any, is not needed).
+    pub fn complete(&self) -> bool {
+        match self {
+            Check::Vhd(parser) => parser.is_done(),
+            Check::Slice { end, pos, .. } => *pos > *end,
+        }
+    }
+
+    /// At the end of the body: an error unless everything wanted arrived.
+    pub fn finish(&self) -> Result<(), String> {
+        match self {
+            Check::Vhd(parser) => parser.finish().map_err(|e| format!("XAPI's VHD stream ended early: {e}")),
+            Check::Slice { end, pos, .. } if *pos > *end => Ok(()),
+            Check::Slice { end, pos, .. } => {
+                Err(format!("XAPI's stream ended after {pos} bytes, before byte {end} of the range"))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::vhd::DynamicLayout;
+
+    fn vhd(size: u64, blocks: Vec<u32>) -> Vec<u8> {
+        let layout = DynamicLayout::new(size, blocks, [7; 16], 0);
+        let mut out = layout.prefix();
+        for _ in &layout.blocks {
+            out.extend(layout.full_bitmap());
+            out.extend(vec![0xab; layout.header.block_size as usize]);
+        }
+        out.extend(layout.footer.to_bytes());
+        out
+    }
+
+    fn run(check: &mut Check, body: &[u8], split: usize) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        for chunk in body.chunks(split) {
+            out.extend_from_slice(check.feed(chunk)?);
+        }
+        check.finish()?;
+        Ok(out)
+    }
+
+    #[test]
+    fn a_whole_vhd_passes_in_any_split() {
+        let body = vhd(8 << 20, vec![0, 3]);
+        for split in [1usize, 511, 4096, 1 << 20, body.len()] {
+            let mut c = Check::vhd();
+            assert_eq!(run(&mut c, &body, split.max(1)).as_deref(), Ok(&body[..]), "split {split}");
+            assert!(c.complete() && c.started());
+        }
+    }
+
+    #[test]
+    fn a_cut_or_damaged_vhd_fails() {
+        let body = vhd(8 << 20, vec![1]);
+        for cut in [0, 100, 512, 2048, body.len() - 512, body.len() - 1] {
+            let mut c = Check::vhd();
+            assert!(run(&mut c, &body[..cut], 4096).is_err(), "cut at {cut}");
+        }
+        let mut more = body.clone();
+        more.extend([0u8; 512]);
+        assert!(run(&mut Check::vhd(), &more, 4096).is_err(), "data after the trailing footer");
+        let mut bad = body.clone();
+        bad[10] ^= 1;
+        assert!(run(&mut Check::vhd(), &bad, 4096).is_err(), "footer checksum");
+        let err = run(&mut Check::vhd(), b"HTTP/1.1 500 Internal Error\r\n\r\n", 4096).unwrap_err();
+        assert!(err.contains("HTTP error"), "{err}");
+        let mut c = Check::vhd();
+        assert!(c.feed(&body[..100]).is_ok() && !c.started());
+        assert!(c.feed(&body[100..600]).is_ok() && c.started() && !c.complete());
+    }
+
+    #[test]
+    fn slices_forward_exactly_the_range() {
+        let body: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
+        for (start, end) in [(0u64, 0u64), (0, 9_999), (1, 1), (4095, 4097), (5_000, 9_999), (9_999, 9_999)] {
+            for split in [1usize, 7, 4096, 10_000] {
+                let mut c = Check::slice(start, end);
+                let mut out = Vec::new();
+                for chunk in body.chunks(split) {
+                    out.extend_from_slice(c.feed(chunk).unwrap_or_default());
+                    if c.complete() {
+                        break;
+                    }
+                }
+                assert_eq!(c.finish(), Ok(()));
+                assert_eq!(out, &body[start as usize..=end as usize], "{start}-{end} split {split}");
+            }
+        }
+        let mut c = Check::slice(100, 20_000);
+        assert!(run(&mut c, &body, 4096).is_err(), "a short body fails the range");
+    }
+}

@@ -1,0 +1,15 @@
+//! Disk and VM transfers between a client and XAPI's HTTP handlers: what to ask XAPI, what to answer the client,
+//! how to check bytes on their way, and how to end the XAPI task whatever happens.
+//!
+//! The components move the bytes (zero-copy when nothing needs inspecting); this module decides everything else
+//! and stays runtime-free so that every decision is unit-tested natively.
+//! - [`range`]: `Range: bytes=…` for `.raw` exports.
+//! - [`check`]: checks on bytes streamed through the guest (VHD structure, exact byte slices).
+//! - [`export`]: plans a VDI export (route, object, task, headers, how to stream) and turns a failed start into
+//!   the right JSON error.
+//! - [`task`]: waiting for an XAPI task to end, then destroying it.
+
+pub mod check;
+pub mod export;
+pub mod range;
+pub mod task;
