@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): VDI export through the edge vs curl straight from the simulator's /export_raw_vdi, in the
+# same run, on a sparse-but-nonzero synthetic disk (SIZE_GIB, default 4; 20 % zero grains, 35 % random, the rest
+# text-like).
+#   raw: the edge hands XAPI's body to the client untouched (pass-through, Content-Length checked by the runtime)
+#   vhd: the edge reads the body through its VHD check (the structure is what proves the end)
+# Prints median throughput of REPS runs, the ratio edge/direct, the runtime's CPU seconds per GiB and its peak
+# RSS before and after the transfers (flat memory = the same). With THROTTLE_MBPS > 0 it repeats the comparison
+# with the simulator capped at that rate (a real XAPI streams a disk at a few hundred MB/s at most) on a
+# THROTTLE_GIB disk. Loopback only; stops what it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPS=${REPS:-3}
+SIZE_GIB=${SIZE_GIB:-4}
+THROTTLE_MBPS=${THROTTLE_MBPS:-400}
+THROTTLE_GIB=${THROTTLE_GIB:-1}
+cargo build --locked --release -p xapi-sim >/dev/null 2>&1
+bash scripts/build.sh >/dev/null
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT INT TERM
+
+./target/release/xapi-sim --listen 127.0.0.1:0 --port-file "$work/sim.port" >"$work/sim.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 300); do [ -s "$work/sim.port" ] && break; sleep 0.1; done
+SIM="http://127.0.0.1:$(cat "$work/sim.port")"
+EDGE_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+XO_EDGE_TOKEN_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=')
+export XO_EDGE_TOKEN_SECRET
+wasmtime serve -Scli -Sp3 -Wcomponent-model-async --addr "127.0.0.1:${EDGE_PORT}" \
+  --env "XO_EDGE_XAPI_URL=${SIM}" --env XO_EDGE_TOKEN_SECRET target/wasm32-wasip2/wasm/xo_edge_bundle.wasm \
+  >"$work/edge.log" 2>&1 &
+EDGE_PID=$!
+pids+=($EDGE_PID)
+EDGE="http://127.0.0.1:${EDGE_PORT}"
+for _ in $(seq 1 300); do curl -s -o /dev/null "$EDGE/rest/v0" && break; sleep 0.1; done
+
+rpc() { curl -s -X POST "$SIM/jsonrpc" -H 'content-type: application/json' -d "$1"; }
+field() { python3 -c "import sys, json; print(json.load(sys.stdin)$1)"; }
+SID=$(rpc '{"jsonrpc":"2.0","method":"session.login_with_password","params":["root","xapi-sim"],"id":1}' | field '["result"]')
+TOKEN=$(curl -s -X POST -u root:xapi-sim "$EDGE/rest/v0/users/authentication_tokens" | field '["token"]["id"]')
+disk() { curl -s -X POST "$SIM/_sim/vdis" -H 'content-type: application/json' \
+  -d "{\"name_label\":\"bench $1 GiB\",\"size\":$(($1 << 30)),\"seed\":$1}" | field '["uuid"]'; }
+cpu() { awk '{print $14 + $15}' "/proc/$EDGE_PID/stat"; }
+hwm() { awk '/VmHWM/ {print $2}' "/proc/$EDGE_PID/status"; }
+speed() { curl -s -o /dev/null -w '%{speed_download} %{size_download}\n' "$@"; }
+
+# One small export first, so that the peak RSS before counts a warmed-up instance.
+SMALL=$(disk 1)
+curl -s -o /dev/null -H "Authorization: Bearer $TOKEN" -r 0-1048575 "$EDGE/rest/v0/vdis/$SMALL.raw"
+HWM_BEFORE=$(hwm)
+
+run() { # label uuid
+  local label=$1 uuid=$2
+  for fmt in raw vhd; do
+    for _ in $(seq 1 "$REPS"); do
+      echo "$label direct_$fmt $(speed -b "session_id=$SID" "$SIM/export_raw_vdi?vdi=$uuid&format=$fmt")" >>"$work/times"
+      local c0; c0=$(cpu)
+      echo "$label edge_$fmt $(speed -H "Authorization: Bearer $TOKEN" "$EDGE/rest/v0/vdis/$uuid.$fmt")" >>"$work/times"
+      echo "$label cpu_$fmt $(( $(cpu) - c0 ))" >>"$work/times"
+    done
+  done
+}
+: >"$work/times"
+run full "$(disk "$SIZE_GIB")"
+HWM_AFTER=$(hwm)
+if [ "$THROTTLE_MBPS" -gt 0 ]; then
+  curl -s -X PUT "$SIM/_sim/faults" -H 'content-type: application/json' \
+    -d "{\"throttle_bytes_per_sec\":{\"/export_raw_vdi\":$((THROTTLE_MBPS * 1000000))}}"
+  [ "$THROTTLE_GIB" = 1 ] && T_UUID=$SMALL || T_UUID=$(disk "$THROTTLE_GIB")
+  run capped "$T_UUID"
+fi
+LEFT=$(curl -s "$SIM/_sim/stats" | field '["tasks"]')
+
+python3 - "$work/times" "$SIZE_GIB" "$REPS" "$HWM_BEFORE" "$HWM_AFTER" "$THROTTLE_MBPS" "$THROTTLE_GIB" "$LEFT" "$(nproc)" \
+  "$(getconf CLK_TCK)" <<'PY'
+import statistics, sys
+path, size, reps, before, after, mbps, tgib, left, cores, hz = sys.argv[1:]
+t, n = {}, {}
+for line in open(path):
+    label, k, *v = line.split()
+    t.setdefault((label, k), []).append(float(v[0]))
+    if len(v) > 1:
+        n[(label, k)] = int(v[1])
+med = {k: statistics.median(v) for k, v in t.items()}
+print(f"VDI export, {cores} cores, medians of {reps} runs; the runtime's peak RSS {int(before) // 1024} MiB before, "
+      f"{int(after) // 1024} MiB after; tasks left on XAPI: {left}")
+for label, title in [("full", f"{size} GiB disk, simulator unthrottled"), ("capped", f"{tgib} GiB disk, simulator capped at {mbps} MB/s")]:
+    if (label, "direct_raw") not in med:
+        continue
+    print(title)
+    for fmt in ["raw", "vhd"]:
+        d, e = med[(label, f"direct_{fmt}")], med[(label, f"edge_{fmt}")]
+        size_b = n[(label, f"edge_{fmt}")]
+        cpu = med[(label, f"cpu_{fmt}")] / float(hz) / (size_b / 2**30)
+        print(f"  {fmt}: direct {d / 1e6:7.0f} MB/s   edge {e / 1e6:7.0f} MB/s   ratio {e / d:.2f}   "
+              f"runtime CPU {cpu:.2f} s/GiB   ({size_b} bytes)")
+PY
