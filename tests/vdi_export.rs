@@ -122,13 +122,15 @@ fn raw_and_vhd_exports_are_the_vdis_content() {
         assert_eq!(raw.len() as u64, want["size"].as_u64().unwrap());
         assert_eq!(digest(&raw), want["digest"].as_str().unwrap(), "{name}: raw export differs from the VDI");
 
-        let vhd = fetch(&edge, &token, &format!("/rest/v0/{coll}/{uuid}.vhd"), None);
-        assert_eq!(vhd.status, 200, "{name}");
-        assert_eq!(
-            vhd.header("content-disposition").map(str::to_string),
-            Some(format!("attachment; filename=\"{uuid}.vhd\""))
-        );
-        let vhd = vhd.ok().to_vec();
+        // The seed's line: curl -b authenticationToken=… 'https://…/rest/v0/vdis/<id>.vhd' > myDisk.vhd
+        let url = format!("{}/rest/v0/{coll}/{uuid}.vhd", edge.url);
+        let out = Command::new("curl").args(["-sf", "-b", &format!("authenticationToken={token}"), &url]).output();
+        let out = out.unwrap();
+        assert!(out.status.success(), "{name}: curl failed");
+        let vhd = out.stdout;
+        let head = edge.http.head(&url).bearer_auth(&token).send().unwrap();
+        let disposition = head.headers().get("content-disposition").map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(disposition, Some(format!("attachment; filename=\"{uuid}.vhd\"")));
         assert!(vhd_to_raw(&vhd, name) == raw, "{name}: qemu-img's reading of the VHD differs from the raw export");
     }
     // A VDI snapshot is not in `vdis`, nor a VDI in `vdi-snapshots`.

@@ -5,6 +5,9 @@
 //!   (XAPI's close-delimited body gives no other way to tell a cut from an end). An `HTTP/…` error that XAPI wrote
 //!   into a 200 body (xen-api#4603) fails at the first bytes, before the client gets any.
 //! - [`Check::Slice`]: a byte range of the body (`Range` on `.raw`): what to forward and whether it all came.
+//! - [`Check::Exact`]: a raw upload must be exactly as long as announced (after decompression).
+//!
+//! Imports use the same checks on what the client sends.
 //!
 //! This module only looks at bytes; the component reads and writes them.
 
@@ -16,12 +19,31 @@ use std::convert::Infallible;
 pub enum Check {
     Vhd(Box<VhdStreamParser>),
     Slice { start: u64, end: u64, pos: u64 },
+    Exact { len: u64, pos: u64 },
 }
 
 impl Check {
     /// A whole VHD.
     pub fn vhd() -> Check {
         Check::Vhd(Box::new(VhdStreamParser::new(None)))
+    }
+
+    /// A whole VHD of `total_len` bytes when known (its trailing footer is then expected at the end).
+    pub fn vhd_of_length(total_len: Option<u64>) -> Check {
+        Check::Vhd(Box::new(VhdStreamParser::new(total_len)))
+    }
+
+    /// A body of exactly `len` bytes.
+    pub fn exact(len: u64) -> Check {
+        Check::Exact { len, pos: 0 }
+    }
+
+    /// The VHD parser, for a VHD check.
+    pub fn vhd_parser(&self) -> Option<&VhdStreamParser> {
+        match self {
+            Check::Vhd(p) => Some(p),
+            _ => None,
+        }
     }
 
     /// Bytes `start..=end` of the body.
@@ -49,6 +71,13 @@ impl Check {
                 *pos += len;
                 Ok(if from < to { &chunk[from as usize..to as usize] } else { &[] })
             }
+            Check::Exact { len, pos } => {
+                *pos += chunk.len() as u64;
+                if *pos > *len {
+                    return Err(format!("the body is longer than the {len} bytes announced"));
+                }
+                Ok(chunk)
+            }
         }
     }
 
@@ -56,7 +85,7 @@ impl Check {
     pub fn started(&self) -> bool {
         match self {
             Check::Vhd(parser) => parser.footer().is_some(),
-            Check::Slice { .. } => true,
+            Check::Slice { .. } | Check::Exact { .. } => true,
         }
     }
 
@@ -65,6 +94,7 @@ impl Check {
         match self {
             Check::Vhd(parser) => parser.is_done(),
             Check::Slice { end, pos, .. } => *pos > *end,
+            Check::Exact { len, pos } => pos == len,
         }
     }
 
@@ -76,6 +106,8 @@ impl Check {
             Check::Slice { end, pos, .. } => {
                 Err(format!("XAPI's stream ended after {pos} bytes, before byte {end} of the range"))
             }
+            Check::Exact { len, pos } if pos == len => Ok(()),
+            Check::Exact { len, pos } => Err(format!("the body ended after {pos} of the {len} bytes announced")),
         }
     }
 }
@@ -133,6 +165,18 @@ mod tests {
         let mut c = Check::vhd();
         assert!(c.feed(&body[..100]).is_ok() && !c.started());
         assert!(c.feed(&body[100..600]).is_ok() && c.started() && !c.complete());
+    }
+
+    #[test]
+    fn exact_lengths() {
+        let mut c = Check::exact(10);
+        assert!(c.feed(&[0; 4]).is_ok() && !c.complete() && c.finish().is_err());
+        assert!(c.feed(&[0; 6]).is_ok() && c.complete() && c.finish().is_ok());
+        assert!(c.feed(&[0]).is_err());
+        let body = vhd(4 << 20, vec![1]);
+        let mut c = Check::vhd_of_length(Some(body.len() as u64));
+        assert_eq!(run(&mut c, &body, 1000).map(|b| b.len()), Ok(body.len()));
+        assert!(run(&mut Check::vhd_of_length(Some(body.len() as u64 + 512)), &body, 1000).is_err());
     }
 
     #[test]

@@ -7,9 +7,11 @@
 //! - [`check`]: checks on bytes streamed through the guest (VHD structure, exact byte slices).
 //! - [`export`]: plans a VDI export (route, object, task, headers, how to stream) and turns a failed start into
 //!   the right JSON error.
+//! - [`import`]: plans a VDI import (length, VDI, task) and decides its answer and cleanup.
 //! - [`task`]: waiting for an XAPI task to end, then destroying it.
 
 pub mod check;
 pub mod export;
+pub mod import;
 pub mod range;
 pub mod task;
