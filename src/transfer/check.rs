@@ -11,26 +11,62 @@
 //!
 //! This module only looks at bytes; the component reads and writes them.
 
-use crate::formats::vhd::{PushError, VhdStreamParser};
+use crate::formats::vhd::{PushError, VhdError, VhdStreamParser};
 use std::convert::Infallible;
+use std::fmt;
+
+/// Why a body failed its check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckError {
+    /// The body starts with `HTTP/`: XAPI wrote an error response into it (exports only).
+    HttpInBody,
+    /// The VHD is malformed, or ended early.
+    Vhd(VhdError),
+    /// More bytes than announced.
+    Long { len: u64 },
+    /// The body ended after `pos` bytes, `want` were needed.
+    Short { pos: u64, want: u64 },
+}
+
+impl fmt::Display for CheckError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CheckError::HttpInBody => f.write_str("XAPI wrote an HTTP error into its response body"),
+            CheckError::Vhd(e) => write!(f, "invalid VHD: {e}"),
+            CheckError::Long { len } => write!(f, "the body is longer than the {len} bytes announced"),
+            CheckError::Short { pos, want } => write!(f, "the body ended after {pos} bytes, {want} were needed"),
+        }
+    }
+}
 
 /// What is checked, with its progress.
 #[derive(Debug)]
 pub enum Check {
-    Vhd(Box<VhdStreamParser>),
-    Slice { start: u64, end: u64, pos: u64 },
-    Exact { len: u64, pos: u64 },
+    /// A VHD; `from_xapi` also catches an `HTTP/` error at its start.
+    Vhd {
+        parser: Box<VhdStreamParser>,
+        from_xapi: bool,
+    },
+    Slice {
+        start: u64,
+        end: u64,
+        pos: u64,
+    },
+    Exact {
+        len: u64,
+        pos: u64,
+    },
 }
 
 impl Check {
     /// A whole VHD.
     pub fn vhd() -> Check {
-        Check::Vhd(Box::new(VhdStreamParser::new(None)))
+        Check::Vhd { parser: Box::new(VhdStreamParser::new(None)), from_xapi: true }
     }
 
     /// A whole VHD of `total_len` bytes when known (its trailing footer is then expected at the end).
     pub fn vhd_of_length(total_len: Option<u64>) -> Check {
-        Check::Vhd(Box::new(VhdStreamParser::new(total_len)))
+        Check::Vhd { parser: Box::new(VhdStreamParser::new(total_len)), from_xapi: false }
     }
 
     /// A body of exactly `len` bytes.
@@ -41,7 +77,7 @@ impl Check {
     /// The VHD parser, for a VHD check.
     pub fn vhd_parser(&self) -> Option<&VhdStreamParser> {
         match self {
-            Check::Vhd(p) => Some(p),
+            Check::Vhd { parser, .. } => Some(parser),
             _ => None,
         }
     }
@@ -52,14 +88,14 @@ impl Check {
     }
 
     /// Consumes the next chunk of the body; answers the part of it to forward to the client.
-    pub fn feed<'a>(&mut self, chunk: &'a [u8]) -> Result<&'a [u8], String> {
+    pub fn feed<'a>(&mut self, chunk: &'a [u8]) -> Result<&'a [u8], CheckError> {
         match self {
-            Check::Vhd(parser) => {
-                if parser.position() == 0 && chunk.starts_with(b"HTTP/") {
-                    return Err("XAPI wrote an HTTP error into its response body".into());
+            Check::Vhd { parser, from_xapi } => {
+                if *from_xapi && parser.position() == 0 && chunk.starts_with(b"HTTP/") {
+                    return Err(CheckError::HttpInBody);
                 }
                 parser.push(chunk, &mut |_| Ok::<(), Infallible>(())).map_err(|e| match e {
-                    PushError::Vhd(e) => format!("XAPI's VHD stream is invalid: {e}"),
+                    PushError::Vhd(e) => CheckError::Vhd(e),
                     PushError::Sink(never) => match never {},
                 })?;
                 Ok(chunk)
@@ -74,7 +110,7 @@ impl Check {
             Check::Exact { len, pos } => {
                 *pos += chunk.len() as u64;
                 if *pos > *len {
-                    return Err(format!("the body is longer than the {len} bytes announced"));
+                    return Err(CheckError::Long { len: *len });
                 }
                 Ok(chunk)
             }
@@ -84,7 +120,7 @@ impl Check {
     /// Whether the start of the body has been seen and is right, so that a success status can be sent.
     pub fn started(&self) -> bool {
         match self {
-            Check::Vhd(parser) => parser.footer().is_some(),
+            Check::Vhd { parser, .. } => parser.footer().is_some(),
             Check::Slice { .. } | Check::Exact { .. } => true,
         }
     }
@@ -92,22 +128,20 @@ impl Check {
     /// Whether everything wanted has arrived (the rest of the body, if any, is not needed).
     pub fn complete(&self) -> bool {
         match self {
-            Check::Vhd(parser) => parser.is_done(),
+            Check::Vhd { parser, .. } => parser.is_done(),
             Check::Slice { end, pos, .. } => *pos > *end,
             Check::Exact { len, pos } => pos == len,
         }
     }
 
     /// At the end of the body: an error unless everything wanted arrived.
-    pub fn finish(&self) -> Result<(), String> {
+    pub fn finish(&self) -> Result<(), CheckError> {
         match self {
-            Check::Vhd(parser) => parser.finish().map_err(|e| format!("XAPI's VHD stream ended early: {e}")),
+            Check::Vhd { parser, .. } => parser.finish().map_err(CheckError::Vhd),
             Check::Slice { end, pos, .. } if *pos > *end => Ok(()),
-            Check::Slice { end, pos, .. } => {
-                Err(format!("XAPI's stream ended after {pos} bytes, before byte {end} of the range"))
-            }
+            Check::Slice { end, pos, .. } => Err(CheckError::Short { pos: *pos, want: *end + 1 }),
             Check::Exact { len, pos } if pos == len => Ok(()),
-            Check::Exact { len, pos } => Err(format!("the body ended after {pos} of the {len} bytes announced")),
+            Check::Exact { len, pos } => Err(CheckError::Short { pos: *pos, want: *len }),
         }
     }
 }
@@ -128,7 +162,7 @@ mod tests {
         out
     }
 
-    fn run(check: &mut Check, body: &[u8], split: usize) -> Result<Vec<u8>, String> {
+    fn run(check: &mut Check, body: &[u8], split: usize) -> Result<Vec<u8>, CheckError> {
         let mut out = Vec::new();
         for chunk in body.chunks(split) {
             out.extend_from_slice(check.feed(chunk)?);
@@ -161,7 +195,9 @@ mod tests {
         bad[10] ^= 1;
         assert!(run(&mut Check::vhd(), &bad, 4096).is_err(), "footer checksum");
         let err = run(&mut Check::vhd(), b"HTTP/1.1 500 Internal Error\r\n\r\n", 4096).unwrap_err();
-        assert!(err.contains("HTTP error"), "{err}");
+        assert_eq!(err, CheckError::HttpInBody);
+        let err = run(&mut Check::vhd_of_length(None), b"HTTP/1.1 500 Internal Error\r\n\r\n", 4096).unwrap_err();
+        assert!(matches!(err, CheckError::Vhd(_)), "an upload is just a bad VHD");
         let mut c = Check::vhd();
         assert!(c.feed(&body[..100]).is_ok() && !c.started());
         assert!(c.feed(&body[100..600]).is_ok() && c.started() && !c.complete());

@@ -133,13 +133,16 @@ pub fn read_upload(req: &Request, route: ImportRoute) -> Result<Upload, ApiError
     })
 }
 
-/// The error for a VHD that cannot be imported (422; 415 for fixed VHDs, which XAPI's import cannot take).
+/// The error for a VHD that cannot be imported: 415 when the body is not a dynamic or differencing VHD at all (a
+/// fixed VHD has its only footer at its end, so it is refused at its first bytes too), 422 when it is a damaged one.
 pub fn bad_vhd(e: &VhdError) -> ApiError {
     match e {
-        VhdError::FixedNotSupported => ApiError::new(
+        VhdError::FixedNotSupported | VhdError::BadFooterCookie => ApiError::new(
             415,
-            "fixed VHDs cannot be imported: convert it with `qemu-img convert -O vpc -o subformat=dynamic`",
-        ),
+            "not a dynamic or differencing VHD: a fixed VHD must be converted first (`qemu-img convert -O vpc -o \
+             subformat=dynamic in.vhd out.vhd`), and a raw image is imported with `?raw`",
+        )
+        .with_data(json!({ "reason": e.to_string() })),
         e => ApiError::new(422, format!("invalid VHD: {e}")),
     }
 }

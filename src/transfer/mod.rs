@@ -5,12 +5,14 @@
 //! and stays runtime-free so that every decision is unit-tested natively.
 //! - [`range`]: `Range: bytes=…` for `.raw` exports.
 //! - [`check`]: checks on bytes streamed through the guest (VHD structure, exact byte slices).
+//! - [`decode`]: gzip and zstd uploads, decompressed as they arrive.
 //! - [`export`]: plans a VDI export (route, object, task, headers, how to stream) and turns a failed start into
 //!   the right JSON error.
 //! - [`import`]: plans a VDI import (length, VDI, task) and decides its answer and cleanup.
 //! - [`task`]: waiting for an XAPI task to end, then destroying it.
 
 pub mod check;
+pub mod decode;
 pub mod export;
 pub mod import;
 pub mod range;

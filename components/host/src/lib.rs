@@ -18,6 +18,7 @@ use xo_edge::error::ApiError;
 use xo_edge::rest::{self, Reply};
 use xo_edge::xapi::{Transport, TransportError};
 
+pub mod import;
 pub mod transfer;
 
 /// Largest request body read into memory (JSON requests only; disks are streamed elsewhere).
@@ -71,11 +72,6 @@ async fn lookup(key: &str) -> Option<String> {
 /// Converts a Spin request into the core's, reading a small body when `with_body` (JSON endpoints).
 pub async fn read_request(req: Request, with_body: bool) -> Result<rest::Request, ApiError> {
     let (parts, body) = req.into_parts();
-    let headers = parts
-        .headers
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_string())))
-        .collect();
     let body = if with_body {
         Limited::new(body, MAX_JSON_BODY)
             .collect()
@@ -86,13 +82,23 @@ pub async fn read_request(req: Request, with_body: bool) -> Result<rest::Request
     } else {
         Vec::new()
     };
-    Ok(rest::Request {
+    Ok(rest::Request { body, ..request_head(&parts) })
+}
+
+/// The core's view of a request's method, path, query and headers (no body).
+pub fn request_head(parts: &http::request::Parts) -> rest::Request {
+    let headers = parts
+        .headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_string())))
+        .collect();
+    rest::Request {
         method: parts.method.as_str().to_string(),
         path: parts.uri.path().to_string(),
         query: parts.uri.query().unwrap_or_default().to_string(),
         headers,
-        body,
-    })
+        body: Vec::new(),
+    }
 }
 
 /// Converts the core's reply into a Spin response. A listing is streamed: a task writes it chunk by chunk while

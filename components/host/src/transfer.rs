@@ -74,9 +74,7 @@ async fn open(config: &Config, plan: &ExportPlan) -> Result<types::Response, Sta
 }
 
 /// Runs an export plan; answers the response to give the client.
-pub async fn export(config: Config, method: String, path: String, plan: ExportPlan) -> types::Response {
-    let started = Instant::now();
-    let log = Log { method, path, started };
+pub async fn export(config: Config, log: Log, plan: ExportPlan) -> types::Response {
     let upstream = match open(&config, &plan).await {
         Ok(r) => r,
         Err(why) => return fail(why, plan, config, log).await,
@@ -105,10 +103,10 @@ pub async fn export(config: Config, method: String, path: String, plan: ExportPl
                 match read(&mut body).await {
                     Some(chunk) => match check.feed(&chunk) {
                         Ok(out) => first.extend_from_slice(out),
-                        Err(why) => return fail(StartFailure::Body(why), plan, config, log).await,
+                        Err(why) => return fail(StartFailure::Body(why.to_string()), plan, config, log).await,
                     },
                     None => {
-                        let why = check.finish().err().unwrap_or_else(|| "XAPI's stream ended at once".into());
+                        let why = check.finish().err().map_or("XAPI's stream ended at once".into(), |e| e.to_string());
                         return fail(StartFailure::Body(why), plan, config, log).await;
                     }
                 }
@@ -160,14 +158,14 @@ async fn read(body: &mut StreamReader<u8>) -> Option<Vec<u8>> {
 }
 
 /// The request, for its log line.
-struct Log {
-    method: String,
-    path: String,
-    started: Instant,
+pub struct Log {
+    pub method: String,
+    pub path: String,
+    pub started: Instant,
 }
 
 impl Log {
-    fn line(&self, status: u16, bytes: usize) {
+    pub fn line(&self, status: u16, bytes: usize) {
         log_line(&self.method, &self.path, status, bytes, self.started);
     }
 }
@@ -228,7 +226,7 @@ async fn pump(
                 pending.truncate(before);
                 pending.extend_from_slice(&out);
             }
-            Err(e) => return (Err(e), sent),
+            Err(e) => return (Err(format!("XAPI's export: {e}")), sent),
         }
     }
     if !pending.is_empty() {
@@ -238,5 +236,5 @@ async fn pump(
         }
         sent += n;
     }
-    (check.finish(), sent)
+    (check.finish().map_err(|e| format!("XAPI's export: {e}")), sent)
 }

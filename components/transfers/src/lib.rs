@@ -1,8 +1,10 @@
-//! Component `transfers`: the routes whose bodies are disks or VMs, `GET|HEAD /rest/v0/vdis/<id>.vhd|.raw` (and
-//! `vdi-snapshots`).
+//! Component `transfers`: the routes whose bodies are disks or VMs.
+//! - `GET|HEAD /rest/v0/vdis/<id>.vhd|.raw` (and `vdi-snapshots`): disk export.
+//! - `PUT /rest/v0/vdis/<id>.vhd|.raw`: import into an existing VDI.
+//! - `POST /rest/v0/srs/<id>/vdis[?raw&name_label=…&name_description=…&size=…]`: import onto an SR as a new VDI.
 //!
 //! Authenticate, let the core plan the transfer, let the host layer stream it. Bodies never go through the core's
-//! `Reply`: this component answers WASI responses so that XAPI's body stream can be handed on untouched.
+//! `Reply`: this component answers WASI responses so that streams can be handed on untouched.
 
 use spin_sdk::http::Request;
 use spin_sdk::wasip3::http::types;
@@ -10,24 +12,21 @@ use std::time::Instant;
 use xo_edge::error::ApiError;
 use xo_edge::rest::{auth, Ctx};
 use xo_edge::transfer::export::{self, Plan};
-use xo_edge_host::transfer::{error_response, reply_response};
-use xo_edge_host::{log_line, now, SpinTransport};
+use xo_edge::transfer::import;
+use xo_edge_host::transfer::{error_response, reply_response, Log};
+use xo_edge_host::{now, SpinTransport};
 
 /// Serves one request routed to this component.
 pub async fn handle(req: Request) -> types::Response {
-    let started = Instant::now();
-    let method = req.method().as_str().to_string();
-    let path = req.uri().path().to_string();
+    let (parts, mut body) = req.into_parts();
+    let core_req = xo_edge_host::request_head(&parts);
+    let log = Log { method: core_req.method.clone(), path: core_req.path.clone(), started: Instant::now() };
     let answer = |e: ApiError| {
-        log_line(&method, &path, e.status, 0, started);
+        log.line(e.status, 0);
         error_response(&e)
     };
     let config = match xo_edge_host::load_config().await {
         Ok(c) => c,
-        Err(e) => return answer(e),
-    };
-    let core_req = match xo_edge_host::read_request(req, false).await {
-        Ok(r) => r,
         Err(e) => return answer(e),
     };
     let transport = SpinTransport { base: config.xapi_url.clone() };
@@ -41,9 +40,31 @@ pub async fn handle(req: Request) -> types::Response {
             let _ = ctx.xapi.logout(&caller.session).await;
         }
     };
-    let Some(route) = export::disk_route(&path) else {
+    let (method, path) = (core_req.method.as_str(), core_req.path.as_str());
+
+    if let Some(route) = import::import_route(method, path, &core_req.query) {
+        let Some(request) = body.take_unstarted() else {
+            release().await;
+            return answer(ApiError::internal("the request body was already read"));
+        };
+        let upload = match import::read_upload(&core_req, route) {
+            Ok(u) => u,
+            Err(e) => {
+                xo_edge_host::import::refuse(request).await;
+                release().await;
+                return answer(e);
+            }
+        };
+        return xo_edge_host::import::import(config.clone(), log, caller, upload, request).await;
+    }
+    let Some(route) = export::disk_route(path) else {
         release().await;
-        return answer(ApiError::not_found(format!("no such route {path}")));
+        let e = if path.trim_end_matches('/').ends_with("/vdis") {
+            ApiError::new(405, format!("{method} is not supported on {path}: POST a disk to import it"))
+        } else {
+            ApiError::not_found(format!("no such route {path}"))
+        };
+        return answer(e);
     };
     if method != "GET" && method != "HEAD" {
         release().await;
@@ -57,12 +78,12 @@ pub async fn handle(req: Request) -> types::Response {
         Ok(Plan::Reply(mut reply)) => {
             release().await;
             reply.headers.extend(caller.refresh_cookie.clone().map(|c| ("set-cookie".to_string(), c)));
-            log_line(&method, &path, reply.status, reply.body.len(), started);
+            log.line(reply.status, reply.body.len());
             reply_response(reply)
         }
         Ok(Plan::Stream(mut plan)) => {
             plan.headers.extend(caller.refresh_cookie.clone().map(|c| ("set-cookie".to_string(), c)));
-            xo_edge_host::transfer::export(config.clone(), method.clone(), path.clone(), plan).await
+            xo_edge_host::transfer::export(config.clone(), log, plan).await
         }
     }
 }

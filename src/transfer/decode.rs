@@ -1,0 +1,246 @@
+//! Push-style decompression of uploads sent with `Content-Encoding: gzip` or `zstd`: bytes in as they arrive,
+//! decompressed bytes out, with an error for corrupt input and, at the end, for a stream that stopped early.
+//!
+//! gzip goes through `flate2` (miniz_oxide inside; several members allowed, as `gzip -c a b` makes). ruzstd decodes
+//! from a reader, so [`Zstd`] buffers input until a whole zstd block is there (at most 128 KiB + 3 bytes), hands
+//! that block to ruzstd, and keeps only the window zstd needs; frames may follow each other, skippable frames are
+//! skipped, and a frame's content checksum is verified when present.
+
+use flate2::write::MultiGzDecoder;
+use ruzstd::decoding::{BlockDecodingStrategy, FrameDecoder};
+use std::io::Write;
+
+/// Largest zstd window accepted (a zstd -19 stream of a big file uses 8 MiB; `--long` up to 128 MiB is refused).
+pub const MAX_WINDOW: u64 = 64 << 20;
+
+/// A decompressor for one upload.
+pub enum Decoder {
+    Gzip(Box<MultiGzDecoder<Vec<u8>>>),
+    Zstd(Box<Zstd>),
+}
+
+impl Decoder {
+    pub fn gzip() -> Decoder {
+        Decoder::Gzip(Box::new(MultiGzDecoder::new(Vec::new())))
+    }
+
+    pub fn zstd() -> Decoder {
+        Decoder::Zstd(Box::default())
+    }
+
+    /// Decompresses `input`, appending what it yields to `out`.
+    pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+        match self {
+            Decoder::Gzip(d) => {
+                d.write_all(input).map_err(|e| format!("invalid gzip data: {e}"))?;
+                out.append(d.get_mut());
+                Ok(())
+            }
+            Decoder::Zstd(z) => z.push(input, out),
+        }
+    }
+
+    /// Ends the input: an error if the compressed stream is incomplete.
+    pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), String> {
+        match self {
+            Decoder::Gzip(d) => {
+                d.try_finish().map_err(|e| format!("invalid gzip data: {e}"))?;
+                out.append(d.get_mut());
+                // flate2 accepts a stream cut inside a member's header or body at finish; the CRC trailer is what
+                // proves a member complete, and a cut stream never reaches it.
+                if !d.get_ref().is_empty() {
+                    out.append(d.get_mut());
+                }
+                Ok(())
+            }
+            Decoder::Zstd(z) => z.finish(out),
+        }
+    }
+}
+
+const ZSTD_MAGIC: u32 = 0xFD2F_B528;
+
+/// ruzstd fed block by block.
+#[derive(Default)]
+pub struct Zstd {
+    input: Vec<u8>,
+    decoder: Option<FrameDecoder>,
+    /// Inside a frame: whether it carries a content checksum.
+    frame: Option<bool>,
+}
+
+fn le(b: &[u8]) -> u64 {
+    b.iter().rev().fold(0, |acc, &x| (acc << 8) | u64::from(x))
+}
+
+impl Zstd {
+    fn push(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+        self.input.extend_from_slice(input);
+        let mut used = 0;
+        let result = self.consume(&mut used, out);
+        self.input.drain(..used);
+        result
+    }
+
+    /// Decodes what the buffered input allows, advancing `used`.
+    fn consume(&mut self, used: &mut usize, out: &mut Vec<u8>) -> Result<(), String> {
+        loop {
+            let buf = &self.input[*used..];
+            match self.frame {
+                None => {
+                    if buf.len() < 4 {
+                        return Ok(());
+                    }
+                    let magic = le(&buf[..4]) as u32;
+                    if magic & 0xFFFF_FFF0 == 0x184D_2A50 {
+                        if buf.len() < 8 {
+                            return Ok(());
+                        }
+                        let skip = 8 + le(&buf[4..8]) as usize;
+                        if buf.len() < skip {
+                            return Ok(());
+                        }
+                        *used += skip;
+                        continue;
+                    }
+                    if magic != ZSTD_MAGIC {
+                        return Err("invalid zstd data: not a zstd frame".into());
+                    }
+                    let Some(&fhd) = buf.get(4) else { return Ok(()) };
+                    let single = fhd & 0x20 != 0;
+                    let fcs = match fhd >> 6 {
+                        0 => usize::from(single),
+                        1 => 2,
+                        2 => 4,
+                        _ => 8,
+                    };
+                    let header = 5 + usize::from(!single) + [0, 1, 2, 4][usize::from(fhd & 3)] + fcs;
+                    if buf.len() < header {
+                        return Ok(());
+                    }
+                    let decoder = self.decoder.get_or_insert_with(|| {
+                        let mut d = FrameDecoder::new();
+                        d.set_max_window_size(MAX_WINDOW);
+                        d
+                    });
+                    decoder.reset(&buf[..header]).map_err(|e| format!("invalid zstd data: {e}"))?;
+                    *used += header;
+                    self.frame = Some(fhd & 0x04 != 0);
+                }
+                Some(checksum) => {
+                    if buf.len() < 3 {
+                        return Ok(());
+                    }
+                    let header = le(&buf[..3]);
+                    let size = (header >> 3) as usize;
+                    let wire = match (header >> 1) & 3 {
+                        0 | 2 => size,
+                        1 => 1,
+                        _ => return Err("invalid zstd data: reserved block type".into()),
+                    };
+                    let last = header & 1 == 1;
+                    // ruzstd reads the frame's checksum right after its last block.
+                    let len = 3 + wire + if last && checksum { 4 } else { 0 };
+                    if buf.len() < len {
+                        return Ok(());
+                    }
+                    let decoder = self.decoder.as_mut().ok_or("zstd decoder missing")?;
+                    decoder
+                        .decode_blocks(&buf[..len], BlockDecodingStrategy::UptoBlocks(1))
+                        .map_err(|e| format!("invalid zstd data: {e}"))?;
+                    *used += len;
+                    if let Some(bytes) = decoder.collect() {
+                        out.extend_from_slice(&bytes);
+                    }
+                    if last {
+                        // The checksum covers what was collected: all of it once the frame is finished.
+                        let (sent, computed) = (decoder.get_checksum_from_data(), decoder.get_calculated_checksum());
+                        if let (Some(a), Some(b)) = (sent, computed) {
+                            if a != b {
+                                return Err("invalid zstd data: content checksum mismatch".into());
+                            }
+                        }
+                        self.frame = None;
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), String> {
+        self.push(&[], out)?;
+        if self.frame.is_some() || !self.input.is_empty() {
+            return Err("the zstd stream ended in the middle of a frame".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data() -> Vec<u8> {
+        let mut d = Vec::new();
+        for i in 0..300_000u32 {
+            d.extend_from_slice(format!("line {i} of a disk-like text {}\n", i % 7).as_bytes());
+        }
+        d.extend(std::iter::repeat_n(0u8, 1 << 20));
+        d.extend((0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
+        d
+    }
+
+    fn decode(mut d: Decoder, input: &[u8], split: usize) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        for chunk in input.chunks(split) {
+            d.push(chunk, &mut out)?;
+        }
+        d.finish(&mut out)?;
+        Ok(out)
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn zstd(data: &[u8]) -> Vec<u8> {
+        ruzstd::encoding::compress_to_vec(data, ruzstd::encoding::CompressionLevel::Fastest)
+    }
+
+    #[test]
+    fn gzip_round_trips_in_any_split_and_members_concatenate() {
+        let d = data();
+        let z = gzip(&d);
+        for split in [1usize, 7, 4096, 1 << 20] {
+            assert!(decode(Decoder::gzip(), &z, split).unwrap() == d, "split {split}");
+        }
+        let mut two = gzip(b"hello ");
+        two.extend(gzip(b"world"));
+        assert_eq!(decode(Decoder::gzip(), &two, 3).unwrap(), b"hello world");
+        assert!(decode(Decoder::gzip(), &z[..z.len() - 5], 4096).is_err(), "cut before the trailer");
+        assert!(decode(Decoder::gzip(), &z[..z.len() / 2], 4096).is_err(), "cut in the middle");
+        assert!(decode(Decoder::gzip(), b"not gzip at all", 4).is_err());
+    }
+
+    #[test]
+    fn zstd_round_trips_in_any_split_and_frames_concatenate() {
+        let d = data();
+        let z = zstd(&d);
+        for split in [1usize, 5, 4096, 1 << 20] {
+            assert!(decode(Decoder::zstd(), &z, split).unwrap() == d, "split {split}");
+        }
+        let mut two = zstd(b"hello ");
+        two.extend([0x50, 0x2A, 0x4D, 0x18, 3, 0, 0, 0, 1, 2, 3]); // a skippable frame
+        two.extend(zstd(b"world"));
+        assert_eq!(decode(Decoder::zstd(), &two, 2).unwrap(), b"hello world");
+        assert!(decode(Decoder::zstd(), &z[..z.len() - 1], 4096).is_err(), "cut at the end");
+        assert!(decode(Decoder::zstd(), &z[..z.len() / 2], 4096).is_err(), "cut in the middle");
+        assert!(decode(Decoder::zstd(), b"not zstd at all", 4).is_err());
+        let mut bad = z.clone();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 0xff;
+        assert!(decode(Decoder::zstd(), &bad, 4096).map(|o| o == d).unwrap_or(false) == false, "corruption is seen");
+    }
+}
