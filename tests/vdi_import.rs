@@ -157,14 +157,15 @@ fn the_seed_line_imports_a_raw_disk_and_prints_its_uuid() {
     let (vdis, _, sessions) = counts(&edge);
     // curl -X POST -b authenticationToken=… -T myDisk.raw '…/rest/v0/srs/<sr>/vdis?raw&name_label=my_imported_VDI' | cat
     let url = format!("{}/rest/v0/srs/{sr}/vdis?raw&name_label=my_imported_VDI", edge.url);
-    let curl = Command::new("curl")
+    let mut curl = Command::new("curl")
         .args(["-s", "-X", "POST", "-b", &format!("authenticationToken={token}"), "-T"])
         .arg(&file)
         .arg(&url)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let cat = Command::new("cat").stdin(curl.stdout.unwrap()).output().unwrap();
+    let cat = Command::new("cat").stdin(curl.stdout.take().unwrap()).output().unwrap();
+    assert!(curl.wait().unwrap().success());
     let uuid = String::from_utf8(cat.stdout).unwrap();
     assert_eq!(uuid.len(), 36, "the answer is the new VDI's uuid: {uuid}");
     let rec = vdi_record(&edge, &uuid);
@@ -274,7 +275,8 @@ fn failed_imports_leave_no_vdi_and_no_task() {
     let mut bad_gzip = compress("gzip", &vhd);
     let n = bad_gzip.len();
     bad_gzip.truncate(n / 2);
-    let cases: Vec<(&str, String, Vec<(&str, &str)>, Vec<u8>, u16)> = vec![
+    type Case<'a> = (&'a str, String, Vec<(&'a str, &'a str)>, Vec<u8>, u16);
+    let cases: Vec<Case> = vec![
         ("not a VHD", new.clone(), vec![], raw.clone(), 415),
         ("a fixed VHD", new.clone(), vec![], fixed, 415),
         ("a damaged VHD header", new.clone(), vec![], broken_vhd, 422),
