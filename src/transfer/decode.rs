@@ -241,6 +241,6 @@ mod tests {
         let mut bad = z.clone();
         let mid = bad.len() / 2;
         bad[mid] ^= 0xff;
-        assert!(decode(Decoder::zstd(), &bad, 4096).map(|o| o == d).unwrap_or(false) == false, "corruption is seen");
+        assert!(!decode(Decoder::zstd(), &bad, 4096).map(|o| o == d).unwrap_or(false), "corruption is seen");
     }
 }
