@@ -13,6 +13,7 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ("token_secret", None),
     ("token_lifetime", Some("86400")),
     ("token_max_lifetime", Some("2592000")),
+    ("orphan_after", Some("600")),
 ];
 
 /// Minimum length of `token_secret` in bytes.
@@ -29,6 +30,9 @@ pub struct Config {
     pub token_lifetime: u64,
     /// Largest lifetime a client may ask for with `expiresIn`.
     pub token_max_lifetime: u64,
+    /// Seconds after which what a transfer left on XAPI because its edge instance was cut off before it could clean
+    /// up (an export snapshot whose heartbeat stopped, a finished task) is destroyed by a later transfer.
+    pub orphan_after: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -38,6 +42,7 @@ impl std::fmt::Debug for Config {
             .field("token_secret", &"<redacted>")
             .field("token_lifetime", &self.token_lifetime)
             .field("token_max_lifetime", &self.token_max_lifetime)
+            .field("orphan_after", &self.orphan_after)
             .finish()
     }
 }
@@ -80,7 +85,8 @@ impl Config {
         }
         let token_lifetime = number("token_lifetime", &get("token_lifetime")?)?;
         let token_max_lifetime = number("token_max_lifetime", &get("token_max_lifetime")?)?.max(token_lifetime);
-        Ok(Config { xapi_url, token_secret, token_lifetime, token_max_lifetime })
+        let orphan_after = number("orphan_after", &get("orphan_after")?)?;
+        Ok(Config { xapi_url, token_secret, token_lifetime, token_max_lifetime, orphan_after })
     }
 }
 

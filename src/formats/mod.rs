@@ -2,4 +2,6 @@
 //!
 //! Nothing here reads from a socket or a file: callers feed bytes and receive values or events.
 
+pub mod tar;
 pub mod vhd;
+pub mod zstd;

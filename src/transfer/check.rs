@@ -11,7 +11,9 @@
 //!
 //! This module only looks at bytes; the component reads and writes them.
 
+use crate::formats::tar::{TarCheck, TarError};
 use crate::formats::vhd::{PushError, VhdError, VhdStreamParser};
+use crate::formats::zstd::{FrameCheck, ZstdError};
 use std::convert::Infallible;
 use std::fmt;
 
@@ -23,9 +25,16 @@ pub enum CheckError {
     /// The VHD is malformed, or ended early.
     Vhd(VhdError),
     /// More bytes than announced.
-    Long { len: u64 },
+    Long {
+        len: u64,
+    },
     /// The body ended after `pos` bytes, `want` were needed.
-    Short { pos: u64, want: u64 },
+    Short {
+        pos: u64,
+        want: u64,
+    },
+    Tar(TarError),
+    Zstd(ZstdError),
 }
 
 impl fmt::Display for CheckError {
@@ -35,6 +44,8 @@ impl fmt::Display for CheckError {
             CheckError::Vhd(e) => write!(f, "invalid VHD: {e}"),
             CheckError::Long { len } => write!(f, "the body is longer than the {len} bytes announced"),
             CheckError::Short { pos, want } => write!(f, "the body ended after {pos} bytes, {want} were needed"),
+            CheckError::Tar(e) => write!(f, "invalid XVA: {e}"),
+            CheckError::Zstd(e) => write!(f, "invalid zstd stream: {e}"),
         }
     }
 }
@@ -56,6 +67,12 @@ pub enum Check {
         len: u64,
         pos: u64,
     },
+    /// An XVA (a tar whose first entry is `ova.xml`) from XAPI.
+    Xva(Box<TarCheck>),
+    /// Whole zstd frames from XAPI (their content is not decoded).
+    ZstdFrames(Box<FrameCheck>),
+    /// Nothing to check in the bytes: only XAPI's task says whether they are complete.
+    Any,
 }
 
 impl Check {
@@ -67,6 +84,16 @@ impl Check {
     /// A whole VHD of `total_len` bytes when known (its trailing footer is then expected at the end).
     pub fn vhd_of_length(total_len: Option<u64>) -> Check {
         Check::Vhd { parser: Box::new(VhdStreamParser::new(total_len)), from_xapi: false }
+    }
+
+    /// An XVA from XAPI.
+    pub fn xva() -> Check {
+        Check::Xva(Box::new(TarCheck::new(Some("ova.xml"))))
+    }
+
+    /// A zstd stream from XAPI.
+    pub fn zstd_frames() -> Check {
+        Check::ZstdFrames(Box::default())
     }
 
     /// A body of exactly `len` bytes.
@@ -114,6 +141,21 @@ impl Check {
                 }
                 Ok(chunk)
             }
+            Check::Xva(tar) => {
+                if tar.entries() == 0 && chunk.starts_with(b"HTTP/") {
+                    return Err(CheckError::HttpInBody);
+                }
+                tar.push(chunk).map_err(CheckError::Tar)?;
+                Ok(chunk)
+            }
+            Check::ZstdFrames(z) => {
+                if z.frames() == 0 && chunk.starts_with(b"HTTP/") {
+                    return Err(CheckError::HttpInBody);
+                }
+                z.push(chunk).map_err(CheckError::Zstd)?;
+                Ok(chunk)
+            }
+            Check::Any => Ok(chunk),
         }
     }
 
@@ -121,7 +163,8 @@ impl Check {
     pub fn started(&self) -> bool {
         match self {
             Check::Vhd { parser, .. } => parser.footer().is_some(),
-            Check::Slice { .. } | Check::Exact { .. } => true,
+            Check::Slice { .. } | Check::Exact { .. } | Check::ZstdFrames(_) | Check::Any => true,
+            Check::Xva(tar) => tar.entries() > 0,
         }
     }
 
@@ -131,6 +174,8 @@ impl Check {
             Check::Vhd { parser, .. } => parser.is_done(),
             Check::Slice { end, pos, .. } => *pos > *end,
             Check::Exact { len, pos } => pos == len,
+            Check::Xva(tar) => tar.is_done(),
+            Check::ZstdFrames(_) | Check::Any => false,
         }
     }
 
@@ -142,6 +187,9 @@ impl Check {
             Check::Slice { end, pos, .. } => Err(CheckError::Short { pos: *pos, want: *end + 1 }),
             Check::Exact { len, pos } if pos == len => Ok(()),
             Check::Exact { len, pos } => Err(CheckError::Short { pos: *pos, want: *len }),
+            Check::Xva(tar) => tar.finish().map_err(CheckError::Tar),
+            Check::ZstdFrames(z) => z.finish().map_err(CheckError::Zstd),
+            Check::Any => Ok(()),
         }
     }
 }

@@ -88,6 +88,10 @@ pub struct ExportPlan {
     /// The caller's XAPI session, and whether it is a temporary one (Basic) to log out at the end.
     pub session: String,
     pub temporary_session: bool,
+    /// A snapshot taken for this export (running VM), destroyed at the end.
+    pub snapshot: Option<String>,
+    /// Compression at the edge (VM exports), applied to what the check lets through.
+    pub compressor: Option<super::compress::Compressor>,
 }
 
 /// What to do with a request: answer at once (HEAD, 416) or stream.
@@ -154,11 +158,13 @@ pub async fn plan_vdi_export<T: Transport>(
         return Ok(Plan::Reply(reply));
     }
     let name = rec.get("name_label").and_then(Value::as_str).unwrap_or_default();
+    task::sweep(&ctx.xapi, &caller.session, ctx.now, ctx.config.orphan_after).await;
     let task = task::create(
         &ctx.xapi,
         &caller.session,
         &format!("Exporting content of VDI {name} as {fmt}"),
         &format!("xo-edge: GET {}", req.path),
+        ctx.now,
     )
     .await
     .map_err(|e| e.to_api_error())?;
@@ -171,6 +177,8 @@ pub async fn plan_vdi_export<T: Transport>(
         streaming,
         session: caller.session.clone(),
         temporary_session: caller.basic,
+        snapshot: None,
+        compressor: None,
     }))
 }
 
@@ -211,10 +219,13 @@ pub async fn failed_start<T: Transport>(ctx: &Ctx<'_, T>, plan: &ExportPlan, why
     }
 }
 
-/// Ends a transfer: waits up to `max_wait` seconds for XAPI to end the task, destroys it, and logs out a
-/// temporary session. Answers how the task ended.
+/// Ends a transfer: waits up to `max_wait` seconds for XAPI to end the task, destroys it and the export's
+/// snapshot, and logs out a temporary session. Answers how the task ended.
 pub async fn end<T: Transport>(ctx: &Ctx<'_, T>, plan: &ExportPlan, max_wait: f64) -> Result<Outcome, XapiError> {
     let outcome = task::settle(&ctx.xapi, &plan.session, &plan.task, max_wait).await;
+    if let Some(snapshot) = &plan.snapshot {
+        let _ = super::vm_export::destroy_snapshot(ctx, &plan.session, snapshot).await;
+    }
     if plan.temporary_session {
         let _ = ctx.xapi.logout(&plan.session).await;
     }

@@ -242,9 +242,9 @@ pub async fn plan_import<T: Transport>(
             (vdi, uuid, false, name)
         }
     };
-    let task = match task::create(&ctx.xapi, &caller.session, &format!("Importing content into VDI {name}"), "xo-edge")
-        .await
-    {
+    task::sweep(&ctx.xapi, &caller.session, ctx.now, ctx.config.orphan_after).await;
+    let label = format!("Importing content into VDI {name}");
+    let task = match task::create(&ctx.xapi, &caller.session, &label, "xo-edge", ctx.now).await {
         Ok(t) => t,
         Err(e) => {
             if created {

@@ -5,15 +5,19 @@
 //! and stays runtime-free so that every decision is unit-tested natively.
 //! - [`range`]: `Range: bytes=…` for `.raw` exports.
 //! - [`check`]: checks on bytes streamed through the guest (VHD structure, exact byte slices).
+//! - [`compress`]: gzip and zstd at the edge for VM exports.
 //! - [`decode`]: gzip and zstd uploads, decompressed as they arrive.
 //! - [`export`]: plans a VDI export (route, object, task, headers, how to stream) and turns a failed start into
 //!   the right JSON error.
 //! - [`import`]: plans a VDI import (length, VDI, task) and decides its answer and cleanup.
+//! - [`vm_export`]: plans a VM export (compression, snapshot of a running VM and its cleanup).
 //! - [`task`]: waiting for an XAPI task to end, then destroying it.
 
 pub mod check;
+pub mod compress;
 pub mod decode;
 pub mod export;
 pub mod import;
 pub mod range;
 pub mod task;
+pub mod vm_export;

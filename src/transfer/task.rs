@@ -19,15 +19,38 @@ pub enum Outcome {
     Gone,
 }
 
-/// Creates a task for a transfer.
+/// The `other_config` key stamping xo-edge's tasks with their creation time (Unix seconds).
+pub const STAMP_KEY: &str = "xo-edge:created";
+
+/// Creates a task for a transfer, stamped so that [`sweep`] can find it if its edge instance is cut off.
 pub async fn create<T: Transport>(
     xapi: &Xapi<'_, T>,
     session: &str,
     label: &str,
     description: &str,
+    now: u64,
 ) -> Result<String, XapiError> {
     let r = xapi.call("task.create", &[json!(session), json!(label), json!(description)]).await?;
-    Ok(r.as_str().unwrap_or_default().to_string())
+    let task = r.as_str().unwrap_or_default().to_string();
+    let stamp = [json!(session), json!(task), json!(STAMP_KEY), json!(now.to_string())];
+    if let Err(e) = xapi.call("task.add_to_other_config", &stamp).await {
+        let _ = xapi.call("task.destroy", &[json!(session), json!(task)]).await;
+        return Err(e);
+    }
+    Ok(task)
+}
+
+/// Destroys xo-edge's tasks that ended more than `orphan_after` seconds after they were created and are still
+/// there: their edge instance was cut off before it could destroy them (a live transfer's task is pending).
+pub async fn sweep<T: Transport>(xapi: &Xapi<'_, T>, session: &str, now: u64, orphan_after: u64) {
+    let Ok(tasks) = xapi.call("task.get_all_records", &[json!(session)]).await else { return };
+    for (r, rec) in tasks.as_object().into_iter().flatten() {
+        let stamp = rec.get("other_config").and_then(|o| o.get(STAMP_KEY)).and_then(Value::as_str);
+        let stale = stamp.and_then(|s| s.parse::<u64>().ok()).is_some_and(|s| s + orphan_after < now);
+        if stale && outcome_of(rec).is_some() {
+            let _ = xapi.call("task.destroy", &[json!(session), json!(r)]).await;
+        }
+    }
 }
 
 fn outcome_of(rec: &Value) -> Option<Outcome> {

@@ -30,6 +30,10 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+fn spawn(command: &[String]) -> Child {
+    Command::new(wasmtime()).args(command).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+}
+
 fn wasmtime() -> String {
     let bin = std::env::var("WASMTIME").unwrap_or_else(|_| "wasmtime".into());
     let out = Command::new(&bin).arg("--version").output().unwrap_or_else(|_| {
@@ -47,6 +51,8 @@ pub struct Edge {
     pub sim_url: String,
     pub http: reqwest::blocking::Client,
     child: Child,
+    /// The runtime's command line, to restart it.
+    command: Vec<String>,
     _sim: xapi_sim::Background,
 }
 
@@ -67,22 +73,36 @@ impl Edge {
         let sim = xapi_sim::start_background(&options).unwrap();
         let sim_url = sim.url.clone();
         let port = free_port();
-        let mut cmd = Command::new(wasmtime());
-        cmd.args(["serve", "-Scli", "-Sp3", "-Wcomponent-model-async", "--addr", &format!("127.0.0.1:{port}")])
-            .args(["--env", &format!("XO_EDGE_XAPI_URL={sim_url}")])
-            .args(["--env", &format!("XO_EDGE_TOKEN_SECRET={SECRET}")]);
-        for (k, v) in env {
-            cmd.args(["--env", &format!("{k}={v}")]);
+        let mut command: Vec<String> =
+            ["serve", "-Scli", "-Sp3", "-Wcomponent-model-async", "--addr"].iter().map(|s| s.to_string()).collect();
+        command.push(format!("127.0.0.1:{port}"));
+        let mut vars = vec![format!("XO_EDGE_XAPI_URL={sim_url}"), format!("XO_EDGE_TOKEN_SECRET={SECRET}")];
+        vars.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
+        for v in vars {
+            command.extend(["--env".to_string(), v]);
         }
-        let child = cmd.arg(wasm("xo_edge_bundle")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        command.push(wasm("xo_edge_bundle").display().to_string());
+        let child = spawn(&command);
         let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
-        let edge = Edge { url: format!("http://127.0.0.1:{port}"), sim_url, http, child, _sim: sim };
+        let edge = Edge { url: format!("http://127.0.0.1:{port}"), sim_url, http, child, command, _sim: sim };
+        edge.wait_up();
+        edge
+    }
+
+    fn wait_up(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while edge.http.get(format!("{}/rest/v0", edge.url)).send().is_err() {
+        while self.http.get(format!("{}/rest/v0", self.url)).send().is_err() {
             assert!(Instant::now() < deadline, "wasmtime serve did not come up");
             std::thread::sleep(Duration::from_millis(100));
         }
-        edge
+    }
+
+    /// Kills the runtime (as a host cutting an instance off would), then starts it again on the same port.
+    pub fn restart_runtime(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = spawn(&self.command);
+        self.wait_up();
     }
 
     pub fn get(&self, path: &str) -> reqwest::blocking::RequestBuilder {

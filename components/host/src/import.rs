@@ -109,7 +109,9 @@ fn invalid(e: CheckError) -> BodyFailure {
             BodyFailure::Invalid(ApiError::new(413, format!("the upload is longer than the {len} bytes announced")))
         }
         CheckError::Short { pos, want } => BodyFailure::Short(format!("{pos} of {want} bytes")),
-        CheckError::HttpInBody => BodyFailure::Invalid(ApiError::new(422, e.to_string())),
+        CheckError::HttpInBody | CheckError::Tar(_) | CheckError::Zstd(_) => {
+            BodyFailure::Invalid(ApiError::new(422, e.to_string()))
+        }
     }
 }
 

@@ -10,15 +10,17 @@
 use crate::{log_line, now, SpinTransport};
 use spin_sdk::http::IntoResponse;
 use spin_sdk::wasip3::http::types::{self, ErrorCode, Fields, Trailers};
-use spin_sdk::wasip3::wit_bindgen::{FutureReader, StreamReader, StreamResult};
+use spin_sdk::wasip3::wit_bindgen::{FutureReader, StreamReader, StreamResult, StreamWriter};
 use spin_sdk::wasip3::{wit_future, wit_stream};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use xo_edge::config::Config;
 use xo_edge::error::ApiError;
 use xo_edge::rest::{Ctx, Reply};
 use xo_edge::transfer::check::Check;
+use xo_edge::transfer::compress::Compressor;
 use xo_edge::transfer::export::{self, ExportPlan, StartFailure, Streaming, SETTLE_WAIT};
 use xo_edge::transfer::task::Outcome;
+use xo_edge::transfer::vm_export;
 
 /// Bytes asked of XAPI's body per read (a read returns at most one HTTP frame of it).
 const READ_SIZE: usize = 256 * 1024;
@@ -111,19 +113,37 @@ pub async fn export(config: Config, log: Log, plan: ExportPlan) -> types::Respon
                     }
                 }
             }
-            let (tx, rx) = wit_stream::new::<u8>();
+            let (mut tx, rx) = wit_stream::new::<u8>();
             let (resp, end) = new_response(plan.status, &plan.headers, rx);
             let slice = matches!(check, Check::Slice { .. });
             spin_sdk::wit_bindgen::spawn(async move {
-                let (verdict, bytes) = pump(body, upstream_end, tx, check, first).await;
+                let mut compressor = plan.compressor.take();
+                let beat = plan.snapshot.clone().map(|snap| Beat {
+                    config: config.clone(),
+                    session: plan.session.clone(),
+                    snapshot: snap,
+                    every: Duration::from_secs((config.orphan_after / 3).clamp(1, 60)),
+                    last: Instant::now(),
+                });
+                let pumped = Pump { tx: &mut tx, compressor: compressor.as_mut(), beat, sent: 0 };
+                let (verdict, mut pumped) = pumped.run(body, upstream_end, check, first).await;
                 let outcome = finish(&config, &plan).await;
                 // A range is good once all its bytes came (reading may stop there, and XAPI's task then fails on the
-                // closed connection); a VHD is good only if XAPI's task succeeded too.
-                let verdict = match verdict {
+                // closed connection); anything else is good only if XAPI's task succeeded too.
+                let mut verdict = match verdict {
                     Ok(()) if slice || outcome == Some(Outcome::Success) => Ok(()),
                     Ok(()) => Err(format!("XAPI's export task did not succeed: {outcome:?}")),
                     Err(e) => Err(e),
                 };
+                // The compressed stream is only completed (last frame, gzip trailer) once all is known to be good.
+                if let (Ok(()), Some(c)) = (&verdict, pumped.compressor.as_mut()) {
+                    let mut out = Vec::new();
+                    c.finish(&mut out);
+                    if let Err(e) = pumped.write(out).await {
+                        verdict = Err(e);
+                    }
+                }
+                let bytes = pumped.sent;
                 let status = if verdict.is_ok() { plan.status } else { 499 };
                 let trailers = verdict.map(|()| None).map_err(|e| ErrorCode::InternalError(Some(e)));
                 let _ = end.tx.write(trailers).await;
@@ -179,62 +199,113 @@ async fn fail(why: StartFailure, plan: ExportPlan, config: Config, log: Log) -> 
     error_response(&e)
 }
 
-/// Forwards XAPI's body to the client through `check`; answers how it ended, or why it failed, and the bytes sent.
-/// XAPI's close-delimited body arrives in small HTTP frames; they are gathered into writes of up to [`BATCH`]
-/// bytes, which halves the guest's work per byte.
-async fn pump(
-    mut body: StreamReader<u8>,
-    upstream_end: FutureReader<TrailersResult>,
-    mut tx: spin_sdk::wasip3::wit_bindgen::StreamWriter<u8>,
-    mut check: Check,
-    first: Vec<u8>,
-) -> (Result<(), String>, usize) {
-    let mut sent = 0;
-    let mut pending = first;
-    pending.reserve(BATCH.saturating_sub(pending.len()));
-    let gone = || Err("the client went away".to_string());
-    loop {
-        if check.complete() && matches!(check, Check::Slice { .. }) {
-            break;
+/// A snapshot's heartbeat, refreshed while its export runs.
+struct Beat {
+    config: Config,
+    session: String,
+    snapshot: String,
+    every: Duration,
+    last: Instant,
+}
+
+impl Beat {
+    async fn tick(&mut self) {
+        if self.last.elapsed() >= self.every {
+            self.last = Instant::now();
+            let transport = SpinTransport { base: self.config.xapi_url.clone() };
+            let ctx = Ctx::new(&self.config, &transport, now());
+            let _ = vm_export::heartbeat(&ctx, &self.session, &self.snapshot).await;
         }
-        if pending.len() >= BATCH / 2 || pending.capacity() - pending.len() < BATCH / 8 {
-            let n = pending.len();
-            pending = tx.write_all(pending).await;
-            if !pending.is_empty() {
-                return (gone(), sent);
+    }
+}
+
+/// Forwards XAPI's body to the client through a check, compressing it when asked.
+struct Pump<'a> {
+    tx: &'a mut StreamWriter<u8>,
+    compressor: Option<&'a mut Compressor>,
+    beat: Option<Beat>,
+    /// Bytes written to the client.
+    sent: usize,
+}
+
+impl Pump<'_> {
+    async fn write(&mut self, data: Vec<u8>) -> Result<(), String> {
+        let n = data.len();
+        if n > 0 && !self.tx.write_all(data).await.is_empty() {
+            return Err("the client went away".into());
+        }
+        self.sent += n;
+        Ok(())
+    }
+
+    /// Answers how the body ended, or why it failed. XAPI's close-delimited body arrives in small HTTP frames;
+    /// they are gathered into writes of up to [`BATCH`] bytes, which halves the guest's work per byte.
+    async fn run(
+        mut self,
+        mut body: StreamReader<u8>,
+        upstream_end: FutureReader<TrailersResult>,
+        mut check: Check,
+        first: Vec<u8>,
+    ) -> (Result<(), String>, Self) {
+        let result = self.forward(&mut body, &mut check, first).await;
+        let result = match result {
+            Ok(true) => upstream_end.await.map_err(|e| format!("XAPI's stream broke: {e:?}")).map(|_| ()),
+            Ok(false) => Ok(()),
+            Err(e) => Err(e),
+        };
+        let result = result.and_then(|()| check.finish().map_err(|e| format!("XAPI's export: {e}")));
+        (result, self)
+    }
+
+    /// Forwards until the body ends (`true`) or the check has all it wants (`false`).
+    async fn forward(
+        &mut self,
+        body: &mut StreamReader<u8>,
+        check: &mut Check,
+        first: Vec<u8>,
+    ) -> Result<bool, String> {
+        let mut out = Vec::with_capacity(BATCH);
+        let mut raw = Vec::with_capacity(READ_SIZE);
+        match self.compressor.as_mut() {
+            Some(c) => c.push(&first, &mut out),
+            None => out = first,
+        }
+        out.reserve(BATCH.saturating_sub(out.len()));
+        loop {
+            if check.complete() && matches!(check, Check::Slice { .. }) {
+                self.write(out).await?;
+                return Ok(false);
             }
-            sent += n;
-            pending.reserve(BATCH);
-        }
-        let before = pending.len();
-        let (res, buf) = body.read(pending).await;
-        pending = buf;
-        match res {
-            StreamResult::Complete(_) => {}
-            StreamResult::Dropped | StreamResult::Cancelled => {
-                if let Err(e) = upstream_end.await {
-                    return (Err(format!("XAPI's stream broke: {e:?}")), sent);
+            if out.len() >= BATCH / 2 || out.capacity() - out.len() < BATCH / 8 {
+                self.write(std::mem::take(&mut out)).await?;
+                out.reserve(BATCH);
+                if let Some(beat) = self.beat.as_mut() {
+                    beat.tick().await;
                 }
-                break;
+            }
+            // Without compression, XAPI's bytes are read straight into the outgoing buffer.
+            let target = if self.compressor.is_some() { &mut raw } else { &mut out };
+            let before = target.len();
+            let (res, buf) = body.read(std::mem::take(target)).await;
+            *target = buf;
+            if !matches!(res, StreamResult::Complete(_)) {
+                self.write(out).await?;
+                return Ok(true);
+            }
+            let new = &target[before..];
+            let kept = match check.feed(new) {
+                Ok(kept) if kept.len() == new.len() => None,
+                Ok(kept) => Some(kept.to_vec()),
+                Err(e) => return Err(format!("XAPI's export: {e}")),
+            };
+            if let Some(kept) = kept {
+                target.truncate(before);
+                target.extend_from_slice(&kept);
+            }
+            if let Some(c) = self.compressor.as_mut() {
+                c.push(&raw, &mut out);
+                raw.clear();
             }
         }
-        let new = &pending[before..];
-        match check.feed(new) {
-            Ok(out) if out.len() == new.len() => {}
-            Ok(out) => {
-                let out = out.to_vec();
-                pending.truncate(before);
-                pending.extend_from_slice(&out);
-            }
-            Err(e) => return (Err(format!("XAPI's export: {e}")), sent),
-        }
     }
-    if !pending.is_empty() {
-        let n = pending.len();
-        if !tx.write_all(pending).await.is_empty() {
-            return (gone(), sent);
-        }
-        sent += n;
-    }
-    (check.finish().map_err(|e| format!("XAPI's export: {e}")), sent)
 }

@@ -2,6 +2,7 @@
 //! - `GET|HEAD /rest/v0/vdis/<id>.vhd|.raw` (and `vdi-snapshots`): disk export.
 //! - `PUT /rest/v0/vdis/<id>.vhd|.raw`: import into an existing VDI.
 //! - `POST /rest/v0/srs/<id>/vdis[?raw&name_label=…&name_description=…&size=…]`: import onto an SR as a new VDI.
+//! - `GET|HEAD /rest/v0/vms/<id>.xva[?compress=…]` (and `vm-snapshots`, `vm-templates`): VM export.
 //!
 //! Authenticate, let the core plan the transfer, let the host layer stream it. Bodies never go through the core's
 //! `Reply`: this component answers WASI responses so that streams can be handed on untouched.
@@ -12,7 +13,7 @@ use std::time::Instant;
 use xo_edge::error::ApiError;
 use xo_edge::rest::{auth, Ctx};
 use xo_edge::transfer::export::{self, Plan};
-use xo_edge::transfer::import;
+use xo_edge::transfer::{import, vm_export};
 use xo_edge_host::transfer::{error_response, reply_response, Log};
 use xo_edge_host::{now, SpinTransport};
 
@@ -56,6 +57,25 @@ pub async fn handle(req: Request) -> types::Response {
             }
         };
         return xo_edge_host::import::import(config.clone(), log, caller, upload, request).await;
+    }
+    if let Some(route) = vm_export::vm_route(path) {
+        let plan = match method {
+            "GET" => vm_export::plan_vm_export(&ctx, &caller, &core_req, &route).await.map(Plan::Stream),
+            "HEAD" => vm_export::head_vm_export(&ctx, &caller, &core_req, &route).await.map(Plan::Reply),
+            _ => Err(ApiError::new(405, format!("{method} is not supported on {path}"))),
+        };
+        return match plan {
+            Err(e) => {
+                release().await;
+                answer(e)
+            }
+            Ok(Plan::Reply(reply)) => {
+                release().await;
+                log.line(reply.status, 0);
+                reply_response(reply)
+            }
+            Ok(Plan::Stream(plan)) => xo_edge_host::transfer::export(config.clone(), log, plan).await,
+        };
     }
     let Some(route) = export::disk_route(path) else {
         release().await;
