@@ -6,8 +6,9 @@
 //! - `PUT /_sim/faults` (JSON [`FaultSpec`]) / `DELETE /_sim/faults`.
 //! - `POST /_sim/sessions/expire` (`{"session": ref}` or `{}` for all).
 //! - `GET /_sim/vdis/{uuid}`: size, stored bytes and the [`SparseDigest`](crate::xva::SparseDigest) of its content.
-//! - `POST /_sim/vdis` (`{"name_label", "size", "zero_pct"?, "random_pct"?, "seed"?}`): a VDI on the default SR
-//!   whose whole content is synthetic disk-like data (benchmarks and large-transfer tests); answers its uuid and ref.
+//! - `POST /_sim/vdis` (`{"name_label", "size", "zero_pct"?, "random_pct"?, "seed"?, "attach_to"?}`): a VDI on the
+//!   default SR whose whole content is synthetic disk-like data (benchmarks and large-transfer tests), plugged into
+//!   the VM `attach_to` (uuid or ref) when given; answers its uuid and ref.
 //!
 //! Nothing here is reachable through XAPI's protocols.
 
@@ -116,6 +117,8 @@ struct NewVdi {
     random_pct: u8,
     #[serde(default)]
     seed: u64,
+    #[serde(default)]
+    attach_to: Option<String>,
 }
 
 fn default_zero_pct() -> u8 {
@@ -144,6 +147,15 @@ async fn create_vdi(State(sim): State<Arc<Sim>>, Json(spec): Json<NewVdi>) -> Re
     let disk = SparseDisk::with_synthetic(spec.size, vec![region]);
     db.set(&r, "physical_utilisation", Value::Int(disk.allocated_bytes() as i64));
     db.disks.insert(r.clone(), disk);
+    if let Some(vm) = spec.attach_to {
+        let vm = match db.ref_by_uuid(&vm) {
+            Some(v) => v.clone(),
+            None if db.get_of("VM", &vm).is_some() => vm,
+            None => return Err(bad("no such VM")),
+        };
+        let device = db.get(&vm).and_then(|v| v.get("VBDs")).and_then(Value::as_array).map_or(0, |a| a.len());
+        crate::scenario::vbd(&mut db, &vm, &r, device as u32, false);
+    }
     Ok(Json(json!({ "uuid": db.field_str(&r, "uuid"), "ref": r })))
 }
 

@@ -293,7 +293,7 @@ fn disk(db: &mut Db, sr: &str, name: &str, size: i64, data: &[(i64, i64)], seed:
     r
 }
 
-fn vbd(db: &mut Db, vm: &str, vdi: &str, userdevice: u32, cd: bool) -> String {
+pub(crate) fn vbd(db: &mut Db, vm: &str, vdi: &str, userdevice: u32, cd: bool) -> String {
     let b = db.create(
         "VBD",
         f([

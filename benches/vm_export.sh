@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Benchmark (not a test): VM export as XVA, in the same run, of a halted VM with two 1 GiB sparse-but-nonzero
+# disks (SIZE_GIB each; the simulator's synthetic disk-like data: 20 % zero grains, 35 % random, the rest text):
+#   uncompressed: through the edge (read through its XVA check) vs curl straight from the simulator's /export
+#   gzip and zstd at the edge: throughput (uncompressed bytes per second) and output size, vs native `gzip -1` and
+#   `zstd -1 -T1` compressing the same XVA from a file, and zstd by XAPI itself (checked frames, passed on)
+# Prints medians of REPS runs, ratios, and the runtime's peak RSS before and after. Loopback only; stops what it
+# started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPS=${REPS:-3}
+SIZE_GIB=${SIZE_GIB:-1}
+cargo build --locked --release -p xapi-sim >/dev/null 2>&1
+bash scripts/build.sh >/dev/null 2>&1
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT INT TERM
+
+./target/release/xapi-sim --listen 127.0.0.1:0 --port-file "$work/sim.port" >"$work/sim.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 300); do [ -s "$work/sim.port" ] && break; sleep 0.1; done
+SIM="http://127.0.0.1:$(cat "$work/sim.port")"
+EDGE_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+XO_EDGE_TOKEN_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=')
+export XO_EDGE_TOKEN_SECRET
+wasmtime serve -Scli -Sp3 -Wcomponent-model-async --addr "127.0.0.1:${EDGE_PORT}" \
+  --env "XO_EDGE_XAPI_URL=${SIM}" --env XO_EDGE_TOKEN_SECRET target/wasm32-wasip2/wasm/xo_edge_bundle.wasm \
+  >"$work/edge.log" 2>&1 &
+EDGE_PID=$!
+pids+=($EDGE_PID)
+EDGE="http://127.0.0.1:${EDGE_PORT}"
+for _ in $(seq 1 300); do curl -s -o /dev/null "$EDGE/rest/v0" && break; sleep 0.1; done
+
+json() { python3 -c "import sys, json; print(json.load(sys.stdin)$1)"; }
+SID=$(curl -s -X POST "$SIM/jsonrpc" -H 'content-type: application/json' \
+  -d '{"jsonrpc":"2.0","method":"session.login_with_password","params":["root","xapi-sim"],"id":1}' | json '["result"]')
+TOKEN=$(curl -s -X POST -u root:xapi-sim "$EDGE/rest/v0/users/authentication_tokens" | json '["token"]["id"]')
+VM=$(curl -s -H "Authorization: Bearer $TOKEN" "$EDGE/rest/v0/vms?filter=name_label:%22Empty%20VM%22&fields=uuid" | json '[0]["uuid"]')
+for seed in 1 2; do
+  curl -s -X POST "$SIM/_sim/vdis" -H 'content-type: application/json' \
+    -d "{\"name_label\":\"bench disk $seed\",\"size\":$((SIZE_GIB << 30)),\"seed\":$seed,\"attach_to\":\"$VM\"}" >/dev/null
+done
+cpu() { awk '{print $14 + $15}' "/proc/$EDGE_PID/stat"; }
+hwm() { awk '/VmHWM/ {print $2}' "/proc/$EDGE_PID/status"; }
+curl -s -o /dev/null -H "Authorization: Bearer $TOKEN" "$EDGE/rest/v0/vms/$VM.xva"
+HWM_BEFORE=$(hwm)
+curl -s -b "session_id=$SID" -o "$work/vm.xva" "$SIM/export?uuid=$VM&use_compression=false"
+XVA_SIZE=$(stat -c %s "$work/vm.xva")
+
+: >"$work/times"
+for _ in $(seq 1 "$REPS"); do
+  echo "direct $(curl -s -o /dev/null -w '%{time_total} %{size_download}' -b "session_id=$SID" "$SIM/export?uuid=$VM&use_compression=false")" >>"$work/times"
+  for mode in plain "gzip compress=gzip" "zstd compress=zstd&compress_at=edge" "xapi_zstd compress=zstd"; do
+    set -- $mode
+    echo "edge_$1 $(curl -s -o /dev/null -w '%{time_total} %{size_download}' -H "Authorization: Bearer $TOKEN" "$EDGE/rest/v0/vms/$VM.xva?${2:-}")" >>"$work/times"
+  done
+  for tool in "gzip -1" "zstd -1 -T1"; do
+    set -- $tool
+    s=$(date +%s.%N)
+    $tool -c "$work/vm.xva" >"$work/out"
+    echo "native_$1 $(python3 -c "import time; print(time.time() - $s)") $(stat -c %s "$work/out")" >>"$work/times"
+  done
+done
+HWM_AFTER=$(hwm)
+LEFT=$(curl -s "$SIM/_sim/stats" | python3 -c 'import sys, json; d = json.load(sys.stdin); print(d["tasks"], d["vm_snapshots"])')
+
+python3 - "$work/times" "$XVA_SIZE" "$REPS" "$HWM_BEFORE" "$HWM_AFTER" "$LEFT" "$(nproc)" <<'PY'
+import statistics, sys
+path, xva, reps, before, after, left, cores = sys.argv[1:]
+xva = int(xva)
+t, n = {}, {}
+for line in open(path):
+    k, secs, size = line.split()
+    t.setdefault(k, []).append(float(secs))
+    n[k] = int(size)
+m = {k: statistics.median(v) for k, v in t.items()}
+rate = lambda k: xva / m[k] / 1e6
+tasks, snaps = left.split()
+print(f"VM export: an XVA of {xva} bytes (two disks), {cores} cores, medians of {reps} runs; the runtime's peak RSS "
+      f"{int(before) // 1024} MiB before, {int(after) // 1024} MiB after; left on XAPI: {tasks} tasks, {snaps} snapshots")
+print(f"  uncompressed: direct {rate('direct'):6.0f} MB/s   edge {rate('edge_plain'):6.0f} MB/s   ratio {m['direct'] / m['edge_plain']:.2f}")
+for tool, edge in [("gzip", "edge_gzip"), ("zstd", "edge_zstd")]:
+    nat = f"native_{tool}"
+    print(f"  {tool}: edge {rate(edge):6.0f} MB/s, {n[edge]} bytes ({n[edge] / xva:.3f})   native {rate(nat):6.0f} MB/s, "
+          f"{n[nat]} bytes ({n[nat] / xva:.3f})   speed ratio {m[nat] / m[edge]:.2f}   size ratio {n[edge] / n[nat]:.2f}")
+print(f"  zstd by XAPI, frames checked and passed on: {rate('edge_xapi_zstd'):6.0f} MB/s, {n['edge_xapi_zstd']} bytes")
+PY
