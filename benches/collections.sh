@@ -6,34 +6,13 @@
 #   edge object: GET /rest/v0/vms/<uuid>;  direct object: VM.get_record
 # Prints the medians of REPS runs and the ratios. Loopback only; stops what it started.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 REPS=${REPS:-9}
 VMS=${VMS:-10000}
-cargo build --locked --release -p xapi-sim >/dev/null 2>&1
-bash scripts/build.sh >/dev/null
-
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT INT TERM
-
-./target/release/xapi-sim --listen 127.0.0.1:0 --vms "$VMS" --port-file "$work/sim.port" >"$work/sim.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 300); do [ -s "$work/sim.port" ] && break; sleep 0.1; done
-SIM="http://127.0.0.1:$(cat "$work/sim.port")"
-EDGE_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-XO_EDGE_TOKEN_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=')
-export XO_EDGE_TOKEN_SECRET
-wasmtime serve -Scli -Sp3 -Wcomponent-model-async --addr "127.0.0.1:${EDGE_PORT}" \
-  --env "XO_EDGE_XAPI_URL=${SIM}" --env XO_EDGE_TOKEN_SECRET target/wasm32-wasip2/wasm/xo_edge_bundle.wasm \
-  >"$work/edge.log" 2>&1 &
-pids+=($!)
-EDGE="http://127.0.0.1:${EDGE_PORT}"
-for _ in $(seq 1 300); do curl -s -o /dev/null "$EDGE/rest/v0" && break; sleep 0.1; done
+SIM_ARGS="--vms $VMS"
+# shellcheck source=benches/common.sh
+source "$(dirname "$0")/common.sh"
 
 rpc() { curl -s -X POST "$SIM/jsonrpc" -H 'content-type: application/json' -d "$1"; }
-SID=$(rpc '{"jsonrpc":"2.0","method":"session.login_with_password","params":["root","xapi-sim"],"id":1}' | python3 -c 'import sys, json; print(json.load(sys.stdin)["result"])')
-TOKEN=$(curl -s -X POST -u root:xapi-sim "$EDGE/rest/v0/users/authentication_tokens" | python3 -c 'import sys, json; print(json.load(sys.stdin)["token"]["id"])')
 VM_REF=$(rpc "{\"jsonrpc\":\"2.0\",\"method\":\"VM.get_by_name_label\",\"params\":[\"$SID\",\"vm-05000\"],\"id\":1}" | python3 -c 'import sys, json; print(json.load(sys.stdin)["result"][0])')
 VM_UUID=$(rpc "{\"jsonrpc\":\"2.0\",\"method\":\"VM.get_uuid\",\"params\":[\"$SID\",\"$VM_REF\"],\"id\":1}" | python3 -c 'import sys, json; print(json.load(sys.stdin)["result"])')
 

@@ -9,42 +9,16 @@
 # with the simulator capped at that rate (a real XAPI streams a disk at a few hundred MB/s at most) on a
 # THROTTLE_GIB disk. Loopback only; stops what it started.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 REPS=${REPS:-3}
 SIZE_GIB=${SIZE_GIB:-4}
 THROTTLE_MBPS=${THROTTLE_MBPS:-400}
 THROTTLE_GIB=${THROTTLE_GIB:-1}
-cargo build --locked --release -p xapi-sim >/dev/null 2>&1
-bash scripts/build.sh >/dev/null
-
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT INT TERM
-
-./target/release/xapi-sim --listen 127.0.0.1:0 --port-file "$work/sim.port" >"$work/sim.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 300); do [ -s "$work/sim.port" ] && break; sleep 0.1; done
-SIM="http://127.0.0.1:$(cat "$work/sim.port")"
-EDGE_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-XO_EDGE_TOKEN_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=')
-export XO_EDGE_TOKEN_SECRET
-wasmtime serve -Scli -Sp3 -Wcomponent-model-async --addr "127.0.0.1:${EDGE_PORT}" \
-  --env "XO_EDGE_XAPI_URL=${SIM}" --env XO_EDGE_TOKEN_SECRET target/wasm32-wasip2/wasm/xo_edge_bundle.wasm \
-  >"$work/edge.log" 2>&1 &
-EDGE_PID=$!
-pids+=($EDGE_PID)
-EDGE="http://127.0.0.1:${EDGE_PORT}"
-for _ in $(seq 1 300); do curl -s -o /dev/null "$EDGE/rest/v0" && break; sleep 0.1; done
+# shellcheck source=benches/common.sh
+source "$(dirname "$0")/common.sh"
 
 rpc() { curl -s -X POST "$SIM/jsonrpc" -H 'content-type: application/json' -d "$1"; }
-field() { python3 -c "import sys, json; print(json.load(sys.stdin)$1)"; }
-SID=$(rpc '{"jsonrpc":"2.0","method":"session.login_with_password","params":["root","xapi-sim"],"id":1}' | field '["result"]')
-TOKEN=$(curl -s -X POST -u root:xapi-sim "$EDGE/rest/v0/users/authentication_tokens" | field '["token"]["id"]')
 disk() { curl -s -X POST "$SIM/_sim/vdis" -H 'content-type: application/json' \
-  -d "{\"name_label\":\"bench $1 GiB\",\"size\":$(($1 << 30)),\"seed\":$1}" | field '["uuid"]'; }
-cpu() { awk '{print $14 + $15}' "/proc/$EDGE_PID/stat"; }
-hwm() { awk '/VmHWM/ {print $2}' "/proc/$EDGE_PID/status"; }
+  -d "{\"name_label\":\"bench $1 GiB\",\"size\":$(($1 << 30)),\"seed\":$1}" | json '["uuid"]'; }
 speed() { curl -s -o /dev/null -w '%{speed_download} %{size_download}\n' "$@"; }
 
 # One small export first, so that the peak RSS before counts a warmed-up instance.
@@ -72,7 +46,7 @@ if [ "$THROTTLE_MBPS" -gt 0 ]; then
   [ "$THROTTLE_GIB" = 1 ] && T_UUID=$SMALL || T_UUID=$(disk "$THROTTLE_GIB")
   run capped "$T_UUID"
 fi
-LEFT=$(curl -s "$SIM/_sim/stats" | field '["tasks"]')
+LEFT=$(curl -s "$SIM/_sim/stats" | json '["tasks"]')
 
 python3 - "$work/times" "$SIZE_GIB" "$REPS" "$HWM_BEFORE" "$HWM_AFTER" "$THROTTLE_MBPS" "$THROTTLE_GIB" "$LEFT" "$(nproc)" \
   "$(getconf CLK_TCK)" <<'PY'

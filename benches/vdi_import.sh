@@ -8,44 +8,17 @@
 # before and after. With LIMIT (curl --limit-rate, default 400M; empty to skip) it repeats the comparison at a
 # rate like a real pool's. Every imported VDI is destroyed again. Loopback only; stops what it started.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 REPS=${REPS:-3}
 SIZE_GIB=${SIZE_GIB:-2}
 LIMIT=${LIMIT-400M}
-cargo build --locked --release -p xapi-sim >/dev/null 2>&1
-bash scripts/build.sh >/dev/null 2>&1
-
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT INT TERM
-
-./target/release/xapi-sim --listen 127.0.0.1:0 --port-file "$work/sim.port" >"$work/sim.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 300); do [ -s "$work/sim.port" ] && break; sleep 0.1; done
-SIM="http://127.0.0.1:$(cat "$work/sim.port")"
-EDGE_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-XO_EDGE_TOKEN_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=')
-export XO_EDGE_TOKEN_SECRET
-wasmtime serve -Scli -Sp3 -Wcomponent-model-async --addr "127.0.0.1:${EDGE_PORT}" \
-  --env "XO_EDGE_XAPI_URL=${SIM}" --env XO_EDGE_TOKEN_SECRET target/wasm32-wasip2/wasm/xo_edge_bundle.wasm \
-  >"$work/edge.log" 2>&1 &
-EDGE_PID=$!
-pids+=($EDGE_PID)
-EDGE="http://127.0.0.1:${EDGE_PORT}"
-for _ in $(seq 1 300); do curl -s -o /dev/null "$EDGE/rest/v0" && break; sleep 0.1; done
+# shellcheck source=benches/common.sh
+source "$(dirname "$0")/common.sh"
 
 call() { # method, params (JSON, without the session) -> result
   curl -s -X POST "$SIM/jsonrpc" -H 'content-type: application/json' \
     -d "{\"jsonrpc\":\"2.0\",\"method\":\"$1\",\"params\":[\"$SID\"$2],\"id\":1}" |
     python3 -c 'import sys, json; print(json.load(sys.stdin)["result"])'
 }
-SID=none
-SID=$(curl -s -X POST "$SIM/jsonrpc" -H 'content-type: application/json' \
-  -d '{"jsonrpc":"2.0","method":"session.login_with_password","params":["root","xapi-sim"],"id":1}' |
-  python3 -c 'import sys, json; print(json.load(sys.stdin)["result"])')
-TOKEN=$(curl -s -X POST -u root:xapi-sim "$EDGE/rest/v0/users/authentication_tokens" |
-  python3 -c 'import sys, json; print(json.load(sys.stdin)["token"]["id"])')
 SR=$(call SR.get_by_name_label ',"Shared NFS storage"' | tr -d "[]'")
 SR_UUID=$(call SR.get_uuid ",\"$SR\"")
 SIZE=$((SIZE_GIB << 30))
@@ -55,8 +28,6 @@ SRC=$(curl -s -X POST "$SIM/_sim/vdis" -H 'content-type: application/json' \
   -d "{\"name_label\":\"bench source\",\"size\":$SIZE,\"seed\":9}" | python3 -c 'import sys, json; print(json.load(sys.stdin)["uuid"])')
 for fmt in raw vhd; do curl -s -b "session_id=$SID" -o "$work/disk.$fmt" "$SIM/export_raw_vdi?vdi=$SRC&format=$fmt"; done
 
-cpu() { awk '{print $14 + $15}' "/proc/$EDGE_PID/stat"; }
-hwm() { awk '/VmHWM/ {print $2}' "/proc/$EDGE_PID/status"; }
 destroy_uuid() { call VDI.destroy ",\"$(call VDI.get_by_uuid ",\"$1\"")\"" >/dev/null; }
 HWM_BEFORE=$(hwm)
 

@@ -7,43 +7,16 @@
 # Prints medians of REPS runs, ratios, and the runtime's peak RSS before and after. Loopback only; stops what it
 # started.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 REPS=${REPS:-3}
 SIZE_GIB=${SIZE_GIB:-1}
-cargo build --locked --release -p xapi-sim >/dev/null 2>&1
-bash scripts/build.sh >/dev/null 2>&1
+# shellcheck source=benches/common.sh
+source "$(dirname "$0")/common.sh"
 
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT INT TERM
-
-./target/release/xapi-sim --listen 127.0.0.1:0 --port-file "$work/sim.port" >"$work/sim.log" 2>&1 &
-pids+=($!)
-for _ in $(seq 1 300); do [ -s "$work/sim.port" ] && break; sleep 0.1; done
-SIM="http://127.0.0.1:$(cat "$work/sim.port")"
-EDGE_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-XO_EDGE_TOKEN_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=')
-export XO_EDGE_TOKEN_SECRET
-wasmtime serve -Scli -Sp3 -Wcomponent-model-async --addr "127.0.0.1:${EDGE_PORT}" \
-  --env "XO_EDGE_XAPI_URL=${SIM}" --env XO_EDGE_TOKEN_SECRET target/wasm32-wasip2/wasm/xo_edge_bundle.wasm \
-  >"$work/edge.log" 2>&1 &
-EDGE_PID=$!
-pids+=($EDGE_PID)
-EDGE="http://127.0.0.1:${EDGE_PORT}"
-for _ in $(seq 1 300); do curl -s -o /dev/null "$EDGE/rest/v0" && break; sleep 0.1; done
-
-json() { python3 -c "import sys, json; print(json.load(sys.stdin)$1)"; }
-SID=$(curl -s -X POST "$SIM/jsonrpc" -H 'content-type: application/json' \
-  -d '{"jsonrpc":"2.0","method":"session.login_with_password","params":["root","xapi-sim"],"id":1}' | json '["result"]')
-TOKEN=$(curl -s -X POST -u root:xapi-sim "$EDGE/rest/v0/users/authentication_tokens" | json '["token"]["id"]')
 VM=$(curl -s -H "Authorization: Bearer $TOKEN" "$EDGE/rest/v0/vms?filter=name_label:%22Empty%20VM%22&fields=uuid" | json '[0]["uuid"]')
 for seed in 1 2; do
   curl -s -X POST "$SIM/_sim/vdis" -H 'content-type: application/json' \
     -d "{\"name_label\":\"bench disk $seed\",\"size\":$((SIZE_GIB << 30)),\"seed\":$seed,\"attach_to\":\"$VM\"}" >/dev/null
 done
-cpu() { awk '{print $14 + $15}' "/proc/$EDGE_PID/stat"; }
-hwm() { awk '/VmHWM/ {print $2}' "/proc/$EDGE_PID/status"; }
 curl -s -o /dev/null -H "Authorization: Bearer $TOKEN" "$EDGE/rest/v0/vms/$VM.xva"
 HWM_BEFORE=$(hwm)
 curl -s -b "session_id=$SID" -o "$work/vm.xva" "$SIM/export?uuid=$VM&use_compression=false"

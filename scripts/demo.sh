@@ -38,6 +38,13 @@ for _ in $(seq 1 200); do curl -s -o /dev/null "${EDGE}/rest/v0" && break; sleep
 
 TOKEN=$(curl -s -X POST -u root:xapi-sim "${EDGE}/rest/v0/users/authentication_tokens" \
   | python3 -c 'import sys, json; print(json.load(sys.stdin)["token"]["id"])')
+first() { # collection, filter -> the uuid of the first match
+  curl -s -b "authenticationToken=${TOKEN}" "${EDGE}/rest/v0/$1?fields=uuid&filter=$2" \
+    | python3 -c 'import sys, json; print(json.load(sys.stdin)[0]["uuid"])'
+}
+VM=$(first vms 'name_label:Debian')
+VDI=$(first vdis 'name_label:rocky')
+SR=$(first srs 'name_label:NFS')
 
 cat <<TXT
 
@@ -52,6 +59,11 @@ Try:
   curl -H 'Authorization: Bearer ${TOKEN}' ${EDGE}/rest/v0
   curl -u root:xapi-sim ${EDGE}/rest/v0
   curl -X POST -u root:xapi-sim ${EDGE}/rest/v0/users/authentication_tokens -d '{"description":"mine","expiresIn":"7 days"}'
+  curl -b authenticationToken=${TOKEN} '${EDGE}/rest/v0/vms?fields=name_label,power_state'
+  curl -b authenticationToken=${TOKEN} '${EDGE}/rest/v0/vms/${VM}.xva?compress=zstd' > myVM.xva       # running: snapshot
+  curl -b authenticationToken=${TOKEN} '${EDGE}/rest/v0/vdis/${VDI}.vhd' > myDisk.vhd
+  curl -b authenticationToken=${TOKEN} '${EDGE}/rest/v0/vdis/${VDI}.raw' > myDisk.raw
+  curl -X POST -b authenticationToken=${TOKEN} -T myDisk.raw '${EDGE}/rest/v0/srs/${SR}/vdis?raw&name_label=my_imported_VDI' | cat
   curl -X DELETE -b authenticationToken=${TOKEN} ${EDGE}/rest/v0/users/me/authentication_tokens/current
 
 Ctrl-C stops the simulator and the edge.

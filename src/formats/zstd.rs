@@ -65,8 +65,26 @@ impl Default for FrameCheck {
     }
 }
 
-fn le(b: &[u8]) -> u64 {
+/// A little-endian number of up to 8 bytes.
+pub fn le(b: &[u8]) -> u64 {
     b.iter().rev().fold(0, |acc, &x| (acc << 8) | u64::from(x))
+}
+
+/// Whether a frame's 4-byte magic number is a skippable frame's.
+pub fn is_skippable(magic: u32) -> bool {
+    magic & 0xFFFF_FFF0 == 0x184D_2A50
+}
+
+/// The length of a zstd frame header (magic number included) from its frame header descriptor byte.
+pub fn frame_header_len(fhd: u8) -> usize {
+    let single = fhd & 0x20 != 0;
+    let fcs = match fhd >> 6 {
+        0 => usize::from(single),
+        1 => 2,
+        2 => 4,
+        _ => 8,
+    };
+    5 + usize::from(!single) + [0, 1, 2, 4][usize::from(fhd & 3)] + fcs
 }
 
 impl FrameCheck {
@@ -97,19 +115,9 @@ impl FrameCheck {
         match self.state {
             State::Frame => match self.buf.len() {
                 0..4 => 4,
-                _ if le(&self.buf[..4]) as u32 & 0xFFFF_FFF0 == 0x184D_2A50 => 8,
+                _ if is_skippable(le(&self.buf[..4]) as u32) => 8,
                 4 => 5,
-                _ => {
-                    let fhd = self.buf[4];
-                    let single = fhd & 0x20 != 0;
-                    let fcs = match fhd >> 6 {
-                        0 => usize::from(single),
-                        1 => 2,
-                        2 => 4,
-                        _ => 8,
-                    };
-                    5 + usize::from(!single) + [0, 1, 2, 4][usize::from(fhd & 3)] + fcs
-                }
+                _ => frame_header_len(self.buf[4]),
             },
             State::Block { .. } => 3,
             State::Checksum => 4,
@@ -121,7 +129,7 @@ impl FrameCheck {
         match self.state {
             State::Frame => {
                 let magic = le(&self.buf[..4]) as u32;
-                let skippable = magic & 0xFFFF_FFF0 == 0x184D_2A50;
+                let skippable = is_skippable(magic);
                 if !skippable && magic != MAGIC {
                     return Err(ZstdError::NotZstd { position: at });
                 }

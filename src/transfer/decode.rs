@@ -6,6 +6,7 @@
 //! that block to ruzstd, and keeps only the window zstd needs; frames may follow each other, skippable frames are
 //! skipped, and a frame's content checksum is verified when present.
 
+use crate::formats::zstd::{frame_header_len, is_skippable, le};
 use flate2::write::MultiGzDecoder;
 use ruzstd::decoding::{BlockDecodingStrategy, FrameDecoder};
 use std::io::Write;
@@ -69,10 +70,6 @@ pub struct Zstd {
     frame: Option<bool>,
 }
 
-fn le(b: &[u8]) -> u64 {
-    b.iter().rev().fold(0, |acc, &x| (acc << 8) | u64::from(x))
-}
-
 impl Zstd {
     fn push(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
         self.input.extend_from_slice(input);
@@ -92,7 +89,7 @@ impl Zstd {
                         return Ok(());
                     }
                     let magic = le(&buf[..4]) as u32;
-                    if magic & 0xFFFF_FFF0 == 0x184D_2A50 {
+                    if is_skippable(magic) {
                         if buf.len() < 8 {
                             return Ok(());
                         }
@@ -107,14 +104,7 @@ impl Zstd {
                         return Err("invalid zstd data: not a zstd frame".into());
                     }
                     let Some(&fhd) = buf.get(4) else { return Ok(()) };
-                    let single = fhd & 0x20 != 0;
-                    let fcs = match fhd >> 6 {
-                        0 => usize::from(single),
-                        1 => 2,
-                        2 => 4,
-                        _ => 8,
-                    };
-                    let header = 5 + usize::from(!single) + [0, 1, 2, 4][usize::from(fhd & 3)] + fcs;
+                    let header = frame_header_len(fhd);
                     if buf.len() < header {
                         return Ok(());
                     }

@@ -1,0 +1,36 @@
+# Sourced by the benchmarks: builds, starts the simulator (extra arguments: SIM_ARGS) and the bundle under
+# wasmtime serve on free loopback ports, and stops both on exit. Sets:
+#   work (a temporary folder), SIM, EDGE (base URLs), EDGE_PID, SID (a root XAPI session), TOKEN (an edge token)
+# and the helpers json (read a field of JSON on stdin), cpu (the runtime's CPU ticks), hwm (its peak RSS, KiB).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --locked --release -p xapi-sim >/dev/null 2>&1
+bash scripts/build.sh >/dev/null 2>&1
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT INT TERM
+
+# shellcheck disable=SC2086
+./target/release/xapi-sim --listen 127.0.0.1:0 ${SIM_ARGS:-} --port-file "$work/sim.port" >"$work/sim.log" 2>&1 &
+pids+=($!)
+for _ in $(seq 1 600); do [ -s "$work/sim.port" ] && break; sleep 0.1; done
+SIM="http://127.0.0.1:$(cat "$work/sim.port")"
+EDGE_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+XO_EDGE_TOKEN_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=')
+export XO_EDGE_TOKEN_SECRET
+wasmtime serve -Scli -Sp3 -Wcomponent-model-async --addr "127.0.0.1:${EDGE_PORT}" \
+  --env "XO_EDGE_XAPI_URL=${SIM}" --env XO_EDGE_TOKEN_SECRET target/wasm32-wasip2/wasm/xo_edge_bundle.wasm \
+  >"$work/edge.log" 2>&1 &
+EDGE_PID=$!
+pids+=($EDGE_PID)
+EDGE="http://127.0.0.1:${EDGE_PORT}"
+for _ in $(seq 1 300); do curl -s -o /dev/null "$EDGE/rest/v0" && break; sleep 0.1; done
+
+json() { python3 -c "import sys, json; print(json.load(sys.stdin)$1)"; }
+cpu() { awk '{print $14 + $15}' "/proc/$EDGE_PID/stat"; }
+hwm() { awk '/VmHWM/ {print $2}' "/proc/$EDGE_PID/status"; }
+SID=$(curl -s -X POST "$SIM/jsonrpc" -H 'content-type: application/json' \
+  -d '{"jsonrpc":"2.0","method":"session.login_with_password","params":["root","xapi-sim"],"id":1}' | json '["result"]')
+TOKEN=$(curl -s -X POST -u root:xapi-sim "$EDGE/rest/v0/users/authentication_tokens" | json '["token"]["id"]')
