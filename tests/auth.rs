@@ -126,6 +126,11 @@ fn read_only_users_get_403_with_a_clear_message() {
 #[test]
 fn refresh_cookie_past_half_life_works() {
     let edge = Edge::start_with(&[("XO_EDGE_TOKEN_LIFETIME", "4")], xapi_sim::Options::default());
+    let first = |coll: &str, filter: &str| -> String {
+        let r = edge.get(&format!("/rest/v0/{coll}?fields=uuid&filter={filter}")).basic_auth("root", Some("xapi-sim"));
+        r.send().unwrap().json::<J>().unwrap()[0]["uuid"].as_str().unwrap().to_string()
+    };
+    let (vdi, sr) = (first("vdis", "name_label:rocky"), first("srs", "name_label:NFS"));
     let t = edge.token("root", "xapi-sim");
     let r = edge.get("/rest/v0").bearer_auth(&t).send().unwrap();
     assert_eq!(r.status().as_u16(), 200);
@@ -137,6 +142,14 @@ fn refresh_cookie_past_half_life_works() {
     let fresh = cookie.strip_prefix("authenticationToken=").unwrap().split(';').next().unwrap().to_string();
     assert_ne!(fresh, t);
     assert!(cookie.contains("HttpOnly") && cookie.contains("Max-Age=4"));
+    // Transfers renew it too.
+    let export = edge.http.head(format!("{}/rest/v0/vdis/{vdi}.raw", edge.url)).bearer_auth(&t).send().unwrap();
+    assert!(export.headers().get("set-cookie").is_some(), "an export renews the token");
+    let import =
+        edge.http.post(format!("{}/rest/v0/srs/{sr}/vdis?raw", edge.url)).bearer_auth(&t).body(vec![1u8; 4096]);
+    let import = import.send().unwrap();
+    assert_eq!(import.status().as_u16(), 201);
+    assert!(import.headers().get("set-cookie").is_some(), "an import renews the token");
     std::thread::sleep(std::time::Duration::from_millis(2100));
     // The old token has expired by now; the refreshed one still works.
     assert_eq!(status(edge.get("/rest/v0").bearer_auth(&t).send().unwrap()), 401);

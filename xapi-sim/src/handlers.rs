@@ -463,32 +463,59 @@ fn write_vhd(disk: &SparseDisk, uuid: [u8; 16], w: &mut impl Write) -> io::Resul
 
 /// `PUT /import_raw_vdi?vdi=|sr_id=&format=raw|vhd`: writes the body onto the VDI.
 pub async fn import_raw_vdi(sim: Arc<Sim>, q: Query, headers: HeaderMap, body: Body) -> Response<Body> {
-    let ctx = match begin(&sim, "/import_raw_vdi", &q, &headers).await {
-        Ok(c) => c,
-        Err(r) => return r,
-    };
+    match prepare_import(&sim, &q, &headers).await {
+        Ok(prepared) => transfer_import(sim, prepared, body).await,
+        Err(refusal) => {
+            // Read (up to 1 MiB of) what the client is still sending: closing a connection with unread data resets it,
+            // and the client could lose the answer.
+            let _ = axum::body::to_bytes(body, 1 << 20).await;
+            refusal
+        }
+    }
+}
+
+/// An import accepted by [`prepare_import`].
+struct PreparedImport {
+    ctx: Ctx,
+    vdi: String,
+    format: String,
+    length: Option<u64>,
+    created: bool,
+}
+
+/// Checks an import's request and finds (or creates, raw onto an SR) its VDI; the refusal answer otherwise.
+async fn prepare_import(sim: &Arc<Sim>, q: &Query, headers: &HeaderMap) -> Result<PreparedImport, Response<Body>> {
+    let ctx = begin(sim, "/import_raw_vdi", q, headers).await?;
     if headers.contains_key(header::TRANSFER_ENCODING) {
-        return early_fail(ctx, XapiError::new("INTERNAL_ERROR", &["Cannot handle encoding"]), StatusCode::NOT_FOUND);
+        return Err(early_fail(
+            ctx,
+            XapiError::new("INTERNAL_ERROR", &["Cannot handle encoding"]),
+            StatusCode::NOT_FOUND,
+        ));
     }
     let format = q.get("format").map(String::as_str).unwrap_or("raw").to_string();
     if format != "raw" && format != "vhd" {
-        return early_fail(ctx, XapiError::new("INTERNAL_ERROR", &["Unknown format"]), StatusCode::NOT_FOUND);
+        return Err(early_fail(ctx, XapiError::new("INTERNAL_ERROR", &["Unknown format"]), StatusCode::NOT_FOUND));
     }
     let length: Option<u64> =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
     let mut created = false;
     let vdi = if let Some(v) = q.get("vdi") {
-        match lookup(&sim, "VDI", v) {
+        match lookup(sim, "VDI", v) {
             Ok(v) => v,
-            Err(e) => return early_fail(ctx, e, StatusCode::INTERNAL_SERVER_ERROR),
+            Err(e) => return Err(early_fail(ctx, e, StatusCode::INTERNAL_SERVER_ERROR)),
         }
     } else if let Some(sr) = q.get("sr_id").or_else(|| q.get("sr_uuid")) {
         if format != "raw" {
-            return early_fail(ctx, XapiError::new("INTERNAL_ERROR", &["Not yet supported"]), StatusCode::BAD_REQUEST);
+            return Err(early_fail(
+                ctx,
+                XapiError::new("INTERNAL_ERROR", &["Not yet supported"]),
+                StatusCode::BAD_REQUEST,
+            ));
         }
-        let sr = match lookup(&sim, "SR", sr) {
+        let sr = match lookup(sim, "SR", sr) {
             Ok(s) => s,
-            Err(e) => return early_fail(ctx, e, StatusCode::INTERNAL_SERVER_ERROR),
+            Err(e) => return Err(early_fail(ctx, e, StatusCode::INTERNAL_SERVER_ERROR)),
         };
         let record = Value::Map(vec![
             ("name_label".into(), Value::str("Imported VDI")),
@@ -504,11 +531,17 @@ pub async fn import_raw_vdi(sim: Arc<Sim>, q: Query, headers: HeaderMap, body: B
                 created = true;
                 v.as_str().unwrap_or_default().to_string()
             }
-            Err(e) => return early_fail(ctx, e, StatusCode::INTERNAL_SERVER_ERROR),
+            Err(e) => return Err(early_fail(ctx, e, StatusCode::INTERNAL_SERVER_ERROR)),
         }
     } else {
-        return early_fail(ctx, XapiError::new("VDI_MISSING", &[]), StatusCode::BAD_REQUEST);
+        return Err(early_fail(ctx, XapiError::new("VDI_MISSING", &[]), StatusCode::BAD_REQUEST));
     };
+    Ok(PreparedImport { ctx, vdi, format, length, created })
+}
+
+/// Receives an accepted import's body onto its VDI.
+async fn transfer_import(sim: Arc<Sim>, prepared: PreparedImport, body: Body) -> Response<Body> {
+    let PreparedImport { ctx, vdi, format, length, created } = prepared;
     let cut_after = sim.faults.lock().cut_after.get("/import_raw_vdi").copied();
     let outcome = receive(&sim, &ctx, &vdi, &format, length, cut_after, body).await;
     match outcome {

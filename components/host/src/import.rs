@@ -202,6 +202,14 @@ async fn forward(source: &mut Source, mut check: Check, head: Vec<u8>, mut tx: S
     Pumped::Done
 }
 
+/// Adds the renewed-token cookie a caller past half its token's lifetime gets on success.
+fn with_refresh(reply: xo_edge::rest::Reply, caller: &Caller) -> xo_edge::rest::Reply {
+    match &caller.refresh_cookie {
+        Some(cookie) => reply.with_header("set-cookie", cookie.clone()),
+        None => reply,
+    }
+}
+
 /// Runs an import; answers the response to give the client.
 pub async fn import(
     config: Config,
@@ -242,7 +250,7 @@ pub async fn import(
         return match import::finish(&ctx, &plan, sent, Ok(())).await {
             Ok(reply) => {
                 log.line(reply.status, plan.length as usize);
-                reply_response(reply)
+                reply_response(with_refresh(reply, &caller))
             }
             Err(e) => answer(e),
         };
@@ -322,7 +330,7 @@ pub async fn import(
     match import::finish(&ctx, &plan, sent, body).await {
         Ok(reply) => {
             log.line(reply.status, plan.length as usize);
-            reply_response(reply)
+            reply_response(with_refresh(reply, &caller))
         }
         Err(e) => answer(e),
     }
