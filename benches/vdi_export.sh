@@ -48,27 +48,7 @@ if [ "$THROTTLE_MBPS" -gt 0 ]; then
 fi
 LEFT=$(curl -s "$SIM/_sim/stats" | json '["tasks"]')
 
-python3 - "$work/times" "$SIZE_GIB" "$REPS" "$HWM_BEFORE" "$HWM_AFTER" "$THROTTLE_MBPS" "$THROTTLE_GIB" "$LEFT" "$(nproc)" \
-  "$(getconf CLK_TCK)" <<'PY'
-import statistics, sys
-path, size, reps, before, after, mbps, tgib, left, cores, hz = sys.argv[1:]
-t, n = {}, {}
-for line in open(path):
-    label, k, *v = line.split()
-    t.setdefault((label, k), []).append(float(v[0]))
-    if len(v) > 1:
-        n[(label, k)] = int(v[1])
-med = {k: statistics.median(v) for k, v in t.items()}
-print(f"VDI export, {cores} cores, medians of {reps} runs; the runtime's peak RSS {int(before) // 1024} MiB before, "
-      f"{int(after) // 1024} MiB after; tasks left on XAPI: {left}")
-for label, title in [("full", f"{size} GiB disk, simulator unthrottled"), ("capped", f"{tgib} GiB disk, simulator capped at {mbps} MB/s")]:
-    if (label, "direct_raw") not in med:
-        continue
-    print(title)
-    for fmt in ["raw", "vhd"]:
-        d, e = med[(label, f"direct_{fmt}")], med[(label, f"edge_{fmt}")]
-        size_b = n[(label, f"edge_{fmt}")]
-        cpu = med[(label, f"cpu_{fmt}")] / float(hz) / (size_b / 2**30)
-        print(f"  {fmt}: direct {d / 1e6:7.0f} MB/s   edge {e / 1e6:7.0f} MB/s   ratio {e / d:.2f}   "
-              f"runtime CPU {cpu:.2f} s/GiB   ({size_b} bytes)")
-PY
+echo "VDI export, $(nproc) cores, medians of $REPS runs; the runtime's peak RSS $((HWM_BEFORE / 1024)) MiB before," \
+  "$((HWM_AFTER / 1024)) MiB after; tasks left on XAPI: $LEFT"
+python3 benches/throughput.py "$work/times" "$(getconf CLK_TCK)" full "$SIZE_GIB GiB disk, simulator unthrottled" \
+  capped "$THROTTLE_GIB GiB disk, simulator capped at $THROTTLE_MBPS MB/s"

@@ -57,28 +57,7 @@ HWM_AFTER=$(hwm)
 [ -n "$LIMIT" ] && run capped --limit-rate "$LIMIT"
 LEFT=$(curl -s "$SIM/_sim/stats" | python3 -c 'import sys, json; d = json.load(sys.stdin); print(d["tasks"], d["vdis"])')
 
-python3 - "$work/times" "$SIZE_GIB" "$REPS" "$HWM_BEFORE" "$HWM_AFTER" "${LIMIT:-none}" "$LEFT" "$(nproc)" \
-  "$(getconf CLK_TCK)" <<'PY'
-import statistics, sys
-path, size, reps, before, after, limit, left, cores, hz = sys.argv[1:]
-t, n = {}, {}
-for line in open(path):
-    label, k, *v = line.split()
-    t.setdefault((label, k), []).append(float(v[0]))
-    if len(v) > 1:
-        n[(label, k)] = int(v[1])
-med = {k: statistics.median(v) for k, v in t.items()}
-tasks, vdis = left.split()
-print(f"VDI import of a {size} GiB disk, {cores} cores, medians of {reps} runs; the runtime's peak RSS "
-      f"{int(before) // 1024} MiB before, {int(after) // 1024} MiB after; left on XAPI: {tasks} tasks, {vdis} VDIs")
-for label, title in [("full", "unthrottled"), ("capped", f"client limited to {limit}B/s")]:
-    if (label, "direct_raw") not in med:
-        continue
-    print(title)
-    for fmt in ["raw", "vhd"]:
-        d, e = med[(label, f"direct_{fmt}")], med[(label, f"edge_{fmt}")]
-        size_b = n[(label, f"edge_{fmt}")]
-        cpu = med[(label, f"cpu_{fmt}")] / float(hz) / (size_b / 2**30)
-        print(f"  {fmt}: direct {d / 1e6:7.0f} MB/s   edge {e / 1e6:7.0f} MB/s   ratio {e / d:.2f}   "
-              f"runtime CPU {cpu:.2f} s/GiB   ({size_b} bytes)")
-PY
+read -r TASKS_LEFT VDIS_LEFT <<<"$LEFT"
+echo "VDI import of a $SIZE_GIB GiB disk, $(nproc) cores, medians of $REPS runs; the runtime's peak RSS" \
+  "$((HWM_BEFORE / 1024)) MiB before, $((HWM_AFTER / 1024)) MiB after; left on XAPI: $TASKS_LEFT tasks, $VDIS_LEFT VDIs"
+python3 benches/throughput.py "$work/times" "$(getconf CLK_TCK)" full unthrottled capped "client limited to ${LIMIT:-none}B/s"

@@ -1,0 +1,26 @@
+"""Prints the throughput rows of benches/vdi_export.sh and vdi_import.sh from their timing file.
+
+Lines: `<label> direct_<fmt>|edge_<fmt> <bytes per second> <bytes>` and `<label> cpu_<fmt> <CPU ticks>`.
+Arguments: the timing file, the clock ticks per second, then pairs of label and title, in print order.
+"""
+import statistics
+import sys
+
+path, hz, *titles = sys.argv[1:]
+t, n = {}, {}
+for line in open(path):
+    label, k, *v = line.split()
+    t.setdefault((label, k), []).append(float(v[0]))
+    if len(v) > 1:
+        n[(label, k)] = int(v[1])
+med = {k: statistics.median(v) for k, v in t.items()}
+for label, title in zip(titles[::2], titles[1::2]):
+    if (label, "direct_raw") not in med:
+        continue
+    print(title)
+    for fmt in ["raw", "vhd"]:
+        d, e = med[(label, f"direct_{fmt}")], med[(label, f"edge_{fmt}")]
+        size_b = n[(label, f"edge_{fmt}")]
+        cpu = med[(label, f"cpu_{fmt}")] / float(hz) / (size_b / 2**30)
+        print(f"  {fmt}: direct {d / 1e6:7.0f} MB/s   edge {e / 1e6:7.0f} MB/s   ratio {e / d:.2f}   "
+              f"runtime CPU {cpu:.2f} s/GiB   ({size_b} bytes)")
