@@ -21,6 +21,23 @@ else
   echo "filter cases not found at $CASES: skipped (the filter's unit tests still run)"
 fi
 cargo test --locked --lib --bins --tests 2>&1 | tee target/cargo-test.log
+# Fuzz smoke: every cargo-fuzz target for a few seconds from its committed corpus (new finds go to a scratch
+# folder); the long runs are documented in fuzz/README.md. Needs the nightly toolchain and cargo-fuzz.
+if command -v cargo-fuzz >/dev/null 2>&1 && cargo +nightly --version >/dev/null 2>&1; then
+  scratch=$(mktemp -d)
+  for t in $(cd fuzz && cargo +nightly fuzz list); do
+    mkdir -p "$scratch/$t"
+    cargo +nightly fuzz run "$t" "$scratch/$t" "fuzz/corpus/$t" -- -max_total_time="${FUZZ_SECONDS:-10}" \
+      -max_len=16384 -print_final_stats=1 2>&1 | grep -E 'number_of_executed_units|SUMMARY|panicked' | sed "s/^/fuzz $t: /"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || { echo "fuzz target $t failed (artifact in fuzz/artifacts/$t)"; exit 1; }
+  done
+  rm -rf "$scratch"
+elif [ "${CI:-}" = true ]; then
+  echo "the fuzz smoke needs the nightly toolchain and cargo-fuzz (.ci/run installs them)"
+  exit 1
+else
+  echo "fuzz smoke skipped: no nightly toolchain or no cargo-fuzz"
+fi
 # One closing line for the whole run: cargo's per-binary summaries plus the filter cases.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      /^[0-9]+ passed, [0-9]+ failed$/ { p += $1; f += $3 }

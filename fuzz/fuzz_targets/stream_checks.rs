@@ -1,0 +1,44 @@
+//! The checks and decoders that bytes of transfers go through (tar/XVA, zstd frames, gzip and zstd decoding), fed
+//! in random splits: never a panic, and the verdict does not depend on the split.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use xo_edge::formats::{tar::TarCheck, zstd::FrameCheck};
+use xo_edge::transfer::decode::Decoder;
+
+fn tar(data: &[u8], split: usize) -> bool {
+    let mut c = TarCheck::new(Some("ova.xml"));
+    data.chunks(split).all(|ch| c.push(ch).is_ok()) && c.finish().is_ok()
+}
+
+fn frames(data: &[u8], split: usize) -> bool {
+    let mut c = FrameCheck::default();
+    data.chunks(split).all(|ch| c.push(ch).is_ok()) && c.finish().is_ok()
+}
+
+fn decode(mut d: Decoder, data: &[u8], split: usize) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    for ch in data.chunks(split) {
+        d.push(ch, &mut out)?;
+        if out.len() > 64 << 20 {
+            return Err("too big for a fuzz run".into());
+        }
+    }
+    d.finish(&mut out)?;
+    Ok(out)
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&seed, stream)) = data.split_first() else { return };
+    let split = 1 + usize::from(seed) * 3;
+    let whole = stream.len().max(1);
+    assert_eq!(tar(stream, whole), tar(stream, split));
+    assert_eq!(frames(stream, whole), frames(stream, split));
+    for make in [Decoder::gzip as fn() -> Decoder, Decoder::zstd] {
+        let a = decode(make(), stream, whole);
+        let b = decode(make(), stream, split);
+        assert_eq!(a.is_ok(), b.is_ok(), "the verdict depends on the split");
+        if let (Ok(a), Ok(b)) = (&a, &b) {
+            assert_eq!(a, b, "decoded bytes depend on the split");
+        }
+    }
+});
