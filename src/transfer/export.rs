@@ -101,7 +101,8 @@ pub enum Plan {
     Stream(ExportPlan),
 }
 
-fn size_of(rec: &Value) -> u64 {
+/// A VDI record's virtual size (XAPI sends int64 as a JSON number, or as a string over XML-RPC).
+pub(crate) fn virtual_size(rec: &Value) -> u64 {
     match rec.get("virtual_size") {
         Some(Value::Number(n)) => n.as_u64().unwrap_or(0),
         Some(Value::String(s)) => s.parse().unwrap_or(0),
@@ -109,7 +110,8 @@ fn size_of(rec: &Value) -> u64 {
     }
 }
 
-fn query(pairs: &[(&str, &str)]) -> String {
+/// A URL query string of `pairs`, encoded.
+pub(crate) fn query(pairs: &[(&str, &str)]) -> String {
     form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish()
 }
 
@@ -122,7 +124,7 @@ pub async fn plan_vdi_export<T: Transport>(
 ) -> Result<Plan, ApiError> {
     let (reference, rec) = collections::find(ctx, caller, route.collection, &route.id).await?;
     let uuid = rec.get("uuid").and_then(Value::as_str).unwrap_or(&route.id).to_string();
-    let size = size_of(&rec);
+    let size = virtual_size(&rec);
     let fmt = route.format.name();
     let mut headers = vec![
         ("content-type".to_string(), "application/octet-stream".to_string()),

@@ -181,14 +181,6 @@ fn iso_now(now: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", secs / 3600, secs % 3600 / 60, secs % 60)
 }
 
-fn size_of(rec: &Value) -> u64 {
-    match rec.get("virtual_size") {
-        Some(Value::Number(n)) => n.as_u64().unwrap_or(0),
-        Some(Value::String(s)) => s.parse().unwrap_or(0),
-        _ => 0,
-    }
-}
-
 /// Plans an import of `length` bytes holding a disk of `virtual_size` bytes: finds or creates the VDI (checking the
 /// size of an existing one), creates the task.
 pub async fn plan_import<T: Transport>(
@@ -229,7 +221,7 @@ pub async fn plan_import<T: Transport>(
         Target::Into(id) => {
             let coll = objects::collection("vdis").ok_or_else(|| ApiError::internal("vdis collection missing"))?;
             let (vdi, rec) = collections::find(ctx, caller, coll, id).await?;
-            let size = size_of(&rec);
+            let size = super::export::virtual_size(&rec);
             if size != virtual_size {
                 return Err(ApiError::new(
                     422,
@@ -253,9 +245,7 @@ pub async fn plan_import<T: Transport>(
             return Err(e.to_api_error());
         }
     };
-    let query = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([("vdi", vdi.as_str()), ("format", fmt), ("task_id", task.as_str())])
-        .finish();
+    let query = super::export::query(&[("vdi", &vdi), ("format", fmt), ("task_id", &task)]);
     Ok(ImportPlan {
         upstream: format!("/import_raw_vdi?{query}"),
         cookie: format!("session_id={}", caller.session),

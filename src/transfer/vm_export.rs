@@ -148,9 +148,7 @@ pub async fn plan_vm_export<T: Transport>(
         (Compression::Gzip, false) => "true",
         _ => "false",
     };
-    let query = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([("ref", target.as_str()), ("use_compression", use_compression), ("task_id", task.as_str())])
-        .finish();
+    let query = super::export::query(&[("ref", &target), ("use_compression", use_compression), ("task_id", &task)]);
     let check = match use_compression {
         "zstd" => Check::zstd_frames(),
         // XAPI's gzip is only used when asked for explicitly; its end is proven by XAPI's task alone.
