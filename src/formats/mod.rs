@@ -5,3 +5,4 @@
 pub mod tar;
 pub mod vhd;
 pub mod zstd;
+pub mod zstd_encode;

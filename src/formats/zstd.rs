@@ -190,7 +190,7 @@ pub fn frame_header(content: usize, out: &mut Vec<u8>) {
     out.extend_from_slice(&(content as u32).to_le_bytes());
 }
 
-fn block_header(last: bool, kind: u32, size: usize, out: &mut Vec<u8>) {
+pub(crate) fn block_header(last: bool, kind: u32, size: usize, out: &mut Vec<u8>) {
     let h = u32::from(last) | (kind << 1) | ((size as u32) << 3);
     out.extend_from_slice(&h.to_le_bytes()[..3]);
 }

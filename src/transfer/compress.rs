@@ -7,15 +7,14 @@
 //!   the gzip header and trailer written here.
 //! - zstd: independent frames (concatenated frames are one zstd stream, and nothing waits for more than a piece or
 //!   a 1 MiB run): an all-zero piece is one RLE block of a few bytes, an incompressible one a raw block, and runs of
-//!   the rest go through ruzstd's block encoder with [`FastMatcher`], a greedy single-probe matcher (ruzstd's own is
-//!   slower and finds less on disk data).
+//!   the rest go through [`Encoder`], our own fast zstd block encoder.
 
 use crate::formats::zstd::{frame_header, raw_block, rle_block};
+use crate::formats::zstd_encode::Encoder;
 use miniz_oxide::deflate::core::{
     compress_to_output, create_comp_flags_from_zip_params, CompressorOxide, TDEFLFlush, TDEFLStatus,
 };
 use miniz_oxide::deflate::CompressionLevel as GzLevel;
-use ruzstd::encoding::{CompressionLevel, FrameCompressor, Matcher, Sequence};
 
 /// The unit of classification: zero, incompressible or compressible.
 const PIECE: usize = 32 * 1024;
@@ -45,35 +44,38 @@ impl Compressor {
     }
 
     /// Compresses `input`, appending what is ready to `out`.
-    pub fn push(&mut self, mut input: &[u8], out: &mut Vec<u8>) {
-        while !input.is_empty() {
-            let piece = match self {
-                Compressor::Gzip(g) => &mut g.piece,
-                Compressor::Zstd(z) => &mut z.piece,
-            };
-            let take = (PIECE - piece.len()).min(input.len());
-            piece.extend_from_slice(&input[..take]);
-            input = &input[take..];
-            if piece.len() == PIECE {
-                self.flush_piece(out);
-            }
+    pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
+        self.input().extend_from_slice(input);
+        self.absorb(out);
+    }
+
+    /// A buffer to append input to directly, sparing a copy (a read from XAPI lands in it); then call
+    /// [`absorb`](Self::absorb).
+    pub fn input(&mut self) -> &mut Vec<u8> {
+        match self {
+            Compressor::Gzip(g) => &mut g.input,
+            Compressor::Zstd(z) => &mut z.buf,
         }
     }
 
-    fn flush_piece(&mut self, out: &mut Vec<u8>) {
+    /// Takes in what was appended to [`input`](Self::input), appending what is ready to `out`.
+    pub fn absorb(&mut self, out: &mut Vec<u8>) {
         match self {
-            Compressor::Gzip(g) => g.piece(out, false),
-            Compressor::Zstd(z) => z.flush_piece(out),
+            Compressor::Gzip(g) => g.absorb(out),
+            Compressor::Zstd(z) => z.absorb(out),
         }
     }
 
     /// Ends the stream, appending its last bytes to `out`.
     pub fn finish(&mut self, out: &mut Vec<u8>) {
+        self.absorb(out);
         match self {
             Compressor::Gzip(g) => g.piece(out, true),
             Compressor::Zstd(z) => {
-                z.flush_piece(out);
-                z.flush_group(out);
+                z.classify(z.buf.len(), out);
+                z.flush_run(out);
+                z.buf.clear();
+                (z.start, z.classified) = (0, 0);
             }
         }
     }
@@ -87,7 +89,7 @@ pub fn looks_incompressible(piece: &[u8]) -> bool {
     }
     let mut hist = [0u32; 256];
     let mut n = 0u32;
-    for &b in piece.iter().step_by(8) {
+    for &b in piece.iter().step_by(16) {
         hist[usize::from(b)] += 1;
         n += 1;
     }
@@ -114,6 +116,8 @@ pub struct Gzip {
     crc: crc32fast::Hasher,
     len: u32,
     started: bool,
+    /// Input not yet cut into pieces.
+    input: Vec<u8>,
     piece: Vec<u8>,
     stored: bool,
 }
@@ -125,6 +129,7 @@ impl Default for Gzip {
             crc: crc32fast::Hasher::new(),
             len: 0,
             started: false,
+            input: Vec::new(),
             piece: Vec::with_capacity(PIECE),
             stored: false,
         }
@@ -132,6 +137,21 @@ impl Default for Gzip {
 }
 
 impl Gzip {
+    fn absorb(&mut self, out: &mut Vec<u8>) {
+        let mut input = std::mem::take(&mut self.input);
+        let mut rest = &input[..];
+        while !rest.is_empty() {
+            let take = (PIECE - self.piece.len()).min(rest.len());
+            self.piece.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.piece.len() == PIECE {
+                self.piece(out, false);
+            }
+        }
+        input.clear();
+        self.input = input;
+    }
+
     fn piece(&mut self, out: &mut Vec<u8>, last: bool) {
         if !self.started {
             // Magic, deflate, no flags, no time, fastest, unknown OS.
@@ -173,131 +193,63 @@ impl Gzip {
     }
 }
 
-/// Most bytes of consecutive compressible pieces compressed as one frame (its blocks share ruzstd's tables).
+/// Most bytes of consecutive compressible pieces compressed as one frame (its matches reach back to its start).
 const GROUP: usize = 1 << 20;
 
-/// zstd: zero and incompressible pieces as frames of their own, runs of compressible pieces as ruzstd frames
-/// (with [`FastMatcher`]).
+/// zstd: zero and incompressible pieces as frames of their own, runs of compressible pieces as frames of our
+/// encoder's. Input is classified where it lands, so compressible bytes are never copied before compression.
 #[derive(Default)]
 pub struct ZstdPieces {
-    piece: Vec<u8>,
-    /// Compressible pieces waiting to be compressed together.
-    group: Vec<u8>,
+    /// Written out (`..start`), the run of compressible pieces (`start..classified`), input not yet classified.
+    buf: Vec<u8>,
+    start: usize,
+    classified: usize,
+    encoder: Encoder,
 }
 
 impl ZstdPieces {
-    /// Classifies the buffered piece; zero and incompressible ones are written at once (after the compressible run
-    /// before them), compressible ones join the run.
-    fn flush_piece(&mut self, out: &mut Vec<u8>) {
-        if self.piece.is_empty() {
+    fn absorb(&mut self, out: &mut Vec<u8>) {
+        while self.buf.len() - self.classified >= PIECE {
+            self.classify(self.classified + PIECE, out);
+        }
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.classified -= self.start;
+            self.start = 0;
+        }
+    }
+
+    /// Classifies `buf[classified..end]`; a zero or incompressible piece is written at once (after the run before
+    /// it), a compressible one joins the run.
+    fn classify(&mut self, end: usize, out: &mut Vec<u8>) {
+        let piece = &self.buf[self.classified..end];
+        if piece.is_empty() {
             return;
         }
-        if all_zero(&self.piece) {
-            self.flush_group(out);
-            frame_header(self.piece.len(), out);
-            rle_block(true, 0, self.piece.len(), out);
-        } else if looks_incompressible(&self.piece) {
-            self.flush_group(out);
-            frame_header(self.piece.len(), out);
-            raw_block(true, &self.piece, out);
-        } else {
-            self.group.extend_from_slice(&self.piece);
-            if self.group.len() >= GROUP {
-                self.flush_group(out);
+        let zero = all_zero(piece);
+        if zero || looks_incompressible(piece) {
+            self.flush_run(out);
+            let piece = &self.buf[self.classified..end];
+            frame_header(piece.len(), out);
+            if zero {
+                rle_block(true, 0, piece.len(), out);
+            } else {
+                raw_block(true, piece, out);
             }
+            self.start = end;
+        } else if end - self.start >= GROUP {
+            self.classified = end;
+            self.flush_run(out);
         }
-        self.piece.clear();
+        self.classified = end;
     }
 
-    /// Compresses the run of compressible pieces as one frame.
-    fn flush_group(&mut self, out: &mut Vec<u8>) {
-        if self.group.is_empty() {
-            return;
+    /// Compresses the run as one frame.
+    fn flush_run(&mut self, out: &mut Vec<u8>) {
+        if self.classified > self.start {
+            self.encoder.frame(&self.buf[self.start..self.classified], out);
+            self.start = self.classified;
         }
-        let mut c = FrameCompressor::new_with_matcher(FastMatcher::default(), CompressionLevel::Fastest);
-        c.set_source(&self.group[..]);
-        c.set_drain(&mut *out);
-        c.compress();
-        self.group.clear();
-    }
-}
-
-/// Bits of [`FastMatcher`]'s hash table.
-const HASH_BITS: u32 = 14;
-/// Largest zstd block, the matcher's unit.
-const BLOCK: usize = 128 * 1024;
-
-/// A greedy single-probe matcher, zstd "fast"-like: one hash of the next 5 bytes per position, the candidate
-/// checked, the match extended, no chains. Matches stay within one block (the window ruzstd announces is a block),
-/// which loses little on disk data and keeps memory and bookkeeping trivial.
-pub struct FastMatcher {
-    last: Vec<u8>,
-    table: Vec<u32>,
-}
-
-impl Default for FastMatcher {
-    fn default() -> Self {
-        FastMatcher { last: Vec::new(), table: vec![u32::MAX; 1 << HASH_BITS] }
-    }
-}
-
-impl Matcher for FastMatcher {
-    fn get_next_space(&mut self) -> Vec<u8> {
-        let mut v = std::mem::take(&mut self.last);
-        v.clear();
-        v.resize(BLOCK, 0);
-        v
-    }
-
-    fn get_last_space(&mut self) -> &[u8] {
-        &self.last
-    }
-
-    fn commit_space(&mut self, space: Vec<u8>) {
-        self.last = space;
-    }
-
-    fn skip_matching(&mut self) {}
-
-    fn start_matching(&mut self, mut handle_sequence: impl for<'a> FnMut(Sequence<'a>)) {
-        const MIN_MATCH: usize = 5;
-        let d = &self.last;
-        let n = d.len();
-        self.table.fill(u32::MAX);
-        let (mut anchor, mut i) = (0, 0);
-        while i + 8 <= n {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(&d[i..i + 8]);
-            let v = u64::from_le_bytes(word);
-            let key = ((v << 24).wrapping_mul(0xCF1B_BCDC_B7A5_6463) >> (64 - HASH_BITS)) as usize;
-            let candidate = self.table[key];
-            self.table[key] = i as u32;
-            if candidate != u32::MAX {
-                let c = candidate as usize;
-                if d[c..c + MIN_MATCH] == d[i..i + MIN_MATCH] {
-                    let mut len = MIN_MATCH;
-                    while i + len < n && d[c + len] == d[i + len] {
-                        len += 1;
-                    }
-                    handle_sequence(Sequence::Triple { literals: &d[anchor..i], offset: i - c, match_len: len });
-                    i += len;
-                    anchor = i;
-                    continue;
-                }
-            }
-            i += 1;
-        }
-        if anchor < n {
-            handle_sequence(Sequence::Literals { literals: &d[anchor..] });
-        }
-    }
-
-    fn reset(&mut self, _level: CompressionLevel) {
-        self.last.clear();
-    }
-
-    fn window_size(&self) -> u64 {
-        BLOCK as u64
     }
 }
 

@@ -265,7 +265,6 @@ impl Pump<'_> {
         first: Vec<u8>,
     ) -> Result<bool, String> {
         let mut out = Vec::with_capacity(BATCH);
-        let mut raw = Vec::with_capacity(READ_SIZE);
         match self.compressor.as_mut() {
             Some(c) => c.push(&first, &mut out),
             None => out = first,
@@ -283,8 +282,15 @@ impl Pump<'_> {
                     beat.tick().await;
                 }
             }
-            // Without compression, XAPI's bytes are read straight into the outgoing buffer.
-            let target = if self.compressor.is_some() { &mut raw } else { &mut out };
+            // XAPI's bytes are read straight into the compressor's input, or without one the outgoing buffer.
+            let target = match self.compressor.as_mut() {
+                Some(c) => {
+                    let input = c.input();
+                    input.reserve(READ_SIZE);
+                    input
+                }
+                None => &mut out,
+            };
             let before = target.len();
             let (res, buf) = body.read(std::mem::take(target)).await;
             *target = buf;
@@ -303,8 +309,7 @@ impl Pump<'_> {
                 target.extend_from_slice(&kept);
             }
             if let Some(c) = self.compressor.as_mut() {
-                c.push(&raw, &mut out);
-                raw.clear();
+                c.absorb(&mut out);
             }
         }
     }
