@@ -5,7 +5,7 @@
 use serde_json::{json, Value as J};
 use std::net::TcpListener;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// The wasmtime release the tests run under.
@@ -30,8 +30,10 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-fn spawn(command: &[String]) -> Child {
-    Command::new(wasmtime()).args(command).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+/// Starts the runtime, appending what it prints (the edge's log lines) to `log`.
+fn spawn(command: &[String], log: &std::path::Path) -> Child {
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    Command::new(wasmtime()).args(command).stdout(file.try_clone().unwrap()).stderr(file).spawn().unwrap()
 }
 
 fn wasmtime() -> String {
@@ -53,6 +55,8 @@ pub struct Edge {
     child: Child,
     /// The runtime's command line, to restart it.
     command: Vec<String>,
+    /// Where the runtime's output goes.
+    log: PathBuf,
     _sim: xapi_sim::Background,
 }
 
@@ -60,6 +64,7 @@ impl Drop for Edge {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
     }
 }
 
@@ -82,9 +87,10 @@ impl Edge {
             command.extend(["--env".to_string(), v]);
         }
         command.push(wasm("xo_edge_bundle").display().to_string());
-        let child = spawn(&command);
+        let log = std::env::temp_dir().join(format!("xo-edge-e2e-{}-{port}.log", std::process::id()));
+        let child = spawn(&command, &log);
         let http = reqwest::blocking::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
-        let edge = Edge { url: format!("http://127.0.0.1:{port}"), sim_url, http, child, command, _sim: sim };
+        let edge = Edge { url: format!("http://127.0.0.1:{port}"), sim_url, http, child, command, log, _sim: sim };
         edge.wait_up();
         edge
     }
@@ -101,8 +107,13 @@ impl Edge {
     pub fn restart_runtime(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.child = spawn(&self.command);
+        self.child = spawn(&self.command, &self.log);
         self.wait_up();
+    }
+
+    /// Everything the runtime has printed so far: the edge's log lines.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     pub fn get(&self, path: &str) -> reqwest::blocking::RequestBuilder {

@@ -1,0 +1,188 @@
+//! The security pass, end to end through the runtime: what never leaks (logs, error bodies), what is refused before
+//! any XAPI call (bad path parameters, oversized JSON bodies, over-long filters and field lists), how cookies are
+//! set, and that every component may talk to the XAPI URL only. Token forgery, expiry, foreign secrets, oversized
+//! and badly encoded tokens, and revocation are in `auth.rs`.
+
+mod common;
+
+use common::{Edge, SECRET};
+use serde_json::{json, Value as J};
+use xo_edge::auth::token;
+
+const PASSWORD: &str = "xapi-sim";
+
+fn now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// A 1 MiB disk of the simulator's, attached to no VM.
+fn small_disk(edge: &Edge) -> String {
+    let r: J = edge
+        .http
+        .post(format!("{}/_sim/vdis", edge.sim_url))
+        .json(&json!({"name_label": "security disk", "size": 1 << 20, "seed": 3}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    r["uuid"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn logs_and_error_bodies_never_carry_tokens_passwords_or_sessions() {
+    let edge = Edge::start();
+    let token = edge.token("root", PASSWORD);
+    let session = token::verify(&token, SECRET.as_bytes(), now()).unwrap().session;
+    let disk = small_disk(&edge);
+    let mut bodies = Vec::new();
+    let mut keep = |r: reqwest::blocking::Response| {
+        let status = r.status().as_u16();
+        let set_cookie: Vec<String> =
+            r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+        bodies.push((status, set_cookie.join("\n"), r.text().unwrap_or_default()));
+    };
+    // Successes and failures, with a token (cookie and bearer) and with Basic credentials.
+    keep(
+        edge.get("/rest/v0/vms?fields=name_label")
+            .header("cookie", format!("authenticationToken={token}"))
+            .send()
+            .unwrap(),
+    );
+    keep(edge.get("/rest/v0/vms?fields=name_label&filter=power_state:Running").bearer_auth(&token).send().unwrap());
+    keep(edge.get(&format!("/rest/v0/vdis/{disk}.raw")).basic_auth("root", Some(PASSWORD)).send().unwrap());
+    keep(edge.get(&format!("/rest/v0/vdis/{disk}.vhd")).bearer_auth(&token).send().unwrap());
+    keep(edge.get("/rest/v0/vms?filter=(((").bearer_auth(&token).send().unwrap());
+    keep(edge.get("/rest/v0/vms").basic_auth("root", Some("wrong-password")).send().unwrap());
+    keep(edge.get(&format!("/rest/v0/vms?token={token}")).send().unwrap());
+    let expired = token::sign(
+        &token::TokenClaims { iat: now() - 7200, exp: now() - 3600, ..token::TokenClaims::new(&session, "root", 0, 0) },
+        SECRET.as_bytes(),
+    );
+    keep(edge.get("/rest/v0/vms").bearer_auth(&expired).send().unwrap());
+    // A session XAPI no longer knows: XAPI's error names the session; the edge's answer must not.
+    edge.xapi("session.logout", json!([session]));
+    keep(edge.get("/rest/v0/vms").bearer_auth(&token).send().unwrap());
+    keep(edge.get(&format!("/rest/v0/vdis/{disk}.raw")).bearer_auth(&token).send().unwrap());
+
+    let statuses: Vec<u16> = bodies.iter().map(|b| b.0).collect();
+    assert_eq!(statuses, [200, 200, 200, 200, 400, 401, 401, 401, 401, 401], "the cases did what they test");
+    let logs = edge.logs();
+    assert!(logs.lines().filter(|l| l.contains("/rest/v0/")).count() >= bodies.len(), "one line per request:\n{logs}");
+    for secret in [token.as_str(), expired.as_str(), PASSWORD, "wrong-password", session.as_str(), SECRET] {
+        assert!(!logs.contains(secret), "the log holds {secret}:\n{logs}");
+        for (status, cookies, body) in &bodies {
+            if *status != 200 || !body.is_empty() && !body.starts_with('[') {
+                assert!(!body.contains(secret), "a {status} body holds {secret}: {body}");
+            }
+            assert!(!cookies.contains(secret) || secret == token, "a cookie holds {secret}");
+        }
+    }
+    // The session ref's distinctive part, in case it was reformatted.
+    let tail = session.trim_start_matches("OpaqueRef:");
+    assert!(!logs.contains(tail));
+}
+
+#[test]
+fn bad_path_parameters_are_refused_before_xapi() {
+    let edge = Edge::start();
+    let token = edge.token("root", PASSWORD);
+    let long = "a".repeat(400);
+    let bad_ids = [
+        "not-a-uuid",
+        "OpaqueRef:..%2F..%2Fetc",
+        "..x",
+        "%00",
+        "12345678-1234-1234-1234-12345678901Z",
+        "12345678123412341234123456789012",
+        "OpaqueRef:",
+        "OpaqueRef:x%22y",
+        long.as_str(),
+    ];
+    let before = edge.sim_calls();
+    for id in bad_ids {
+        for path in [
+            format!("/rest/v0/vms/{id}"),
+            format!("/rest/v0/vdis/{id}"),
+            format!("/rest/v0/vms/{id}.xva"),
+            format!("/rest/v0/vdis/{id}.raw"),
+            format!("/rest/v0/vdi-snapshots/{id}.vhd"),
+        ] {
+            let r = edge.get(&path).bearer_auth(&token).send().unwrap();
+            assert_eq!(r.status().as_u16(), 404, "{path}");
+            assert_eq!(r.headers()["content-type"], "application/json", "{path}");
+        }
+        let r = edge
+            .http
+            .post(format!("{}/rest/v0/srs/{id}/vdis?raw", edge.url))
+            .bearer_auth(&token)
+            .body(vec![0u8; 4096])
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 404, "import to {id}");
+        let r =
+            edge.http.put(format!("{}/rest/v0/vdis/{id}.raw", edge.url)).bearer_auth(&token).body("x").send().unwrap();
+        assert_eq!(r.status().as_u16(), 404, "import into {id}");
+    }
+    assert_eq!(edge.sim_calls(), before, "no malformed id reached XAPI");
+}
+
+#[test]
+fn oversized_json_bodies_filters_and_field_lists_are_refused_before_xapi() {
+    let edge = Edge::start();
+    let token = edge.token("root", PASSWORD);
+    let before = edge.sim_calls();
+    let huge = json!({ "description": "x".repeat(2 << 20) }).to_string();
+    let r = edge
+        .http
+        .post(format!("{}/rest/v0/users/authentication_tokens", edge.url))
+        .basic_auth("root", Some(PASSWORD))
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    assert!(r.json::<J>().unwrap()["error"].as_str().unwrap().contains("larger than"));
+    let long_filter = format!("name_label:{}", "x".repeat(20_000));
+    let long_fields = vec!["name_label"; 3000].join(",");
+    for (param, value) in [("filter", long_filter.as_str()), ("fields", long_fields.as_str())] {
+        let r = edge.get("/rest/v0/vms").query(&[(param, value)]).bearer_auth(&token).send().unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{param}");
+        assert_eq!(r.json::<J>().unwrap()["error"], format!("{param} is too long"));
+    }
+    assert_eq!(edge.sim_calls(), before, "nothing refused reached XAPI");
+}
+
+#[test]
+fn token_cookies_are_http_only_same_site_and_scoped() {
+    let edge = Edge::start();
+    let r = edge
+        .http
+        .post(format!("{}/rest/v0/users/authentication_tokens", edge.url))
+        .basic_auth("root", Some(PASSWORD))
+        .send()
+        .unwrap();
+    let cookies: Vec<String> =
+        r.headers().get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+    assert!(!cookies.is_empty(), "token creation sets the cookie");
+    for c in cookies {
+        assert!(c.starts_with("authenticationToken="), "{c}");
+        for attribute in ["HttpOnly", "SameSite=Strict", "Path=/rest", "Max-Age="] {
+            assert!(c.contains(attribute), "{c} lacks {attribute}");
+        }
+    }
+}
+
+#[test]
+fn every_component_may_reach_the_xapi_url_only() {
+    let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/spin.toml")).unwrap();
+    let spin: toml::Value = toml::from_str(&manifest).unwrap();
+    let components = spin["component"].as_table().unwrap();
+    assert!(components.len() >= 3);
+    for (name, c) in components {
+        let hosts = c.get("allowed_outbound_hosts").and_then(|h| h.as_array()).cloned().unwrap_or_default();
+        assert_eq!(hosts, [toml::Value::String("{{ xapi_url }}".into())], "component {name}");
+    }
+    // And the variable behind it has no default: the operator names the pool master.
+    let vars = spin["variables"]["xapi_url"].as_table().unwrap();
+    assert_eq!(vars.get("required").and_then(|v| v.as_bool()), Some(true));
+}
