@@ -14,6 +14,7 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ("token_lifetime", Some("86400")),
     ("token_max_lifetime", Some("2592000")),
     ("orphan_after", Some("600")),
+    ("xapi_timeout", Some("60")),
 ];
 
 /// Minimum length of `token_secret` in bytes.
@@ -33,6 +34,9 @@ pub struct Config {
     /// Seconds after which what a transfer left on XAPI because its edge instance was cut off before it could clean
     /// up (an export snapshot whose heartbeat stopped, a finished task) is destroyed by a later transfer.
     pub orphan_after: u64,
+    /// Seconds an XAPI call may take to answer (beyond the long poll of `event.from`) before the edge gives up with
+    /// 504; for an export, the seconds XAPI may take to start sending.
+    pub xapi_timeout: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -43,6 +47,7 @@ impl std::fmt::Debug for Config {
             .field("token_lifetime", &self.token_lifetime)
             .field("token_max_lifetime", &self.token_max_lifetime)
             .field("orphan_after", &self.orphan_after)
+            .field("xapi_timeout", &self.xapi_timeout)
             .finish()
     }
 }
@@ -86,7 +91,8 @@ impl Config {
         let token_lifetime = number("token_lifetime", &get("token_lifetime")?)?;
         let token_max_lifetime = number("token_max_lifetime", &get("token_max_lifetime")?)?.max(token_lifetime);
         let orphan_after = number("orphan_after", &get("orphan_after")?)?;
-        Ok(Config { xapi_url, token_secret, token_lifetime, token_max_lifetime, orphan_after })
+        let xapi_timeout = number("xapi_timeout", &get("xapi_timeout")?)?;
+        Ok(Config { xapi_url, token_secret, token_lifetime, token_max_lifetime, orphan_after, xapi_timeout })
     }
 }
 

@@ -193,6 +193,8 @@ pub enum StartFailure {
     Transport(String),
     /// The first bytes were wrong (e.g. an `HTTP/` error inside the body).
     Body(String),
+    /// XAPI's handler did not answer within `xapi_timeout` seconds.
+    Timeout(u64),
 }
 
 /// Ends the plan's task and temporary session after a failed start; answers the client's error. XAPI's own error
@@ -203,6 +205,7 @@ pub async fn failed_start<T: Transport>(ctx: &Ctx<'_, T>, plan: &ExportPlan, why
         StartFailure::Status(s) => format!("XAPI's export handler answered HTTP {s}"),
         StartFailure::Transport(e) => format!("XAPI's export handler could not be reached: {e}"),
         StartFailure::Body(e) => e.clone(),
+        StartFailure::Timeout(s) => format!("XAPI's export handler did not answer within {s} s"),
     };
     match outcome {
         Ok(Outcome::Failure(e @ XapiError::Api { .. })) => {
@@ -216,6 +219,7 @@ pub async fn failed_start<T: Transport>(ctx: &Ctx<'_, T>, plan: &ExportPlan, why
         _ => match why {
             StartFailure::Status(401) => ApiError::unauthorized("XAPI refused the session"),
             StartFailure::Status(403) => ApiError::forbidden("not enough permissions on the pool"),
+            StartFailure::Timeout(_) => ApiError::new(504, format!("export failed: {detail}")),
             _ => ApiError::bad_gateway(format!("export failed: {detail}")),
         },
     }

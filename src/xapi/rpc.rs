@@ -15,8 +15,14 @@ pub enum TransportError {
 
 /// The HTTP exchange the XAPI client needs; implemented by each runtime.
 pub trait Transport {
-    /// POSTs a JSON `body` to `path` (e.g. `/jsonrpc`) of XAPI; returns the HTTP status and body.
-    fn post_json(&self, path: &str, body: Vec<u8>) -> impl Future<Output = Result<(u16, Vec<u8>), TransportError>>;
+    /// POSTs a JSON `body` to `path` (e.g. `/jsonrpc`) of XAPI; returns the HTTP status and body. `patience` is how
+    /// many seconds XAPI may legitimately hold the answer back (a long poll), on top of the transport's timeout.
+    fn post_json(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        patience: u64,
+    ) -> impl Future<Output = Result<(u16, Vec<u8>), TransportError>>;
 }
 
 /// What an XAPI call can fail with.
@@ -105,6 +111,14 @@ fn value_text(v: &Value) -> String {
     v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())
 }
 
+/// Seconds a call may wait by design: `event.from`'s timeout (its fourth parameter), nothing for other calls.
+fn patience(method: &str, params: &[Value]) -> u64 {
+    match (method, params.get(3).and_then(Value::as_f64)) {
+        ("event.from", Some(wait)) if wait > 0.0 => wait.ceil().min(86_400.0) as u64,
+        _ => 0,
+    }
+}
+
 /// An XAPI client over a transport.
 pub struct Xapi<'a, T> {
     transport: &'a T,
@@ -117,16 +131,22 @@ impl<'a, T: Transport> Xapi<'a, T> {
 
     /// One call; `params` include the session first where the method needs one.
     pub async fn call(&self, method: &str, params: &[Value]) -> Result<Value, XapiError> {
-        let (status, body) =
-            self.transport.post_json("/jsonrpc", encode_call(method, params, 1)).await.map_err(XapiError::Transport)?;
+        let (status, body) = self
+            .transport
+            .post_json("/jsonrpc", encode_call(method, params, 1), patience(method, params))
+            .await
+            .map_err(XapiError::Transport)?;
         decode_reply(status, &body)
     }
 
     /// One call whose reply is returned undecoded (large `get_all_records` answers are then parsed record by
     /// record, borrowing from this buffer). XAPI errors are still decoded.
     pub async fn call_raw(&self, method: &str, params: &[Value]) -> Result<Vec<u8>, XapiError> {
-        let (status, body) =
-            self.transport.post_json("/jsonrpc", encode_call(method, params, 1)).await.map_err(XapiError::Transport)?;
+        let (status, body) = self
+            .transport
+            .post_json("/jsonrpc", encode_call(method, params, 1), patience(method, params))
+            .await
+            .map_err(XapiError::Transport)?;
         #[derive(serde::Deserialize)]
         struct Probe<'a> {
             #[serde(borrow)]

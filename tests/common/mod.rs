@@ -81,7 +81,11 @@ impl Edge {
         let mut command: Vec<String> =
             ["serve", "-Scli", "-Sp3", "-Wcomponent-model-async", "--addr"].iter().map(|s| s.to_string()).collect();
         command.push(format!("127.0.0.1:{port}"));
-        let mut vars = vec![format!("XO_EDGE_XAPI_URL={sim_url}"), format!("XO_EDGE_TOKEN_SECRET={SECRET}")];
+        // `env` may point the edge elsewhere (e.g. at a closed port, for "XAPI unreachable").
+        let mut vars = vec![format!("XO_EDGE_TOKEN_SECRET={SECRET}")];
+        if !env.iter().any(|(k, _)| *k == "XO_EDGE_XAPI_URL") {
+            vars.push(format!("XO_EDGE_XAPI_URL={sim_url}"));
+        }
         vars.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
         for v in vars {
             command.extend(["--env".to_string(), v]);

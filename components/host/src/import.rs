@@ -218,7 +218,7 @@ pub async fn import(
     upload: Upload,
     request: types::Request,
 ) -> types::Response {
-    let transport = SpinTransport { base: config.xapi_url.clone() };
+    let transport = SpinTransport::new(&config);
     let ctx = Ctx::new(&config, &transport, now());
     let release = || async {
         if caller.basic {

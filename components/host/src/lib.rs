@@ -27,19 +27,42 @@ pub const MAX_JSON_BODY: usize = 64 * 1024;
 /// XAPI over Spin's outbound HTTP.
 pub struct SpinTransport {
     pub base: String,
+    /// Seconds a call may take (`xapi_timeout`).
+    pub timeout: u64,
+}
+
+impl SpinTransport {
+    pub fn new(config: &Config) -> Self {
+        SpinTransport { base: config.xapi_url.clone(), timeout: config.xapi_timeout }
+    }
+}
+
+/// Runs `work`, or gives up with [`TransportError::Timeout`] after `seconds`.
+pub async fn within<T>(
+    seconds: u64,
+    work: impl std::future::Future<Output = Result<T, TransportError>>,
+) -> Result<T, TransportError> {
+    let limit = spin_sdk::time::sleep(std::time::Duration::from_secs(seconds));
+    match futures::future::select(std::pin::pin!(work), std::pin::pin!(limit)).await {
+        futures::future::Either::Left((done, _)) => done,
+        futures::future::Either::Right(_) => Err(TransportError::Timeout),
+    }
 }
 
 impl Transport for SpinTransport {
-    async fn post_json(&self, path: &str, body: Vec<u8>) -> Result<(u16, Vec<u8>), TransportError> {
+    async fn post_json(&self, path: &str, body: Vec<u8>, patience: u64) -> Result<(u16, Vec<u8>), TransportError> {
         let req = http::Request::post(format!("{}{path}", self.base))
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body)))
             .map_err(|e| TransportError::Unreachable(e.to_string()))?;
-        let resp = spin_sdk::http::send(req).await.map_err(|e| TransportError::Unreachable(e.to_string()))?;
-        let status = resp.status().as_u16();
-        let bytes =
-            resp.into_body().collect().await.map_err(|e| TransportError::Unreachable(e.to_string()))?.to_bytes();
-        Ok((status, bytes.to_vec()))
+        within(self.timeout.saturating_add(patience), async {
+            let resp = spin_sdk::http::send(req).await.map_err(|e| TransportError::Unreachable(e.to_string()))?;
+            let status = resp.status().as_u16();
+            let bytes =
+                resp.into_body().collect().await.map_err(|e| TransportError::Unreachable(e.to_string()))?.to_bytes();
+            Ok((status, bytes.to_vec()))
+        })
+        .await
     }
 }
 
@@ -148,7 +171,7 @@ where
         Ok(config) => match read_request(req, with_body).await {
             Err(e) => Reply::error(&e),
             Ok(core_req) => {
-                let transport = SpinTransport { base: config.xapi_url.clone() };
+                let transport = SpinTransport::new(&config);
                 handler(config, transport, core_req).await
             }
         },

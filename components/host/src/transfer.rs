@@ -21,6 +21,7 @@ use xo_edge::transfer::compress::Compressor;
 use xo_edge::transfer::export::{self, ExportPlan, StartFailure, Streaming, SETTLE_WAIT};
 use xo_edge::transfer::task::Outcome;
 use xo_edge::transfer::vm_export;
+use xo_edge::xapi::rpc::TransportError;
 
 /// Bytes asked of XAPI's body per read (a read returns at most one HTTP frame of it).
 const READ_SIZE: usize = 256 * 1024;
@@ -67,8 +68,14 @@ async fn open(config: &Config, plan: &ExportPlan) -> Result<types::Response, Sta
         .body(http_body_util::Empty::<bytes::Bytes>::new())
         .map_err(|e| StartFailure::Transport(e.to_string()))?;
     let req = spin_sdk::http::IntoRequest::into_request(req).map_err(|e| StartFailure::Transport(format!("{e:?}")))?;
-    let resp =
-        spin_sdk::wasip3::http::client::send(req).await.map_err(|e| StartFailure::Transport(format!("{e:?}")))?;
+    let sent = async {
+        spin_sdk::wasip3::http::client::send(req).await.map_err(|e| TransportError::Unreachable(format!("{e:?}")))
+    };
+    let resp = match crate::within(config.xapi_timeout, sent).await {
+        Ok(resp) => resp,
+        Err(TransportError::Timeout) => return Err(StartFailure::Timeout(config.xapi_timeout)),
+        Err(TransportError::Unreachable(e)) => return Err(StartFailure::Transport(e)),
+    };
     match resp.get_status_code() {
         200 => Ok(resp),
         s => Err(StartFailure::Status(s)),
@@ -160,7 +167,7 @@ fn header<'a>(plan: &'a ExportPlan, name: &str) -> Option<&'a str> {
 
 /// Ends the task and a temporary session; `None` when XAPI could not be asked.
 async fn finish(config: &Config, plan: &ExportPlan) -> Option<Outcome> {
-    let transport = SpinTransport { base: config.xapi_url.clone() };
+    let transport = SpinTransport::new(config);
     let ctx = Ctx::new(config, &transport, now());
     export::end(&ctx, plan, SETTLE_WAIT).await.ok()
 }
@@ -192,7 +199,7 @@ impl Log {
 
 /// Ends the task of a transfer that failed before its first byte; answers the client's JSON error.
 async fn fail(why: StartFailure, plan: ExportPlan, config: Config, log: Log) -> types::Response {
-    let transport = SpinTransport { base: config.xapi_url.clone() };
+    let transport = SpinTransport::new(&config);
     let ctx = Ctx::new(&config, &transport, now());
     let e = export::failed_start(&ctx, &plan, why).await;
     log.line(e.status, 0);
@@ -212,7 +219,7 @@ impl Beat {
     async fn tick(&mut self) {
         if self.last.elapsed() >= self.every {
             self.last = Instant::now();
-            let transport = SpinTransport { base: self.config.xapi_url.clone() };
+            let transport = SpinTransport::new(&self.config);
             let ctx = Ctx::new(&self.config, &transport, now());
             let _ = vm_export::heartbeat(&ctx, &self.session, &self.snapshot).await;
         }

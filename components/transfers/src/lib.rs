@@ -30,7 +30,7 @@ pub async fn handle(req: Request) -> types::Response {
         Ok(c) => c,
         Err(e) => return answer(e),
     };
-    let transport = SpinTransport { base: config.xapi_url.clone() };
+    let transport = SpinTransport::new(&config);
     let ctx = Ctx::new(&config, &transport, now());
     let caller = match auth::authenticate(&ctx, &core_req).await {
         Ok(c) => c,
