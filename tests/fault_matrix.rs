@@ -96,17 +96,9 @@ fn uuid_of(edge: &Edge, class: &str, name: &str) -> String {
 }
 
 fn fixture(edge: &Edge) -> Fixture {
-    let disk: J = edge
-        .http
-        .post(format!("{}/_sim/vdis", edge.sim_url))
-        .json(&json!({"name_label": "matrix disk", "size": 4 << 20, "seed": 9}))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
     Fixture {
         token: edge.token("root", "xapi-sim"),
-        disk: disk["uuid"].as_str().unwrap().to_string(),
+        disk: edge.sim_disk("matrix disk", 4 << 20, 9),
         halted: uuid_of(edge, "VM", "Rocky Linux 8"),
         running: uuid_of(edge, "VM", "Debian 12 web"),
         sr: uuid_of(edge, "SR", "Local storage"),

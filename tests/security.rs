@@ -15,25 +15,12 @@ fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
 
-/// A 1 MiB disk of the simulator's, attached to no VM.
-fn small_disk(edge: &Edge) -> String {
-    let r: J = edge
-        .http
-        .post(format!("{}/_sim/vdis", edge.sim_url))
-        .json(&json!({"name_label": "security disk", "size": 1 << 20, "seed": 3}))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    r["uuid"].as_str().unwrap().to_string()
-}
-
 #[test]
 fn logs_and_error_bodies_never_carry_tokens_passwords_or_sessions() {
     let edge = Edge::start();
     let token = edge.token("root", PASSWORD);
     let session = token::verify(&token, SECRET.as_bytes(), now()).unwrap().session;
-    let disk = small_disk(&edge);
+    let disk = edge.sim_disk("security disk", 1 << 20, 3);
     let mut bodies = Vec::new();
     let mut keep = |r: reqwest::blocking::Response| {
         let status = r.status().as_u16();

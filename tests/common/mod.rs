@@ -136,6 +136,19 @@ impl Edge {
         r.json::<J>().unwrap()["token"]["id"].as_str().unwrap().to_string()
     }
 
+    /// A disk of the simulator's synthetic data (`POST /_sim/vdis`), attached to no VM; answers its uuid.
+    pub fn sim_disk(&self, name: &str, size: u64, seed: u64) -> String {
+        let r: J = self
+            .http
+            .post(format!("{}/_sim/vdis", self.sim_url))
+            .json(&json!({"name_label": name, "size": size, "seed": seed}))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        r["uuid"].as_str().unwrap().to_string()
+    }
+
     pub fn sim_stats(&self) -> J {
         self.http.get(format!("{}/_sim/stats", self.sim_url)).send().unwrap().json().unwrap()
     }
