@@ -159,4 +159,24 @@ mod tests {
         let t = format!("{payload}.{}", URL_SAFE_NO_PAD.encode(m.finalize().into_bytes()));
         assert_eq!(verify(&t, SECRET, 1000), Err(TokenError::Malformed));
     }
+
+    /// The signature is checked whole, through `Mac::verify_slice` (the `subtle` crate's constant-time equality, so
+    /// the time taken does not tell how many leading bytes matched): a difference in the first or the last byte, a
+    /// prefix and an extension are all refused alike.
+    #[test]
+    fn the_signature_is_compared_whole_in_constant_time() {
+        let t = sign(&TokenClaims::new("OpaqueRef:abc", "root", 1000, 100), SECRET);
+        let (payload, sig) = t.split_once('.').unwrap();
+        let sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
+        let with = |s: &[u8]| format!("{payload}.{}", URL_SAFE_NO_PAD.encode(s));
+        let (mut first, mut last) = (sig.clone(), sig.clone());
+        first[0] ^= 1;
+        *last.last_mut().unwrap() ^= 0x80;
+        let mut longer = sig.clone();
+        longer.push(0);
+        for bad in [first, last, sig[..sig.len() - 1].to_vec(), sig[..1].to_vec(), longer, Vec::new()] {
+            assert_eq!(verify(&with(&bad), SECRET, 1000), Err(TokenError::BadSignature), "{bad:?}");
+        }
+        assert!(verify(&with(&sig), SECRET, 1000).is_ok());
+    }
 }
