@@ -132,7 +132,8 @@ pub async fn export(config: Config, log: Log, plan: ExportPlan) -> types::Respon
                     every: Duration::from_secs((config.orphan_after / 3).clamp(1, 60)),
                     last: Instant::now(),
                 });
-                let pumped = Pump { tx: &mut tx, compressor: compressor.as_mut(), beat, sent: 0 };
+                let pumped =
+                    Pump { tx: &mut tx, compressor: compressor.as_mut(), beat, sent: 0, idle: config.xapi_timeout };
                 let (verdict, mut pumped) = pumped.run(body, upstream_end, check, first).await;
                 let outcome = finish(&config, &plan).await;
                 // A range is good once all its bytes came (reading may stop there, and XAPI's task then fails on the
@@ -233,6 +234,8 @@ struct Pump<'a> {
     beat: Option<Beat>,
     /// Bytes written to the client.
     sent: usize,
+    /// Seconds XAPI may send nothing before the export is given up (`xapi_timeout`).
+    idle: u64,
 }
 
 impl Pump<'_> {
@@ -299,7 +302,11 @@ impl Pump<'_> {
                 None => &mut out,
             };
             let before = target.len();
-            let (res, buf) = body.read(std::mem::take(target)).await;
+            // A XAPI that stops sending mid-stream must not hold the transfer (and its snapshot) forever.
+            let read = async { Ok(body.read(std::mem::take(target)).await) };
+            let Ok((res, buf)) = crate::within(self.idle, read).await else {
+                return Err(format!("XAPI sent nothing for {} s", self.idle));
+            };
             *target = buf;
             if !matches!(res, StreamResult::Complete(_)) {
                 self.write(out).await?;
