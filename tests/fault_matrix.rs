@@ -20,12 +20,22 @@ enum Op {
     VmPlain,
     VmZstd,
     VmRunning,
+    VmZstdRunning,
     ImportRaw,
     ImportVhd,
 }
 
-const OPS: [Op; 8] =
-    [Op::Collection, Op::VdiRaw, Op::VdiVhd, Op::VmPlain, Op::VmZstd, Op::VmRunning, Op::ImportRaw, Op::ImportVhd];
+const OPS: [Op; 9] = [
+    Op::Collection,
+    Op::VdiRaw,
+    Op::VdiVhd,
+    Op::VmPlain,
+    Op::VmZstd,
+    Op::VmRunning,
+    Op::VmZstdRunning,
+    Op::ImportRaw,
+    Op::ImportVhd,
+];
 
 impl Op {
     fn name(self) -> &'static str {
@@ -36,6 +46,7 @@ impl Op {
             Op::VmPlain => "VM export, halted",
             Op::VmZstd => "VM export zstd at the edge, halted",
             Op::VmRunning => "VM export, running (snapshot)",
+            Op::VmZstdRunning => "VM export zstd at the edge, running",
             Op::ImportRaw => "VDI import .raw",
             Op::ImportVhd => "VDI import .vhd",
         }
@@ -46,7 +57,7 @@ impl Op {
         match self {
             Op::Collection => None,
             Op::VdiRaw | Op::VdiVhd => Some("/export_raw_vdi"),
-            Op::VmPlain | Op::VmZstd | Op::VmRunning => Some("/export"),
+            Op::VmPlain | Op::VmZstd | Op::VmRunning | Op::VmZstdRunning => Some("/export"),
             Op::ImportRaw | Op::ImportVhd => Some("/import_raw_vdi"),
         }
     }
@@ -159,6 +170,7 @@ fn path(op: Op, f: &Fixture) -> String {
         Op::VmPlain => format!("/rest/v0/vms/{}.xva", f.halted),
         Op::VmZstd => format!("/rest/v0/vms/{}.xva?compress=zstd&compress_at=edge", f.halted),
         Op::VmRunning => format!("/rest/v0/vms/{}.xva", f.running),
+        Op::VmZstdRunning => format!("/rest/v0/vms/{}.xva?compress=zstd&compress_at=edge", f.running),
         Op::ImportRaw => format!("/rest/v0/srs/{}/vdis?raw&name_label=matrix", f.sr),
         Op::ImportVhd => format!("/rest/v0/srs/{}/vdis?name_label=matrix", f.sr),
     }
