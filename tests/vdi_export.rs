@@ -249,11 +249,14 @@ fn mid_stream_failures_never_look_complete() {
             } else {
                 assert_eq!(g.status, 502, "{spec} {fmt}");
             }
-            // A range through the guest is aborted too.
+            // A range through the guest is aborted too (or refused with a JSON error when its first bytes are bad).
             if fmt == "raw" {
                 let g = fetch(&edge, &token, &format!("/rest/v0/vdis/{uuid}.raw"), Some("bytes=1000-"));
-                assert_eq!(g.status, 206);
-                assert!(g.body.is_err(), "{spec}: a broken range ended like a complete one");
+                if g.status == 206 {
+                    assert!(g.body.is_err(), "{spec}: a broken range ended like a complete one");
+                } else {
+                    assert_eq!(g.status, 502, "{spec} range");
+                }
             }
         }
     }

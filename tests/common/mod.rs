@@ -9,7 +9,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// The wasmtime release the tests run under.
-pub const WASMTIME_VERSION: &str = "48.0.8";
+pub const WASMTIME_VERSION: &str = "49.0.3";
 /// The token secret the edge is started with (tests sign their own tokens with it).
 pub const SECRET: &str = "e2e-secret-0123456789abcdef-0123456789";
 
@@ -39,7 +39,7 @@ fn spawn(command: &[String], log: &std::path::Path) -> Child {
 fn wasmtime() -> String {
     let bin = std::env::var("WASMTIME").unwrap_or_else(|_| "wasmtime".into());
     let out = Command::new(&bin).arg("--version").output().unwrap_or_else(|_| {
-        panic!("{bin} not found: install it with `cargo install wasmtime-cli --locked --version {WASMTIME_VERSION}` (see .ci/run)")
+        panic!("{bin} not found: run the tests through scripts/test.sh, or set WASMTIME=$(bash scripts/wasmtime.sh)")
     });
     let v = String::from_utf8_lossy(&out.stdout);
     assert!(v.contains(WASMTIME_VERSION), "tests need wasmtime {WASMTIME_VERSION}, found {v}");
@@ -78,8 +78,7 @@ impl Edge {
         let sim = xapi_sim::start_background(&options).unwrap();
         let sim_url = sim.url.clone();
         let port = free_port();
-        let mut command: Vec<String> =
-            ["serve", "-Scli", "-Sp3", "-Wcomponent-model-async", "--addr"].iter().map(|s| s.to_string()).collect();
+        let mut command: Vec<String> = ["serve", "-Scli", "--addr"].iter().map(|s| s.to_string()).collect();
         command.push(format!("127.0.0.1:{port}"));
         // `env` may point the edge elsewhere (e.g. at a closed port, for "XAPI unreachable").
         let mut vars = vec![format!("XO_EDGE_TOKEN_SECRET={SECRET}")];

@@ -2,13 +2,13 @@
 //!
 //! Parse the route, authenticate, call the core. Everything else is in `xo_edge::rest`.
 
-use spin_sdk::http::{BoxBody, Request, Response};
 use xo_edge::error::ApiError;
 use xo_edge::rest::{self, Ctx, Reply};
+use xo_edge_host::wasi::http::types::{IncomingRequest, ResponseOutparam};
 
 /// Serves one request routed to this component.
-pub async fn handle(req: Request) -> Response<BoxBody> {
-    xo_edge_host::serve(req, false, |config, transport, req| async move {
+pub async fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    xo_edge_host::serve(req, out, false, |config, transport, req| async move {
         let ctx = Ctx::new(&config, &transport, xo_edge_host::now());
         match (req.method.as_str(), req.normalized_path()) {
             ("GET" | "HEAD", "/rest/v0") => rest::authenticated(&ctx, &req, rest::root::list).await,
@@ -32,7 +32,4 @@ pub async fn handle(req: Request) -> Response<BoxBody> {
 }
 
 #[cfg(feature = "component")]
-#[spin_sdk::http_service]
-async fn entry(req: Request) -> Response<BoxBody> {
-    handle(req).await
-}
+xo_edge_host::export_handler!(handle);

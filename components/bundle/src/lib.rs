@@ -5,12 +5,11 @@
 //! does not link answers a 500 that names it (and the end-to-end tests fail). Configuration comes from
 //! `XO_EDGE_*` environment variables (`wasmtime serve --env`), since plain wasi:http hosts have no Spin variables.
 
-use spin_sdk::http::{IntoResponse, Request};
-use spin_sdk::wasip3::http::types;
 use std::sync::OnceLock;
 use xo_edge::error::ApiError;
 use xo_edge::rest::Reply;
 use xo_edge::routes::{self, Route};
+use xo_edge_host::wasi::http::types::{IncomingRequest, ResponseOutparam};
 
 const MANIFEST: &str = include_str!("../../../spin.toml");
 
@@ -19,18 +18,24 @@ fn table() -> &'static [Route] {
     TABLE.get_or_init(|| routes::parse_manifest(MANIFEST).unwrap_or_default())
 }
 
-#[spin_sdk::http_service]
-async fn entry(req: Request) -> Result<types::Response, types::ErrorCode> {
-    let path = req.uri().path().to_string();
-    match routes::find(table(), &path).map(|r| r.component.as_str()) {
-        Some("api") => xo_edge_api::handle(req).await.into_response(),
-        Some("tokens") => xo_edge_tokens::handle(req).await.into_response(),
-        Some("transfers") => Ok(xo_edge_transfers::handle(req).await),
-        Some(other) => Ok(xo_edge_host::transfer::reply_response(Reply::error(&ApiError::internal(format!(
-            "route {path} belongs to component {other}, which this bundle does not include"
-        ))))),
-        None => Ok(xo_edge_host::transfer::reply_response(Reply::error(&ApiError::not_found(format!(
-            "no route for {path}"
-        ))))),
+async fn handle(request: IncomingRequest, out: ResponseOutparam) {
+    let head = xo_edge_host::request_head(&request);
+    match routes::find(table(), &head.path).map(|r| r.component.as_str()) {
+        Some("api") => xo_edge_api::handle(request, out).await,
+        Some("tokens") => xo_edge_tokens::handle(request, out).await,
+        Some("transfers") => xo_edge_transfers::handle(request, out).await,
+        Some(other) => {
+            let e = ApiError::internal(format!(
+                "route {} belongs to component {other}, which this bundle does not include",
+                head.path
+            ));
+            xo_edge_host::Log::new(&head).answer(out, Reply::error(&e)).await
+        }
+        None => {
+            let e = ApiError::not_found(format!("no route for {}", head.path));
+            xo_edge_host::Log::new(&head).answer(out, Reply::error(&e)).await
+        }
     }
 }
+
+xo_edge_host::export_handler!(handle);

@@ -1,48 +1,76 @@
-//! Moving an upload from the client to XAPI's `/import_raw_vdi` with WASI 0.3 streams.
+//! Moving an upload from the client to XAPI's `/import_raw_vdi` over WASI 0.2 streams.
 //!
-//! [`import`] runs the core's import plan. An uncompressed raw body with a length goes to XAPI untouched (the
-//! request body stream becomes the outbound body: no byte enters the guest, and a client that breaks off breaks
-//! XAPI's upload). Anything else is read through the guest: decompressed if needed, checked (the VHD structure, or
-//! the exact raw length), and forwarded; a VHD's footer, header and BAT are read before anything is created, so
-//! that a bad VHD costs no XAPI call and the length XAPI needs is known. Any failure aborts XAPI's upload and the
-//! core's `finish` destroys the task and a VDI it created.
+//! [`import`] runs the core's import plan. An uncompressed raw body with a length is spliced into XAPI's upload by
+//! the host (no byte enters the guest; a client that breaks off breaks XAPI's upload). Anything else is read through
+//! the guest in large reads: decompressed if needed, checked (the VHD structure, or the exact raw length), and
+//! forwarded; a VHD's footer, header and BAT are read before anything is created, so that a bad VHD costs no XAPI
+//! call and the length XAPI needs is known. Any failure aborts XAPI's upload and the core's `finish` destroys the
+//! task and a VDI it created.
 
-use crate::transfer::{error_response, reply_response, Log};
-use crate::{now, SpinTransport};
-use futures::channel::oneshot;
-use spin_sdk::wasip3::http::types::{self, ErrorCode, Fields, Method, Scheme, Trailers};
-use spin_sdk::wasip3::wit_bindgen::{FutureReader, StreamReader, StreamResult, StreamWriter};
-use spin_sdk::wasip3::{wit_future, wit_stream};
+use crate::io::{self, Deadline, IoError};
+use crate::outbound::{self, Sending};
+use crate::{now, Log, WasiTransport};
+use wasi::http::types::{IncomingBody, IncomingRequest, Method, ResponseOutparam};
+use wasi::io::streams::InputStream;
 use xo_edge::config::Config;
 use xo_edge::error::ApiError;
 use xo_edge::rest::auth::Caller;
-use xo_edge::rest::Ctx;
+use xo_edge::rest::{Ctx, Reply};
 use xo_edge::transfer::check::{Check, CheckError};
 use xo_edge::transfer::decode::Decoder;
 use xo_edge::transfer::export::DiskFormat;
 use xo_edge::transfer::import::{self, BodyFailure, Encoding, ImportPlan, Upload};
 
-type TrailersResult = Result<Option<Trailers>, ErrorCode>;
-
 /// Bytes asked of the client's body per read.
-const READ_SIZE: usize = 256 * 1024;
+const READ_SIZE: u64 = 256 * 1024;
 /// Largest write to XAPI.
 const BATCH: usize = 256 * 1024;
 
+/// Most of a refused upload that is still read (and dropped) before answering: a client that is still sending
+/// when its connection closes may lose the answer (TCP resets it), so short uploads get their error read.
+const DRAIN_LIMIT: u64 = 64 << 20;
+
+/// The client's request body.
+pub struct Incoming {
+    pub stream: InputStream,
+    // Dropped after `stream`: the body outlives its stream.
+    _body: IncomingBody,
+}
+
+impl Incoming {
+    /// Takes the body of `request`.
+    pub fn of(request: &IncomingRequest) -> Result<Incoming, ApiError> {
+        let taken = || ApiError::internal("the request body was already read");
+        let body = request.consume().map_err(|()| taken())?;
+        let stream = body.stream().map_err(|()| taken())?;
+        Ok(Incoming { stream, _body: body })
+    }
+
+    /// Reads and drops the rest of the body, up to [`DRAIN_LIMIT`] bytes.
+    pub async fn drain(&self) {
+        let mut seen = 0u64;
+        while seen < DRAIN_LIMIT {
+            match io::read(&self.stream, READ_SIZE, None).await {
+                Ok(Some(bytes)) => seen += bytes.len() as u64,
+                _ => break,
+            }
+        }
+    }
+}
+
 /// The client's body, decompressed.
 struct Source {
-    body: StreamReader<u8>,
-    end: Option<FutureReader<TrailersResult>>,
+    body: Incoming,
     decoder: Option<Decoder>,
     done: bool,
 }
 
 impl Source {
-    /// Reads and drops what is left of the body (see [`drain`]).
+    /// Reads and drops what is left of the body.
     async fn drain(&mut self) {
         if !self.done {
             self.done = true;
-            drain(&mut self.body).await;
+            self.body.drain().await;
         }
     }
 
@@ -50,56 +78,30 @@ impl Source {
     async fn next(&mut self, out: &mut Vec<u8>) -> Result<bool, BodyFailure> {
         let before = out.len();
         while !self.done {
-            let (res, buf) = self.body.read(Vec::with_capacity(READ_SIZE)).await;
-            match res {
-                StreamResult::Complete(_) if buf.is_empty() => continue,
-                StreamResult::Complete(_) => {
+            match io::read(&self.body.stream, READ_SIZE, None).await {
+                Ok(Some(buf)) => {
                     match self.decoder.as_mut() {
+                        None if out.is_empty() => *out = buf,
                         None => out.extend_from_slice(&buf),
                         Some(d) => d.push(&buf, out).map_err(|e| BodyFailure::Invalid(ApiError::new(422, e)))?,
                     }
                     return Ok(true);
                 }
-                StreamResult::Dropped | StreamResult::Cancelled => {
+                Ok(None) => {
                     self.done = true;
-                    if let Some(end) = self.end.take() {
-                        end.await.map_err(|e| BodyFailure::Short(format!("{e:?}")))?;
-                    }
                     if let Some(d) = self.decoder.as_mut() {
                         d.finish(out).map_err(|e| BodyFailure::Invalid(ApiError::new(422, e)))?;
                     }
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Err(BodyFailure::Short(format!("{e:?}")));
                 }
             }
         }
         // The decoder's last bytes come with the end of the body.
         Ok(out.len() > before)
     }
-}
-
-/// Most of a refused upload that is still read (and dropped) before answering: a client that is still sending
-/// when its connection closes may lose the answer (TCP resets it), so short uploads get their error read.
-const DRAIN_LIMIT: u64 = 64 << 20;
-
-/// Reads and drops the rest of a body, up to [`DRAIN_LIMIT`] bytes.
-pub async fn drain(body: &mut StreamReader<u8>) {
-    let mut seen = 0u64;
-    let mut buf = Vec::with_capacity(READ_SIZE);
-    while seen < DRAIN_LIMIT {
-        buf.clear();
-        let (res, b) = body.read(buf).await;
-        buf = b;
-        match res {
-            StreamResult::Complete(_) => seen += buf.len() as u64,
-            _ => break,
-        }
-    }
-}
-
-/// Reads and drops (some of) the body of a request refused before its upload started.
-pub async fn refuse(request: types::Request) {
-    let (_, done) = wit_future::new::<Result<(), ErrorCode>>(|| Ok(()));
-    let (mut body, _) = types::Request::consume_body(request, done);
-    drain(&mut body).await;
 }
 
 fn invalid(e: CheckError) -> BodyFailure {
@@ -122,39 +124,20 @@ fn failure_error(f: BodyFailure) -> ApiError {
     }
 }
 
-/// The outbound `PUT` to XAPI's handler, its body being `contents`.
-fn outbound(
-    config: &Config,
-    plan: &ImportPlan,
-    contents: StreamReader<u8>,
-    trailers: FutureReader<TrailersResult>,
-) -> Result<types::Request, String> {
-    let uri: http::Uri = config.xapi_url.parse().map_err(|e| format!("xapi_url: {e}"))?;
-    let fields = Fields::new();
-    fields.append("cookie", plan.cookie.as_bytes()).map_err(|e| format!("{e:?}"))?;
-    fields.append("content-length", plan.length.to_string().as_bytes()).map_err(|e| format!("{e:?}"))?;
-    let (req, _) = types::Request::new(fields, Some(contents), trailers, None);
-    let scheme = if uri.scheme_str() == Some("https") { Scheme::Https } else { Scheme::Http };
-    let ok = req.set_method(&Method::Put).is_ok()
-        && req.set_scheme(Some(&scheme)).is_ok()
-        && req.set_authority(uri.authority().map(|a| a.as_str())).is_ok()
-        && req.set_path_with_query(Some(&plan.upstream)).is_ok();
-    ok.then_some(req).ok_or_else(|| "invalid XAPI request".to_string())
+/// Starts the `PUT` to XAPI's handler: headers out, body to come.
+fn start_put(config: &Config, plan: &ImportPlan) -> Result<Sending, String> {
+    let length = plan.length.to_string();
+    let headers: [(&str, &[u8]); 2] = [("cookie", plan.cookie.as_bytes()), ("content-length", length.as_bytes())];
+    let request = outbound::request(Method::Put, &config.xapi_url, &plan.upstream, &headers)?;
+    request.start().map_err(|e| format!("{e:?}"))
 }
 
-/// Sends the PUT and reads XAPI's answer to its end; answers its status.
-async fn send(req: types::Request) -> Result<u16, String> {
-    let resp = spin_sdk::wasip3::http::client::send(req).await.map_err(|e| format!("{e:?}"))?;
-    let status = resp.get_status_code();
-    let (_, done) = wit_future::new::<Result<(), ErrorCode>>(|| Ok(()));
-    let (mut body, _) = types::Response::consume_body(resp, done);
-    loop {
-        let (res, _) = body.read(Vec::with_capacity(4096)).await;
-        if !matches!(res, StreamResult::Complete(_)) {
-            break;
-        }
-    }
-    Ok(status)
+/// Ends the PUT and reads XAPI's answer to its end; answers its status.
+async fn end_put(put: Sending, complete: bool, config: &Config) -> Result<u16, String> {
+    let deadline = Deadline::after(config.xapi_timeout);
+    let answer = put.end(complete, deadline).await.map_err(|e| format!("{e:?}"))?;
+    let _ = answer.read_all(1 << 20, deadline).await;
+    Ok(answer.status)
 }
 
 /// How forwarding the body through the guest ended.
@@ -165,23 +148,14 @@ enum Pumped {
     Failed(BodyFailure),
 }
 
-async fn pump(mut source: Source, check: Check, head: Vec<u8>, tx: StreamWriter<u8>) -> Pumped {
-    let outcome = forward(&mut source, check, head, tx).await;
-    if !matches!(outcome, Pumped::Done) {
-        // The client may still be sending: read the rest, so that it gets its answer.
-        source.drain().await;
-    }
-    outcome
-}
-
-async fn forward(source: &mut Source, mut check: Check, head: Vec<u8>, mut tx: StreamWriter<u8>) -> Pumped {
+async fn forward(source: &mut Source, mut check: Check, head: Vec<u8>, put: &Sending) -> Pumped {
     let mut pending = head;
     loop {
         if pending.len() >= BATCH / 2 {
-            pending = tx.write_all(pending).await;
-            if !pending.is_empty() {
+            if io::write_all(&put.stream, &pending).await.is_err() {
                 return Pumped::XapiStopped;
             }
+            pending.clear();
         }
         let before = pending.len();
         match source.next(&mut pending).await {
@@ -196,64 +170,76 @@ async fn forward(source: &mut Source, mut check: Check, head: Vec<u8>, mut tx: S
     if let Err(e) = check.finish() {
         return Pumped::Failed(invalid(e));
     }
-    if !pending.is_empty() && !tx.write_all(pending).await.is_empty() {
+    if io::write_all(&put.stream, &pending).await.is_err() {
         return Pumped::XapiStopped;
     }
     Pumped::Done
 }
 
 /// Adds the renewed-token cookie a caller past half its token's lifetime gets on success.
-fn with_refresh(reply: xo_edge::rest::Reply, caller: &Caller) -> xo_edge::rest::Reply {
+fn with_refresh(reply: Reply, caller: &Caller) -> Reply {
     match &caller.refresh_cookie {
         Some(cookie) => reply.with_header("set-cookie", cookie.clone()),
         None => reply,
     }
 }
 
-/// Runs an import; answers the response to give the client.
+/// Runs an import and answers the client.
 pub async fn import(
     config: Config,
     log: Log,
     caller: Caller,
     upload: Upload,
-    request: types::Request,
-) -> types::Response {
-    let transport = SpinTransport::new(&config);
+    request: IncomingRequest,
+    out: ResponseOutparam,
+) {
+    let transport = WasiTransport::new(&config);
     let ctx = Ctx::new(&config, &transport, now());
     let release = || async {
         if caller.basic {
             let _ = ctx.xapi.logout(&caller.session).await;
         }
     };
-    let answer = |e: ApiError| {
-        log.line(e.status, 0);
-        error_response(&e)
+    let body = match Incoming::of(&request) {
+        Ok(b) => b,
+        Err(e) => {
+            release().await;
+            return log.answer(out, Reply::error(&e)).await;
+        }
     };
-    let (_, body_done) = wit_future::new::<Result<(), ErrorCode>>(|| Ok(()));
-    let (body, body_end) = types::Request::consume_body(request, body_done);
 
     if upload.pass_through() {
         let length = upload.length.unwrap_or(0);
         let plan = match import::plan_import(&ctx, &caller, &upload, length, length).await {
             Ok(p) => p,
             Err(e) => {
-                let mut body = body;
-                drain(&mut body).await;
+                body.drain().await;
                 release().await;
-                return answer(e);
+                return log.answer(out, Reply::error(&e)).await;
             }
         };
-        let sent = match outbound(&config, &plan, body, body_end) {
-            Ok(req) => send(req).await,
-            Err(e) => Err(e),
-        };
-        return match import::finish(&ctx, &plan, sent, Ok(())).await {
-            Ok(reply) => {
-                log.line(reply.status, plan.length as usize);
-                reply_response(with_refresh(reply, &caller))
+        let (sent, moved) = match start_put(&config, &plan) {
+            Ok(put) => {
+                let moved = io::splice_all(&body.stream, &put.stream, None).await;
+                let complete = moved.as_ref().is_ok_and(|&n| n == plan.length);
+                if matches!(moved, Err(IoError::Output(_))) {
+                    // XAPI stopped reading: its answer says why; the client still gets one.
+                    body.drain().await;
+                }
+                (end_put(put, complete, &config).await, moved)
             }
-            Err(e) => answer(e),
+            Err(e) => {
+                body.drain().await;
+                (Err(e), Err(IoError::Output(String::new())))
+            }
         };
+        let body_result = match moved {
+            Ok(n) if n == plan.length => Ok(()),
+            Ok(n) => Err(BodyFailure::Short(format!("{n} of {} bytes", plan.length))),
+            Err(IoError::Output(_)) => Ok(()),
+            Err(e) => Err(BodyFailure::Short(format!("{e:?}"))),
+        };
+        return finish(&ctx, &plan, sent, body_result, &caller, &log, out).await;
     }
 
     let decoder = match upload.encoding {
@@ -261,7 +247,7 @@ pub async fn import(
         Encoding::Gzip => Some(Decoder::gzip()),
         Encoding::Zstd => Some(Decoder::zstd()),
     };
-    let mut source = Source { body, end: Some(body_end), decoder, done: false };
+    let mut source = Source { body, decoder, done: false };
     let mut check = match upload.route.format {
         DiskFormat::Vhd => Check::vhd_of_length(upload.length),
         DiskFormat::Raw => Check::exact(upload.length.unwrap_or(0)),
@@ -282,7 +268,7 @@ pub async fn import(
             Err(f) => {
                 source.drain().await;
                 release().await;
-                return answer(failure_error(f));
+                return log.answer(out, Reply::error(&failure_error(f))).await;
             }
         };
         let fed = check.feed(&head[before..]).map(|_| ());
@@ -290,11 +276,12 @@ pub async fn import(
         if let Err(e) = fed {
             source.drain().await;
             release().await;
-            return answer(failure_error(invalid(e)));
+            return log.answer(out, Reply::error(&failure_error(invalid(e)))).await;
         }
         if !more {
             release().await;
-            return answer(ApiError::bad_request("the upload ended before the disk's size could be read"));
+            let e = ApiError::bad_request("the upload ended before the disk's size could be read");
+            return log.answer(out, Reply::error(&e)).await;
         }
     };
     let plan = match import::plan_import(&ctx, &caller, &upload, virtual_size, length).await {
@@ -302,36 +289,53 @@ pub async fn import(
         Err(e) => {
             source.drain().await;
             release().await;
-            return answer(e);
+            return log.answer(out, Reply::error(&e)).await;
         }
     };
-    let (tx, rx) = wit_stream::new::<u8>();
-    let (trailers_tx, trailers_rx) = wit_future::new::<TrailersResult>(|| Ok(None));
-    let (done_tx, done_rx) = oneshot::channel();
-    spin_sdk::wit_bindgen::spawn(async move {
-        let outcome = pump(source, check, head, tx).await;
-        // A failed body must not look complete to XAPI either: end its upload with an error.
-        let trailers = match &outcome {
-            Pumped::Failed(_) => Err(ErrorCode::InternalError(Some("upload failed".into()))),
-            _ => Ok(None),
-        };
-        let _ = trailers_tx.write(trailers).await;
-        let _ = done_tx.send(outcome);
-    });
-    let sent = match outbound(&config, &plan, rx, trailers_rx) {
-        Ok(req) => send(req).await,
-        Err(e) => Err(e),
+    let (sent, body_result) = match start_put(&config, &plan) {
+        Ok(put) => {
+            let outcome = forward(&mut source, check, head, &put).await;
+            if !matches!(outcome, Pumped::Done) {
+                // The client may still be sending: read the rest, so that it gets its answer.
+                source.drain().await;
+            }
+            // A failed body must not look complete to XAPI either: its upload is aborted.
+            let complete = !matches!(outcome, Pumped::Failed(_));
+            let sent = end_put(put, complete, &config).await;
+            let body_result = match outcome {
+                Pumped::Done | Pumped::XapiStopped => Ok(()),
+                Pumped::Failed(f) => Err(f),
+            };
+            (sent, body_result)
+        }
+        Err(e) => (Err(e), Ok(())),
     };
-    let body = match done_rx.await {
-        Ok(Pumped::Done) | Ok(Pumped::XapiStopped) => Ok(()),
-        Ok(Pumped::Failed(f)) => Err(f),
-        Err(_) => Err(BodyFailure::Short("the upload stopped".into())),
-    };
-    match import::finish(&ctx, &plan, sent, body).await {
+    finish(&ctx, &plan, sent, body_result, &caller, &log, out).await;
+}
+
+/// Settles the import on XAPI and answers the client.
+async fn finish(
+    ctx: &Ctx<'_, WasiTransport>,
+    plan: &ImportPlan,
+    sent: Result<u16, String>,
+    body: Result<(), BodyFailure>,
+    caller: &Caller,
+    log: &Log,
+    out: ResponseOutparam,
+) {
+    match import::finish(ctx, plan, sent, body).await {
         Ok(reply) => {
-            log.line(reply.status, plan.length as usize);
-            reply_response(with_refresh(reply, &caller))
+            let status = reply.status;
+            let (_, whole) = crate::response::send(out, with_refresh(reply, caller)).await;
+            log.line(if whole { status } else { 499 }, plan.length as usize);
         }
-        Err(e) => answer(e),
+        Err(e) => log.answer(out, Reply::error(&e)).await,
+    }
+}
+
+/// Reads and drops (some of) the body of a request refused before its upload started.
+pub async fn refuse(request: &IncomingRequest) {
+    if let Ok(body) = Incoming::of(request) {
+        body.drain().await;
     }
 }

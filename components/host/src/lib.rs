@@ -1,68 +1,86 @@
-//! The host layer every component shares: how xo-edge's runtime-free core meets Spin.
+//! The host layer every component shares: how xo-edge's runtime-free core meets a WASI 0.2 HTTP host (every
+//! released Spin, SpinKube, Fermyon-compatible hosts, `wasmtime serve`).
 //!
-//! - [`SpinTransport`] implements the core's XAPI [`Transport`] with Spin's outbound HTTP.
-//! - [`load_config`] reads the configuration from Spin application variables, or (without the `spin-variables`
-//!   feature, for the single-component `bundle`) from `XO_EDGE_*` environment variables.
-//! - [`read_request`] / [`into_response`] convert between Spin's HTTP types and the core's.
-//! - [`log_line`] writes the one log line per request (never a token, password or session ref).
+//! - [`export_handler!`] exports a component's handler as `wasi:http/incoming-handler@0.2.0`, run by
+//!   [`spin_executor::run`] (the executor spin-sdk 5 uses: one future, blocking in `wasi:io/poll`).
+//! - [`WasiTransport`] implements the core's XAPI [`Transport`] with `wasi:http/outgoing-handler`, bounded by
+//!   `xapi_timeout`.
+//! - [`load_config`] reads the configuration from Spin application variables (`fermyon:spin/variables@2.0.0`), or,
+//!   without the `spin-variables` feature (the single-component `bundle`), from `XO_EDGE_*` environment variables.
+//! - [`request_head`] / [`read_body`] read the client's request; [`response`] answers it; [`log_line`] writes the
+//!   one log line per request (never a token, password or session ref) in one write.
 //!
 //! No REST logic lives here.
 
-use bytes::Bytes;
-use futures::SinkExt;
-use http_body_util::{BodyExt, Full, Limited};
-use spin_sdk::http::{box_body, BoxBody, Request, Response};
+use std::io::Write;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use wasi::http::types::{IncomingRequest, Method, ResponseOutparam};
 use xo_edge::config::Config;
 use xo_edge::error::ApiError;
 use xo_edge::rest::{self, Reply};
 use xo_edge::xapi::{Transport, TransportError};
 
 pub mod import;
+pub mod io;
+pub mod outbound;
+pub mod response;
 pub mod transfer;
+
+pub use spin_executor::run;
+pub use wasi;
 
 /// Largest request body read into memory (JSON requests only; disks are streamed elsewhere).
 pub const MAX_JSON_BODY: usize = 64 * 1024;
 
-/// XAPI over Spin's outbound HTTP.
-pub struct SpinTransport {
+/// Exports `$handler` (an `async fn(IncomingRequest, ResponseOutparam)`) as the component's
+/// `wasi:http/incoming-handler`.
+#[macro_export]
+macro_rules! export_handler {
+    ($handler:path) => {
+        struct Component;
+        impl $crate::wasi::exports::http::incoming_handler::Guest for Component {
+            fn handle(
+                request: $crate::wasi::http::types::IncomingRequest,
+                out: $crate::wasi::http::types::ResponseOutparam,
+            ) {
+                $crate::run($handler(request, out))
+            }
+        }
+        $crate::wasi::http::proxy::export!(Component with_types_in $crate::wasi);
+    };
+}
+
+/// XAPI over `wasi:http/outgoing-handler`.
+pub struct WasiTransport {
     pub base: String,
     /// Seconds a call may take (`xapi_timeout`).
     pub timeout: u64,
 }
 
-impl SpinTransport {
+impl WasiTransport {
     pub fn new(config: &Config) -> Self {
-        SpinTransport { base: config.xapi_url.clone(), timeout: config.xapi_timeout }
+        WasiTransport { base: config.xapi_url.clone(), timeout: config.xapi_timeout }
     }
 }
 
-/// Runs `work`, or gives up with [`TransportError::Timeout`] after `seconds`.
-pub async fn within<T>(
-    seconds: u64,
-    work: impl std::future::Future<Output = Result<T, TransportError>>,
-) -> Result<T, TransportError> {
-    let limit = spin_sdk::time::sleep(std::time::Duration::from_secs(seconds));
-    match futures::future::select(std::pin::pin!(work), std::pin::pin!(limit)).await {
-        futures::future::Either::Left((done, _)) => done,
-        futures::future::Either::Right(_) => Err(TransportError::Timeout),
-    }
-}
-
-impl Transport for SpinTransport {
+impl Transport for WasiTransport {
     async fn post_json(&self, path: &str, body: Vec<u8>, patience: u64) -> Result<(u16, Vec<u8>), TransportError> {
-        let req = http::Request::post(format!("{}{path}", self.base))
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| TransportError::Unreachable(e.to_string()))?;
-        within(self.timeout.saturating_add(patience), async {
-            let resp = spin_sdk::http::send(req).await.map_err(|e| TransportError::Unreachable(e.to_string()))?;
-            let status = resp.status().as_u16();
-            let bytes =
-                resp.into_body().collect().await.map_err(|e| TransportError::Unreachable(e.to_string()))?.to_bytes();
-            Ok((status, bytes.to_vec()))
-        })
-        .await
+        let deadline = io::Deadline::after(self.timeout.saturating_add(patience));
+        let length = body.len().to_string();
+        let headers: [(&str, &[u8]); 2] =
+            [("content-type", b"application/json"), ("content-length", length.as_bytes())];
+        let request =
+            outbound::request(Method::Post, &self.base, path, &headers).map_err(TransportError::Unreachable)?;
+        let answer = request.send_whole(&body, deadline).await.map_err(transport_error)?;
+        let bytes = answer.read_all(usize::MAX, deadline).await.map_err(transport_error)?;
+        Ok((answer.status, bytes))
+    }
+}
+
+fn transport_error(e: outbound::SendError) -> TransportError {
+    match e {
+        outbound::SendError::Timeout => TransportError::Timeout,
+        outbound::SendError::Failed(why) => TransportError::Unreachable(why),
     }
 }
 
@@ -72,111 +90,123 @@ pub fn now() -> u64 {
 }
 
 /// The configuration, from the source this build uses.
-pub async fn load_config() -> Result<Config, ApiError> {
-    let mut values = Vec::new();
-    for (key, _) in xo_edge::config::KEYS {
-        if let Some(v) = lookup(key).await {
-            values.push((key.to_string(), v));
-        }
-    }
-    Config::from_lookup(|k| values.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone()))
+pub fn load_config() -> Result<Config, ApiError> {
+    Config::from_lookup(lookup)
 }
 
 #[cfg(feature = "spin-variables")]
-async fn lookup(key: &str) -> Option<String> {
-    spin_sdk::variables::get(key).await.ok()
+fn lookup(key: &str) -> Option<String> {
+    spin_sdk::variables::get(key).ok()
 }
 
 #[cfg(not(feature = "spin-variables"))]
-async fn lookup(key: &str) -> Option<String> {
+fn lookup(key: &str) -> Option<String> {
     std::env::var(xo_edge::config::env_name(key)).ok()
 }
 
-/// Converts a Spin request into the core's, reading a small body when `with_body` (JSON endpoints).
-pub async fn read_request(req: Request, with_body: bool) -> Result<rest::Request, ApiError> {
-    let (parts, body) = req.into_parts();
-    let body = if with_body {
-        Limited::new(body, MAX_JSON_BODY)
-            .collect()
-            .await
-            .map_err(|_| ApiError::new(413, format!("request body larger than {MAX_JSON_BODY} bytes")))?
-            .to_bytes()
-            .to_vec()
-    } else {
-        Vec::new()
-    };
-    Ok(rest::Request { body, ..request_head(&parts) })
+fn method_name(method: &Method) -> String {
+    match method {
+        Method::Get => "GET".into(),
+        Method::Head => "HEAD".into(),
+        Method::Post => "POST".into(),
+        Method::Put => "PUT".into(),
+        Method::Delete => "DELETE".into(),
+        Method::Connect => "CONNECT".into(),
+        Method::Options => "OPTIONS".into(),
+        Method::Trace => "TRACE".into(),
+        Method::Patch => "PATCH".into(),
+        Method::Other(other) => other.to_ascii_uppercase(),
+    }
 }
 
 /// The core's view of a request's method, path, query and headers (no body).
-pub fn request_head(parts: &http::request::Parts) -> rest::Request {
-    let headers = parts
-        .headers
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_ascii_lowercase(), v.to_str().ok()?.to_string())))
+pub fn request_head(req: &IncomingRequest) -> rest::Request {
+    let headers = req
+        .headers()
+        .entries()
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.to_ascii_lowercase(), String::from_utf8(v).ok()?)))
         .collect();
+    let target = req.path_with_query().unwrap_or_else(|| "/".into());
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
     rest::Request {
-        method: parts.method.as_str().to_string(),
-        path: parts.uri.path().to_string(),
-        query: parts.uri.query().unwrap_or_default().to_string(),
+        method: method_name(&req.method()),
+        path: path.to_string(),
+        query: query.to_string(),
         headers,
         body: Vec::new(),
     }
 }
 
-/// Converts the core's reply into a Spin response. A listing is streamed: a task writes it chunk by chunk while
-/// the response is already on its way, so a 10 000-object answer is never built whole.
-pub fn into_response(reply: Reply) -> Response<BoxBody> {
-    let mut builder = http::Response::builder().status(reply.status);
-    for (k, v) in &reply.headers {
-        builder = builder.header(k.as_str(), v.as_str());
-    }
-    let body = match reply.stream {
-        Some(mut listing) => {
-            let (mut tx, body) = spin_sdk::http::body::stream::<Vec<u8>>();
-            spin_sdk::wit_bindgen::spawn(async move {
-                while let Some(chunk) = listing.next_chunk() {
-                    if tx.send(chunk).await.is_err() {
-                        break;
-                    }
-                }
-            });
-            box_body(body)
+/// Reads a small request body (JSON endpoints), at most [`MAX_JSON_BODY`] bytes.
+pub async fn read_body(req: &IncomingRequest) -> Result<Vec<u8>, ApiError> {
+    let too_large = || ApiError::new(413, format!("request body larger than {MAX_JSON_BODY} bytes"));
+    let body = req.consume().map_err(|()| ApiError::internal("the request body was already read"))?;
+    let stream = body.stream().map_err(|()| ApiError::internal("the request body was already read"))?;
+    let mut all = Vec::new();
+    while let Some(bytes) =
+        io::read(&stream, 64 * 1024, None).await.map_err(|e| ApiError::bad_request(format!("request body: {e:?}")))?
+    {
+        all.extend_from_slice(&bytes);
+        if all.len() > MAX_JSON_BODY {
+            return Err(too_large());
         }
-        None => box_body(Full::new(Bytes::from(reply.body))),
-    };
-    builder.body(body).unwrap_or_else(|_| {
-        let mut r = http::Response::new(box_body(Full::new(Bytes::from_static(b"{\"error\":\"invalid response\"}"))));
-        *r.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR;
-        r
-    })
+    }
+    Ok(all)
 }
 
-/// Logs one line for a finished request: method, path, status, bytes, milliseconds.
+/// Logs one line for a finished request: method, path, status, bytes, milliseconds. Formatted whole, written once.
 pub fn log_line(method: &str, path: &str, status: u16, bytes: usize, started: Instant) {
-    eprintln!("{method} {path} {status} {bytes}B {}ms", started.elapsed().as_millis());
+    let line = format!("{method} {path} {status} {bytes}B {}ms\n", started.elapsed().as_millis());
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
-/// Runs a component's handler with configuration and transport, logging the request.
-pub async fn serve<F, Fut>(req: Request, with_body: bool, handler: F) -> Response<BoxBody>
+/// A request's log line, written when its answer is over.
+pub struct Log {
+    pub method: String,
+    pub path: String,
+    pub started: Instant,
+}
+
+impl Log {
+    pub fn new(req: &rest::Request) -> Log {
+        Log { method: req.method.clone(), path: req.path.clone(), started: Instant::now() }
+    }
+
+    pub fn line(&self, status: u16, bytes: usize) {
+        log_line(&self.method, &self.path, status, bytes, self.started);
+    }
+
+    /// Answers a core reply and logs it (a body the client did not take whole logs as 499).
+    pub async fn answer(&self, out: ResponseOutparam, reply: Reply) {
+        let status = reply.status;
+        let (bytes, whole) = response::send(out, reply).await;
+        self.line(if whole { status } else { 499 }, bytes);
+    }
+}
+
+/// Runs a JSON component's handler with configuration and transport, logging the request.
+pub async fn serve<F, Fut>(req: IncomingRequest, out: ResponseOutparam, with_body: bool, handler: F)
 where
-    F: FnOnce(Config, SpinTransport, rest::Request) -> Fut,
+    F: FnOnce(Config, WasiTransport, rest::Request) -> Fut,
     Fut: std::future::Future<Output = Reply>,
 {
-    let started = Instant::now();
-    let method = req.method().as_str().to_string();
-    let path = req.uri().path().to_string();
-    let reply = match load_config().await {
+    let mut head = request_head(&req);
+    let log = Log::new(&head);
+    let reply = match load_config() {
         Err(e) => Reply::error(&e),
-        Ok(config) => match read_request(req, with_body).await {
-            Err(e) => Reply::error(&e),
-            Ok(core_req) => {
-                let transport = SpinTransport::new(&config);
-                handler(config, transport, core_req).await
+        Ok(config) => {
+            let body = if with_body { read_body(&req).await } else { Ok(Vec::new()) };
+            match body {
+                Err(e) => Reply::error(&e),
+                Ok(body) => {
+                    head.body = body;
+                    let transport = WasiTransport::new(&config);
+                    handler(config, transport, head).await
+                }
             }
-        },
+        }
     };
-    // Streamed listings log their status here; their size is not known yet.
-    log_line(&method, &path, reply.status, reply.body.len(), started);
-    into_response(reply)
+    drop(req);
+    log.answer(out, reply).await;
 }

@@ -1,13 +1,13 @@
 //! Component `tokens`: `POST /rest/v0/users/authentication_tokens` (Basic credentials → a signed token and its
 //! cookie) and `DELETE /rest/v0/users/me/authentication_tokens/current` (revocation).
 
-use spin_sdk::http::{BoxBody, Request, Response};
 use xo_edge::error::ApiError;
 use xo_edge::rest::{self, Ctx, Reply};
+use xo_edge_host::wasi::http::types::{IncomingRequest, ResponseOutparam};
 
 /// Serves one request routed to this component.
-pub async fn handle(req: Request) -> Response<BoxBody> {
-    xo_edge_host::serve(req, true, |config, transport, req| async move {
+pub async fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    xo_edge_host::serve(req, out, true, |config, transport, req| async move {
         let ctx = Ctx::new(&config, &transport, xo_edge_host::now());
         match (req.method.as_str(), req.normalized_path()) {
             ("POST", "/rest/v0/users/authentication_tokens") => rest::tokens::create(&ctx, &req).await,
@@ -21,7 +21,4 @@ pub async fn handle(req: Request) -> Response<BoxBody> {
 }
 
 #[cfg(feature = "component")]
-#[spin_sdk::http_service]
-async fn entry(req: Request) -> Response<BoxBody> {
-    handle(req).await
-}
+xo_edge_host::export_handler!(handle);

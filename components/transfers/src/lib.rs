@@ -5,36 +5,28 @@
 //! - `GET|HEAD /rest/v0/vms/<id>.xva[?compress=…]` (and `vm-snapshots`, `vm-templates`): VM export.
 //!
 //! Authenticate, let the core plan the transfer, let the host layer stream it. Bodies never go through the core's
-//! `Reply`: this component answers WASI responses so that streams can be handed on untouched.
+//! `Reply`: the host layer splices or checks them between WASI streams.
 
-use spin_sdk::http::Request;
-use spin_sdk::wasip3::http::types;
-use std::time::Instant;
 use xo_edge::error::ApiError;
-use xo_edge::rest::{auth, Ctx};
+use xo_edge::rest::{auth, Ctx, Reply};
 use xo_edge::transfer::export::{self, Plan};
 use xo_edge::transfer::{import, vm_export};
-use xo_edge_host::transfer::{error_response, reply_response, Log};
-use xo_edge_host::{now, SpinTransport};
+use xo_edge_host::wasi::http::types::{IncomingRequest, ResponseOutparam};
+use xo_edge_host::{Log, WasiTransport};
 
 /// Serves one request routed to this component.
-pub async fn handle(req: Request) -> types::Response {
-    let (parts, mut body) = req.into_parts();
-    let core_req = xo_edge_host::request_head(&parts);
-    let log = Log { method: core_req.method.clone(), path: core_req.path.clone(), started: Instant::now() };
-    let answer = |e: ApiError| {
-        log.line(e.status, 0);
-        error_response(&e)
-    };
-    let config = match xo_edge_host::load_config().await {
+pub async fn handle(request: IncomingRequest, out: ResponseOutparam) {
+    let core_req = xo_edge_host::request_head(&request);
+    let log = Log::new(&core_req);
+    let config = match xo_edge_host::load_config() {
         Ok(c) => c,
-        Err(e) => return answer(e),
+        Err(e) => return log.answer(out, Reply::error(&e)).await,
     };
-    let transport = SpinTransport::new(&config);
-    let ctx = Ctx::new(&config, &transport, now());
+    let transport = WasiTransport::new(&config);
+    let ctx = Ctx::new(&config, &transport, xo_edge_host::now());
     let caller = match auth::authenticate(&ctx, &core_req).await {
         Ok(c) => c,
-        Err(e) => return answer(e),
+        Err(e) => return log.answer(out, Reply::error(&e)).await,
     };
     let release = || async {
         if caller.basic {
@@ -44,19 +36,15 @@ pub async fn handle(req: Request) -> types::Response {
     let (method, path) = (core_req.method.as_str(), core_req.path.as_str());
 
     if let Some(route) = import::import_route(method, path, &core_req.query) {
-        let Some(request) = body.take_unstarted() else {
-            release().await;
-            return answer(ApiError::internal("the request body was already read"));
-        };
         let upload = match import::read_upload(&core_req, route) {
             Ok(u) => u,
             Err(e) => {
-                xo_edge_host::import::refuse(request).await;
+                xo_edge_host::import::refuse(&request).await;
                 release().await;
-                return answer(e);
+                return log.answer(out, Reply::error(&e)).await;
             }
         };
-        return xo_edge_host::import::import(config.clone(), log, caller, upload, request).await;
+        return xo_edge_host::import::import(config.clone(), log, caller, upload, request, out).await;
     }
     if let Some(route) = vm_export::vm_route(path) {
         let plan = match method {
@@ -67,14 +55,13 @@ pub async fn handle(req: Request) -> types::Response {
         return match plan {
             Err(e) => {
                 release().await;
-                answer(e)
+                log.answer(out, Reply::error(&e)).await
             }
             Ok(Plan::Reply(reply)) => {
                 release().await;
-                log.line(reply.status, 0);
-                reply_response(reply)
+                log.answer(out, reply).await
             }
-            Ok(Plan::Stream(plan)) => xo_edge_host::transfer::export(config.clone(), log, plan).await,
+            Ok(Plan::Stream(plan)) => xo_edge_host::transfer::export(config.clone(), log, plan, out).await,
         };
     }
     let Some(route) = export::disk_route(path) else {
@@ -84,32 +71,30 @@ pub async fn handle(req: Request) -> types::Response {
         } else {
             ApiError::not_found(format!("no such route {path}"))
         };
-        return answer(e);
+        return log.answer(out, Reply::error(&e)).await;
     };
     if method != "GET" && method != "HEAD" {
         release().await;
-        return answer(ApiError::new(405, format!("{method} is not supported on {path}")));
+        return log
+            .answer(out, Reply::error(&ApiError::new(405, format!("{method} is not supported on {path}"))))
+            .await;
     }
     match export::plan_vdi_export(&ctx, &caller, &core_req, &route).await {
         Err(e) => {
             release().await;
-            answer(e)
+            log.answer(out, Reply::error(&e)).await
         }
         Ok(Plan::Reply(mut reply)) => {
             release().await;
             reply.headers.extend(caller.refresh_cookie.clone().map(|c| ("set-cookie".to_string(), c)));
-            log.line(reply.status, reply.body.len());
-            reply_response(reply)
+            log.answer(out, reply).await
         }
         Ok(Plan::Stream(mut plan)) => {
             plan.headers.extend(caller.refresh_cookie.clone().map(|c| ("set-cookie".to_string(), c)));
-            xo_edge_host::transfer::export(config.clone(), log, plan).await
+            xo_edge_host::transfer::export(config.clone(), log, plan, out).await
         }
     }
 }
 
 #[cfg(feature = "component")]
-#[spin_sdk::http_service]
-async fn entry(req: Request) -> Result<types::Response, types::ErrorCode> {
-    Ok(handle(req).await)
-}
+xo_edge_host::export_handler!(handle);

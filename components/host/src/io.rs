@@ -1,0 +1,163 @@
+//! Async waits and byte moves over WASI 0.2 streams, for the executor every component runs under
+//! ([`spin_executor::run`]: it polls the handler's one future and, while it is pending, blocks in `wasi:io/poll` on
+//! the pollables the future registered).
+//!
+//! - [`ready`] waits for a pollable, optionally bounded by a [`Deadline`] on the monotonic clock: that is how every
+//!   XAPI timeout (`xapi_timeout`) is kept.
+//! - [`read`] / [`write_all`] move bytes through the guest in large pieces; [`splice_all`] lets the host move them
+//!   from one stream to another without their entering the guest (the unchecked transfer paths).
+//!
+//! Nothing here knows HTTP or XAPI.
+
+use spin_executor::{push_waker_and_get_token, CancelOnDropToken};
+use std::future::poll_fn;
+use std::task::Poll;
+use wasi::clocks::monotonic_clock;
+use wasi::io::poll::Pollable;
+use wasi::io::streams::{InputStream, OutputStream, StreamError};
+
+/// Most bytes one splice is asked to move (a splice moves at most what the input has buffered).
+const SPLICE_MAX: u64 = 4 << 20;
+
+/// An instant on the monotonic clock to give up at.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline(u64);
+
+impl Deadline {
+    /// `seconds` from now.
+    pub fn after(seconds: u64) -> Deadline {
+        Deadline(monotonic_clock::now().saturating_add(seconds.saturating_mul(1_000_000_000)))
+    }
+
+    fn passed(self) -> bool {
+        monotonic_clock::now() >= self.0
+    }
+
+    fn pollable(self) -> Pollable {
+        monotonic_clock::subscribe_instant(self.0)
+    }
+}
+
+/// Waits until the pollable that `subscribe` makes is ready (`true`), or the deadline passed (`false`). Callers
+/// check their condition again afterwards: a wake-up may be another pollable's, and `pollable.ready` is not to be
+/// trusted for timers (wasmtime 49 answers `false` for a clock pollable whose instant has passed), so the deadline
+/// is read from the clock itself.
+pub async fn ready(subscribe: impl Fn() -> Pollable, deadline: Option<Deadline>) -> bool {
+    let mut waiting: Vec<CancelOnDropToken> = Vec::with_capacity(2);
+    poll_fn(move |cx| {
+        if deadline.is_some_and(Deadline::passed) {
+            return Poll::Ready(false);
+        }
+        if !waiting.is_empty() {
+            return Poll::Ready(true);
+        }
+        let pollable = subscribe();
+        if pollable.ready() {
+            return Poll::Ready(true);
+        }
+        if let Some(deadline) = deadline {
+            waiting.push(push_waker_and_get_token(deadline.pollable(), cx.waker().clone()).into());
+        }
+        waiting.push(push_waker_and_get_token(pollable, cx.waker().clone()).into());
+        Poll::Pending
+    })
+    .await
+}
+
+/// Why moving bytes stopped early.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IoError {
+    /// Nothing came before the deadline.
+    Timeout,
+    /// Reading failed (the peer broke the connection or the body was malformed).
+    Input(String),
+    /// Writing failed (the reader went away).
+    Output(String),
+}
+
+fn describe(e: StreamError) -> String {
+    match e {
+        StreamError::Closed => "closed".into(),
+        StreamError::LastOperationFailed(e) => e.to_debug_string(),
+    }
+}
+
+/// The next bytes of `input`, at most `max`; `None` at its end. Gives up at `deadline`.
+pub async fn read(input: &InputStream, max: u64, deadline: Option<Deadline>) -> Result<Option<Vec<u8>>, IoError> {
+    loop {
+        match input.read(max) {
+            Ok(bytes) if !bytes.is_empty() => return Ok(Some(bytes)),
+            Ok(_) => {
+                if !ready(|| input.subscribe(), deadline).await {
+                    return Err(IoError::Timeout);
+                }
+            }
+            Err(StreamError::Closed) => return Ok(None),
+            Err(e) => return Err(IoError::Input(describe(e))),
+        }
+    }
+}
+
+/// How many bytes `output` takes now, waiting until it takes some.
+async fn permit(output: &OutputStream) -> Result<u64, IoError> {
+    loop {
+        match output.check_write() {
+            Ok(0) => {
+                ready(|| output.subscribe(), None).await;
+            }
+            Ok(n) => return Ok(n),
+            Err(e) => return Err(IoError::Output(describe(e))),
+        }
+    }
+}
+
+/// Writes what `output` takes without waiting; answers how many bytes of `data` it took.
+pub fn write_now(output: &OutputStream, data: &[u8]) -> Result<usize, IoError> {
+    let mut done = 0;
+    while done < data.len() {
+        let n = output.check_write().map_err(|e| IoError::Output(describe(e)))?;
+        if n == 0 {
+            break;
+        }
+        let k = usize::try_from(n).unwrap_or(usize::MAX).min(data.len() - done);
+        output.write(&data[done..done + k]).map_err(|e| IoError::Output(describe(e)))?;
+        done += k;
+    }
+    Ok(done)
+}
+
+/// Writes all of `data`, waiting for the reader as needed.
+pub async fn write_all(output: &OutputStream, mut data: &[u8]) -> Result<(), IoError> {
+    while !data.is_empty() {
+        let n = permit(output).await?;
+        let k = usize::try_from(n).unwrap_or(usize::MAX).min(data.len());
+        output.write(&data[..k]).map_err(|e| IoError::Output(describe(e)))?;
+        data = &data[k..];
+    }
+    Ok(())
+}
+
+/// Flushes `output` and waits until the flush is done.
+pub async fn flush(output: &OutputStream) -> Result<(), IoError> {
+    output.flush().map_err(|e| IoError::Output(describe(e)))?;
+    permit(output).await.map(|_| ())
+}
+
+/// Moves everything from `input` to `output` inside the host: the bytes never enter the guest. Answers how many
+/// bytes moved, once `input` ended. `idle` bounds the seconds `input` may send nothing.
+pub async fn splice_all(input: &InputStream, output: &OutputStream, idle: Option<u64>) -> Result<u64, IoError> {
+    let mut moved = 0u64;
+    loop {
+        let n = permit(output).await?;
+        match output.splice(input, n.min(SPLICE_MAX)) {
+            Ok(0) => {
+                if !ready(|| input.subscribe(), idle.map(Deadline::after)).await {
+                    return Err(IoError::Timeout);
+                }
+            }
+            Ok(k) => moved += k,
+            Err(StreamError::Closed) => return Ok(moved),
+            Err(e) => return Err(IoError::Input(describe(e))),
+        }
+    }
+}
