@@ -12,6 +12,7 @@ use crate::objects::{self, Collection};
 use crate::query::filter::Filter;
 use crate::query::params::{self, Fields, ListQuery, ListWriter};
 use crate::xapi::{Transport, XapiError};
+use futures_util::future::{join, join3, join_all};
 use indexmap::IndexMap;
 use serde_json::value::RawValue;
 use serde_json::{json, Map, Value};
@@ -189,6 +190,7 @@ fn refs(v: Option<&Value>) -> Vec<String> {
 
 /// Fetches, ref by ref, the records one object links to (and, for VMs and SRs, the disks' SRs and their hosts that
 /// `$container` needs), instead of whole classes: an object GET costs a few small calls, whatever the pool size.
+/// The calls of one level go out together (one round trip per level, not per link).
 async fn load_links<T: Transport>(
     ctx: &Ctx<'_, T>,
     caller: &Caller,
@@ -198,7 +200,7 @@ async fn load_links<T: Transport>(
 ) -> Result<(), ApiError> {
     let s = json!(caller.session);
     let resident = !refs(rec.get("resident_on")).is_empty();
-    let mut queue: Vec<(String, &'static str, u8)> = Vec::new();
+    let mut wave: Vec<(String, &'static str, u8)> = Vec::new();
     for (field, target) in link_fields(class) {
         let found = refs(rec.get(*field));
         if found.len() > BULK_LINKS {
@@ -215,64 +217,83 @@ async fn load_links<T: Transport>(
             continue;
         }
         for r in found {
-            queue.push((r, target, 0));
+            wave.push((r, target, 0));
         }
     }
-    while let Some((r, target, depth)) = queue.pop() {
-        if octx.records.contains_key(&r) {
-            continue;
-        }
-        // Whole records only where the object reads more than the uuid; the disk chain only for `$container` of
-        // a VM that is not resident anywhere.
-        let full = match (class, target) {
-            ("VM", "VM_metrics" | "VM_guest_metrics") => true,
-            ("VM", "VBD" | "VDI" | "PBD") => !resident,
-            ("SR", "PBD") | ("host", "host_metrics") | ("pool", "host") => true,
-            _ => false,
-        };
-        let got = if full {
-            ctx.xapi.call(&format!("{target}.get_record"), &[s.clone(), json!(r)]).await
-        } else if class == "VM" && target == "SR" && depth > 0 {
-            // A disk's SR: whether it is shared and where it is plugged, without its (possibly huge) VDI list.
-            let shared = ctx.xapi.call("SR.get_shared", &[s.clone(), json!(r)]).await;
-            let pbds = ctx.xapi.call("SR.get_PBDs", &[s.clone(), json!(r)]).await;
-            let uuid = ctx.xapi.call("SR.get_uuid", &[s.clone(), json!(r)]).await;
-            match (shared, pbds, uuid) {
-                (Ok(shared), Ok(pbds), Ok(uuid)) => Ok(json!({ "uuid": uuid, "shared": shared, "PBDs": pbds })),
-                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => Err(e),
+    while !wave.is_empty() {
+        let mut seen = std::collections::HashSet::new();
+        wave.retain(|(r, _, _)| !octx.records.contains_key(r) && seen.insert(r.clone()));
+        let fetched =
+            join_all(wave.iter().map(|(r, target, depth)| link(ctx, &s, class, resident, r, target, *depth))).await;
+        let mut next_wave = Vec::new();
+        for ((r, target, depth), got) in wave.drain(..).zip(fetched) {
+            let got = match got {
+                Ok(v) => v,
+                Err(e) if e.code() == Some("HANDLE_INVALID") => continue,
+                Err(e) => return Err(xapi_err(e)),
+            };
+            // Second level, for `$container`: VBD → VDI → SR → PBD → host.
+            let next: &[(&str, &'static str)] = match (class, target) {
+                ("VM", "VBD") if !resident => &[("VDI", "VDI")],
+                ("VM", "VDI") if depth > 0 => &[("SR", "SR")],
+                ("VM", "SR") if depth > 0 => &[("PBDs", "PBD")],
+                ("VM" | "SR", "PBD") => &[("host", "host")],
+                _ => &[],
+            };
+            for (field, t) in next {
+                for nr in refs(got.get(*field)) {
+                    next_wave.push((nr, *t, depth + 1));
+                }
             }
-        } else {
-            ctx.xapi.call(&format!("{target}.get_uuid"), &[s.clone(), json!(r)]).await.map(|u| json!({ "uuid": u }))
-        };
-        let got = match got {
-            Ok(v) => v,
-            Err(e) if e.code() == Some("HANDLE_INVALID") => continue,
-            Err(e) => return Err(xapi_err(e)),
-        };
-        // Second level, for `$container`: VBD → VDI → SR → PBD → host.
-        let next: &[(&str, &'static str)] = match (class, target) {
-            ("VM", "VBD") if !resident => &[("VDI", "VDI")],
-            ("VM", "VDI") if depth > 0 => &[("SR", "SR")],
-            ("VM", "SR") if depth > 0 => &[("PBDs", "PBD")],
-            ("VM" | "SR", "PBD") => &[("host", "host")],
-            _ => &[],
-        };
-        for (field, t) in next {
-            for nr in refs(got.get(*field)) {
-                queue.push((nr, t, depth + 1));
-            }
+            octx.records.insert(r, got);
         }
-        octx.records.insert(r, got);
+        wave = next_wave;
     }
     Ok(())
 }
 
+/// What an object of `class` needs of the `target` record `r` it links to.
+async fn link<T: Transport>(
+    ctx: &Ctx<'_, T>,
+    s: &Value,
+    class: &str,
+    resident: bool,
+    r: &str,
+    target: &str,
+    depth: u8,
+) -> Result<Value, XapiError> {
+    // Whole records only where the object reads more than the uuid; the disk chain only for `$container` of a VM
+    // that is not resident anywhere.
+    let full = match (class, target) {
+        ("VM", "VM_metrics" | "VM_guest_metrics") => true,
+        ("VM", "VBD" | "VDI" | "PBD") => !resident,
+        ("SR", "PBD") | ("host", "host_metrics") | ("pool", "host") => true,
+        _ => false,
+    };
+    let args = [s.clone(), json!(r)];
+    if full {
+        ctx.xapi.call(&format!("{target}.get_record"), &args).await
+    } else if class == "VM" && target == "SR" && depth > 0 {
+        // A disk's SR: whether it is shared and where it is plugged, without its (possibly huge) VDI list.
+        let (shared, pbds, uuid) = join3(
+            ctx.xapi.call("SR.get_shared", &args),
+            ctx.xapi.call("SR.get_PBDs", &args),
+            ctx.xapi.call("SR.get_uuid", &args),
+        )
+        .await;
+        Ok(json!({ "uuid": uuid?, "shared": shared?, "PBDs": pbds? }))
+    } else {
+        ctx.xapi.call(&format!("{target}.get_uuid"), &args).await.map(|u| json!({ "uuid": u }))
+    }
+}
+
+/// The pool's uuid, in one call (a pool has one record).
 async fn pool_uuid<T: Transport>(ctx: &Ctx<'_, T>, caller: &Caller) -> Result<String, ApiError> {
     let s = json!(caller.session);
-    let pools = ctx.xapi.call("pool.get_all", std::slice::from_ref(&s)).await.map_err(xapi_err)?;
-    let pool = pools.get(0).cloned().ok_or_else(|| ApiError::bad_gateway("XAPI reports no pool"))?;
-    let uuid = ctx.xapi.call("pool.get_uuid", &[s, pool]).await.map_err(xapi_err)?;
-    Ok(uuid.as_str().unwrap_or_default().to_string())
+    let pools = ctx.xapi.call("pool.get_all_records", std::slice::from_ref(&s)).await.map_err(xapi_err)?;
+    let pool = pools.as_object().and_then(|p| p.values().next());
+    let uuid = pool.and_then(|p| p.get("uuid")).and_then(Value::as_str);
+    uuid.map(str::to_string).ok_or_else(|| ApiError::bad_gateway("XAPI reports no pool"))
 }
 
 /// Whether a record belongs to the collection (the selector, evaluated locally for single objects).
@@ -483,8 +504,10 @@ pub async fn get<T: Transport>(
     id: &str,
 ) -> Result<Reply, ApiError> {
     let (reference, rec) = find(ctx, &caller, coll, id).await?;
-    let mut octx = objects::Ctx { pool_uuid: pool_uuid(ctx, &caller).await?, ..Default::default() };
-    load_links(ctx, &caller, coll.class, &rec, &mut octx).await?;
+    let mut octx = objects::Ctx::default();
+    let (pool, links) = join(pool_uuid(ctx, &caller), load_links(ctx, &caller, coll.class, &rec, &mut octx)).await;
+    links?;
+    octx.pool_uuid = pool?;
     let object = (coll.map)(&reference, &rec, &octx);
     Ok(Reply::json(200, &Value::Object(object)))
 }

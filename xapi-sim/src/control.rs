@@ -53,6 +53,8 @@ async fn stats(State(sim): State<Arc<Sim>>) -> Json<J> {
         "calls": s.calls,
         "total_calls": total,
         "handler_requests": s.handler_requests,
+        "rpc_requests": s.rpc_requests,
+        "rpc_chunked": s.rpc_chunked,
         "stored_disk_bytes": stored,
     }))
 }
@@ -61,6 +63,8 @@ async fn reset(State(sim): State<Arc<Sim>>) -> StatusCode {
     let mut s = sim.stats.lock();
     s.calls.clear();
     s.handler_requests.clear();
+    s.rpc_requests = 0;
+    s.rpc_chunked = 0;
     StatusCode::NO_CONTENT
 }
 

@@ -26,7 +26,17 @@ fn malformed() -> Response<Body> {
     r
 }
 
-async fn jsonrpc_endpoint(State(sim): State<Arc<Sim>>, body: Bytes) -> Response<Body> {
+/// Counts an RPC request, and whether its body was chunked (no `Content-Length`).
+fn count_rpc(sim: &Sim, headers: &HeaderMap) {
+    let mut s = sim.stats.lock();
+    s.rpc_requests += 1;
+    if !headers.contains_key(header::CONTENT_LENGTH) {
+        s.rpc_chunked += 1;
+    }
+}
+
+async fn jsonrpc_endpoint(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> Response<Body> {
+    count_rpc(&sim, &headers);
     let req = match jsonrpc::parse(&body) {
         Ok(r) => r,
         Err(_) => return malformed(),
@@ -37,12 +47,18 @@ async fn jsonrpc_endpoint(State(sim): State<Arc<Sim>>, body: Bytes) -> Response<
     r
 }
 
-async fn xmlrpc_endpoint(State(sim): State<Arc<Sim>>, method: Method, body: Bytes) -> Response<Body> {
+async fn xmlrpc_endpoint(
+    State(sim): State<Arc<Sim>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response<Body> {
     if method != Method::POST {
         let mut r = Response::new(Body::from("<html><body><h1>HTTP 404 not found</h1></body></html>"));
         *r.status_mut() = StatusCode::NOT_FOUND;
         return r;
     }
+    count_rpc(&sim, &headers);
     let Ok(text) = std::str::from_utf8(&body) else {
         return malformed();
     };

@@ -112,6 +112,11 @@ pub struct FaultSpec {
 pub struct Stats {
     pub calls: BTreeMap<String, u64>,
     pub handler_requests: BTreeMap<String, u64>,
+    /// RPC requests (JSON-RPC and XML-RPC) that came without a `Content-Length`, i.e. with a chunked body: on a
+    /// pooled connection without `TCP_NODELAY` such a body trails its headers and costs a delayed-ACK wait.
+    pub rpc_chunked: u64,
+    /// All RPC requests.
+    pub rpc_requests: u64,
 }
 
 /// Simulator configuration fixed at start.
