@@ -112,7 +112,8 @@ fn manifests_are_valid_and_match_spin_toml() {
 fn misspelt_or_mistyped_fields_fail_the_schema() {
     let validator = schema();
     let app = manifest().into_iter().find(|d| d["kind"] == "SpinApp").unwrap();
-    let broken: [(&str, fn(&mut J)); 6] = [
+    type Change = fn(&mut J);
+    let broken: [(&str, Change); 6] = [
         ("loadFromSecrets", |a| a["spec"]["runtimeConfig"] = json!({"loadFromSecrets": "x"})),
         ("secretRef", |a| a["spec"]["variables"][1]["valueFrom"] = json!({"secretRef": {"name": "x", "key": "k"}})),
         ("replicas as a string", |a| a["spec"]["replicas"] = json!("2")),
