@@ -2,6 +2,9 @@
 # wasmtime serve on free loopback ports, and stops both on exit. Sets:
 #   work (a temporary folder), SIM, EDGE (base URLs), EDGE_PID, SID (a root XAPI session), TOKEN (an edge token)
 # and the helpers json (read a field of JSON on stdin), cpu (the runtime's CPU ticks), hwm (its peak RSS, KiB).
+# To measure another build in the same run (e.g. an older commit's bundle, or a WASI 0.3 build), set COMPARE_WASM
+# to its .wasm, COMPARE_FLAGS to its extra `wasmtime serve` flags and COMPARE_WASMTIME to the wasmtime it needs:
+# EDGE2, EDGE2_PID and cpu2 are then set too, and the benchmarks print an `edge2` row beside `edge`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --locked --release -p xapi-sim >/dev/null 2>&1
@@ -28,6 +31,18 @@ EDGE_PID=$!
 pids+=($EDGE_PID)
 EDGE="http://127.0.0.1:${EDGE_PORT}"
 for _ in $(seq 1 300); do curl -s -o /dev/null "$EDGE/rest/v0" && break; sleep 0.1; done
+EDGE2=
+if [ -n "${COMPARE_WASM:-}" ]; then
+  EDGE2_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  # shellcheck disable=SC2086
+  "${COMPARE_WASMTIME:-$WASMTIME}" serve -Scli ${COMPARE_FLAGS:-} --addr "127.0.0.1:${EDGE2_PORT}" \
+    --env "XO_EDGE_XAPI_URL=${SIM}" --env XO_EDGE_TOKEN_SECRET "$COMPARE_WASM" >"$work/edge2.log" 2>&1 &
+  EDGE2_PID=$!
+  pids+=($EDGE2_PID)
+  EDGE2="http://127.0.0.1:${EDGE2_PORT}"
+  for _ in $(seq 1 300); do curl -s -o /dev/null "$EDGE2/rest/v0" && break; sleep 0.1; done
+fi
+cpu2() { awk '{print $14 + $15}' "/proc/$EDGE2_PID/stat"; }
 
 json() { python3 -c "import sys, json; print(json.load(sys.stdin)$1)"; }
 cpu() { awk '{print $14 + $15}' "/proc/$EDGE_PID/stat"; }

@@ -24,3 +24,8 @@ for label, title in zip(titles[::2], titles[1::2]):
         cpu = med[(label, f"cpu_{fmt}")] / float(hz) / (size_b / 2**30)
         print(f"  {fmt}: direct {d / 1e6:7.0f} MB/s   edge {e / 1e6:7.0f} MB/s   ratio {e / d:.2f}   "
               f"runtime CPU {cpu:.2f} s/GiB   ({size_b} bytes)")
+        if (label, f"edge2_{fmt}") in med:
+            e2 = med[(label, f"edge2_{fmt}")]
+            cpu2 = med[(label, f"cpu2_{fmt}")] / float(hz) / (size_b / 2**30)
+            print(f"  {fmt}: edge2 {e2 / 1e6:7.0f} MB/s   ratio {e2 / d:.2f}   edge2/edge {e2 / e:.2f}   "
+                  f"runtime CPU {cpu2:.2f} s/GiB   (the COMPARE_WASM build)")

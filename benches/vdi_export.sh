@@ -34,6 +34,11 @@ run() { # label uuid
       local c0; c0=$(cpu)
       echo "$label edge_$fmt $(speed -H "Authorization: Bearer $TOKEN" "$EDGE/rest/v0/vdis/$uuid.$fmt")" >>"$work/times"
       echo "$label cpu_$fmt $(( $(cpu) - c0 ))" >>"$work/times"
+      if [ -n "$EDGE2" ]; then
+        c0=$(cpu2)
+        echo "$label edge2_$fmt $(speed -H "Authorization: Bearer $TOKEN" "$EDGE2/rest/v0/vdis/$uuid.$fmt")" >>"$work/times"
+        echo "$label cpu2_$fmt $(( $(cpu2) - c0 ))" >>"$work/times"
+      fi
     done
   done
 }

@@ -48,6 +48,13 @@ run() { # label [curl options]
         -X POST -H "Authorization: Bearer $TOKEN" -T "$work/disk.$fmt" "$EDGE/rest/v0/srs/$SR_UUID/vdis$q")" >>"$work/times"
       echo "$label cpu_$fmt $(($(cpu) - c0))" >>"$work/times"
       destroy_uuid "$(cat "$work/answer")"
+      if [ -n "$EDGE2" ]; then
+        c0=$(cpu2)
+        echo "$label edge2_$fmt $(curl -s "$@" -o "$work/answer" -w '%{speed_upload} %{size_upload}' \
+          -X POST -H "Authorization: Bearer $TOKEN" -T "$work/disk.$fmt" "$EDGE2/rest/v0/srs/$SR_UUID/vdis$q")" >>"$work/times"
+        echo "$label cpu2_$fmt $(($(cpu2) - c0))" >>"$work/times"
+        destroy_uuid "$(cat "$work/answer")"
+      fi
     done
   done
 }

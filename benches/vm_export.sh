@@ -34,6 +34,12 @@ for _ in $(seq 1 "$REPS"); do
     set -- $mode
     echo "edge_$1 $(curl -s -o /dev/null -w '%{time_total} %{size_download}' -H "Authorization: Bearer $TOKEN" "$EDGE/rest/v0/vms/$VM.xva?${2:-}")" >>"$work/times"
   done
+  if [ -n "$EDGE2" ]; then
+    for mode in plain "zstd compress=zstd&compress_at=edge"; do
+      set -- $mode
+      echo "edge2_$1 $(curl -s -o /dev/null -w '%{time_total} %{size_download}' -H "Authorization: Bearer $TOKEN" "$EDGE2/rest/v0/vms/$VM.xva?${2:-}")" >>"$work/times"
+    done
+  fi
   for tool in "gzip -1" "zstd -1 -T1"; do
     set -- $tool
     s=$(date +%s.%N)
@@ -76,5 +82,9 @@ for tool, edge in [("gzip", "edge_gzip"), ("zstd", "edge_zstd")]:
 if "capped_edge" in m:
     print(f"  uncompressed, simulator capped at {int(sys.argv[9])} MB/s: direct {rate('capped_direct'):6.0f} MB/s   "
           f"edge {rate('capped_edge'):6.0f} MB/s   ratio {m['capped_direct'] / m['capped_edge']:.2f}")
+for k, what in [("edge2_plain", "uncompressed"), ("edge2_zstd", "zstd at the edge")]:
+    if k in m:
+        base = "edge_plain" if k == "edge2_plain" else "edge_zstd"
+        print(f"  {what}, the COMPARE_WASM build: {rate(k):6.0f} MB/s   edge2/edge {m[base] / m[k]:.2f}")
 print(f"  zstd by XAPI, frames checked and passed on: {rate('edge_xapi_zstd'):6.0f} MB/s, {n['edge_xapi_zstd']} bytes")
 PY

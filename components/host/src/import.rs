@@ -220,7 +220,7 @@ pub async fn import(
         };
         let (sent, moved) = match start_put(&config, &plan) {
             Ok(put) => {
-                let moved = io::splice_all(&body.stream, &put.stream, None).await;
+                let moved = io::splice_all(&body.stream, &put.stream, Some(plan.length)).await;
                 let complete = moved.as_ref().is_ok_and(|&n| n == plan.length);
                 if matches!(moved, Err(IoError::Output(_))) {
                     // XAPI stopped reading: its answer says why; the client still gets one.

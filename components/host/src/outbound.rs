@@ -8,7 +8,8 @@
 use crate::io::{self, Deadline, IoError};
 use wasi::http::outgoing_handler;
 use wasi::http::types::{
-    FutureIncomingResponse, IncomingBody, IncomingResponse, Method, OutgoingBody, OutgoingRequest, Scheme,
+    FutureIncomingResponse, IncomingBody, IncomingResponse, Method, OutgoingBody, OutgoingRequest, RequestOptions,
+    Scheme,
 };
 use wasi::io::streams::{InputStream, OutputStream};
 
@@ -24,6 +25,8 @@ pub struct Outgoing {
     request: OutgoingRequest,
     body: OutgoingBody,
     pub stream: OutputStream,
+    /// Seconds the answer's body may stay silent before the host breaks it.
+    idle: Option<u64>,
 }
 
 /// A response from XAPI whose body is open for reading.
@@ -65,7 +68,7 @@ pub fn request(
     }
     let body = request.body().map_err(|()| "the request body was taken".to_string())?;
     let stream = body.write().map_err(|()| "the request body stream was taken".to_string())?;
-    Ok(Outgoing { request, body, stream })
+    Ok(Outgoing { request, body, stream, idle: None })
 }
 
 fn failed(e: impl std::fmt::Debug) -> SendError {
@@ -73,17 +76,31 @@ fn failed(e: impl std::fmt::Debug) -> SendError {
 }
 
 impl Outgoing {
+    /// Lets the answer's body stay silent at most `seconds` between two frames (the host enforces it).
+    pub fn idle(mut self, seconds: u64) -> Outgoing {
+        self.idle = Some(seconds);
+        self
+    }
+
+    fn options(&self) -> Option<RequestOptions> {
+        let seconds = self.idle?;
+        let options = RequestOptions::new();
+        let _ = options.set_between_bytes_timeout(Some(seconds.saturating_mul(1_000_000_000)));
+        Some(options)
+    }
+
     /// Sends the request with all of `body` (its `content-length` must have been set): written and finished before
     /// the host is handed the request when it fits the host's buffer, which is always the case for JSON-RPC.
     pub async fn send_whole(self, body: &[u8], deadline: Deadline) -> Result<Upstream, SendError> {
-        let Outgoing { request, body: out, stream } = self;
+        let options = self.options();
+        let Outgoing { request, body: out, stream, .. } = self;
         let done = io::write_now(&stream, body).map_err(|e| SendError::Failed(format!("{e:?}")))?;
         let answer = if done == body.len() {
             drop(stream);
             OutgoingBody::finish(out, None).map_err(failed)?;
-            outgoing_handler::handle(request, None).map_err(failed)?
+            outgoing_handler::handle(request, options).map_err(failed)?
         } else {
-            let answer = outgoing_handler::handle(request, None).map_err(failed)?;
+            let answer = outgoing_handler::handle(request, options).map_err(failed)?;
             io::write_all(&stream, &body[done..]).await.map_err(|e| SendError::Failed(format!("{e:?}")))?;
             drop(stream);
             OutgoingBody::finish(out, None).map_err(failed)?;
@@ -94,8 +111,9 @@ impl Outgoing {
 
     /// Hands the request to the host now; its body is written afterwards ([`Sending`]).
     pub fn start(self) -> Result<Sending, SendError> {
-        let Outgoing { request, body, stream } = self;
-        let answer = outgoing_handler::handle(request, None).map_err(failed)?;
+        let options = self.options();
+        let Outgoing { request, body, stream, .. } = self;
+        let answer = outgoing_handler::handle(request, options).map_err(failed)?;
         Ok(Sending { stream, body, answer })
     }
 }

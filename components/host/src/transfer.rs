@@ -32,7 +32,8 @@ async fn open(config: &Config, plan: &ExportPlan) -> Result<Upstream, StartFailu
     let headers: [(&str, &[u8]); 1] = [("cookie", plan.cookie.as_bytes())];
     let request =
         outbound::request(Method::Get, &config.xapi_url, &plan.upstream, &headers).map_err(StartFailure::Transport)?;
-    let upstream = match request.send_whole(&[], Deadline::after(config.xapi_timeout)).await {
+    // XAPI silent for longer than xapi_timeout mid-body: the host breaks the body (also under a splice).
+    let upstream = match request.idle(config.xapi_timeout).send_whole(&[], Deadline::after(config.xapi_timeout)).await {
         Ok(u) => u,
         Err(SendError::Timeout) => return Err(StartFailure::Timeout(config.xapi_timeout)),
         Err(SendError::Failed(e)) => return Err(StartFailure::Transport(e)),
@@ -56,9 +57,9 @@ pub async fn export(config: Config, log: Log, mut plan: ExportPlan, out: Respons
                 let _ = finish(&config, &plan).await;
                 return log.line(499, 0);
             };
-            let moved = io::splice_all(&upstream.stream, &body.stream, Some(config.xapi_timeout)).await;
-            drop(upstream);
             let length = header(&plan, "content-length").and_then(|v| v.parse::<u64>().ok());
+            let moved = io::splice_all(&upstream.stream, &body.stream, length).await;
+            drop(upstream);
             // The client has all it asked for once every byte moved: end its body before XAPI's task is settled.
             let whole = match moved {
                 Ok(n) if length.is_none_or(|l| l == n) => body.finish().await,
