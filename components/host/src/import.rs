@@ -50,7 +50,7 @@ impl Incoming {
     pub async fn drain(&self) {
         let mut seen = 0u64;
         while seen < DRAIN_LIMIT {
-            match io::read(&self.stream, READ_SIZE, None).await {
+            match io::read_blocking(&self.stream, READ_SIZE) {
                 Ok(Some(bytes)) => seen += bytes.len() as u64,
                 _ => break,
             }
@@ -78,7 +78,7 @@ impl Source {
     async fn next(&mut self, out: &mut Vec<u8>) -> Result<bool, BodyFailure> {
         let before = out.len();
         while !self.done {
-            match io::read(&self.body.stream, READ_SIZE, None).await {
+            match io::read_blocking(&self.body.stream, READ_SIZE) {
                 Ok(Some(buf)) => {
                     match self.decoder.as_mut() {
                         None if out.is_empty() => *out = buf,

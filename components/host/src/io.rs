@@ -98,6 +98,25 @@ pub async fn read(input: &InputStream, max: u64, deadline: Option<Deadline>) -> 
     }
 }
 
+/// The next bytes of `input`, at most `max`, waiting in the host for them; `None` at its end. For bodies whose
+/// silence the host bounds (XAPI's answers, with a between-bytes timeout) or that may wait (a client's upload): one
+/// host call per frame, where [`read`] also goes through the executor whenever the frame is not there yet.
+pub fn read_blocking(input: &InputStream, max: u64) -> Result<Option<Vec<u8>>, IoError> {
+    loop {
+        match input.blocking_read(max) {
+            Ok(bytes) if !bytes.is_empty() => return Ok(Some(bytes)),
+            Ok(_) => continue,
+            Err(StreamError::Closed) => return Ok(None),
+            // The host's between-bytes timeout (wasi:http's `connection-read-timeout`).
+            Err(e) => {
+                let why = describe(e);
+                let timeout = why.to_ascii_lowercase().contains("timeout");
+                return Err(if timeout { IoError::Timeout } else { IoError::Input(why) });
+            }
+        }
+    }
+}
+
 /// How many bytes `output` takes now, waiting until it takes some.
 async fn permit(output: &OutputStream) -> Result<u64, IoError> {
     loop {
@@ -154,12 +173,19 @@ pub async fn splice_all(input: &InputStream, output: &OutputStream, limit: Optio
         if limit == Some(moved) {
             return Ok(moved);
         }
-        let n = permit(output).await?;
-        let n = limit.map_or(n, |l| n.min(l - moved)).min(SPLICE_MAX);
+        // blocking-splice waits for the output's permit too: no check-write call of our own per frame.
+        let n = limit.map_or(SPLICE_MAX, |l| (l - moved).min(SPLICE_MAX));
         match output.blocking_splice(input, n) {
             Ok(k) => moved += k,
-            Err(StreamError::Closed) => return Ok(moved),
-            Err(e) => return Err(IoError::Input(describe(e))),
+            // Either side may have ended: the output's own state says which.
+            Err(e) => {
+                let output_failed = output.check_write().is_err();
+                return match e {
+                    StreamError::Closed if !output_failed => Ok(moved),
+                    e if output_failed => Err(IoError::Output(describe(e))),
+                    e => Err(IoError::Input(describe(e))),
+                };
+            }
         }
     }
 }

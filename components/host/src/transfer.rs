@@ -80,8 +80,7 @@ pub async fn export(config: Config, log: Log, mut plan: ExportPlan, out: Respons
             let mut fed = false;
             while !fed || !check.started() {
                 fed = true;
-                let why = match io::read(&upstream.stream, READ_SIZE, Some(Deadline::after(config.xapi_timeout))).await
-                {
+                let why = match io::read_blocking(&upstream.stream, READ_SIZE) {
                     Ok(Some(chunk)) => match check.feed(&chunk) {
                         Ok(out) => {
                             first.extend_from_slice(out);
@@ -228,8 +227,9 @@ impl Pump<'_> {
                     beat.tick().await;
                 }
             }
-            // A XAPI that stops sending mid-stream must not hold the transfer (and its snapshot) forever.
-            let chunk = match io::read(&upstream.stream, READ_SIZE, Some(Deadline::after(self.idle))).await {
+            // A XAPI that stops sending mid-stream must not hold the transfer (and its snapshot) forever: the host
+            // breaks its body after `idle` seconds of silence (the request's between-bytes timeout).
+            let chunk = match io::read_blocking(&upstream.stream, READ_SIZE) {
                 Ok(Some(chunk)) => chunk,
                 Ok(None) => return self.write(&out).await,
                 Err(IoError::Timeout) => return Err(format!("XAPI sent nothing for {} s", self.idle)),
