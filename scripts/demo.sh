@@ -35,12 +35,23 @@ else
 fi
 pids+=($!)
 EDGE="http://127.0.0.1:${EDGE_PORT}"
-for _ in $(seq 1 200); do curl -s -o /dev/null "${EDGE}/rest/v0" && break; sleep 0.1; done
+# Python rather than curl for the script's own requests: a machine with only Rust and Python runs the demo too.
+http() { # method, path, [Authorization header] -> body
+  python3 - "$1" "${EDGE}$2" "${3:-}" <<'PY'
+import base64, sys, urllib.request
+method, url, auth = sys.argv[1:4]
+req = urllib.request.Request(url, method=method, data=b"" if method == "POST" else None)
+if auth:
+    req.add_header("Authorization", auth)
+print(urllib.request.urlopen(req, timeout=30).read().decode())
+PY
+}
+for _ in $(seq 1 300); do http GET /rest/v0 "Basic $(printf root:xapi-sim | base64)" >/dev/null 2>&1 && break; sleep 0.1; done
 
-TOKEN=$(curl -s -X POST -u root:xapi-sim "${EDGE}/rest/v0/users/authentication_tokens" \
+TOKEN=$(http POST /rest/v0/users/authentication_tokens "Basic $(printf root:xapi-sim | base64)" \
   | python3 -c 'import sys, json; print(json.load(sys.stdin)["token"]["id"])')
 first() { # collection, filter -> the uuid of the first match
-  curl -s -b "authenticationToken=${TOKEN}" "${EDGE}/rest/v0/$1?fields=uuid&filter=$2" \
+  http GET "/rest/v0/$1?fields=uuid&filter=$2" "Bearer ${TOKEN}" \
     | python3 -c 'import sys, json; print(json.load(sys.stdin)[0]["uuid"])'
 }
 VM=$(first vms 'name_label:Debian')
