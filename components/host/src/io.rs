@@ -4,8 +4,9 @@
 //!
 //! - [`ready`] waits for a pollable, optionally bounded by a [`Deadline`] on the monotonic clock: that is how every
 //!   XAPI timeout (`xapi_timeout`) is kept.
-//! - [`read`] / [`write_all`] move bytes through the guest in large pieces; [`splice_all`] lets the host move them
-//!   from one stream to another without their entering the guest (the unchecked transfer paths).
+//! - [`read`] / [`read_blocking`] / [`write_all`] move bytes through the guest; [`copy_batched`] gathers small
+//!   frames into large writes (unchecked exports); [`splice_all`] lets the host move bytes from one stream to another
+//!   without their entering the guest (unchecked imports).
 //!
 //! Nothing here knows HTTP or XAPI.
 
@@ -188,4 +189,40 @@ pub async fn splice_all(input: &InputStream, output: &OutputStream, limit: Optio
             }
         }
     }
+}
+
+/// Copies everything from `input` to `output` through the guest, gathering the host's small frames into writes of
+/// about `batch` bytes, until `input` ends or `limit` bytes were copied; answers how many. Costs a copy into guest
+/// memory, but a client-bound body written in large pieces costs the host far less than one written frame by frame.
+pub async fn copy_batched(
+    input: &InputStream,
+    output: &OutputStream,
+    limit: Option<u64>,
+    batch: usize,
+) -> Result<u64, IoError> {
+    let mut copied = 0u64;
+    let mut pending: Vec<u8> = Vec::with_capacity(batch);
+    loop {
+        if limit == Some(copied) {
+            break;
+        }
+        let want = limit.map_or(batch as u64, |l| (l - copied).min(batch as u64));
+        match read_blocking(input, want)? {
+            Some(bytes) => {
+                copied += bytes.len() as u64;
+                if pending.is_empty() && bytes.len() >= batch / 2 {
+                    write_all(output, &bytes).await?;
+                } else {
+                    pending.extend_from_slice(&bytes);
+                    if pending.len() >= batch / 2 {
+                        write_all(output, &pending).await?;
+                        pending.clear();
+                    }
+                }
+            }
+            None => break,
+        }
+    }
+    write_all(output, &pending).await?;
+    Ok(copied)
 }

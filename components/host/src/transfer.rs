@@ -1,9 +1,11 @@
 //! Moving export bodies from XAPI's HTTP handlers to the client over WASI 0.2 streams.
 //!
 //! [`export`] runs an [`ExportPlan`] from the core: it opens XAPI's handler, answers a JSON error if XAPI fails
-//! before the first byte, and then either splices XAPI's body into the response (pass-through: the host moves the
-//! bytes, they never enter the guest) or reads it through the plan's [`Check`] in large reads and forwards what the
-//! check lets through, compressing it when asked. A body that turns out wrong after the status was sent is aborted
+//! before the first byte, and then either passes XAPI's body on unchecked (its Content-Length is the check) or reads
+//! it through the plan's [`Check`] and forwards what the check lets through, compressing it when asked. Both gather
+//! the host's ~8 KiB frames into 128-256 KiB writes: measured on a 4 GiB raw export, that is 1.2x the speed of a
+//! host splice (which moves, and writes to the client, one frame per call) at 0.77x its CPU, the bytes' one trip
+//! through guest memory included. A body that turns out wrong after the status was sent is aborted
 //! instead of ended cleanly, so the client sees a broken transfer. In every case the XAPI task (and a temporary
 //! session, and a snapshot) is ended once the transfer is over, also when the client went away.
 
@@ -58,7 +60,7 @@ pub async fn export(config: Config, log: Log, mut plan: ExportPlan, out: Respons
                 return log.line(499, 0);
             };
             let length = header(&plan, "content-length").and_then(|v| v.parse::<u64>().ok());
-            let moved = io::splice_all(&upstream.stream, &body.stream, length).await;
+            let moved = io::copy_batched(&upstream.stream, &body.stream, length, BATCH).await;
             drop(upstream);
             // The client has all it asked for once every byte moved: end its body before XAPI's task is settled.
             let whole = match moved {
