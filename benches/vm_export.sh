@@ -32,7 +32,9 @@ for _ in $(seq 1 "$REPS"); do
   echo "direct $(curl -s -o /dev/null -w '%{time_total} %{size_download}' -b "session_id=$SID" "$SIM/export?uuid=$VM&use_compression=false")" >>"$work/times"
   for mode in plain "gzip compress=gzip" "zstd compress=zstd&compress_at=edge" "xapi_zstd compress=zstd"; do
     set -- $mode
+    c0=$(cpu)
     echo "edge_$1 $(curl -s -o /dev/null -w '%{time_total} %{size_download}' -H "Authorization: Bearer $TOKEN" "$EDGE/rest/v0/vms/$VM.xva?${2:-}")" >>"$work/times"
+    echo "cpu_$1 $(( $(cpu) - c0 )) 0" >>"$work/times"
   done
   if [ -n "$EDGE2" ]; then
     for mode in plain "zstd compress=zstd&compress_at=edge"; do
@@ -59,7 +61,7 @@ fi
 HWM_AFTER=$(hwm)
 LEFT="$(curl -s "$SIM/_sim/stats" | json '["tasks"]') $(($(snapshots) - SNAPSHOTS_BEFORE))"
 
-python3 - "$work/times" "$XVA_SIZE" "$REPS" "$HWM_BEFORE" "$HWM_AFTER" "$LEFT" "$(nproc)" "$HWM_START" "$THROTTLE_MBPS" <<'PY'
+python3 - "$work/times" "$XVA_SIZE" "$REPS" "$HWM_BEFORE" "$HWM_AFTER" "$LEFT" "$(nproc)" "$HWM_START" "$THROTTLE_MBPS" "$(getconf CLK_TCK)" <<'PY'
 import statistics, sys
 path, xva, reps, before, after, left, cores, start = sys.argv[1:9]
 xva = int(xva)
@@ -74,7 +76,10 @@ tasks, snaps = left.split()
 print(f"VM export: an XVA of {xva} bytes (two disks), {cores} cores, medians of {reps} runs; the runtime's peak RSS "
       f"{int(start) // 1024} MiB at start, {int(before) // 1024} MiB after a first export, {int(after) // 1024} MiB "
       f"after all; left on XAPI: {tasks} tasks, {snaps} new snapshots")
-print(f"  uncompressed: direct {rate('direct'):6.0f} MB/s   edge {rate('edge_plain'):6.0f} MB/s   ratio {m['direct'] / m['edge_plain']:.2f}")
+hz = int(sys.argv[10])
+cpu = lambda k: m[f"cpu_{k}"] / hz / (xva / 2**30)
+print(f"  uncompressed: direct {rate('direct'):6.0f} MB/s   edge {rate('edge_plain'):6.0f} MB/s   ratio {m['direct'] / m['edge_plain']:.2f}"
+      f"   runtime CPU {cpu('plain'):.2f} s/GiB (XVA checked in the guest)")
 for tool, edge in [("gzip", "edge_gzip"), ("zstd", "edge_zstd")]:
     nat = f"native_{tool}"
     print(f"  {tool}: edge {rate(edge):6.0f} MB/s, {n[edge]} bytes ({n[edge] / xva:.3f})   native {rate(nat):6.0f} MB/s, "
