@@ -40,9 +40,111 @@ fn is_write(class: &str, op: &str) -> bool {
         || (class == "task" && matches!(op, "create" | "cancel" | "destroy")))
 }
 
+/// The fields of a session record (`session.get_<field>`).
+const SESSION_FIELDS: &[&str] = &[
+    "uuid",
+    "this_host",
+    "this_user",
+    "last_active",
+    "pool",
+    "other_config",
+    "is_local_superuser",
+    "subject",
+    "validation_time",
+    "auth_user_sid",
+    "auth_user_name",
+    "rbac_permissions",
+    "tasks",
+    "parent",
+    "originator",
+    "client_certificate",
+];
+
+/// Calls implemented beyond the generic accessors of every class.
+const OPERATIONS: &[&str] = &[
+    "session.login_with_password",
+    "session.logout",
+    "session.get_all_subject_identifiers",
+    "session.get_record",
+    "event.from",
+    "event.inject",
+    "event.get_current_id",
+    "task.create",
+    "task.cancel",
+    "task.destroy",
+    "task.set_status",
+    "task.set_progress",
+    "task.set_result",
+    "task.set_error_info",
+    "VDI.create",
+    "VDI.destroy",
+    "VM.snapshot",
+    "VM.destroy",
+    "VM.set_is_a_template",
+    "VM.start",
+    "VM.clean_shutdown",
+    "VM.hard_shutdown",
+    "VM.clean_reboot",
+    "VM.hard_reboot",
+    "VM.pause",
+    "VM.unpause",
+    "VM.suspend",
+    "VM.resume",
+    "message.create",
+    "message.destroy",
+];
+
+/// Every method the simulator implements, by its synchronous wire name, as `system.listMethods` lists them
+/// (XAPI lists every message of every class: `ocaml/idl/ocaml_backend/gen_server.ml`, the `system.listMethods`
+/// arm of the generated dispatcher). Calls outside this list answer `MESSAGE_METHOD_UNKNOWN`.
+pub fn methods() -> &'static [String] {
+    static METHODS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    METHODS.get_or_init(|| {
+        let mut out: Vec<String> = OPERATIONS.iter().map(|m| m.to_string()).collect();
+        out.extend(SESSION_FIELDS.iter().map(|f| format!("session.get_{f}")));
+        for class in schema::CLASSES {
+            let fields = schema::defaults(class);
+            for op in ["get_all", "get_all_records", "get_all_records_where", "get_record", "get_by_uuid"] {
+                out.push(format!("{class}.{op}"));
+            }
+            if fields.contains_key("name_label") {
+                out.push(format!("{class}.get_by_name_label"));
+            }
+            if fields.contains_key("tags") {
+                out.push(format!("{class}.add_tags"));
+                out.push(format!("{class}.remove_tags"));
+            }
+            for field in fields.keys() {
+                out.push(format!("{class}.get_{field}"));
+                if SETTABLE.contains(&field.as_str()) {
+                    out.push(format!("{class}.set_{field}"));
+                }
+                if MAP_FIELDS.contains(&field.as_str()) {
+                    out.push(format!("{class}.add_to_{field}"));
+                    out.push(format!("{class}.remove_from_{field}"));
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    })
+}
+
+/// Whether `name` (synchronous, e.g. `VM.get_record`) is implemented.
+pub fn implemented(name: &str) -> bool {
+    static SET: std::sync::OnceLock<std::collections::HashSet<&'static str>> = std::sync::OnceLock::new();
+    SET.get_or_init(|| methods().iter().map(String::as_str).collect()).contains(name)
+}
+
 /// Dispatches one XenAPI call. `method` is the full name, e.g. `VM.get_all_records` or `Async.VM.snapshot`.
 pub async fn call(sim: &Arc<Sim>, method: &str, params: Vec<Value>) -> R<Value> {
     sim.before_call(method, true).await?;
+    // No session and any arguments: XAPI answers it before its session check (`api_server.ml`, `callback1`
+    // and the generated dispatcher's `system.listMethods` arm).
+    if method == "system.listMethods" {
+        return Ok(Value::strs(methods().iter().cloned()));
+    }
     if method == "session.login_with_password" {
         if !(2..=4).contains(&params.len()) {
             return Err(count_mismatch(method, 4, params.len()));
@@ -62,8 +164,7 @@ pub async fn call(sim: &Arc<Sim>, method: &str, params: Vec<Value>) -> R<Value> 
     let Some((class, op)) = name.split_once('.') else {
         return Err(XapiError::new("MESSAGE_METHOD_UNKNOWN", &[method]));
     };
-    let known_class = schema::canonical_class(class) == Some(class) || matches!(class, "session" | "event");
-    if !known_class {
+    if !implemented(name) {
         return Err(XapiError::new("MESSAGE_METHOD_UNKNOWN", &[method]));
     }
     if session.role == Role::ReadOnly && is_write(class, op) {
@@ -195,6 +296,28 @@ async fn dispatch(sim: &Arc<Sim>, session: &Session, name: &str, class: &str, op
                     return Err(XapiError::new("OPERATION_NOT_ALLOWED", &["task is not pending"]));
                 }
                 db.set(&t, "status", Value::str(if active { "cancelling" } else { "cancelled" }));
+                Ok(Value::str(""))
+            })
+        }
+        ("task", "set_status" | "set_progress" | "set_result" | "set_error_info") => {
+            expect_args(name, args, 2)?;
+            let t = arg_str(&args[0]);
+            let field = &op["set_".len()..];
+            let value = match field {
+                "status" => {
+                    let s = arg_str(&args[1]);
+                    if !matches!(s.as_str(), "pending" | "success" | "failure" | "cancelling" | "cancelled") {
+                        return Err(XapiError::new("ENUM_INVALID", &["task_status_type", &s]));
+                    }
+                    Value::str(s)
+                }
+                "progress" => Value::Float(args[1].as_f64().ok_or_else(|| XapiError::new("FIELD_TYPE_ERROR", &["value"]))?),
+                "result" => Value::str(arg_str(&args[1])),
+                _ => Value::Array(args[1].as_array().unwrap_or(&[]).iter().map(|v| Value::str(arg_str(v))).collect()),
+            };
+            sim.write(|db| {
+                obj(db, "task", &t)?;
+                db.set(&t, field, value);
                 Ok(Value::str(""))
             })
         }
@@ -367,6 +490,12 @@ pub fn permissions(role: Role) -> Vec<String> {
     out
 }
 
+/// `event.from` as XAPI computes it (`ocaml/xapi/xapi_event.ml`, `from_inner` and `collect_events`): one event
+/// per object changed since the token, `add` if it was created since (with its current record), `mod` if only
+/// modified (current record), `del` if it existed before and is gone (no snapshot); an object created and
+/// destroyed in between yields nothing. Events carry `id` (the generation, a string), `timestamp` `"0.0"`,
+/// `class`, `operation`, `ref` and `snapshot`. It blocks until an event matches or the timeout passes, and
+/// `valid_ref_counts` counts every table (Int32s, `<i4>` on XML-RPC).
 async fn event_from(sim: &Arc<Sim>, args: &[Value]) -> R<Value> {
     let classes: Vec<String> = args[0]
         .as_array()
@@ -376,15 +505,28 @@ async fn event_from(sim: &Arc<Sim>, args: &[Value]) -> R<Value> {
         .collect();
     let tok = arg_str(&args[1]);
     let since = if tok.is_empty() {
-        None
+        0
     } else {
         let first = tok.split(',').next().unwrap_or_default();
-        Some(first.parse::<u64>().map_err(|_| XapiError::new("EVENT_FROM_TOKEN_PARSE_FAILURE", &[&tok]))?)
+        first.parse::<u64>().map_err(|_| XapiError::new("EVENT_FROM_TOKEN_PARSE_FAILURE", &[&tok]))?
     };
     let timeout = args[2].as_f64().unwrap_or(0.0).clamp(0.0, 3600.0);
     let deadline = Instant::now() + Duration::from_secs_f64(timeout);
     let matches = |class: &str, reference: &str| {
         classes.iter().any(|c| c == "*" || c == class || *c == format!("{class}/{}", reference.to_ascii_lowercase()))
+    };
+    let event = |id: u64, class: &str, op: &str, reference: &str, snapshot: Option<&Fields>| {
+        let mut m = vec![
+            ("id".to_string(), Value::str(id.to_string())),
+            ("timestamp".to_string(), Value::str("0.0")),
+            ("class".to_string(), Value::str(class)),
+            ("operation".to_string(), Value::str(op)),
+            ("ref".to_string(), Value::str(reference)),
+        ];
+        if let Some(f) = snapshot {
+            m.push(("snapshot".into(), record_value(f)));
+        }
+        Value::Map(m)
     };
     loop {
         let notified = sim.changed.notified();
@@ -393,39 +535,39 @@ async fn event_from(sim: &Arc<Sim>, args: &[Value]) -> R<Value> {
         {
             let db = sim.db.lock();
             let mut events = Vec::new();
-            match since {
-                None => {
-                    for class in schema::CLASSES {
-                        let lc = class.to_ascii_lowercase();
-                        for (r, f) in db.all(class) {
-                            if matches(&lc, r) {
-                                events.push(Value::Map(vec![
-                                    ("id".into(), Value::Int(0)),
-                                    ("timestamp".into(), Value::str(now_datetime())),
-                                    ("class".into(), Value::str(lc.clone())),
-                                    ("operation".into(), Value::str("add")),
-                                    ("ref".into(), Value::str(r.clone())),
-                                    ("obj_uuid".into(), Value::str(str_of(f, "uuid"))),
-                                    ("snapshot".into(), record_value(f)),
-                                ]));
-                            }
+            if since == 0 {
+                for class in schema::CLASSES {
+                    let lc = class.to_ascii_lowercase();
+                    for (r, f) in db.all(class) {
+                        if matches(&lc, r) {
+                            events.push(event(db.last_event_id(), &lc, "add", r, Some(f)));
                         }
                     }
                 }
-                Some(after) => {
-                    let log = db.events_since(after).ok_or_else(|| XapiError::new("EVENTS_LOST", &[]))?;
-                    events = log
-                        .into_iter()
-                        .filter(|e| matches(&e.class, &e.reference))
-                        .map(|e| e.to_value(db.get(&e.reference)))
-                        .collect();
+            } else {
+                let log = db.events_since(since).ok_or_else(|| XapiError::new("EVENTS_LOST", &[]))?;
+                // Per object: was it created in the window, was it deleted, and its last change.
+                let mut seen: indexmap::IndexMap<&str, (bool, bool, u64, &str)> = indexmap::IndexMap::new();
+                for e in log.iter().filter(|e| matches(&e.class, &e.reference)) {
+                    let entry = seen.entry(e.reference.as_str()).or_insert((false, false, 0, e.class.as_str()));
+                    entry.0 |= e.operation == "add";
+                    entry.1 |= e.operation == "del";
+                    entry.2 = e.id;
+                }
+                seen.sort_by(|_, a, _, b| a.2.cmp(&b.2));
+                for (r, (created, deleted, id, class)) in seen {
+                    match (created, db.get(r)) {
+                        (true, Some(f)) => events.push(event(id, class, "add", r, Some(f))),
+                        (false, Some(f)) => events.push(event(id, class, "mod", r, Some(f))),
+                        (false, None) if deleted => events.push(event(id, class, "del", r, None)),
+                        _ => {}
+                    }
                 }
             }
-            if !events.is_empty() || since.is_none() || Instant::now() >= deadline {
+            if !events.is_empty() || since == 0 || Instant::now() >= deadline {
                 let counts = schema::CLASSES
                     .iter()
-                    .filter(|c| classes.iter().any(|x| x == "*" || x == &c.to_ascii_lowercase()))
-                    .map(|c| (c.to_ascii_lowercase(), Value::Int(db.count(c) as i64)))
+                    .map(|c| (c.to_ascii_lowercase(), Value::Int32(db.count(c) as i32)))
                     .collect();
                 return Ok(Value::Map(vec![
                     ("events".into(), Value::Array(events)),

@@ -539,32 +539,43 @@ async fn prepare_import(sim: &Arc<Sim>, q: &Query, headers: &HeaderMap) -> Resul
     Ok(PreparedImport { ctx, vdi, format, length, created })
 }
 
-/// Receives an accepted import's body onto its VDI.
+/// Receives an accepted import's body onto its VDI. As XAPI does (`ocaml/xapi/import_raw_vdi.ml`,
+/// `localhost_handler`), the `200` header (with `task-id`, no length, the connection closed at the end) goes out
+/// before the body is read, so a client that probes the handler with an empty body (XO's `putResource`) gets its
+/// answer; a failure after it only shows on the task and as a dropped connection.
 async fn transfer_import(sim: Arc<Sim>, prepared: PreparedImport, body: Body) -> Response<Body> {
-    let PreparedImport { ctx, vdi, format, length, created } = prepared;
-    let cut_after = sim.faults.lock().cut_after.get("/import_raw_vdi").copied();
-    let outcome = receive(&sim, &ctx, &vdi, &format, length, cut_after, body).await;
-    match outcome {
-        Ok(()) => {
-            ctx.finish(Ok(Value::str(vdi)));
-            let mut r = Response::new(Body::empty());
-            r.headers_mut().insert("task-id", HeaderValue::from_str(&ctx.task).unwrap_or(HeaderValue::from_static("")));
-            r
-        }
-        Err(Cut(e)) => {
-            if created {
-                let _ = sim.write(|db| crate::api::vdi_destroy(db, &vdi));
+    let task = prepared.ctx.task.clone();
+    let (done, outcome) = tokio::sync::oneshot::channel::<bool>();
+    tokio::spawn(async move {
+        let PreparedImport { ctx, vdi, format, length, created } = prepared;
+        let cut_after = sim.faults.lock().cut_after.get("/import_raw_vdi").copied();
+        let ok = match receive(&sim, &ctx, &vdi, &format, length, cut_after, body).await {
+            Ok(()) => {
+                ctx.finish(Ok(Value::str(vdi)));
+                true
             }
-            ctx.finish(Err(e));
-            // XAPI drops the connection when the transfer breaks after its 200 header.
-            let stream = futures_util::stream::once(async {
-                Err::<Bytes, io::Error>(io::Error::new(io::ErrorKind::ConnectionAborted, "import failed"))
-            });
-            let mut r = Response::new(Body::from_stream(stream));
-            *r.version_mut() = Version::HTTP_10;
-            r
+            Err(Cut(e)) => {
+                if created {
+                    let _ = sim.write(|db| crate::api::vdi_destroy(db, &vdi));
+                }
+                ctx.finish(Err(e));
+                false
+            }
+        };
+        let _ = done.send(ok);
+    });
+    // The body ends when the import does: cleanly on success, as a dropped connection on failure.
+    let end = futures_util::stream::once(async move {
+        match outcome.await {
+            Ok(true) => Ok(Bytes::new()),
+            _ => Err(io::Error::new(io::ErrorKind::ConnectionAborted, "import failed")),
         }
-    }
+    });
+    let mut r = Response::new(Body::from_stream(end));
+    *r.version_mut() = Version::HTTP_10;
+    r.headers_mut().insert("task-id", HeaderValue::from_str(&task).unwrap_or(HeaderValue::from_static("")));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    r
 }
 
 /// An import failure after the (virtual) 200 header.

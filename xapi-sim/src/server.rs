@@ -67,6 +67,8 @@ async fn xmlrpc_endpoint(
         Err(_) => return malformed(),
     };
     let xml = match api::call(&sim, &name, params).await {
+        // XAPI sends this one reply bare, without the `Status`/`Value` struct (`api_server.ml`, `callback`).
+        Ok(v) if name == "system.listMethods" => xmlrpc::bare(&v),
         Ok(v) => xmlrpc::success(&v),
         Err(e) => xmlrpc::failure(&e.0),
     };

@@ -12,6 +12,8 @@ use std::fmt::Write as _;
 pub enum Value {
     Str(String),
     Int(i64),
+    /// A 32-bit int, which XAPI encodes as `<i4>` on XML-RPC (only `event.from`'s `valid_ref_counts`).
+    Int32(i32),
     Float(f64),
     Bool(bool),
     /// An ISO 8601 basic-format datetime, e.g. `20240101T00:00:00Z`.
@@ -63,6 +65,7 @@ impl Value {
     pub fn as_i64(&self) -> Option<i64> {
         match self {
             Value::Int(i) => Some(*i),
+            Value::Int32(i) => Some(i64::from(*i)),
             Value::Str(s) => s.parse().ok(),
             Value::Float(f) if f.fract() == 0.0 => Some(*f as i64),
             _ => None,
@@ -73,6 +76,7 @@ impl Value {
         match self {
             Value::Float(f) => Some(*f),
             Value::Int(i) => Some(*i as f64),
+            Value::Int32(i) => Some(f64::from(*i)),
             Value::Str(s) => s.parse().ok(),
             _ => None,
         }
@@ -111,6 +115,7 @@ impl Value {
         match self {
             Value::Str(s) | Value::DateTime(s) => s.clone(),
             Value::Int(i) => i.to_string(),
+            Value::Int32(i) => i.to_string(),
             Value::Float(f) => format!("{f}"),
             Value::Bool(b) => b.to_string(),
             Value::Nil => String::new(),
@@ -124,6 +129,7 @@ impl Value {
         match self {
             Value::Str(s) | Value::DateTime(s) => J::String(s.clone()),
             Value::Int(i) => J::from(*i),
+            Value::Int32(i) => J::from(*i),
             Value::Float(f) => serde_json::Number::from_f64(*f).map_or(J::Null, J::Number),
             Value::Bool(b) => J::Bool(*b),
             Value::Array(a) => J::Array(a.iter().map(Value::to_json).collect()),
@@ -155,6 +161,9 @@ impl Value {
             Value::Str(s) => escape_into(s, out),
             Value::Int(i) => {
                 let _ = write!(out, "{i}");
+            }
+            Value::Int32(i) => {
+                let _ = write!(out, "<i4>{i}</i4>");
             }
             Value::Float(f) => {
                 let _ = write!(out, "<double>{f:?}</double>");

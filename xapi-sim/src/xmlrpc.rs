@@ -118,6 +118,11 @@ fn response(members: Value) -> String {
     out
 }
 
+/// A reply of one bare value, as XAPI answers `system.listMethods`.
+pub fn bare(value: &Value) -> String {
+    response(value.clone())
+}
+
 /// A successful reply.
 pub fn success(value: &Value) -> String {
     response(Value::Map(vec![("Status".into(), Value::str("Success")), ("Value".into(), value.clone())]))

@@ -79,8 +79,13 @@ impl Sim {
     }
 
     /// PUTs `body` to `path`; the status, or `None` if the connection broke.
+    /// PUTs `body` and reads the answer to its end: XAPI's import handler sends its `200` before it reads the
+    /// body and closes the connection when the import is over, so only the end of the answer says it is done.
     pub fn put(&self, path: &str, body: Vec<u8>) -> Option<u16> {
-        self.http.put(format!("{}{path}", self.url)).body(body).send().ok().map(|r| r.status().as_u16())
+        let r = self.http.put(format!("{}{path}", self.url)).body(body).send().ok()?;
+        let status = r.status().as_u16();
+        let _ = r.bytes();
+        Some(status)
     }
 
     pub fn get(&self, path: &str) -> reqwest::blocking::Response {
