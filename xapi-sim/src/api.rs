@@ -311,7 +311,9 @@ async fn dispatch(sim: &Arc<Sim>, session: &Session, name: &str, class: &str, op
                     }
                     Value::str(s)
                 }
-                "progress" => Value::Float(args[1].as_f64().ok_or_else(|| XapiError::new("FIELD_TYPE_ERROR", &["value"]))?),
+                "progress" => {
+                    Value::Float(args[1].as_f64().ok_or_else(|| XapiError::new("FIELD_TYPE_ERROR", &["value"]))?)
+                }
                 "result" => Value::str(arg_str(&args[1])),
                 _ => Value::Array(args[1].as_array().unwrap_or(&[]).iter().map(|v| Value::str(arg_str(v))).collect()),
             };

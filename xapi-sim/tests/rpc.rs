@@ -398,6 +398,107 @@ fn events_from_and_inject() {
     assert_eq!(evs["events"].as_array().unwrap().len(), 1);
 }
 
+/// `event.from` per object, as `ocaml/xapi/xapi_event.ml` (`collect_events`, `from_inner`) computes it: `add` for
+/// an object created since the token, `mod` for one changed, `del` without a snapshot for one gone, nothing for one
+/// created and destroyed in between; `id` is a string and `valid_ref_counts` counts every table.
+#[test]
+fn event_from_reports_each_object_once_as_xapi() {
+    let sim = Sim::start();
+    let sid = sim.root();
+    let token = sim.call("event.from", json!([sid, ["task", "vdi"], "", 0.0])).unwrap()["token"].clone();
+    let sr = sim.by_name(&sid, "SR", "Shared NFS storage");
+    // Created then changed twice: one `add`. Created and destroyed: nothing. Existing, changed: one `mod`.
+    let kept = sim.new_task(&sid);
+    sim.call("task.set_progress", json!([sid, kept, 0.5])).unwrap();
+    sim.call("task.set_progress", json!([sid, kept, 0.7])).unwrap();
+    let gone = sim.new_task(&sid);
+    sim.call("task.destroy", json!([sid, gone])).unwrap();
+    let vdi = sim.new_vdi(&sid, &sr, 1 << 20);
+    let mid = sim.call("event.from", json!([sid, ["task", "vdi"], token, 0.0])).unwrap();
+    let evs = mid["events"].as_array().unwrap();
+    let ops: Vec<(String, String)> =
+        evs.iter().map(|e| (e["ref"].as_str().unwrap().into(), e["operation"].as_str().unwrap().into())).collect();
+    assert_eq!(ops.iter().filter(|(r, _)| *r == kept).count(), 1, "{ops:?}");
+    assert!(ops.contains(&(kept.clone(), "add".into())), "{ops:?}");
+    assert!(!ops.iter().any(|(r, _)| *r == gone), "{ops:?}");
+    assert!(ops.contains(&(vdi.clone(), "add".into())));
+    let ev = evs.iter().find(|e| e["ref"] == json!(kept)).unwrap();
+    assert_eq!(ev["snapshot"]["progress"], 0.7);
+    assert!(ev["id"].is_string() && ev["timestamp"] == "0.0", "{ev}");
+    assert!(ev.get("obj_uuid").is_none());
+    // Every table is counted, watched or not.
+    assert_eq!(mid["valid_ref_counts"]["vm"].as_u64(), Some(sim.stats()["objects"]["VM"].as_u64().unwrap()));
+    // Then: the VDI changes (`mod`), the task goes (`del`, no snapshot).
+    let token = mid["token"].clone();
+    sim.call("VDI.set_name_label", json!([sid, vdi, "renamed"])).unwrap();
+    sim.call("task.destroy", json!([sid, kept])).unwrap();
+    let last = sim.call("event.from", json!([sid, ["task", "vdi"], token, 0.0])).unwrap();
+    let evs = last["events"].as_array().unwrap();
+    let del = evs.iter().find(|e| e["ref"] == json!(kept)).unwrap();
+    assert_eq!(del["operation"], "del");
+    assert!(del.get("snapshot").is_none(), "{del}");
+    let vdi_ev = evs.iter().find(|e| e["ref"] == json!(vdi)).unwrap();
+    assert_eq!(
+        (vdi_ev["operation"].clone(), vdi_ev["snapshot"]["name_label"].clone()),
+        (json!("mod"), json!("renamed"))
+    );
+    // XML-RPC: the counts are <i4>, as ocaml-rpc writes Int32.
+    let body = format!(
+        "<?xml version=\"1.0\"?><methodCall><methodName>event.from</methodName><params><param><value>{sid}</value></param>\
+         <param><value><array><data><value>vm</value></data></array></value></param><param><value></value></param>\
+         <param><value><double>0</double></value></param></params></methodCall>"
+    );
+    let (_, _, xml) = raw_post(&sim, "/", &body);
+    assert!(xml.contains("<name>vm</name><value><i4>"), "{}", &xml[..xml.len().min(400)]);
+}
+
+/// `system.listMethods` as XAPI answers it (`ocaml/xapi/api_server.ml`, `callback1` and `callback`;
+/// `ocaml/idl/ocaml_backend/gen_server.ml`, the dispatcher's `system.listMethods` arm): no session, any
+/// arguments, every `Class.method`, and on XML-RPC the bare array without the `Status`/`Value` struct. The list
+/// holds what the simulator implements and only that.
+#[test]
+fn system_list_methods_lists_what_is_implemented() {
+    let sim = Sim::start();
+    let sid = sim.root();
+    let list = sim.call("system.listMethods", json!([])).unwrap();
+    assert_eq!(sim.call("system.listMethods", json!([sid, "whatever"])).unwrap(), list);
+    let methods: Vec<&str> = list.as_array().unwrap().iter().map(|m| m.as_str().unwrap()).collect();
+    for m in ["VM.get_all_records", "task.set_progress", "pool.add_to_other_config", "event.from", "VDI.create"] {
+        assert!(methods.contains(&m), "{m}");
+    }
+    assert!(!methods.contains(&"VM.migrate_send"));
+    // Each listed method is dispatched (a wrong arity, not an unknown method); others are unknown.
+    for m in &methods {
+        if *m == "session.login_with_password" || *m == "session.logout" {
+            continue;
+        }
+        let params = if m.starts_with("event.from") {
+            json!([sid, [], "", 0.0, "extra"])
+        } else {
+            json!([sid, 1, 2, 3, 4, 5, 6])
+        };
+        let err = sim.call(m, params).err().unwrap_or_default();
+        assert_ne!(err.first().map(String::as_str), Some("MESSAGE_METHOD_UNKNOWN"), "{m} is listed but unknown");
+    }
+    for m in ["VM.migrate_send", "pool.join", "VM.get_nonexistent_field", "message.add_tags"] {
+        assert_eq!(sim.call(m, json!([sid])).unwrap_err()[0], "MESSAGE_METHOD_UNKNOWN", "{m}");
+    }
+    // XML-RPC, no session: a bare array.
+    let (status, _, xml) = raw_post(
+        &sim,
+        "/",
+        "<?xml version=\"1.0\"?><methodCall><methodName>system.listMethods</methodName><params></params></methodCall>",
+    );
+    assert_eq!(status, 200);
+    assert!(
+        xml.starts_with("<?xml version=\"1.0\"?><methodResponse><params><param><value><array><data>"),
+        "{}",
+        &xml[..200]
+    );
+    assert!(!xml.contains("<name>Status</name>"));
+    assert_eq!(xml.matches("<value>").count(), methods.len() + 1);
+}
+
 #[test]
 fn faults_latency_and_failing_the_nth_call() {
     let sim = Sim::start();
