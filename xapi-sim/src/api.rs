@@ -175,18 +175,37 @@ pub async fn call(sim: &Arc<Sim>, method: &str, params: Vec<Value>) -> R<Value> 
         if matches!(class, "session" | "event") {
             return Err(XapiError::new("MESSAGE_METHOD_UNKNOWN", &[method]));
         }
-        let task = sim.write(|db| create_task(db, method, ""));
-        let result = dispatch(sim, &session, name, class, op, args).await;
-        sim.write(|db| match result {
-            Ok(v) => complete_task(db, &task, &v),
-            Err(e) => fail_task(db, &task, &e),
+        // As on XAPI, the call answers with its task at once and the operation runs in the background; the task
+        // goes from pending (progress 0) to its outcome (progress 1).
+        let task = sim.write(|db| {
+            let t = create_task(db, method, "");
+            set_cancellable(db, &t);
+            t
+        });
+        let (sim2, session, name, args, t) =
+            (sim.clone(), session.clone(), name.to_string(), args.to_vec(), task.clone());
+        tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            let (class, op) = name.split_once('.').unwrap_or_default();
+            let cancelled = cancel_requested(&sim2.db.lock(), &t);
+            let result = if cancelled {
+                Err(XapiError::new("TASK_CANCELLED", &[&t]))
+            } else {
+                dispatch(&sim2, &session, &name, class, op, &args).await
+            };
+            sim2.write(|db| match result {
+                Ok(v) => complete_task(db, &t, &v),
+                Err(e) => fail_task(db, &t, &e),
+            });
         });
         return Ok(Value::str(task));
     }
     dispatch(sim, &session, name, class, op, args).await
 }
 
-/// Creates a pending task.
+/// Creates a pending task as XAPI's `TaskHelper.make` does (`ocaml/xapi/taskHelper.ml`): status pending,
+/// progress 0, empty result and error_info, `type` `<none/>`, an empty backtrace, no allowed operations, not a
+/// subtask (clients send no task header), resident on the master.
 pub fn create_task(db: &mut Db, label: &str, description: &str) -> String {
     let master = db.all("pool").next().and_then(|(_, p)| p.get("master").cloned());
     db.create(
@@ -196,35 +215,91 @@ pub fn create_task(db: &mut Db, label: &str, description: &str) -> String {
             ("name_description".into(), Value::str(description)),
             ("created".into(), Value::DateTime(now_datetime())),
             ("resident_on".into(), master.unwrap_or_else(Value::null_ref)),
-            ("allowed_operations".into(), Value::strs(["cancel"])),
+            ("status".into(), Value::str("pending")),
+            ("type".into(), Value::str("<none/>")),
+            ("backtrace".into(), Value::str("()")),
         ]),
     )
 }
 
-/// Marks a task successful with `result` stored as XML-RPC text (void results are stored as "").
+/// Marks a task cancellable while an operation runs under it (`TaskHelper.set_cancellable`).
+pub fn set_cancellable(db: &mut Db, task: &str) {
+    db.set(task, "allowed_operations", Value::strs(["cancel"]));
+}
+
+/// Whether `task.cancel` was called on a task (XAPI records it in `current_operations`; the operation notices).
+pub fn cancel_requested(db: &Db, task: &str) -> bool {
+    requested(db, task, "cancel")
+}
+
+fn requested(db: &Db, task: &str, op: &str) -> bool {
+    db.get(task)
+        .and_then(|t| t.get("current_operations"))
+        .and_then(Value::as_map)
+        .is_some_and(|ops| ops.iter().any(|(_, v)| v.as_str() == Some(op)))
+}
+
+/// Ends a pending task: `progress` 1, `finished`, no allowed operations, the outcome, and the status last, in one
+/// change (one `mod` event, so its snapshot already holds the result). A task whose `destroy` was asked while
+/// pending is then destroyed, as XAPI's task GC does (`ocaml/xapi/db_gc_util.ml`, `timeout_tasks`).
+fn end_task(db: &mut Db, task: &str, outcome: impl FnOnce(&mut Fields)) {
+    if db.get(task).and_then(|t| t.get("status")).and_then(Value::as_str) != Some("pending") {
+        return;
+    }
+    db.update(task, |t| {
+        t.insert("progress".into(), Value::Float(1.0));
+        t.insert("finished".into(), Value::DateTime(now_datetime()));
+        t.insert("allowed_operations".into(), Value::empty_set());
+        outcome(t);
+    });
+    if requested(db, task, "destroy") {
+        db.destroy(task);
+    }
+}
+
+/// Marks a task successful with `result` stored as XML-RPC text (void results are stored as "")
+/// (`TaskHelper.complete`).
 pub fn complete_task(db: &mut Db, task: &str, result: &Value) {
     let text = match result {
         Value::Str(s) if s.is_empty() => String::new(),
         v => v.to_xml_string(),
     };
-    db.update(task, |t| {
-        t.insert("status".into(), Value::str("success"));
-        t.insert("progress".into(), Value::Float(1.0));
+    end_task(db, task, |t| {
         t.insert("result".into(), Value::str(text));
-        t.insert("finished".into(), Value::DateTime(now_datetime()));
-        t.insert("allowed_operations".into(), Value::empty_set());
+        t.insert("status".into(), Value::str("success"));
     });
 }
 
-/// Marks a task failed with `[code, params…]` in `error_info`.
+/// Marks a task failed with `[code, params…]` in `error_info`, or cancelled when the error is
+/// `TASK_CANCELLED` (`TaskHelper.failed`).
 pub fn fail_task(db: &mut Db, task: &str, e: &XapiError) {
-    db.update(task, |t| {
-        t.insert("status".into(), Value::str("failure"));
-        t.insert("progress".into(), Value::Float(1.0));
+    let status = if e.code() == "TASK_CANCELLED" { "cancelled" } else { "failure" };
+    end_task(db, task, |t| {
         t.insert("error_info".into(), Value::strs(e.0.iter().cloned()));
-        t.insert("finished".into(), Value::DateTime(now_datetime()));
-        t.insert("allowed_operations".into(), Value::empty_set());
+        t.insert("status".into(), Value::str(status));
     });
+}
+
+/// Destroys completed tasks whose destroy was asked, those finished more than `completed` ago and pending ones
+/// created more than `pending` ago, as XAPI's GC does (65 minutes and 24 hours: `ocaml/xapi/xapi_globs.ml`).
+pub fn expire_tasks(db: &mut Db, completed: Duration, pending: Duration) {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let age = |t: &Fields, field: &str| {
+        let s = t.get(field).and_then(Value::as_str).unwrap_or_default();
+        crate::db::parse_datetime(s).map_or(0, |at| now - at)
+    };
+    let old: Vec<String> = db
+        .all("task")
+        .filter(|(r, t)| match t.get("status").and_then(Value::as_str) {
+            Some("pending") => age(t, "created") > pending.as_secs() as i64,
+            // Completed tasks whose destroy was asked while pending go at once.
+            _ => requested(db, r, "destroy") || age(t, "finished") > completed.as_secs() as i64,
+        })
+        .map(|(r, _)| r.clone())
+        .collect();
+    for r in old {
+        db.destroy(&r);
+    }
 }
 
 fn expect_args(method: &str, args: &[Value], n: usize) -> R<()> {
@@ -287,15 +362,17 @@ async fn dispatch(sim: &Arc<Sim>, session: &Session, name: &str, class: &str, op
             Ok(Value::str(sim.write(|db| create_task(db, &arg_str(&args[0]), &arg_str(&args[1])))))
         }
         ("task", "cancel") => {
+            // XAPI records the request in `current_operations` and leaves the status alone: the operation running
+            // under the task notices and ends it as cancelled (`ocaml/xapi/xapi_task.ml`, `cancel`); a task no
+            // operation runs under stays pending.
             expect_args(name, args, 1)?;
             let t = arg_str(&args[0]);
-            let active = sim.active_tasks.lock().contains(&t);
             sim.write(|db| {
                 let status = str_of(obj(db, "task", &t)?, "status");
                 if status != "pending" {
                     return Err(XapiError::new("OPERATION_NOT_ALLOWED", &["task is not pending"]));
                 }
-                db.set(&t, "status", Value::str(if active { "cancelling" } else { "cancelled" }));
+                db.set(&t, "current_operations", Value::map([(crate::db::new_ref(), "cancel")]));
                 Ok(Value::str(""))
             })
         }
@@ -324,11 +401,21 @@ async fn dispatch(sim: &Arc<Sim>, session: &Session, name: &str, class: &str, op
             })
         }
         ("task", "destroy") => {
+            // A completed task goes at once; a pending one is marked and goes when it completes
+            // (`ocaml/xapi/xapi_task.ml`, `destroy`).
             expect_args(name, args, 1)?;
             let t = arg_str(&args[0]);
             sim.write(|db| {
-                obj(db, "task", &t)?;
-                db.destroy(&t);
+                let status = str_of(obj(db, "task", &t)?, "status");
+                if status == "pending" {
+                    db.update(&t, |f| {
+                        if let Some(Value::Map(ops)) = f.get_mut("current_operations") {
+                            ops.push((crate::db::new_ref(), Value::str("destroy")));
+                        }
+                    });
+                } else {
+                    db.destroy(&t);
+                }
                 Ok(Value::str(""))
             })
         }

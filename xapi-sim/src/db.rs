@@ -70,6 +70,12 @@ pub fn now_datetime() -> String {
     now.format(&fmt).unwrap_or_else(|_| "19700101T00:00:00Z".into())
 }
 
+/// Seconds since the Unix epoch of an XAPI datetime (`20240101T12:00:00Z`).
+pub fn parse_datetime(s: &str) -> Option<i64> {
+    let fmt = time::macros::format_description!("[year][month][day]T[hour]:[minute]:[second]Z");
+    time::PrimitiveDateTime::parse(s, &fmt).ok().map(|t| t.assume_utc().unix_timestamp())
+}
+
 impl Db {
     pub fn new() -> Self {
         Db::default()

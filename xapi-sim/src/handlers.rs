@@ -7,7 +7,7 @@
 //! stream after N bytes, an `HTTP/1.1 500` inside a 200 body, latency, throttling, failing the Nth request) are
 //! applied here. Formats are produced by `xva` and `xo_edge::formats::vhd`; this module does the HTTP.
 
-use crate::api::{complete_task, create_task, fail_task};
+use crate::api::{cancel_requested, complete_task, create_task, fail_task, set_cancellable};
 use crate::disk::SparseDisk;
 use crate::sim::{Role, Sim, XapiError};
 use crate::value::Value;
@@ -81,12 +81,10 @@ impl Ctx {
         self.sim.write(|db| {
             if self.own_task {
                 db.destroy(&self.task);
+            } else if cancel_requested(db, &self.task) {
+                fail_task(db, &self.task, &XapiError::new("TASK_CANCELLED", &[&self.task]));
             } else {
-                let cancelling = db.field_str(&self.task, "status") == "cancelling";
                 match outcome {
-                    _ if cancelling => {
-                        db.set(&self.task, "status", Value::str("cancelled"));
-                    }
                     Ok(v) => complete_task(db, &self.task, &v),
                     Err(e) => fail_task(db, &self.task, &e),
                 }
@@ -98,7 +96,17 @@ impl Ctx {
     }
 
     fn cancelled(&self) -> bool {
-        self.sim.db.lock().field_str(&self.task, "status") == "cancelling"
+        cancel_requested(&self.sim.db.lock(), &self.task)
+    }
+
+    /// Records a transfer's progress on its task (`fraction` of the expected bytes, below 1 until it ends).
+    fn progress(&self, fraction: f64) {
+        let value = Value::Float((fraction.clamp(0.0, 0.99) * 100.0).floor() / 100.0);
+        self.sim.write(|db| {
+            if db.get(&self.task).and_then(|t| t.get("status")).and_then(Value::as_str) == Some("pending") {
+                db.set(&self.task, "progress", value);
+            }
+        });
     }
 }
 
@@ -138,6 +146,7 @@ async fn begin(sim: &Arc<Sim>, path: &str, q: &Query, headers: &HeaderMap) -> Re
         None => (sim.write(|db| create_task(db, path, "")), true),
     };
     sim.active_tasks.lock().insert(task.clone());
+    sim.write(|db| set_cancellable(db, &task));
     let ctx = Ctx { sim: sim.clone(), session, temp_session: temp, task, own_task: own };
     if let Err(e) = sim.before_call(path, false).await {
         ctx.finish(Err(e.clone()));
@@ -220,6 +229,43 @@ impl Write for BodyWriter {
 
     fn flush(&mut self) -> io::Result<()> {
         self.send()
+    }
+}
+
+/// Counts the bytes of a transfer's (uncompressed) stream and reports each whole percent of `total` on the
+/// task, as XAPI's export and import code does.
+struct Progress<W> {
+    inner: W,
+    done: u64,
+    total: u64,
+    reported: u64,
+    ctx: Arc<Ctx>,
+}
+
+impl<W> Progress<W> {
+    fn new(inner: W, total: u64, ctx: Arc<Ctx>) -> Self {
+        Progress { inner, done: 0, total: total.max(1), reported: 0, ctx }
+    }
+
+    fn advance(&mut self, n: u64) {
+        self.done += n;
+        let percent = (self.done * 100 / self.total).min(99);
+        if percent > self.reported {
+            self.reported = percent;
+            self.ctx.progress(percent as f64 / 100.0);
+        }
+    }
+}
+
+impl<W: Write> Write for Progress<W> {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(data)?;
+        self.advance(n as u64);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -367,19 +413,22 @@ pub async fn export(sim: Arc<Sim>, q: Query, headers: HeaderMap) -> Response<Bod
         ("content-type", "application/octet-stream".to_string()),
         ("content-disposition", "attachment; filename=\"export.xva\"".to_string()),
     ];
+    // The XVA's size, near enough for progress: its non-zero chunks.
+    let total: u64 = plan.disks.iter().map(|(_, d)| d.allocated_bytes()).sum::<u64>() + plan.ova_xml.len() as u64;
     stream_response(ctx, "/export", headers, move |w| {
+        let ctx = w.ctx.clone();
         match compression {
             Some("gzip") => {
                 let mut enc = flate2::write::GzEncoder::new(&mut *w, flate2::Compression::fast());
-                xva::write(&plan, &mut enc)?;
+                xva::write(&plan, Progress::new(&mut enc, total, ctx))?;
                 enc.finish()?;
             }
             Some(_) => {
                 let mut enc = zstd::Encoder::new(&mut *w, 1)?;
-                xva::write(&plan, &mut enc)?;
+                xva::write(&plan, Progress::new(&mut enc, total, ctx))?;
                 enc.finish()?;
             }
-            None => xva::write(&plan, &mut *w)?,
+            None => xva::write(&plan, Progress::new(&mut *w, total, ctx))?,
         }
         Ok(Value::str(""))
     })
@@ -417,10 +466,13 @@ pub async fn export_raw_vdi(sim: Arc<Sim>, q: Query, headers: HeaderMap) -> Resp
     ];
     let uuid_bytes = *uuid::Uuid::parse_str(&uuid).unwrap_or_default().as_bytes();
     stream_response(ctx, "/export_raw_vdi", headers, move |w| {
+        let ctx = w.ctx.clone();
         if format == "vhd" {
-            write_vhd(&disk, uuid_bytes, w)?;
+            let total = disk.allocated_bytes();
+            write_vhd(&disk, uuid_bytes, &mut Progress::new(w, total, ctx))?;
         } else {
-            write_raw(&disk, w)?;
+            let total = disk.size();
+            write_raw(&disk, &mut Progress::new(w, total, ctx))?;
         }
         Ok(Value::str(""))
     })
@@ -599,6 +651,7 @@ async fn receive(
     let mut parser = (format == "vhd").then(|| VhdStreamParser::new(length));
     let mut stream = body.into_data_stream();
     let mut received: u64 = 0;
+    let mut reported = 0;
     let write = |offset: u64, data: &[u8]| -> Result<(), String> {
         let mut db = sim.db.lock();
         let disk = db.disks.get_mut(vdi).ok_or("VDI disappeared")?;
@@ -628,6 +681,13 @@ async fn receive(
             None => write(received, data).map_err(|e| Cut(XapiError::new("VDI_IO_ERROR", &[&e])))?,
         }
         received += data.len() as u64;
+        if let Some(total) = length.filter(|l| *l > 0) {
+            let percent = (received * 100 / total).min(99);
+            if percent > reported {
+                reported = percent;
+                ctx.progress(percent as f64 / 100.0);
+            }
+        }
     }
     if let Some(l) = length {
         if received != l {

@@ -12,6 +12,7 @@
 //! Modules:
 //! - [`value`]: XAPI's typed values and their JSON / XML-RPC encodings.
 //! - [`xmlrpc`], [`jsonrpc`]: the two wire protocols.
+//! - [`datamodel`]: XAPI's published field types and enums, and the check of a record against them.
 //! - [`schema`]: classes, fields, types and defaults.
 //! - [`db`]: objects, uuid index, event log, disks.
 //! - [`where_expr`]: the `get_all_records_where` language.
@@ -26,6 +27,7 @@
 
 pub mod api;
 pub mod control;
+pub mod datamodel;
 pub mod db;
 pub mod disk;
 pub mod handlers;

@@ -37,7 +37,10 @@ async fn main() -> std::io::Result<()> {
         demo: args.demo || args.vms == 0,
         vms: args.vms,
         root_password: args.root_password.clone(),
-        config: xapi_sim::sim::Config { session_timeout: Duration::from_secs(args.session_timeout) },
+        config: xapi_sim::sim::Config {
+            session_timeout: Duration::from_secs(args.session_timeout),
+            ..Default::default()
+        },
         restrict_zstd: args.restrict_zstd,
     };
     let started = std::time::Instant::now();

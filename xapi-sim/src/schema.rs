@@ -5,6 +5,7 @@
 //! API call, so every record of a class always has the full field set, as `get_record` does on a real host.
 //! Classes and fields that xo-edge and XO never read are left out; this module holds no behaviour.
 
+use crate::datamodel;
 use crate::value::Value;
 use std::collections::BTreeMap;
 
@@ -139,6 +140,7 @@ pub fn defaults(class: &str) -> Fields {
             ("update_sync_enabled", B),
             ("recommendations", Map),
             ("license_server", Map),
+            ("ha_reboot_vm_on_internal_shutdown", B),
         ]),
         "host" => build(&[
             ("uuid", S),
@@ -538,6 +540,11 @@ pub fn defaults(class: &str) -> Fields {
             f.extend(build(&[(k, *d)]));
         }
     }
+    // Every other field a real XAPI returns, at its type's zero value (the defaults above are the ones that
+    // differ from it or that the scenario relies on).
+    for (name, ty) in datamodel::fields(class) {
+        f.entry(name.to_string()).or_insert_with(|| datamodel::zero(ty));
+    }
     f
 }
 
@@ -554,5 +561,13 @@ mod tests {
         assert_eq!(canonical_class("Vm_Metrics"), Some("VM_metrics"));
         assert_eq!(canonical_class("nope"), None);
         assert_eq!(defaults("VM")["power_state"], Value::str("Halted"));
+    }
+
+    /// The defaults name only fields the datamodel has, with values of their types.
+    #[test]
+    fn defaults_match_the_datamodel() {
+        for c in CLASSES {
+            assert_eq!(datamodel::check(c, &defaults(c)), Vec::<String>::new(), "{c}");
+        }
     }
 }

@@ -124,11 +124,19 @@ pub struct Stats {
 pub struct Config {
     /// Idle time after which a session is invalid (XAPI: 24 h).
     pub session_timeout: Duration,
+    /// Age after which a finished task is destroyed (XAPI's `completed_task_timeout`: 65 min).
+    pub completed_task_timeout: Duration,
+    /// Age after which a pending task is destroyed (XAPI's `pending_task_timeout`: 24 h).
+    pub pending_task_timeout: Duration,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { session_timeout: Duration::from_secs(24 * 3600) }
+        Config {
+            session_timeout: Duration::from_secs(24 * 3600),
+            completed_task_timeout: Duration::from_secs(3900),
+            pending_task_timeout: Duration::from_secs(24 * 3600),
+        }
     }
 }
 
@@ -144,6 +152,7 @@ pub struct Sim {
     pub changed: tokio::sync::Notify,
     /// Tasks a running HTTP handler is working for (cancellation is observed there).
     pub active_tasks: Mutex<HashSet<String>>,
+    last_task_gc: Mutex<Instant>,
 }
 
 impl Sim {
@@ -157,6 +166,7 @@ impl Sim {
             config,
             changed: tokio::sync::Notify::new(),
             active_tasks: Mutex::new(HashSet::new()),
+            last_task_gc: Mutex::new(Instant::now()),
         }
     }
 
@@ -165,6 +175,19 @@ impl Sim {
         let r = f(&mut self.db.lock());
         self.changed.notify_waiters();
         r
+    }
+
+    /// XAPI's task GC (`ocaml/xapi/db_gc_util.ml`, `timeout_tasks`), run at most once a second as calls arrive.
+    pub fn gc_tasks(&self) {
+        {
+            let mut last = self.last_task_gc.lock();
+            if last.elapsed() < Duration::from_secs(1) {
+                return;
+            }
+            *last = Instant::now();
+        }
+        let (completed, pending) = (self.config.completed_task_timeout, self.config.pending_task_timeout);
+        self.write(|db| crate::api::expire_tasks(db, completed, pending));
     }
 
     /// Logs a user in; returns the new session ref.
@@ -219,6 +242,7 @@ impl Sim {
 
     /// Counts one call and applies injected latency and failures for `name`.
     pub async fn before_call(&self, name: &str, counts: bool) -> Result<(), XapiError> {
+        self.gc_tasks();
         if counts {
             *self.stats.lock().calls.entry(name.to_string()).or_default() += 1;
         }

@@ -339,3 +339,55 @@ fn a_100_gib_vdi_holding_10_mib_costs_about_10_mib() {
     r.read_to_end(&mut vhd).unwrap();
     assert!(vhd.len() < 16 << 20, "{}", vhd.len());
 }
+
+/// A transfer's task reports its progress while it runs and ends at 1 (XAPI: `Vhd_tool_wrapper` and the export
+/// code update `Task.progress` as bytes move; `TaskHelper.complete` sets 1).
+#[test]
+fn transfer_tasks_report_progress_while_they_run() {
+    let sim = Sim::start();
+    let sid = sim.root();
+    let sr = sim.by_name(&sid, "SR", "Shared NFS storage");
+    let size = 8u64 << 20;
+    let vdi = sim.new_vdi(&sid, &sr, size);
+    let progress = |t: &str| sim.call("task.get_progress", json!([sid, t])).unwrap().as_f64().unwrap();
+    // Import: a body that arrives over about a second.
+    struct Slow(u64);
+    impl Read for Slow {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0 == 0 {
+                return Ok(0);
+            }
+            // About 8 MiB/s whatever the reader's buffer size: 1 ms per 8 KiB.
+            let n = (buf.len() as u64).min(self.0).min(8 << 10) as usize;
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            buf[..n].fill(5);
+            self.0 -= n as u64;
+            Ok(n)
+        }
+    }
+    let task = sim.new_task(&sid);
+    let url = format!("{}/import_raw_vdi?vdi={vdi}&format=raw&session_id={sid}&task_id={task}", sim.url);
+    let http = sim.http.clone();
+    let upload = std::thread::spawn(move || {
+        let body = reqwest::blocking::Body::sized(Slow(size), size);
+        let r = http.put(url).body(body).send().unwrap();
+        let _ = r.bytes();
+    });
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let mid = progress(&task);
+    upload.join().unwrap();
+    assert!(mid > 0.0 && mid < 1.0, "import progress mid-way: {mid}");
+    assert_eq!((sim.task_status(&sid, &task), progress(&task)), ("success".to_string(), 1.0));
+    // Export: throttled to about a second.
+    sim.faults(json!({"throttle_bytes_per_sec": {"/export_raw_vdi": size}}));
+    let task = sim.new_task(&sid);
+    let mut r = sim.get(&format!("/export_raw_vdi?vdi={vdi}&format=raw&session_id={sid}&task_id={task}"));
+    let mut buf = vec![0u8; 4 << 20];
+    r.read_exact(&mut buf).unwrap();
+    let mid = progress(&task);
+    let mut rest = Vec::new();
+    r.read_to_end(&mut rest).unwrap();
+    assert!(mid > 0.0 && mid < 1.0, "export progress mid-way: {mid}");
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    assert_eq!((sim.task_status(&sid, &task), progress(&task)), ("success".to_string(), 1.0));
+}

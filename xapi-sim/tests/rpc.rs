@@ -155,7 +155,7 @@ fn sessions_login_logout_expiry_and_rbac() {
 #[test]
 fn idle_sessions_expire_after_the_configured_timeout() {
     let sim = Sim::start_with(xapi_sim::Options {
-        config: xapi_sim::sim::Config { session_timeout: std::time::Duration::from_millis(300) },
+        config: xapi_sim::sim::Config { session_timeout: std::time::Duration::from_millis(300), ..Default::default() },
         ..Default::default()
     });
     let sid = sim.root();
@@ -310,8 +310,12 @@ fn async_calls_run_under_tasks_with_xml_rpc_results() {
     let before = sim.stats();
     let nosnap: Vec<J> = vec![];
     let task = sim.call("Async.VM.snapshot", json!([sid, vm, "snap", nosnap])).unwrap();
-    let rec = sim.call("task.get_record", json!([sid, task])).unwrap();
-    assert_eq!(rec["status"], "success");
+    // The call answers at once; the task's completion arrives as an event whose snapshot holds the result.
+    let rec = wait_task(&sim, &sid, task.as_str().unwrap());
+    assert_eq!((rec["status"].clone(), rec["progress"].clone()), (json!("success"), json!(1.0)));
+    assert_eq!(rec["allowed_operations"], json!([]));
+    assert!(rec["finished"].as_str().unwrap() > rec["created"].as_str().unwrap() || rec["finished"] == rec["created"]);
+    assert_eq!((rec["type"].clone(), rec["subtask_of"].clone()), (json!("<none/>"), json!("OpaqueRef:NULL")));
     let result = rec["result"].as_str().unwrap();
     assert!(result.starts_with("<value>OpaqueRef:") && result.ends_with("</value>"), "{result}");
     let snap = &result[7..result.len() - 8];
@@ -325,7 +329,7 @@ fn async_calls_run_under_tasks_with_xml_rpc_results() {
     assert_eq!(sim.stats()["vdi_snapshots"], before["vdi_snapshots"].as_u64().unwrap() + 2);
     // A failing async call fails its task with error_info.
     let t2 = sim.call("Async.VM.start", json!([sid, vm, false, false])).unwrap();
-    assert_eq!(sim.call("task.get_status", json!([sid, t2])).unwrap(), "failure");
+    assert_eq!(wait_task(&sim, &sid, t2.as_str().unwrap())["status"], "failure");
     assert_eq!(sim.call("task.get_error_info", json!([sid, t2])).unwrap()[0], "VM_BAD_POWER_STATE");
     // Clean up as a client must: snapshot VM and its VDIs, tasks.
     sim.call("VM.set_is_a_template", json!([sid, snap, false])).unwrap();
@@ -349,12 +353,67 @@ fn async_calls_run_under_tasks_with_xml_rpc_results() {
     let scratch = sim.by_name(&sid, "VDI", "[NOSNAP] db scratch");
     let snap = sim.call("VM.snapshot", json!([sid, dbvm, "s", [scratch]])).unwrap();
     assert_eq!(sim.call("VM.get_VBDs", json!([sid, snap])).unwrap().as_array().unwrap().len(), 1);
-    // Task cancel and destroy.
+    // Cancel and destroy as XAPI does them (`ocaml/xapi/xapi_task.ml`, `cancel`, `destroy`; `db_gc_util.ml`,
+    // `timeout_tasks`): on a task no operation runs under, cancel is only recorded and destroy only marks it; the
+    // task goes once something completes it (XO's client sets its status to cancelled first for that reason).
     let t = sim.call("task.create", json!([sid, "mine", "desc"])).unwrap();
-    assert_eq!(sim.call("task.get_status", json!([sid, t])).unwrap(), "pending");
+    let rec = sim.call("task.get_record", json!([sid, t])).unwrap();
+    assert_eq!((rec["status"].clone(), rec["progress"].clone()), (json!("pending"), json!(0.0)));
+    assert_eq!((rec["allowed_operations"].clone(), rec["backtrace"].clone()), (json!([]), json!("()")));
     sim.call("task.cancel", json!([sid, t])).unwrap();
-    assert_eq!(sim.call("task.get_status", json!([sid, t])).unwrap(), "cancelled");
+    assert_eq!(sim.call("task.get_status", json!([sid, t])).unwrap(), "pending");
+    let ops = sim.call("task.get_current_operations", json!([sid, t])).unwrap();
+    assert_eq!(ops.as_object().unwrap().values().collect::<Vec<_>>(), [&json!("cancel")]);
     sim.call("task.destroy", json!([sid, t])).unwrap();
+    assert_eq!(sim.call("task.get_status", json!([sid, t])).unwrap(), "pending", "a pending task is not destroyed");
+    sim.call("task.set_status", json!([sid, t, "cancelled"])).unwrap();
+    sim.call("task.destroy", json!([sid, t])).unwrap();
+    assert_eq!(sim.call("task.get_status", json!([sid, t])).unwrap_err()[0], "HANDLE_INVALID");
+}
+
+/// Waits for `task` to leave `pending` through `event.from`, as XO's client does; returns the record the
+/// completion event carried.
+fn wait_task(sim: &Sim, sid: &str, task: &str) -> J {
+    let mut token = json!("");
+    for _ in 0..50 {
+        let r = sim.call("event.from", json!([sid, [format!("task/{task}")], token, 5.0])).unwrap();
+        for e in r["events"].as_array().unwrap() {
+            if e["snapshot"]["status"] != "pending" && e["snapshot"].is_object() {
+                // The completion's snapshot already holds the outcome.
+                let s = &e["snapshot"];
+                assert!(s["status"] != "failure" || s["error_info"] != json!([]), "{s}");
+                assert_eq!(s["progress"], 1.0, "{s}");
+                return s.clone();
+            }
+        }
+        token = r["token"].clone();
+    }
+    panic!("{task} did not complete");
+}
+
+/// XAPI's task GC: finished tasks stay until destroyed or older than `completed_task_timeout`, pending ones until
+/// `pending_task_timeout`.
+#[test]
+fn finished_tasks_are_kept_until_destroyed_or_expired() {
+    let sim = Sim::start_with(xapi_sim::Options {
+        config: xapi_sim::sim::Config {
+            completed_task_timeout: std::time::Duration::from_secs(2),
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let sid = sim.root();
+    let vm = sim.by_name(&sid, "VM", "Debian 12 web");
+    let t = sim.call("Async.VM.clean_reboot", json!([sid, vm])).unwrap();
+    let t = t.as_str().unwrap();
+    assert_eq!(wait_task(&sim, &sid, t)["status"], "success");
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    assert_eq!(sim.task_status(&sid, t), "success", "kept while young");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let _ = sim.call("pool.get_all", json!([sid]));
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let _ = sim.call("pool.get_all", json!([sid]));
+    assert_eq!(sim.call("task.get_status", json!([sid, t])).unwrap_err()[0], "HANDLE_INVALID", "expired");
 }
 
 #[test]
@@ -412,6 +471,7 @@ fn event_from_reports_each_object_once_as_xapi() {
     sim.call("task.set_progress", json!([sid, kept, 0.5])).unwrap();
     sim.call("task.set_progress", json!([sid, kept, 0.7])).unwrap();
     let gone = sim.new_task(&sid);
+    sim.call("task.set_status", json!([sid, gone, "cancelled"])).unwrap();
     sim.call("task.destroy", json!([sid, gone])).unwrap();
     let vdi = sim.new_vdi(&sid, &sr, 1 << 20);
     let mid = sim.call("event.from", json!([sid, ["task", "vdi"], token, 0.0])).unwrap();
@@ -431,6 +491,7 @@ fn event_from_reports_each_object_once_as_xapi() {
     // Then: the VDI changes (`mod`), the task goes (`del`, no snapshot).
     let token = mid["token"].clone();
     sim.call("VDI.set_name_label", json!([sid, vdi, "renamed"])).unwrap();
+    sim.call("task.set_status", json!([sid, kept, "success"])).unwrap();
     sim.call("task.destroy", json!([sid, kept])).unwrap();
     let last = sim.call("event.from", json!([sid, ["task", "vdi"], token, 0.0])).unwrap();
     let evs = last["events"].as_array().unwrap();

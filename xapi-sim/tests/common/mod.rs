@@ -23,6 +23,11 @@ impl Sim {
         Sim { url: bg.url.clone(), http, _bg: bg }
     }
 
+    /// The simulator itself, to look at its store.
+    pub fn inner(&self) -> &xapi_sim::sim::Sim {
+        &self._bg.sim
+    }
+
     /// A JSON-RPC 2.0 call; `Err` holds `[code, params…]`.
     pub fn call(&self, method: &str, params: J) -> Result<J, Vec<String>> {
         let id = ID.fetch_add(1, Ordering::Relaxed);
