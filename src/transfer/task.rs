@@ -34,6 +34,8 @@ pub async fn create<T: Transport>(
     let task = r.as_str().unwrap_or_default().to_string();
     let stamp = [json!(session), json!(task), json!(STAMP_KEY), json!(now.to_string())];
     if let Err(e) = xapi.call("task.add_to_other_config", &stamp).await {
+        // Ended first: XAPI defers destroying a pending task until it completes.
+        let _ = xapi.call("task.set_status", &[json!(session), json!(task), json!("cancelled")]).await;
         let _ = xapi.call("task.destroy", &[json!(session), json!(task)]).await;
         return Err(e);
     }
@@ -90,7 +92,12 @@ pub async fn settle<T: Transport>(
             break o;
         }
         if waited >= max_wait {
+            // XAPI only records a cancel (the handler, if one runs, notices it) and defers destroying a pending
+            // task until it completes, which never happens when the handler was never reached: end it as XO's
+            // client does, so that `task.destroy` removes it now. A handler still running finds it ended and
+            // leaves it alone (`TaskHelper.complete` acts on pending tasks only).
             let _ = xapi.call("task.cancel", &[s.clone(), json!(task)]).await;
+            let _ = xapi.call("task.set_status", &[s.clone(), json!(task), json!("cancelled")]).await;
             break Outcome::TimedOut;
         }
         let step = (max_wait - waited).clamp(0.1, 30.0);

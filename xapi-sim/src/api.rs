@@ -37,7 +37,9 @@ fn is_write(class: &str, op: &str) -> bool {
     !(op.starts_with("get_")
         || class == "session"
         || class == "event"
-        || (class == "task" && matches!(op, "create" | "cancel" | "destroy")))
+        // Any subject may create and end its own tasks (`ocaml/idl/datamodel.ml`: `_R_READ_ONLY` on these).
+        || (class == "task"
+            && matches!(op, "create" | "cancel" | "destroy" | "set_status" | "set_progress" | "set_result" | "set_error_info")))
 }
 
 /// The fields of a session record (`session.get_<field>`).
