@@ -28,6 +28,12 @@ pub enum TarError {
     Truncated {
         position: u64,
     },
+    /// An XVA's `ova.xml` is not as XAPI writes it.
+    Ova(String),
+    /// An XVA entry belongs to a disk `ova.xml` does not declare.
+    UndeclaredDisk {
+        name: String,
+    },
 }
 
 impl fmt::Display for TarError {
@@ -38,6 +44,8 @@ impl fmt::Display for TarError {
             TarError::FirstEntry { expected, found } => write!(f, "the first tar entry is {found:?}, not {expected:?}"),
             TarError::AfterEnd { position } => write!(f, "data after the end of the tar archive at byte {position}"),
             TarError::Truncated { position } => write!(f, "the tar archive ends early, at byte {position}"),
+            TarError::Ova(e) => f.write_str(e),
+            TarError::UndeclaredDisk { name } => write!(f, "entry {name:?} is not a disk ova.xml declares"),
         }
     }
 }
@@ -54,7 +62,14 @@ pub struct TarCheck {
     header: Vec<u8>,
     zero_blocks: u8,
     entries: u64,
+    /// An XVA's `ova.xml` being read (its bytes, and how many are still to come).
+    ova: Option<(Vec<u8>, u64)>,
+    /// The disk ids `ova.xml` declares, once it was read.
+    disks: Option<std::collections::HashSet<String>>,
 }
+
+/// The largest `ova.xml` read (XAPI's are a few hundred KiB for VMs with many devices).
+const MAX_OVA_XML: u64 = 16 << 20;
 
 fn octal(field: &[u8]) -> Option<u64> {
     if field.first().is_some_and(|b| b & 0x80 != 0) {
@@ -84,7 +99,16 @@ fn name(h: &[u8]) -> String {
 impl TarCheck {
     /// A check requiring the first entry to be named `first`, when given.
     pub fn new(first: Option<&str>) -> TarCheck {
-        TarCheck { first: first.map(str::to_string), pos: 0, skip: 0, header: Vec::new(), zero_blocks: 0, entries: 0 }
+        TarCheck {
+            first: first.map(str::to_string),
+            pos: 0,
+            skip: 0,
+            header: Vec::new(),
+            zero_blocks: 0,
+            entries: 0,
+            ova: None,
+            disks: None,
+        }
     }
 
     /// Whether the end-of-archive marker was read.
@@ -109,6 +133,17 @@ impl TarCheck {
             }
             if self.skip > 0 {
                 let n = self.skip.min(input.len() as u64);
+                if let Some((buf, left)) = &mut self.ova {
+                    let take = (*left).min(n) as usize;
+                    buf.extend_from_slice(&input[..take]);
+                    *left -= take as u64;
+                    if *left == 0 {
+                        let text = String::from_utf8_lossy(buf).into_owned();
+                        self.ova = None;
+                        let disks = super::ova::check(&text).map_err(|e| TarError::Ova(e.to_string()))?;
+                        self.disks = Some(disks);
+                    }
+                }
                 self.skip -= n;
                 self.pos += n;
                 input = &input[n as usize..];
@@ -141,15 +176,28 @@ impl TarCheck {
         if stored != sum {
             return Err(TarError::BadChecksum { position: at });
         }
+        let size = octal(&h[124..136]).ok_or(TarError::BadSize { position: at })?;
+        let entry = name(h);
         if self.entries == 0 {
             if let Some(expected) = &self.first {
-                let found = name(h);
-                if &found != expected {
-                    return Err(TarError::FirstEntry { expected: expected.clone(), found });
+                if &entry != expected {
+                    return Err(TarError::FirstEntry { expected: expected.clone(), found: entry });
+                }
+                if expected == "ova.xml" {
+                    if size > MAX_OVA_XML {
+                        return Err(TarError::Ova(format!("ova.xml: {size} bytes is more than any XAPI writes")));
+                    }
+                    self.ova = Some((Vec::with_capacity(size as usize), size));
+                    if size == 0 {
+                        return Err(TarError::Ova("ova.xml: empty".into()));
+                    }
                 }
             }
+        } else if let (Some(disks), Some((folder, _))) = (&self.disks, entry.split_once('/')) {
+            if !disks.contains(folder) {
+                return Err(TarError::UndeclaredDisk { name: entry });
+            }
         }
-        let size = octal(&h[124..136]).ok_or(TarError::BadSize { position: at })?;
         // Only regular files and the like carry data; links and directories have none.
         let data = if matches!(h[156], b'1' | b'2' | b'3' | b'4' | b'5' | b'6') { 0 } else { size };
         self.skip = data.div_ceil(BLOCK as u64) * BLOCK as u64;
@@ -184,17 +232,43 @@ mod tests {
         h
     }
 
-    fn archive() -> Vec<u8> {
-        let mut t = header("ova.xml", 700);
-        t.extend(vec![b'x'; 700]);
-        t.extend(vec![0; 1024 - 700]);
-        t.extend(header("Ref:1/00000000", 1 << 20));
+    /// An `ova.xml` as XAPI writes it, declaring the VDI `Ref:1`.
+    fn ova(major: &str) -> Vec<u8> {
+        let m = |k: &str, v: &str| format!("<member><name>{k}</name>{v}</member>");
+        let version: String = ["hostname", "date", "product_version", "product_brand", "build_number"]
+            .iter()
+            .map(|k| m(k, "<value>x</value>"))
+            .chain([m("xapi_major", major), m("xapi_minor", "<value>20</value>"), m("export_vsn", "<value>2</value>")])
+            .collect();
+        let vdi = format!(
+            "<value><struct>{}{}{}</struct></value>",
+            m("class", "<value>VDI</value>"),
+            m("id", "<value>Ref:1</value>"),
+            m("snapshot", "<value><struct></struct></value>")
+        );
+        format!(
+            "<value><struct>{}{}</struct></value>",
+            m("version", &format!("<value><struct>{version}</struct></value>")),
+            m("objects", &format!("<value><array><data>{vdi}</data></array></value>"))
+        )
+        .into_bytes()
+    }
+
+    fn archive_with(ova: &[u8], disk: &str) -> Vec<u8> {
+        let mut t = header("ova.xml", ova.len() as u64);
+        t.extend(ova);
+        t.extend(vec![0; ova.len().div_ceil(BLOCK) * BLOCK - ova.len()]);
+        t.extend(header(&format!("{disk}/00000000"), 1 << 20));
         t.extend(vec![7; 1 << 20]);
-        t.extend(header("Ref:1/00000000.xxhash", 16));
+        t.extend(header(&format!("{disk}/00000000.xxhash"), 16));
         t.extend(b"0123456789ABCDEF");
         t.extend(vec![0; BLOCK - 16]);
         t.extend(vec![0; 2 * BLOCK]);
         t
+    }
+
+    fn archive() -> Vec<u8> {
+        archive_with(&ova("<value>1</value>"), "Ref:1")
     }
 
     fn run(bytes: &[u8], split: usize) -> Result<(), TarError> {
@@ -226,7 +300,8 @@ mod tests {
             assert!(run(&t[..cut], 4096).is_err(), "cut at {cut}");
         }
         let mut bad = t.clone();
-        bad[1536 + 10] ^= 1; // a header byte: checksum
+        let second = ova("<value>1</value>").len().div_ceil(BLOCK) * BLOCK + BLOCK;
+        bad[second + 10] ^= 1; // a header byte: checksum
         assert!(matches!(run(&bad, 4096), Err(TarError::BadChecksum { .. })));
         let mut other = header("other", 0);
         other.extend(vec![0; 1024]);
@@ -234,9 +309,20 @@ mod tests {
         let mut after = t.clone();
         after.push(1);
         assert!(matches!(run(&after, 4096), Err(TarError::AfterEnd { .. })));
-        let mut one_zero = header("ova.xml", 0);
+        let mut one_zero = header("first", 0);
         one_zero.extend(vec![0; BLOCK]);
         one_zero.extend(header("more", 0));
-        assert!(matches!(run(&one_zero, 512), Err(TarError::AfterEnd { .. })));
+        let mut c = TarCheck::new(None);
+        assert!(matches!(c.push(&one_zero), Err(TarError::AfterEnd { .. })));
+    }
+
+    #[test]
+    fn ova_xml_must_be_xapis_and_declare_the_disks() {
+        assert!(matches!(run(&archive_with(&ova("<value><i4>1</i4></value>"), "Ref:1"), 4096), Err(TarError::Ova(_))));
+        assert!(matches!(run(&archive_with(b"<value>nope", "Ref:1"), 100), Err(TarError::Ova(_))));
+        assert!(matches!(
+            run(&archive_with(&ova("<value>1</value>"), "Ref:9"), 4096),
+            Err(TarError::UndeclaredDisk { .. })
+        ));
     }
 }

@@ -391,3 +391,37 @@ fn transfer_tasks_report_progress_while_they_run() {
     std::thread::sleep(std::time::Duration::from_millis(100));
     assert_eq!((sim.task_status(&sid, &task), progress(&task)), ("success".to_string(), 1.0));
 }
+
+/// The XVAs' `ova.xml`, read by Python's own XML-RPC parser, has XAPI's value types for every field: the version
+/// struct as `importexport.ml` (`rpc_of_version`) builds it and each object's record as the datamodel types it,
+/// encoded as rpclib's `Xmlrpc.to_string` writes them (`tests/python/ova_types.py` says how).
+#[test]
+fn xva_ova_xml_has_xapis_value_types() {
+    let sim = Sim::start();
+    let sid = sim.root();
+    let dir = tempfile::tempdir().unwrap();
+    let vms = sim.call("VM.get_all_records_where", json!([sid, r#"field "is_control_domain"="false""#])).unwrap();
+    let mut files = Vec::new();
+    for (vm, rec) in vms.as_object().unwrap() {
+        let state = rec["power_state"].as_str().unwrap();
+        if rec["blocked_operations"].get("export").is_some() || !matches!(state, "Halted" | "Suspended") {
+            continue;
+        }
+        let (status, _, body) = fetch(&sim, &format!("/export?ref={vm}&session_id={sid}"));
+        assert_eq!(status, 200, "{vm}");
+        let path = dir.path().join(format!("{}.xva", files.len()));
+        std::fs::write(&path, body).unwrap();
+        files.push(path);
+    }
+    assert!(files.len() >= 4, "{} XVAs", files.len());
+    let manifest = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("python3")
+        .arg(manifest.join("tests/python/ova_types.py"))
+        .arg(manifest.join("src/datamodel.json"))
+        .args(&files)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("ova.xml types OK"), "{stdout}");
+}
