@@ -78,6 +78,12 @@ const OPERATIONS: &[&str] = &[
     "task.set_progress",
     "task.set_result",
     "task.set_error_info",
+    "message.create",
+    "message.destroy",
+];
+
+/// The writes to VMs and VDIs, which only a pool admin may make.
+const VM_VDI_WRITES: &[&str] = &[
     "VDI.create",
     "VDI.destroy",
     "VM.snapshot",
@@ -92,8 +98,6 @@ const OPERATIONS: &[&str] = &[
     "VM.unpause",
     "VM.suspend",
     "VM.resume",
-    "message.create",
-    "message.destroy",
 ];
 
 /// Every method the simulator implements, by its synchronous wire name, as `system.listMethods` lists them
@@ -102,7 +106,7 @@ const OPERATIONS: &[&str] = &[
 pub fn methods() -> &'static [String] {
     static METHODS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     METHODS.get_or_init(|| {
-        let mut out: Vec<String> = OPERATIONS.iter().map(|m| m.to_string()).collect();
+        let mut out: Vec<String> = OPERATIONS.iter().chain(VM_VDI_WRITES).map(|m| m.to_string()).collect();
         out.extend(SESSION_FIELDS.iter().map(|f| format!("session.get_{f}")));
         for class in schema::CLASSES {
             let fields = schema::defaults(class);
@@ -555,27 +559,13 @@ pub fn permissions(role: Role) -> Vec<String> {
     }
     out.push("event.from".into());
     if role == Role::PoolAdmin {
-        for m in [
-            "VDI.create",
-            "VDI.destroy",
-            "VM.snapshot",
-            "VM.destroy",
-            "VM.set_is_a_template",
-            "VM.start",
-            "VM.clean_shutdown",
-            "VM.hard_shutdown",
-            "VM.clean_reboot",
-            "VM.hard_reboot",
-            "VM.pause",
-            "VM.unpause",
-            "VM.suspend",
-            "VM.resume",
+        for m in VM_VDI_WRITES.iter().chain(&[
             "http/get_export",
             "http/put_import",
             "http/get_export_raw_vdi",
             "http/put_import_raw_vdi",
-        ] {
-            out.push(m.into());
+        ]) {
+            out.push((*m).to_string());
         }
     }
     out

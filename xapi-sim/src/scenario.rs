@@ -245,6 +245,8 @@ pub fn infrastructure(db: &mut Db) -> Pool {
             ("restrictions", Value::map([("restrict_zstd_export", "false"), ("restrict_vtpm", "false")])),
             ("cpu_info", Value::map([("cpu_count", "32"), ("socket_count", "4"), ("vendor", "GenuineIntel")])),
             ("migration_compression", Value::Bool(false)),
+            // XAPI's default (`ocaml/idl/datamodel_pool.ml`).
+            ("ha_reboot_vm_on_internal_shutdown", Value::Bool(true)),
             ("tags", Value::strs(["demo"])),
         ]),
     );
