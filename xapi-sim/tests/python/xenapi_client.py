@@ -11,6 +11,11 @@ session = XenAPI.Session(url)
 session.xenapi.login_with_password("root", "xapi-sim", "1.0", "xo-edge-xenapi-check")
 x = session.xenapi
 
+# Introspection, as XenAPI.py passes it straight to XML-RPC: XAPI answers a bare array of every method.
+methods = session.system.listMethods()
+assert isinstance(methods, list) and "VM.get_all_records" in methods and "VDI.create" in methods, methods[:5]
+assert methods == getattr(session, "system.listMethods")(session.handle), "the same, whatever the arguments"
+
 vms = x.VM.get_all_records()
 names = {v["name_label"] for v in vms.values()}
 assert len(vms) > 10, len(vms)
