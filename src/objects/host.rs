@@ -1,6 +1,6 @@
 //! The XO shapes of hosts and pools (XO's `xapi-object-to-xo` `host()` and `pool()`).
 
-use super::{common, current_operations, num, Ctx};
+use super::{common, current_operations, timestamp, Ctx};
 use serde_json::{json, Map, Value};
 
 fn get_str<'a>(m: Option<&'a Value>, k: &str) -> Option<&'a str> {
@@ -43,10 +43,43 @@ pub fn map_host(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> {
     o.insert("PIFs".into(), ctx.links(r.get("PIFs").unwrap_or(&Value::Null)));
     o.insert("$PIFs".into(), ctx.links(r.get("PIFs").unwrap_or(&Value::Null)));
     o.insert("$PBDs".into(), ctx.links(r.get("PBDs").unwrap_or(&Value::Null)));
-    o.insert("PCIs".into(), json!([]));
-    o.insert("PGPUs".into(), json!([]));
+    for (xo, xapi) in
+        [("PCIs", "PCIs"), ("$PCIs", "PCIs"), ("PGPUs", "PGPUs"), ("$PGPUs", "PGPUs"), ("patches", "patches")]
+    {
+        o.insert(xo.into(), ctx.links(r.get(xapi).unwrap_or(&Value::Null)));
+    }
     o.insert("powerOnMode".into(), r.get("power_on_mode").cloned().unwrap_or_else(|| json!("")));
-    o.insert("startTime".into(), num(r.get("other_config").and_then(|c| c.get("boot_time"))));
+    let other = r.get("other_config");
+    let boot = timestamp(other.and_then(|c| c.get("boot_time")));
+    o.insert("startTime".into(), boot.clone());
+    o.insert("agentStartTime".into(), timestamp(other.and_then(|c| c.get("agent_start_time"))));
+    o.insert("license_server".into(), r.get("license_server").cloned().unwrap_or_else(|| json!({})));
+    o.insert("license_expiry".into(), timestamp(license.and_then(|l| l.get("expiry"))));
+    let iommu = r.get("chipset_info").and_then(|c| c.get("iommu")).and_then(Value::as_str);
+    o.insert("chipset_info".into(), json!({ "iommu": iommu.map(|v| v == "true") }));
+    let caps = r.get("capabilities").and_then(Value::as_array).cloned().unwrap_or_default();
+    o.insert("hvmCapable".into(), json!(caps.iter().any(|c| c.as_str().is_some_and(|c| c.starts_with("hvm")))));
+    // XCP-ng: patches installed after the last boot; XenServer: updates that say so.
+    let reboot = if get_str(sv, "product_brand") == Some("XCP-ng") {
+        let installed = get_str(other, "rpm_patch_installation_time").and_then(|t| t.parse::<f64>().ok());
+        matches!((boot.as_f64(), installed), (Some(b), Some(i)) if b < i)
+    } else {
+        r.get("updates_requiring_reboot").and_then(Value::as_array).is_some_and(|a| !a.is_empty())
+    };
+    o.insert("rebootRequired".into(), json!(reboot));
+    // Supplemental packs as `software_version` lists them: `author:name` → `description, version X`.
+    let packs: Vec<Value> = sv
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| {
+            let (author, name) = k.split_once(':').filter(|(_, n)| !n.contains(':'))?;
+            let (description, version) = v.as_str()?.split_once(", ").unwrap_or((v.as_str()?, ""));
+            let version = version.split(' ').nth(1).unwrap_or("");
+            Some(json!({"name": name, "description": description, "author": author, "version": version}))
+        })
+        .collect();
+    o.insert("supplementalPacks".into(), Value::Array(packs));
     o.insert("otherConfig".into(), r.get("other_config").cloned().unwrap_or_else(|| json!({})));
     o.insert("current_operations".into(), current_operations(r, ctx));
     o
@@ -74,6 +107,11 @@ pub fn map_pool(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> {
     o.insert("cpus".into(), json!({ "cores": count("cpu_count"), "sockets": count("socket_count") }));
     o.insert("zstdSupported".into(), json!(get_str(r.get("restrictions"), "restrict_zstd_export") == Some("false")));
     o.insert("vtpmSupported".into(), json!(get_str(r.get("restrictions"), "restrict_vtpm") == Some("false")));
+    o.insert(
+        "haRebootVmOnInternalShutdown".into(),
+        r.get("ha_reboot_vm_on_internal_shutdown").cloned().unwrap_or(json!(true)),
+    );
+    o.insert("platform_version".into(), json!(ctx.platform_version));
     o.insert("otherConfig".into(), other);
     o.insert("current_operations".into(), current_operations(r, ctx));
     o

@@ -22,6 +22,11 @@ pub fn map_network(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> 
     );
     o.insert("nbd".into(), json!(purpose.contains(&json!("nbd"))));
     o.insert("insecureNbd".into(), json!(purpose.contains(&json!("insecure_nbd"))));
+    let bonded = r.get("PIFs").and_then(Value::as_array).into_iter().flatten().filter_map(|p| ctx.get(p)).any(|pif| {
+        pif.get("bond_master_of").and_then(Value::as_array).is_some_and(|a| !a.is_empty())
+            || pif.get("bond_slave_of").and_then(Value::as_str).is_some_and(|s| s != "OpaqueRef:NULL")
+    });
+    o.insert("isBonded".into(), json!(bonded));
     o.insert("other_config".into(), other);
     o.insert("current_operations".into(), current_operations(r, ctx));
     o
@@ -81,7 +86,12 @@ pub fn map_pif(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> {
     ] {
         o.insert(xo.into(), field(r, xapi));
     }
-    o.insert("deviceName".into(), field(r, "device"));
+    let metrics = ctx.get(r.get("metrics").unwrap_or(&Value::Null));
+    o.insert("deviceName".into(), metrics.map(|m| field(m, "device_name")).unwrap_or(Value::Null));
+    o.insert("carrier".into(), json!(metrics.and_then(|m| m.get("carrier")).and_then(Value::as_bool).unwrap_or(false)));
+    o.insert("speed".into(), metrics.map(|m| num(m.get("speed"))).unwrap_or(Value::Null));
+    o.insert("disallowUnplug".into(), json!(r.get("disallow_unplug").and_then(Value::as_bool).unwrap_or(false)));
+    o.insert("primaryAddressType".into(), field(r, "primary_address_type"));
     o.insert("ipv6".into(), r.get("IPv6").cloned().unwrap_or_else(|| json!([])));
     o.insert("mtu".into(), num(r.get("MTU")));
     o.insert("vlan".into(), json!(vlan));
@@ -107,12 +117,44 @@ pub fn map_message(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> 
     o
 }
 
+/// An XAPI task in XO 6's task shape (`XoTask`: `id`, `properties`, `start`, `status` in `pending`, `success`,
+/// `failure`, `interrupted`, `end`, `progress` in percent, `result` an object), keeping XAPI's own fields beside it.
 pub fn map_task(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> {
     let mut o = common(reference, r, "task", ctx);
-    o.insert("status".into(), field(r, "status"));
-    o.insert("progress".into(), field(r, "progress"));
-    o.insert("result".into(), field(r, "result"));
-    o.insert("error_info".into(), r.get("error_info").cloned().unwrap_or_else(|| json!([])));
+    let xapi_status = r.get("status").and_then(Value::as_str).unwrap_or("pending");
+    let ms = |k: &str| timestamp(r.get(k)).as_f64().map(|s| json!((s * 1000.0) as i64)).unwrap_or(Value::Null);
+    let status = match xapi_status {
+        "success" => "success",
+        "failure" | "cancelled" => "failure",
+        _ => "pending",
+    };
+    let error_info = r.get("error_info").cloned().unwrap_or_else(|| json!([]));
+    let result = match xapi_status {
+        "success" => json!({ "value": field(r, "result") }),
+        "failure" | "cancelled" => {
+            let info: Vec<String> = error_info
+                .as_array()
+                .map(|a| a.iter().map(|v| v.as_str().unwrap_or_default().to_string()).collect())
+                .unwrap_or_default();
+            let code = info.first().cloned().unwrap_or_else(|| "TASK_CANCELLED".into());
+            json!({ "code": code, "params": info.get(1..).unwrap_or(&[]), "message": info.join(" ") })
+        }
+        _ => Value::Null,
+    };
+    o.insert(
+        "properties".into(),
+        json!({ "name": field(r, "name_label"), "description": field(r, "name_description"), "type": "xapi" }),
+    );
+    o.insert("start".into(), ms("created"));
+    if status != "pending" {
+        o.insert("end".into(), ms("finished"));
+    }
+    o.insert("status".into(), json!(status));
+    o.insert("xapiStatus".into(), json!(xapi_status));
+    let progress = r.get("progress").and_then(Value::as_f64).unwrap_or(0.0);
+    o.insert("progress".into(), json!((progress * 100.0).round()));
+    o.insert("result".into(), result);
+    o.insert("error_info".into(), error_info);
     o.insert("created".into(), timestamp(r.get("created")));
     o.insert("finished".into(), timestamp(r.get("finished")));
     o.insert("$host".into(), ctx.link(r.get("resident_on").unwrap_or(&Value::Null)));

@@ -10,6 +10,7 @@ mod host;
 mod misc;
 mod vdi;
 mod vm;
+mod vm_checks;
 
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -18,6 +19,8 @@ use std::collections::HashMap;
 #[derive(Debug, Default)]
 pub struct Ctx {
     pub pool_uuid: String,
+    /// The pool master's `software_version.platform_version` (XO derives VM capabilities from it).
+    pub platform_version: String,
     /// Any record by ref (only the classes the collection needs are present).
     pub records: HashMap<String, Value>,
 }
@@ -165,7 +168,7 @@ pub static COLLECTIONS: &[Collection] = &[
         class: "PIF",
         xo_type: "PIF",
         selector: "true",
-        joins: &["host", "network"],
+        joins: &["host", "network", "PIF_metrics"],
         map: misc::map_pif,
     },
     Collection {
@@ -186,16 +189,56 @@ pub static COLLECTIONS: &[Collection] = &[
     },
 ];
 
+/// Builds the XO object of `record` in `coll`: its mapping, then every `null` left out (XO never sends one for an
+/// absent value: its links and optional fields are `undefined`) but where XO 6's schema declares the property
+/// nullable (`Unbrand_Xo<Type>_` in its OpenAPI document).
+pub fn build(coll: &Collection, reference: &str, record: &Value, ctx: &Ctx) -> Map<String, Value> {
+    let mut o = (coll.map)(reference, record, ctx);
+    let nullable: &[&str] = match coll.class {
+        "VM" => &["installTime", "os_version", "startTime"],
+        "host" => &["agentStartTime", "license_expiry", "startTime"],
+        "VBD" => &["device"],
+        _ => &[],
+    };
+    o.retain(|k, v| !v.is_null() || nullable.contains(&k.as_str()));
+    for v in o.values_mut() {
+        prune_nulls(v);
+    }
+    o
+}
+
+/// Removes `null` members of objects at any depth (array items stay).
+fn prune_nulls(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|_, x| !x.is_null());
+            m.values_mut().for_each(prune_nulls);
+        }
+        Value::Array(a) => a.iter_mut().for_each(prune_nulls),
+        _ => {}
+    }
+}
+
 /// The collection named `name`.
 pub fn collection(name: &str) -> Option<&'static Collection> {
     COLLECTIONS.iter().find(|c| c.name == name)
 }
 
-/// XAPI datetime (`20240101T00:00:00Z`) → seconds since the epoch, epoch 0 → null (XO's `parseDateTime`).
+/// XAPI datetime (`20240101T00:00:00Z`) or a number of seconds (some `other_config` entries, e.g. a host's
+/// `boot_time`) → seconds since the epoch; 0 or nothing → null (XO's `parseDateTime`).
 pub fn timestamp(v: Option<&Value>) -> Value {
     let Some(s) = v.and_then(Value::as_str) else {
         return Value::Null;
     };
+    if let Ok(n) = s.trim().parse::<f64>() {
+        return if n == 0.0 || !n.is_finite() {
+            Value::Null
+        } else if n.fract() == 0.0 {
+            json!(n as i64)
+        } else {
+            json!(n)
+        };
+    }
     let digits: String = s.chars().filter(|c| c.is_ascii_digit()).collect();
     if digits.len() < 14 {
         return Value::Null;
@@ -266,6 +309,10 @@ mod tests {
         assert_eq!(timestamp(Some(&json!("19700101T00:00:00Z"))), Value::Null);
         assert_eq!(timestamp(Some(&json!("20240101T00:00:00Z"))), json!(1_704_067_200));
         assert_eq!(timestamp(Some(&json!("2024-01-01T00:00:01Z"))), json!(1_704_067_201));
+        assert_eq!(timestamp(Some(&json!("1764000000"))), json!(1_764_000_000));
+        assert_eq!(timestamp(Some(&json!("1764000000.5"))), json!(1_764_000_000.5));
+        assert_eq!(timestamp(Some(&json!("0"))), Value::Null);
+        assert_eq!(timestamp(None), Value::Null);
         assert_eq!(num(Some(&json!("42"))), json!(42));
         assert_eq!(num(Some(&json!(42))), json!(42));
         assert!(collection("vms").is_some() && collection("nope").is_none());

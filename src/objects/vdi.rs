@@ -20,8 +20,31 @@ pub fn map_vdi(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> {
     if snapshot {
         o.insert("snapshot_time".into(), timestamp(r.get("snapshot_time")));
         o.insert("$snapshot_of".into(), ctx.link(r.get("snapshot_of").unwrap_or(&Value::Null)));
+    } else {
+        o.insert("chainPhysicalUsage".into(), json!(chain_usage(r, ctx)));
     }
     o
+}
+
+/// The physical usage of a VDI and of every VHD parent up its chain (`sm_config.vhd-parent`, a uuid), as XO sums
+/// it; a parent that is not among the fetched records ends the chain.
+fn chain_usage(r: &Value, ctx: &Ctx) -> i64 {
+    let usage = |v: &Value| num(v.get("physical_utilisation")).as_i64().unwrap_or(0);
+    let parent_of =
+        |v: &Value| v.get("sm_config").and_then(|m| m.get("vhd-parent")).and_then(Value::as_str).map(str::to_string);
+    let mut total = usage(r);
+    let mut next = parent_of(r);
+    let mut seen = 0;
+    while let Some(uuid) = next.take() {
+        seen += 1;
+        let Some(parent) = ctx.records.values().find(|v| v.get("uuid").and_then(Value::as_str) == Some(uuid.as_str()))
+        else {
+            break;
+        };
+        total += usage(parent);
+        next = parent_of(parent).filter(|_| seen < 1000);
+    }
+    total
 }
 
 pub fn map_sr(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> {

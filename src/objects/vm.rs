@@ -1,6 +1,6 @@
 //! The XO shape of a VM, snapshot, template or control domain (XO's `xapi-object-to-xo` `vm()`).
 
-use super::{common, current_operations, num, timestamp, Ctx};
+use super::{common, current_operations, num, timestamp, vm_checks, Ctx};
 use serde_json::{json, Map, Value};
 
 fn s<'a>(r: &'a Value, k: &str) -> &'a str {
@@ -152,9 +152,30 @@ pub fn map(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> {
     );
     o.insert("viridian".into(), json!(plat("viridian").and_then(|v| v.as_str().map(|s| s == "true")).unwrap_or(false)));
     o.insert("coresPerSocket".into(), plat("cores-per-socket").map(|v| num(Some(&v))).unwrap_or(Value::Null));
+    let plat_true = |k: &str| plat(k).and_then(|v| v.as_str().map(|s| s == "true")).unwrap_or(false);
+    o.insert("expNestedHvm".into(), json!(plat_true("exp-nested-hvm")));
+    // XCP-ng platform 3.4 renamed the switch (`nested-virt`).
+    let nested = if vm_checks::at_least(&ctx.platform_version, 3, 4) { "nested-virt" } else { "exp-nested-hvm" };
+    o.insert("isNestedVirtEnabled".into(), json!(plat_true(nested)));
+    o.insert("needsVtpm".into(), json!(plat_true("vtpm")));
+    let firmware = r.get("HVM_boot_params").and_then(|p| p.get("firmware")).and_then(Value::as_str).unwrap_or("");
+    o.insert("isFirmwareSupported".into(), json!(vm_checks::firmware_supported(s(r, "recommendations"), firmware)));
+    if t == "VM" {
+        o.insert("vulnerabilities".into(), json!({ "xsa468": vm_checks::xsa468(&platform, guest) }));
+    }
+    // XO's own data about the VM (`xo:<uuid prefix>` in other_config, as `@xen-orchestra/xapi`'s `xoData`):
+    // its creation record, empty when XO did not create it.
+    let uuid = s(r, "uuid");
+    let xo_data = r
+        .get("other_config")
+        .and_then(|c| c.get(format!("xo:{}", uuid.get(..8).unwrap_or(uuid))))
+        .and_then(Value::as_str)
+        .and_then(|j| serde_json::from_str::<Value>(j).ok());
+    let creation = xo_data.as_ref().and_then(|d| d.get("creation")).filter(|c| c.is_object()).cloned();
+    o.insert("creation".into(), creation.unwrap_or_else(|| json!({})));
     if mode == "hvm" {
         o.insert("vga".into(), plat("vga").unwrap_or_else(|| json!("cirrus")));
-        o.insert("videoram".into(), plat("videoram").map(|v| num(Some(&v))).unwrap_or(Value::Null));
+        o.insert("videoram".into(), plat("videoram").map(|v| num(Some(&v))).unwrap_or(json!(4)));
     } else {
         o.insert("PV_args".into(), json!(s(r, "PV_args")));
     }
@@ -163,31 +184,31 @@ pub fn map(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> {
         let detected = b(g, "PV_drivers_detected") || v.as_object().is_some_and(|m| !m.is_empty());
         (v, detected, b(g, "PV_drivers_up_to_date"))
     });
-    match tools.filter(|_| running) {
-        Some((version, detected, up_to_date)) => {
-            let major = version.get("major").and_then(Value::as_str).unwrap_or("");
-            let minor = version.get("minor").and_then(Value::as_str).unwrap_or("");
+    // XO 6 dropped the deprecated `xenTools`; these are its replacements (XO's `getVmGuestToolsProps`).
+    if let Some((version, detected, up_to_date)) = tools.filter(|_| running) {
+        let part = |k: &str| version.get(k).and_then(Value::as_str).unwrap_or("");
+        let has_version = version.get("major").is_some() && version.get("minor").is_some();
+        o.insert("pvDriversDetected".into(), json!(detected));
+        if has_version {
             o.insert(
-                "xenTools".into(),
-                if detected {
-                    json!({"major": major, "minor": minor, "version": format!("{major}.{minor}")})
-                } else {
-                    json!(false)
-                },
+                "pvDriversVersion".into(),
+                json!(format!("{}.{}.{}-{}", part("major"), part("minor"), part("micro"), part("build"))),
             );
-            o.insert("pvDriversDetected".into(), json!(detected));
-            o.insert("pvDriversVersion".into(), if detected { json!(format!("{major}.{minor}")) } else { Value::Null });
+        }
+        if detected {
             o.insert("pvDriversUpToDate".into(), json!(up_to_date));
-            o.insert("managementAgentDetected".into(), json!(detected));
         }
-        None => {
-            o.insert("xenTools".into(), json!(false));
-        }
+        let static_ip = guest.and_then(|g| g.get("other")).and_then(|o| o.get("feature-static-ip-setting"));
+        o.insert(
+            "managementAgentDetected".into(),
+            json!(has_version || static_ip.and_then(Value::as_str) == Some("1")),
+        );
     }
     o.insert("VIFs".into(), ctx.links(r.get("VIFs").unwrap_or(&Value::Null)));
     o.insert("$VBDs".into(), ctx.links(r.get("VBDs").unwrap_or(&Value::Null)));
     o.insert("VTPMs".into(), json!([]));
-    o.insert("VGPUs".into(), json!([]));
+    o.insert("VGPUs".into(), ctx.links(r.get("VGPUs").unwrap_or(&Value::Null)));
+    o.insert("$VGPUs".into(), ctx.links(r.get("VGPUs").unwrap_or(&Value::Null)));
     o.insert("snapshots".into(), ctx.links(r.get("snapshots").unwrap_or(&Value::Null)));
     o.insert("parent".into(), ctx.link(r.get("parent").unwrap_or(&Value::Null)));
     o.insert("affinityHost".into(), ctx.link(r.get("affinity").unwrap_or(&Value::Null)));

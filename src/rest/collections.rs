@@ -128,9 +128,16 @@ async fn load_joins<T: Transport>(
             ctx.xapi.call_raw(&format!("{class}.get_all_records"), std::slice::from_ref(&s)).await.map_err(xapi_err)?;
         for (r, raw) in parse_records(&body)? {
             let rec: Value = serde_json::from_str(raw.get()).unwrap_or(Value::Null);
-            // Records of the listed class itself only serve as link targets: keep their uuid.
+            // Records of the listed class itself only serve as link targets: keep their uuid (and, for VDIs,
+            // what the usage of a VHD chain adds up).
             let keep = if *class == coll.class {
-                json!({ "uuid": rec.get("uuid").cloned().unwrap_or(Value::Null) })
+                let mut k = json!({ "uuid": rec.get("uuid").cloned().unwrap_or(Value::Null) });
+                if *class == "VDI" {
+                    let parent = rec.get("sm_config").and_then(|m| m.get("vhd-parent")).cloned();
+                    k["physical_utilisation"] = rec.get("physical_utilisation").cloned().unwrap_or(Value::Null);
+                    k["sm_config"] = json!({ "vhd-parent": parent });
+                }
+                k
             } else {
                 rec
             };
@@ -172,7 +179,7 @@ fn link_fields(class: &str) -> &'static [(&'static str, &'static str)] {
         "network" => &[("PIFs", "PIF"), ("VIFs", "VIF")],
         "VBD" => &[("VM", "VM"), ("VDI", "VDI")],
         "VIF" => &[("VM", "VM"), ("network", "network")],
-        "PIF" => &[("host", "host"), ("network", "network")],
+        "PIF" => &[("host", "host"), ("network", "network"), ("metrics", "PIF_metrics")],
         "task" => &[("resident_on", "host")],
         _ => &[],
     }
@@ -249,6 +256,37 @@ async fn load_links<T: Transport>(
         }
         wave = next_wave;
     }
+    if class == "VDI" {
+        vhd_chain(ctx, &s, rec, octx).await?;
+    }
+    Ok(())
+}
+
+/// The VHD parents of a VDI (`sm_config.vhd-parent`, a uuid), one level at a time, for its chain's usage.
+async fn vhd_chain<T: Transport>(
+    ctx: &Ctx<'_, T>,
+    s: &Value,
+    rec: &Value,
+    octx: &mut objects::Ctx,
+) -> Result<(), ApiError> {
+    let parent_of =
+        |v: &Value| v.get("sm_config").and_then(|m| m.get("vhd-parent")).and_then(Value::as_str).map(str::to_string);
+    let mut next = parent_of(rec);
+    for _ in 0..64 {
+        let Some(uuid) = next.take() else { break };
+        let r = match ctx.xapi.call("VDI.get_by_uuid", &[s.clone(), json!(uuid)]).await {
+            Ok(r) => r,
+            Err(e) if matches!(e.code(), Some("UUID_INVALID" | "HANDLE_INVALID")) => break,
+            Err(e) => return Err(xapi_err(e)),
+        };
+        let parent = match ctx.xapi.call("VDI.get_record", &[s.clone(), r.clone()]).await {
+            Ok(p) => p,
+            Err(e) if e.code() == Some("HANDLE_INVALID") => break,
+            Err(e) => return Err(xapi_err(e)),
+        };
+        next = parent_of(&parent);
+        octx.records.insert(r.as_str().unwrap_or_default().to_string(), parent);
+    }
     Ok(())
 }
 
@@ -267,7 +305,9 @@ async fn link<T: Transport>(
     let full = match (class, target) {
         ("VM", "VM_metrics" | "VM_guest_metrics") => true,
         ("VM", "VBD" | "VDI" | "PBD") => !resident,
-        ("SR", "PBD") | ("host", "host_metrics") | ("pool", "host") => true,
+        ("SR", "PBD") | ("host", "host_metrics") | ("pool", "host") | ("PIF", "PIF_metrics") | ("network", "PIF") => {
+            true
+        }
         _ => false,
     };
     let args = [s.clone(), json!(r)];
@@ -288,12 +328,26 @@ async fn link<T: Transport>(
 }
 
 /// The pool's uuid, in one call (a pool has one record).
-async fn pool_uuid<T: Transport>(ctx: &Ctx<'_, T>, caller: &Caller) -> Result<String, ApiError> {
+/// The pool's uuid and its master's platform version (one more call, on the master's `software_version`).
+async fn pool_info<T: Transport>(ctx: &Ctx<'_, T>, caller: &Caller) -> Result<(String, String), ApiError> {
     let s = json!(caller.session);
     let pools = ctx.xapi.call("pool.get_all_records", std::slice::from_ref(&s)).await.map_err(xapi_err)?;
     let pool = pools.as_object().and_then(|p| p.values().next());
     let uuid = pool.and_then(|p| p.get("uuid")).and_then(Value::as_str);
-    uuid.map(str::to_string).ok_or_else(|| ApiError::bad_gateway("XAPI reports no pool"))
+    let uuid = uuid.map(str::to_string).ok_or_else(|| ApiError::bad_gateway("XAPI reports no pool"))?;
+    let master = pool.and_then(|p| p.get("master")).cloned().unwrap_or(Value::Null);
+    let version = match ctx.xapi.call("host.get_software_version", &[s, master]).await {
+        Ok(v) => v.get("platform_version").and_then(Value::as_str).unwrap_or_default().to_string(),
+        Err(e) if e.code() == Some("HANDLE_INVALID") => String::new(),
+        Err(e) => return Err(xapi_err(e)),
+    };
+    Ok((uuid, version))
+}
+
+/// A mapping context holding the pool's identity.
+async fn pool_ctx<T: Transport>(ctx: &Ctx<'_, T>, caller: &Caller) -> Result<objects::Ctx, ApiError> {
+    let (pool_uuid, platform_version) = pool_info(ctx, caller).await?;
+    Ok(objects::Ctx { pool_uuid, platform_version, ..Default::default() })
 }
 
 /// Whether a record belongs to the collection (the selector, evaluated locally for single objects).
@@ -375,7 +429,7 @@ impl Listing {
                 continue;
             };
             let Ok(rec) = serde_json::from_str::<Value>(raw) else { continue };
-            let object = (self.coll.map)(reference, &rec, &self.octx);
+            let object = objects::build(self.coll, reference, &rec, &self.octx);
             let h = href(self.coll.name, rec.get("uuid").unwrap_or(&Value::Null));
             let object = match &self.q.filter {
                 Some(f) => {
@@ -417,10 +471,7 @@ pub async fn list<T: Transport>(
 ) -> Result<Reply, ApiError> {
     let q = params::parse_list_query(&req.query)?;
     let p = plan(coll, &q);
-    let mut octx = objects::Ctx::default();
-    if p.pool {
-        octx.pool_uuid = pool_uuid(ctx, &caller).await?;
-    }
+    let mut octx = if p.pool { pool_ctx(ctx, &caller).await? } else { objects::Ctx::default() };
     if p.joins {
         load_joins(ctx, &caller, coll, &mut octx).await?;
     }
@@ -505,10 +556,10 @@ pub async fn get<T: Transport>(
 ) -> Result<Reply, ApiError> {
     let (reference, rec) = find(ctx, &caller, coll, id).await?;
     let mut octx = objects::Ctx::default();
-    let (pool, links) = join(pool_uuid(ctx, &caller), load_links(ctx, &caller, coll.class, &rec, &mut octx)).await;
+    let (pool, links) = join(pool_info(ctx, &caller), load_links(ctx, &caller, coll.class, &rec, &mut octx)).await;
     links?;
-    octx.pool_uuid = pool?;
-    let object = (coll.map)(&reference, &rec, &octx);
+    (octx.pool_uuid, octx.platform_version) = pool?;
+    let object = objects::build(coll, &reference, &rec, &octx);
     Ok(Reply::json(200, &Value::Object(object)))
 }
 
@@ -523,7 +574,7 @@ pub async fn vm_vdis<T: Transport>(
     let q = params::parse_list_query(&req.query)?;
     let (_, vm) = find(ctx, &caller, coll, id).await?;
     let vdis_coll = objects::collection("vdis").ok_or_else(|| ApiError::internal("vdis collection missing"))?;
-    let mut octx = objects::Ctx { pool_uuid: pool_uuid(ctx, &caller).await?, ..Default::default() };
+    let mut octx = pool_ctx(ctx, &caller).await?;
     load_joins(ctx, &caller, vdis_coll, &mut octx).await?;
     let s = json!(caller.session);
     let mut items = Vec::new();
@@ -544,7 +595,7 @@ pub async fn vm_vdis<T: Transport>(
         let object = objects::COLLECTIONS
             .iter()
             .find(|c| c.name == "vdis")
-            .map(|c| (c.map)(&vdi_ref, &rec, &octx))
+            .map(|c| objects::build(c, &vdi_ref, &rec, &octx))
             .unwrap_or_default();
         let h = href(if snapshot { "vdi-snapshots" } else { "vdis" }, rec.get("uuid").unwrap_or(&Value::Null));
         items.push((object, h));
@@ -579,9 +630,9 @@ pub async fn task<T: Transport>(ctx: &Ctx<'_, T>, caller: Caller, req: &Request,
             }
         }
     }
-    let mut octx = objects::Ctx { pool_uuid: pool_uuid(ctx, &caller).await?, ..Default::default() };
+    let mut octx = pool_ctx(ctx, &caller).await?;
     load_joins(ctx, &caller, coll, &mut octx).await?;
-    Ok(Reply::json(200, &Value::Object((coll.map)(&reference, &rec, &octx))))
+    Ok(Reply::json(200, &Value::Object(objects::build(coll, &reference, &rec, &octx))))
 }
 
 #[cfg(test)]

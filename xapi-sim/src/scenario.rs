@@ -160,6 +160,8 @@ pub fn infrastructure(db: &mut Db) -> Pool {
                         ("xapi", "25.6"),
                         ("xen", "4.17.5-8"),
                         ("linux", "4.19.0+1"),
+                        ("platform_version", "3.4.0"),
+                        ("xcp-ng:main", "Base Pack, version 8.3.0"),
                     ]),
                 ),
                 (
@@ -172,16 +174,49 @@ pub fn infrastructure(db: &mut Db) -> Pool {
                         ("speed", "2100.000"),
                     ]),
                 ),
-                ("license_params", Value::map([("restrict_zstd_export", "false"), ("sku_type", "free")])),
+                (
+                    "license_params",
+                    Value::map([
+                        ("restrict_zstd_export", "false"),
+                        ("sku_type", "free"),
+                        ("expiry", "20380119T03:14:07Z"),
+                    ]),
+                ),
+                (
+                    "capabilities",
+                    Value::strs(["xen-3.0-x86_64", "hvm-3.0-x86_32", "hvm-3.0-x86_32p", "hvm-3.0-x86_64"]),
+                ),
+                ("chipset_info", Value::map([("iommu", "true")])),
                 ("bios_strings", Value::map([("bios-vendor", "Xen"), ("system-manufacturer", "Xen")])),
                 ("iscsi_iqn", Value::str(format!("iqn.2026-01.lan.example:xcp-host{i}"))),
-                ("other_config", Value::map([("iscsi_iqn", "iqn.2026-01.lan.example"), ("boot_time", "1764000000")])),
+                (
+                    "other_config",
+                    Value::map([
+                        ("iscsi_iqn", "iqn.2026-01.lan.example"),
+                        ("boot_time", "1764000000.0"),
+                        ("agent_start_time", "1764000042.0"),
+                        ("rpm_patch_installation_time", "1763990000.0"),
+                    ]),
+                ),
                 ("allowed_operations", Value::strs(["provision", "evacuate", "reboot", "shutdown"])),
+            ]),
+        );
+        let pif_metrics = db.create(
+            "PIF_metrics",
+            f([
+                ("carrier", Value::Bool(true)),
+                ("device_name", Value::str("Ethernet Controller X710")),
+                ("vendor_name", Value::str("Intel Corporation")),
+                ("speed", Value::Int(10000)),
+                ("duplex", Value::Bool(true)),
+                ("last_updated", Value::DateTime(now_datetime())),
             ]),
         );
         let pif = db.create(
             "PIF",
             f([
+                ("metrics", Value::str(pif_metrics)),
+                ("primary_address_type", Value::str("IPv4")),
                 ("device", Value::str("eth0")),
                 ("network", Value::str(network.clone())),
                 ("host", Value::str(host.clone())),
@@ -332,6 +367,12 @@ struct VmSpec<'a> {
     os: Option<&'a str>,
 }
 
+/// What XAPI's templates recommend (copied into the VMs made from them).
+const RECOMMENDATIONS: &str = "<restrictions><restriction field=\"memory-static-max\" max=\"1649267441664\"/>\
+<restriction field=\"vcpus-max\" max=\"64\"/><restriction property=\"number-of-vbds\" max=\"255\"/>\
+<restriction property=\"number-of-vifs\" max=\"7\"/><restriction field=\"has-vendor-device\" value=\"false\"/>\
+</restrictions>";
+
 fn vm(db: &mut Db, p: &Pool, spec: VmSpec<'_>, seed: u64) -> String {
     let running = spec.state != "Halted";
     let metrics = db.create(
@@ -372,6 +413,7 @@ fn vm(db: &mut Db, p: &Pool, spec: VmSpec<'_>, seed: u64) -> String {
                 ]),
             ),
             ("other_config", Value::map([("auto_poweron", "false"), ("base_template_name", "Other install media")])),
+            ("recommendations", Value::str(RECOMMENDATIONS)),
             ("metrics", Value::str(metrics)),
             ("domid", Value::Int(-1)),
             ("user_version", Value::Int(1)),
@@ -624,6 +666,21 @@ pub fn demo(db: &mut Db) -> Pool {
         },
         10,
     );
+    // A Windows guest (platform device 0002) and a VM XO created (its `xo:<uuid prefix>` creation record).
+    db.update(&win, |f| {
+        if let Some(Value::Map(m)) = f.get_mut("platform") {
+            m.push(("device_id".into(), Value::str("0002")));
+            m.retain(|(k, _)| k != "viridian");
+            m.push(("viridian".into(), Value::str("true")));
+        }
+    });
+    let web_uuid = db.field_str(&web, "uuid");
+    let creation = r#"{"creation":{"date":"2025-06-01T10:00:00.000Z","user":"3b0a6a9c-1f6b-4e2a-9a51-2c4d0e7f1a11"}}"#;
+    db.update(&web, |f| {
+        if let Some(Value::Map(m)) = f.get_mut("other_config") {
+            m.push((format!("xo:{}", &web_uuid[..8]), Value::str(creation)));
+        }
+    });
     let _ = api::vm_snapshot(db, &web, "Debian 12 web - before upgrade", &[]);
     let _ = api::vm_snapshot(db, &win, "Windows Server 2022 - patched", &[]);
     let _ = db_vm;

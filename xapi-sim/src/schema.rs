@@ -27,6 +27,7 @@ pub const CLASSES: &[&str] = &[
     "network",
     "VIF",
     "PIF",
+    "PIF_metrics",
     "message",
     "task",
     "subject",
