@@ -10,6 +10,10 @@ use std::cmp::Ordering;
 /// Whether `recommendations` (XAPI's `<restrictions><restriction field=… value=…/>…`) allows `firmware`: no
 /// restriction named `supports-<firmware>` says `no`. Unparseable or absent recommendations allow it.
 pub fn firmware_supported(recommendations: &str, firmware: &str) -> bool {
+    // Most recommendations restrict no firmware: no XML to parse then (this runs for every VM of a listing).
+    if !recommendations.contains("supports-") {
+        return true;
+    }
     let field = format!("supports-{firmware}");
     let mut reader = Reader::from_str(recommendations);
     loop {
