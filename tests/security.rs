@@ -139,6 +139,29 @@ fn oversized_json_bodies_filters_and_field_lists_are_refused_before_xapi() {
     assert_eq!(edge.sim_calls(), before, "nothing refused reached XAPI");
 }
 
+/// A deeply nested filter (2 KB of `(((…`) is a 400 JSON error, not a guest trap: the runtime's HTML 500 and,
+/// with Basic credentials, an XAPI session left behind per request, as the security second pass found.
+#[test]
+fn deeply_nested_filters_are_a_400_not_a_crash() {
+    let edge = Edge::start();
+    let nested = format!("{}a{}", "(".repeat(1000), ")".repeat(1000));
+    let sessions = edge.sim_stats()["sessions"].clone();
+    for _ in 0..5 {
+        let r = edge
+            .get("/rest/v0/vms")
+            .query(&[("filter", nested.as_str())])
+            .basic_auth("root", Some(PASSWORD))
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400);
+        let body: J = r.json().unwrap();
+        assert!(body["error"].as_str().unwrap().contains("nested more than"), "{body}");
+    }
+    let r = edge.get("/rest/v0/vms?fields=name_label").basic_auth("root", Some(PASSWORD)).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200, "the edge still serves");
+    assert_eq!(edge.sim_stats()["sessions"], sessions, "no XAPI session left behind");
+}
+
 #[test]
 fn token_cookies_are_http_only_same_site_and_scoped() {
     let edge = Edge::start();

@@ -168,7 +168,13 @@ type PResult<T> = Result<Option<(usize, T)>, FilterError>;
 
 struct Parser {
     c: Vec<char>,
+    /// How deep the term being parsed is nested (groups, negations, properties).
+    depth: std::cell::Cell<usize>,
 }
+
+/// The deepest nesting a filter may have: a recursive-descent parser (and the evaluation after it) would
+/// otherwise exhaust the guest's stack on a few kilobytes of `(((…`, and trap.
+pub const MAX_DEPTH: usize = 64;
 
 impl Parser {
     fn at(&self, pos: usize) -> Option<char> {
@@ -300,7 +306,14 @@ impl Parser {
     }
 
     fn term(&self, pos: usize) -> PResult<Filter> {
-        let Some((p, node)) = self.term_body(pos)? else {
+        let depth = self.depth.get() + 1;
+        if depth > MAX_DEPTH {
+            return Err(FilterError(format!("parse error: the filter is nested more than {MAX_DEPTH} levels deep")));
+        }
+        self.depth.set(depth);
+        let body = self.term_body(pos);
+        self.depth.set(depth - 1);
+        let Some((p, node)) = body? else {
             return Ok(None);
         };
         Ok(self.ws(p).map(|p| (p, node)))
@@ -387,7 +400,7 @@ fn v8_message(engine: &str, pattern: &str) -> String {
 
 /// Parses a filter; the empty string is [`Filter::Null`].
 pub fn parse(input: &str) -> Result<Filter, FilterError> {
-    let parser = Parser { c: input.chars().collect() };
+    let parser = Parser { c: input.chars().collect(), depth: std::cell::Cell::new(0) };
     let start = parser.ws(0).unwrap_or(0);
     let (pos, terms) = parser.terms(start, 0)?.unwrap_or((start, Vec::new()));
     if pos < parser.c.len() {
@@ -739,6 +752,19 @@ mod tests {
         assert_eq!(parse("\"foo\\").unwrap_err().0, "parse error: expected end of input at position 0");
         assert_eq!(parse("🎷 x").unwrap_err().0, "parse error: expected end of input at position 0");
         assert_eq!(parse("a 🎷").unwrap_err().0, "parse error: expected end of input at position 2");
+    }
+
+    /// Deep nesting is refused with an error instead of exhausting the stack (a trap in the guest).
+    #[test]
+    fn nesting_is_bounded() {
+        let nested = |n: usize, open: &str| format!("{}a{}", open.repeat(n), ")".repeat(n));
+        assert!(parse(&nested(MAX_DEPTH - 1, "(")).unwrap().matches(&json!("a")));
+        for open in ["(", "|(", "!(", "x:("] {
+            let e = parse(&nested(1000, open)).unwrap_err().0;
+            assert!(e.contains("nested more than 64 levels"), "{open}: {e}");
+        }
+        assert!(parse(&format!("{}a", "!".repeat(10_000))).is_err());
+        assert!(parse(&format!("{}a", "x:".repeat(10_000))).is_err());
     }
 
     #[test]
