@@ -73,8 +73,17 @@ impl Sim {
         self.call("task.create", json!([sid, "test", ""])).unwrap().as_str().unwrap().to_string()
     }
 
+    /// The status of `task` once it has left `pending` (async calls run in the background, as on XAPI), or
+    /// `pending` if it is still running after 10 s.
     pub fn task_status(&self, sid: &str, task: &str) -> String {
-        self.call("task.get_status", json!([sid, task])).unwrap().as_str().unwrap().to_string()
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let status = self.call("task.get_status", json!([sid, task])).unwrap().as_str().unwrap().to_string();
+            if status != "pending" || std::time::Instant::now() > deadline {
+                return status;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     /// A new empty user VDI of `size` bytes on `sr`.
