@@ -11,6 +11,7 @@ use crate::error::ApiError;
 pub const KEYS: &[(&str, Option<&str>)] = &[
     ("xapi_url", None),
     ("token_secret", None),
+    ("token_secret_previous", Some("")),
     ("token_lifetime", Some("86400")),
     ("token_max_lifetime", Some("2592000")),
     ("orphan_after", Some("600")),
@@ -25,8 +26,10 @@ pub const MIN_SECRET_LEN: usize = 32;
 pub struct Config {
     /// Base URL of the pool master's XAPI, e.g. `https://192.0.2.10` (no trailing slash).
     pub xapi_url: String,
-    /// Key of the token HMAC.
+    /// The secret token keys are derived from.
     pub token_secret: Vec<u8>,
+    /// The secret before the last rotation: its tokens are still accepted (and renewed under the current one).
+    pub token_secret_previous: Option<Vec<u8>>,
     /// Default token lifetime in seconds.
     pub token_lifetime: u64,
     /// Largest lifetime a client may ask for with `expiresIn`.
@@ -44,6 +47,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("xapi_url", &self.xapi_url)
             .field("token_secret", &"<redacted>")
+            .field("token_secret_previous", &self.token_secret_previous.as_ref().map(|_| "<redacted>"))
             .field("token_lifetime", &self.token_lifetime)
             .field("token_max_lifetime", &self.token_max_lifetime)
             .field("orphan_after", &self.orphan_after)
@@ -66,6 +70,11 @@ fn number(key: &str, v: &str) -> Result<u64, ApiError> {
 }
 
 impl Config {
+    /// The secrets tokens are opened with: the current one first.
+    pub fn token_secrets(&self) -> Vec<&[u8]> {
+        std::iter::once(self.token_secret.as_slice()).chain(self.token_secret_previous.as_deref()).collect()
+    }
+
     /// Builds the configuration from `lookup(key)`; a missing required key or a bad value is a 500 naming the key
     /// (never its value).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ApiError> {
@@ -88,11 +97,25 @@ impl Config {
                 "configuration: token_secret must be at least {MIN_SECRET_LEN} bytes"
             )));
         }
+        let token_secret_previous = Some(get("token_secret_previous")?.into_bytes()).filter(|s| !s.is_empty());
+        if token_secret_previous.as_ref().is_some_and(|s| s.len() < MIN_SECRET_LEN) {
+            return Err(ApiError::internal(format!(
+                "configuration: token_secret_previous must be empty or at least {MIN_SECRET_LEN} bytes"
+            )));
+        }
         let token_lifetime = number("token_lifetime", &get("token_lifetime")?)?;
         let token_max_lifetime = number("token_max_lifetime", &get("token_max_lifetime")?)?.max(token_lifetime);
         let orphan_after = number("orphan_after", &get("orphan_after")?)?;
         let xapi_timeout = number("xapi_timeout", &get("xapi_timeout")?)?;
-        Ok(Config { xapi_url, token_secret, token_lifetime, token_max_lifetime, orphan_after, xapi_timeout })
+        Ok(Config {
+            xapi_url,
+            token_secret,
+            token_secret_previous,
+            token_lifetime,
+            token_max_lifetime,
+            orphan_after,
+            xapi_timeout,
+        })
     }
 }
 

@@ -374,8 +374,8 @@ fn every_operation_under_every_fault_ends_cleanly_and_leaves_nothing() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let dead =
         Edge::start_with(&[("XO_EDGE_XAPI_URL", &format!("http://127.0.0.1:{closed}"))], xapi_sim::Options::default());
-    let token = xo_edge::auth::token::sign(
-        &xo_edge::auth::token::TokenClaims::new("OpaqueRef:any", "root", common_now(), 3600),
+    let token = xo_edge::auth::token::seal(
+        &xo_edge::auth::token::TokenClaims::new("OpaqueRef:any", "root", common_now(), 3600, 3600),
         common::SECRET.as_bytes(),
     );
     let dead_f = Fixture { token, ..fixture_ids(&f) };

@@ -19,7 +19,7 @@ fn now() -> u64 {
 fn logs_and_error_bodies_never_carry_tokens_passwords_or_sessions() {
     let edge = Edge::start();
     let token = edge.token("root", PASSWORD);
-    let session = token::verify(&token, SECRET.as_bytes(), now()).unwrap().session;
+    let session = token::open(&token, &[SECRET.as_bytes()]).unwrap().0.session;
     let disk = edge.sim_disk("security disk", 1 << 20, 3);
     let mut bodies = Vec::new();
     let mut keep = |r: reqwest::blocking::Response| {
@@ -41,8 +41,12 @@ fn logs_and_error_bodies_never_carry_tokens_passwords_or_sessions() {
     keep(edge.get("/rest/v0/vms?filter=(((").bearer_auth(&token).send().unwrap());
     keep(edge.get("/rest/v0/vms").basic_auth("root", Some("wrong-password")).send().unwrap());
     keep(edge.get(&format!("/rest/v0/vms?token={token}")).send().unwrap());
-    let expired = token::sign(
-        &token::TokenClaims { iat: now() - 7200, exp: now() - 3600, ..token::TokenClaims::new(&session, "root", 0, 0) },
+    let expired = token::seal(
+        &token::TokenClaims {
+            iat: now() - 7200,
+            exp: now() - 3600,
+            ..token::TokenClaims::new("OpaqueRef:gone", "root", 0, 0, 0)
+        },
         SECRET.as_bytes(),
     );
     keep(edge.get("/rest/v0/vms").bearer_auth(&expired).send().unwrap());
@@ -160,6 +164,81 @@ fn deeply_nested_filters_are_a_400_not_a_crash() {
     let r = edge.get("/rest/v0/vms?fields=name_label").basic_auth("root", Some(PASSWORD)).send().unwrap();
     assert_eq!(r.status().as_u16(), 200, "the edge still serves");
     assert_eq!(edge.sim_stats()["sessions"], sessions, "no XAPI session left behind");
+}
+
+/// Issue 15, item 1: nothing in a token is readable (it is sealed, not signed JSON), and a token presented after
+/// its expiry ends the XAPI session it stood for, so the session cannot outlive it by XAPI's 24 h idle timeout.
+#[test]
+fn tokens_are_opaque_and_an_expired_one_ends_its_session() {
+    use base64::Engine as _;
+    let edge = Edge::start_with(&[("XO_EDGE_TOKEN_LIFETIME", "1")], xapi_sim::Options::default());
+    let t = edge.token("root", PASSWORD);
+    let session = token::open(&t, &[SECRET.as_bytes()]).unwrap().0.session;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&t).expect("one base64url string");
+    let tail = session.trim_start_matches("OpaqueRef:");
+    for readable in [session.as_bytes(), tail.as_bytes(), b"root", b"OpaqueRef"] {
+        assert!(!raw.windows(readable.len()).any(|w| w == readable), "the token shows {:?}", readable);
+        assert!(!t.as_bytes().windows(readable.len()).any(|w| w == readable));
+    }
+    let works = |s: &str| edge.xapi("pool.get_all", json!([s]))["error"].is_null();
+    assert!(works(&session));
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert!(works(&session), "an expired token's session lives until the token is presented (or XAPI's timeout)");
+    let r = edge.get("/rest/v0/vms").bearer_auth(&t).send().unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(r.json::<J>().unwrap()["data"]["reason"], "token expired");
+    assert!(!works(&session), "presenting the expired token logged its XAPI session out");
+    assert_eq!(edge.sim_stats()["sessions"], 0);
+}
+
+/// Issue 15, item 2: renewals stop at an absolute ceiling fixed when the token was created (`token_max_lifetime`
+/// after creation). A client that adopts every renewed cookie is refused once the ceiling has passed.
+#[test]
+fn token_renewal_stops_at_the_ceiling() {
+    let edge = Edge::start_with(
+        &[("XO_EDGE_TOKEN_LIFETIME", "2"), ("XO_EDGE_TOKEN_MAX_LIFETIME", "3")],
+        xapi_sim::Options::default(),
+    );
+    let created = std::time::Instant::now();
+    let mut t = edge.token("root", PASSWORD);
+    let first = token::open(&t, &[SECRET.as_bytes()]).unwrap().0;
+    assert_eq!(first.max, first.iat + 3);
+    let mut renewals = 0;
+    let refused_after = loop {
+        std::thread::sleep(std::time::Duration::from_millis(400));
+        let r = edge.get("/rest/v0").bearer_auth(&t).send().unwrap();
+        if r.status().as_u16() == 401 {
+            break created.elapsed();
+        }
+        assert_eq!(r.status().as_u16(), 200);
+        if let Some(c) = r.headers().get("set-cookie") {
+            let c = c.to_str().unwrap();
+            t = c.split(';').next().unwrap().trim_start_matches("authenticationToken=").to_string();
+            let claims = token::open(&t, &[SECRET.as_bytes()]).unwrap().0;
+            assert!(claims.exp <= first.max && claims.max == first.max, "{claims:?} past the ceiling of {first:?}");
+            let max_age: u64 = c.split("Max-Age=").nth(1).unwrap().split(';').next().unwrap().parse().unwrap();
+            assert!(max_age <= 3, "the cookie outlives the ceiling: {c}");
+            renewals += 1;
+        }
+        assert!(created.elapsed().as_secs() < 10, "renewed forever");
+    };
+    assert!(renewals >= 1, "the token was renewed on the way");
+    assert!(refused_after.as_secs_f64() < 4.5, "refused {refused_after:?} after creation, ceiling 3 s");
+}
+
+/// Issue 15, item 9: revoking with Basic credentials names no token; it answered 204 and revoked nothing.
+#[test]
+fn revoking_with_basic_credentials_is_a_400() {
+    let edge = Edge::start();
+    let t = edge.token("root", PASSWORD);
+    let url = format!("{}/rest/v0/users/me/authentication_tokens/current", edge.url);
+    let r = edge.http.delete(&url).basic_auth("root", Some(PASSWORD)).send().unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert!(r.json::<J>().unwrap()["error"].as_str().unwrap().contains("Bearer"));
+    assert_eq!(edge.sim_stats()["sessions"], 1, "the token's session only; the Basic one was logged out");
+    assert_eq!(edge.get("/rest/v0").bearer_auth(&t).send().unwrap().status().as_u16(), 200);
+    assert_eq!(edge.http.delete(&url).bearer_auth(&t).send().unwrap().status().as_u16(), 204);
+    assert_eq!(edge.sim_stats()["sessions"], 0);
 }
 
 #[test]

@@ -1,28 +1,37 @@
-//! Stateless, unforgeable, expiring tokens.
+//! Stateless, opaque, unforgeable, expiring tokens.
 //!
-//! A token is `<claims>.<signature>`, both base64url without padding: the claims are a small JSON object (the XAPI
-//! session ref, the user name, issue and expiry times in seconds since the epoch, a format version) and the
-//! signature is HMAC-SHA256 over the encoded claims under `token_secret`, compared in constant time. Nothing is
-//! stored at the edge and no XAPI password is ever in a token: the XAPI session is the only state, so revoking
-//! means logging that session out. Deciding whether a token is valid needs no XAPI call.
+//! A token is one base64url string (no padding) of `version ‖ nonce ‖ ciphertext`: the claims (the XAPI session
+//! ref, the user name, issue time, expiry, and the absolute ceiling no renewal may pass) are JSON sealed with
+//! XChaCha20-Poly1305 under a key derived from `token_secret` by HKDF-SHA256, with a random 192-bit nonce and the
+//! version byte as associated data. Nothing in a token is readable without the secret, and any change to it fails
+//! authentication. Keys rotate: tokens sealed under `token_secret_previous` are still opened (and renewed under the
+//! current key) until they expire.
+//!
+//! Nothing is stored at the edge and no XAPI password is ever in a token: the XAPI session is the only state, so
+//! revoking means logging that session out. A token is an XAPI bearer credential until it expires or is revoked.
+//! Deciding whether a token is valid needs no XAPI call.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use hmac::{Hmac, Mac};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hkdf::Hkdf;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
-type HmacSha256 = Hmac<Sha256>;
-
 /// Longest token accepted; anything longer is refused before decoding.
 pub const MAX_TOKEN_LEN: usize = 2048;
-const VERSION: u8 = 1;
+/// The format version, first byte of every token and its associated data.
+const VERSION: u8 = 2;
+const NONCE_LEN: usize = 24;
+/// HKDF inputs: the salt names the application, the info the use of the key, so the same `token_secret` never
+/// keys two different things.
+const HKDF_SALT: &[u8] = b"xo-edge";
+const HKDF_INFO: &[u8] = b"authentication token, XChaCha20-Poly1305, v2";
 
 /// What a token asserts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenClaims {
-    #[serde(rename = "v")]
-    pub version: u8,
     /// The XAPI session ref the token stands for.
     #[serde(rename = "s")]
     pub session: String,
@@ -33,88 +42,117 @@ pub struct TokenClaims {
     pub iat: u64,
     /// Expiry time, seconds since the Unix epoch.
     pub exp: u64,
+    /// The absolute expiry fixed when the first token of this session was created: no renewal goes past it.
+    pub max: u64,
 }
 
 /// Why a token was refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenError {
-    /// Not the token format at all (wrong shape, bad base64, bad JSON, too long, unknown version).
+    /// Not the token format at all (wrong shape, bad base64, too long, unknown version).
     Malformed,
-    /// Well-formed but not signed with our secret: forged or tampered.
+    /// Well-formed but not sealed with our secret: forged or tampered.
     BadSignature,
-    /// Signed by us, but past its expiry time.
-    Expired,
+    /// Sealed by us, but past its expiry time: the claims, so that the session can be ended.
+    Expired(Box<TokenClaims>),
 }
 
 impl TokenError {
     /// A short reason for the 401 body (never echoing the token).
-    pub fn reason(self) -> &'static str {
+    pub fn reason(&self) -> &'static str {
         match self {
             TokenError::Malformed => "malformed token",
-            TokenError::BadSignature => "invalid token signature",
-            TokenError::Expired => "token expired",
+            TokenError::BadSignature => "invalid token",
+            TokenError::Expired(_) => "token expired",
         }
     }
 }
 
 impl TokenClaims {
-    pub fn new(session: impl Into<String>, user: impl Into<String>, now: u64, lifetime: u64) -> Self {
+    /// Claims for a new session: valid `lifetime` seconds from `now`, renewable up to `ceiling` seconds from `now`.
+    pub fn new(session: impl Into<String>, user: impl Into<String>, now: u64, lifetime: u64, ceiling: u64) -> Self {
         TokenClaims {
-            version: VERSION,
             session: session.into(),
             user: user.into(),
             iat: now,
             exp: now.saturating_add(lifetime),
+            max: now.saturating_add(ceiling.max(lifetime)),
         }
     }
 
-    /// True once more than half of the token's lifetime has passed (a fresh token should be offered).
+    /// True once more than half of the token's lifetime has passed and a renewal would extend it.
     pub fn needs_refresh(&self, now: u64) -> bool {
         let half = self.exp.saturating_sub(self.iat) / 2;
-        now >= self.iat.saturating_add(half)
+        now >= self.iat.saturating_add(half) && self.exp < self.max
     }
 
-    /// The same claims with a new lifetime starting `now`.
+    /// The same claims with a new lifetime starting `now`, never past the ceiling.
     pub fn renewed(&self, now: u64) -> Self {
         let lifetime = self.exp.saturating_sub(self.iat);
-        TokenClaims { iat: now, exp: now.saturating_add(lifetime), ..self.clone() }
+        TokenClaims { iat: now, exp: now.saturating_add(lifetime).min(self.max), ..self.clone() }
     }
 }
 
-fn mac(secret: &[u8]) -> HmacSha256 {
-    // HMAC accepts keys of any length; this cannot fail.
-    <HmacSha256 as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
+fn cipher(secret: &[u8]) -> XChaCha20Poly1305 {
+    let mut key = [0u8; 32];
+    // 32 bytes is far below HKDF-SHA256's 8160-byte output limit: expand cannot fail.
+    let _ = Hkdf::<Sha256>::new(Some(HKDF_SALT), secret).expand(HKDF_INFO, &mut key);
+    XChaCha20Poly1305::new(&key.into())
 }
 
-/// Encodes and signs `claims`.
-pub fn sign(claims: &TokenClaims, secret: &[u8]) -> String {
+/// Seals `claims` under `secret` with a fresh random nonce.
+pub fn seal(claims: &TokenClaims, secret: &[u8]) -> String {
+    let mut nonce = [0u8; NONCE_LEN];
+    // The host's CSPRNG (wasi:random); without one, no token can be made safely.
+    if getrandom::getrandom(&mut nonce).is_err() {
+        return String::new();
+    }
+    seal_with_nonce(claims, secret, nonce)
+}
+
+fn seal_with_nonce(claims: &TokenClaims, secret: &[u8], nonce: [u8; NONCE_LEN]) -> String {
     let json = serde_json::to_vec(claims).unwrap_or_default();
-    let payload = URL_SAFE_NO_PAD.encode(json);
-    let mut m = mac(secret);
-    m.update(payload.as_bytes());
-    let sig = URL_SAFE_NO_PAD.encode(m.finalize().into_bytes());
-    format!("{payload}.{sig}")
+    let Ok(sealed) = cipher(secret).encrypt(XNonce::from_slice(&nonce), Payload { msg: &json, aad: &[VERSION] }) else {
+        return String::new();
+    };
+    let mut raw = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
+    raw.push(VERSION);
+    raw.extend_from_slice(&nonce);
+    raw.extend_from_slice(&sealed);
+    URL_SAFE_NO_PAD.encode(raw)
 }
 
-/// Checks a token's shape, signature (constant time) and expiry at `now`.
-pub fn verify(token: &str, secret: &[u8], now: u64) -> Result<TokenClaims, TokenError> {
+/// Opens a token with the first of `secrets` that authenticates it, whatever its expiry; also says whether that
+/// was the first (current) secret.
+pub fn open(token: &str, secrets: &[&[u8]]) -> Result<(TokenClaims, bool), TokenError> {
     if token.len() > MAX_TOKEN_LEN {
         return Err(TokenError::Malformed);
     }
-    let (payload, sig) = token.split_once('.').ok_or(TokenError::Malformed)?;
-    let sig = URL_SAFE_NO_PAD.decode(sig).map_err(|_| TokenError::Malformed)?;
-    let mut m = mac(secret);
-    m.update(payload.as_bytes());
-    m.verify_slice(&sig).map_err(|_| TokenError::BadSignature)?;
-    let json = URL_SAFE_NO_PAD.decode(payload).map_err(|_| TokenError::Malformed)?;
-    let claims: TokenClaims = serde_json::from_slice(&json).map_err(|_| TokenError::Malformed)?;
-    if claims.version != VERSION {
+    let raw = URL_SAFE_NO_PAD.decode(token).map_err(|_| TokenError::Malformed)?;
+    let (&version, rest) = raw.split_first().ok_or(TokenError::Malformed)?;
+    if version != VERSION || rest.len() < NONCE_LEN + 16 {
         return Err(TokenError::Malformed);
     }
-    if now >= claims.exp {
-        return Err(TokenError::Expired);
+    let (nonce, sealed) = rest.split_at(NONCE_LEN);
+    for (i, secret) in secrets.iter().enumerate() {
+        let Ok(json) = cipher(secret).decrypt(XNonce::from_slice(nonce), Payload { msg: sealed, aad: &[VERSION] })
+        else {
+            continue;
+        };
+        // Authenticated, so written by us: claims that do not parse are a format we no longer read.
+        let claims: TokenClaims = serde_json::from_slice(&json).map_err(|_| TokenError::Malformed)?;
+        return Ok((claims, i == 0));
     }
-    Ok(claims)
+    Err(TokenError::BadSignature)
+}
+
+/// Opens a token and checks its expiry at `now`.
+pub fn verify(token: &str, secrets: &[&[u8]], now: u64) -> Result<(TokenClaims, bool), TokenError> {
+    let (claims, current) = open(token, secrets)?;
+    if now >= claims.exp {
+        return Err(TokenError::Expired(Box::new(claims)));
+    }
+    Ok((claims, current))
 }
 
 #[cfg(test)]
@@ -122,61 +160,84 @@ mod tests {
     use super::*;
 
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
+    const OTHER: &[u8] = b"another secret, 32 bytes long!!!";
 
     #[test]
-    fn round_trip_expiry_and_refresh() {
-        let c = TokenClaims::new("OpaqueRef:abc", "root", 1000, 100);
-        let t = sign(&c, SECRET);
-        assert_eq!(verify(&t, SECRET, 1000).unwrap(), c);
-        assert_eq!(verify(&t, SECRET, 1099).unwrap(), c);
-        assert_eq!(verify(&t, SECRET, 1100), Err(TokenError::Expired));
+    fn round_trip_expiry_and_refresh_up_to_the_ceiling() {
+        let c = TokenClaims::new("OpaqueRef:abc", "root", 1000, 100, 250);
+        let t = seal(&c, SECRET);
+        assert_eq!(verify(&t, &[SECRET], 1000).unwrap(), (c.clone(), true));
+        assert_eq!(verify(&t, &[SECRET], 1099).unwrap().0, c);
+        assert_eq!(verify(&t, &[SECRET], 1100), Err(TokenError::Expired(Box::new(c.clone()))));
         assert!(!c.needs_refresh(1049));
         assert!(c.needs_refresh(1050));
         let r = c.renewed(1060);
-        assert_eq!((r.iat, r.exp, r.session.as_str()), (1060, 1160, "OpaqueRef:abc"));
+        assert_eq!((r.iat, r.exp, r.max, r.session.as_str()), (1060, 1160, 1250, "OpaqueRef:abc"));
+        // Renewals stop at the ceiling fixed at creation, and a token at the ceiling is not offered another.
+        let r = r.renewed(1200);
+        assert_eq!(r.exp, 1250);
+        assert!(!r.needs_refresh(1240));
+        assert_eq!(r.renewed(1249).exp, 1250);
+        // The ceiling is never below the first lifetime.
+        assert_eq!(TokenClaims::new("s", "u", 0, 100, 10).max, 100);
+    }
+
+    #[test]
+    fn nothing_in_a_token_is_readable() {
+        let c = TokenClaims::new("OpaqueRef:0123456789", "root", 1000, 100, 200);
+        let t = seal(&c, SECRET);
+        let raw = URL_SAFE_NO_PAD.decode(&t).unwrap();
+        for needle in [&b"OpaqueRef"[..], b"0123456789", b"root", b"\"s\"", b"1100"] {
+            assert!(!raw.windows(needle.len()).any(|w| w == needle), "{needle:?} readable");
+        }
+        assert!(!t.contains('.'), "one opaque string");
+        // A fresh nonce per token: the same claims never give the same token.
+        assert_ne!(seal(&c, SECRET), t);
     }
 
     #[test]
     fn forged_tampered_and_garbage_tokens_are_refused() {
-        let c = TokenClaims::new("OpaqueRef:abc", "root", 1000, 100);
-        let t = sign(&c, SECRET);
-        assert_eq!(verify(&t, b"another secret, 32 bytes long!!!", 1000), Err(TokenError::BadSignature));
-        // Change the claims but keep the signature.
-        let forged_claims = TokenClaims { user: "admin".into(), ..c.clone() };
-        let forged =
-            format!("{}.{}", sign(&forged_claims, SECRET).split('.').next().unwrap(), t.split('.').nth(1).unwrap());
-        assert_eq!(verify(&forged, SECRET, 1000), Err(TokenError::BadSignature));
-        let mut flipped = t.clone().into_bytes();
-        flipped[3] ^= 1;
-        assert!(verify(&String::from_utf8(flipped).unwrap(), SECRET, 1000).is_err());
-        for garbage in ["", ".", "abc", "a.b", "!!!.???", &"x".repeat(5000)] {
-            assert!(verify(garbage, SECRET, 1000).is_err(), "{garbage}");
+        let c = TokenClaims::new("OpaqueRef:abc", "root", 1000, 100, 100);
+        let t = seal(&c, SECRET);
+        assert_eq!(verify(&t, &[OTHER], 1000), Err(TokenError::BadSignature));
+        // Every single-bit change anywhere is refused.
+        let raw = URL_SAFE_NO_PAD.decode(&t).unwrap();
+        for i in 0..raw.len() {
+            let mut bad = raw.clone();
+            bad[i] ^= 0x01;
+            assert!(verify(&URL_SAFE_NO_PAD.encode(&bad), &[SECRET], 1000).is_err(), "byte {i}");
         }
-        // A correctly signed payload that is not our JSON.
-        let payload = URL_SAFE_NO_PAD.encode(b"{}");
-        let mut m = mac(SECRET);
-        m.update(payload.as_bytes());
-        let t = format!("{payload}.{}", URL_SAFE_NO_PAD.encode(m.finalize().into_bytes()));
-        assert_eq!(verify(&t, SECRET, 1000), Err(TokenError::Malformed));
+        assert!(verify(&URL_SAFE_NO_PAD.encode(&raw[..raw.len() - 1]), &[SECRET], 1000).is_err());
+        for garbage in ["", ".", "abc", "a.b", "!!!.???", &"x".repeat(5000), "AgAAAA"] {
+            assert!(verify(garbage, &[SECRET], 1000).is_err(), "{garbage}");
+        }
+        // A version-1 token (signed JSON claims) is no longer accepted.
+        assert_eq!(verify("eyJ2IjoxfQ.c2ln", &[SECRET], 1000), Err(TokenError::Malformed));
+        // Sealed by us but not our claims.
+        let sealed = cipher(SECRET).encrypt(XNonce::from_slice(&[7; 24]), Payload { msg: b"{}", aad: &[VERSION] });
+        let mut raw = vec![VERSION];
+        raw.extend_from_slice(&[7; 24]);
+        raw.extend_from_slice(&sealed.unwrap());
+        assert_eq!(verify(&URL_SAFE_NO_PAD.encode(raw), &[SECRET], 1000), Err(TokenError::Malformed));
     }
 
-    /// The signature is checked whole, through `Mac::verify_slice` (the `subtle` crate's constant-time equality, so
-    /// the time taken does not tell how many leading bytes matched): a difference in the first or the last byte, a
-    /// prefix and an extension are all refused alike.
     #[test]
-    fn the_signature_is_compared_whole_in_constant_time() {
-        let t = sign(&TokenClaims::new("OpaqueRef:abc", "root", 1000, 100), SECRET);
-        let (payload, sig) = t.split_once('.').unwrap();
-        let sig = URL_SAFE_NO_PAD.decode(sig).unwrap();
-        let with = |s: &[u8]| format!("{payload}.{}", URL_SAFE_NO_PAD.encode(s));
-        let (mut first, mut last) = (sig.clone(), sig.clone());
-        first[0] ^= 1;
-        *last.last_mut().unwrap() ^= 0x80;
-        let mut longer = sig.clone();
-        longer.push(0);
-        for bad in [first, last, sig[..sig.len() - 1].to_vec(), sig[..1].to_vec(), longer, Vec::new()] {
-            assert_eq!(verify(&with(&bad), SECRET, 1000), Err(TokenError::BadSignature), "{bad:?}");
-        }
-        assert!(verify(&with(&sig), SECRET, 1000).is_ok());
+    fn keys_rotate_through_the_previous_secret() {
+        let c = TokenClaims::new("OpaqueRef:abc", "root", 1000, 100, 100);
+        let old = seal(&c, OTHER);
+        assert_eq!(verify(&old, &[SECRET, OTHER], 1000).unwrap(), (c.clone(), false));
+        assert_eq!(verify(&old, &[SECRET], 1000), Err(TokenError::BadSignature));
+        let new = seal(&c, SECRET);
+        assert_eq!(verify(&new, &[SECRET, OTHER], 1000).unwrap(), (c, true));
+    }
+
+    /// The key is derived, not the secret itself: the same nonce and claims under two secrets differ everywhere
+    /// after the nonce.
+    #[test]
+    fn the_key_is_derived_from_the_secret() {
+        let c = TokenClaims::new("s", "u", 1, 1, 1);
+        let (a, b) = (seal_with_nonce(&c, SECRET, [1; 24]), seal_with_nonce(&c, OTHER, [1; 24]));
+        assert_eq!(a.len(), b.len());
+        assert_ne!(URL_SAFE_NO_PAD.decode(&a).unwrap()[25..], URL_SAFE_NO_PAD.decode(&b).unwrap()[25..]);
     }
 }

@@ -57,12 +57,22 @@ pub async fn authenticate<T: Transport>(ctx: &Ctx<'_, T>, req: &Request) -> Resu
             "no credentials: send the authenticationToken cookie, a Bearer token or Basic credentials",
         )),
         Some(Credentials::Token(t)) => {
-            let claims =
-                token::verify(&t, &ctx.config.token_secret, ctx.now).map_err(|e| ApiError::unauthorized(e.reason()))?;
-            let refresh_cookie = claims.needs_refresh(ctx.now).then(|| {
+            let (claims, current) = match token::verify(&t, &ctx.config.token_secrets(), ctx.now) {
+                Ok(v) => v,
+                Err(e) => {
+                    if let token::TokenError::Expired(claims) = &e {
+                        // Presented after its expiry: end the XAPI session it stood for (and every renewal of it),
+                        // so the session does not outlive the token by XAPI's idle timeout.
+                        let _ = ctx.xapi.logout(&claims.session).await;
+                    }
+                    return Err(ApiError::unauthorized(e.reason()));
+                }
+            };
+            // Past half-life, or sealed under the previous secret: offer a renewal under the current one.
+            let refresh_cookie = (claims.needs_refresh(ctx.now) || !current).then(|| {
                 let renewed = claims.renewed(ctx.now);
-                let lifetime = renewed.exp - renewed.iat;
-                credentials::token_cookie(&token::sign(&renewed, &ctx.config.token_secret), lifetime)
+                let lifetime = renewed.exp.saturating_sub(ctx.now);
+                credentials::token_cookie(&token::seal(&renewed, &ctx.config.token_secret), lifetime)
             });
             Ok(Caller {
                 session: claims.session.clone(),

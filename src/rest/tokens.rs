@@ -51,8 +51,8 @@ async fn create_inner<T: Transport>(ctx: &Ctx<'_, T>, req: &Request) -> Result<R
         }
     };
     let session = auth::basic_login(ctx, &user, &password).await?;
-    let claims = TokenClaims::new(session, user.clone(), ctx.now, lifetime);
-    let t = token::sign(&claims, &ctx.config.token_secret);
+    let claims = TokenClaims::new(session, user.clone(), ctx.now, lifetime, ctx.config.token_max_lifetime);
+    let t = token::seal(&claims, &ctx.config.token_secret);
     let mut record = json!({
         "id": t,
         "user_id": user,
@@ -65,11 +65,15 @@ async fn create_inner<T: Transport>(ctx: &Ctx<'_, T>, req: &Request) -> Result<R
     Ok(Reply::json(200, &json!({ "token": record })).with_header("set-cookie", credentials::token_cookie(&t, lifetime)))
 }
 
-/// Logs out the caller's XAPI session and clears the cookie.
+/// Logs out the caller's XAPI session and clears the cookie. Basic credentials name no token: 400, rather than a
+/// 204 that would revoke nothing.
 pub async fn revoke<T: Transport>(ctx: &Ctx<'_, T>, caller: Caller) -> Result<Reply, ApiError> {
-    if !caller.basic {
-        ctx.xapi.logout(&caller.session).await.map_err(|e| e.to_api_error())?;
+    if caller.basic {
+        return Err(ApiError::bad_request(
+            "revocation needs the token to revoke (the authenticationToken cookie or a Bearer token), not Basic credentials",
+        ));
     }
+    ctx.xapi.logout(&caller.session).await.map_err(|e| e.to_api_error())?;
     Ok(Reply {
         status: 204,
         headers: vec![("set-cookie".into(), credentials::clear_cookie())],
