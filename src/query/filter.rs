@@ -49,7 +49,8 @@ pub enum Filter {
     NumberOrString(String, f64),
     /// `*` wildcards, case-insensitive, unanchored (lower-cased parts).
     Glob(Vec<String>),
-    Regex(Box<regress::Regex>),
+    /// A JavaScript regex, run in linear time ([`super::jsregex`]).
+    Regex(Box<regex::Regex>),
 }
 
 /// A comparison operator.
@@ -266,12 +267,15 @@ impl Parser {
             pos += 1;
             flags = "i";
         }
-        let re = regress::Regex::with_flags(&pattern, flags).map_err(|e| {
+        // JavaScript's syntax and V8's messages first, then the linear-time engine.
+        regress::Regex::with_flags(&pattern, flags).map_err(|e| {
             FilterError(format!(
                 "Invalid regular expression: /{pattern}/{flags}: {}",
                 v8_message(&e.to_string(), &pattern)
             ))
         })?;
+        let re = super::jsregex::compile(&pattern, flags == "i")
+            .map_err(|why| FilterError(format!("Unsupported regular expression: /{pattern}/{flags}: {why}")))?;
         Ok(Some((pos, Filter::Regex(Box::new(re)))))
     }
 
@@ -708,7 +712,7 @@ impl Filter {
                 None => some(v, &|x| self.eval(x)),
             },
             Filter::Regex(re) => match string(v) {
-                Some(s) => re.find(s).is_some(),
+                Some(s) => re.is_match(s),
                 None => some(v, &|x| self.eval(x)),
             },
         }
