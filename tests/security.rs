@@ -269,6 +269,88 @@ fn regular_expressions_cannot_be_made_to_backtrack() {
     }
 }
 
+/// A zstd frame (128 KiB window) of `prefix` followed by `zeros` bytes of RLE blocks: 4 bytes per 128 KiB.
+fn zstd_bomb(prefix: &[u8], zeros: usize) -> Vec<u8> {
+    use xo_edge::formats::zstd::{raw_block, rle_block, MAX_BLOCK};
+    let mut z = vec![0x28, 0xB5, 0x2F, 0xFD, 0x00, 0x38];
+    raw_block(false, prefix, &mut z);
+    let blocks = zeros / MAX_BLOCK;
+    for i in 0..blocks {
+        rle_block(i + 1 == blocks, 0, MAX_BLOCK, &mut z);
+    }
+    z
+}
+
+/// Issue 15, items 6 and 7: decompression and VHD bombs. A 16 KiB zstd body and a ~0.5 MiB gzip body that expand to
+/// 512 MiB, and VHDs whose header puts the BAT 1 TiB in or gives it 4 billion entries (which made the guest hold
+/// everything before or of it), are refused with a clear error while the runtime's peak memory stays within 64 MiB
+/// of what a normal compressed import needs; each leaves nothing on XAPI.
+#[test]
+fn upload_bombs_keep_memory_flat_and_leave_nothing() {
+    use std::io::Write as _;
+    use xo_edge::formats::vhd::{VhdFooter, VhdHeader};
+    let edge = Edge::start();
+    let t = edge.token("root", PASSWORD);
+    let sr = edge.get("/rest/v0/srs?fields=uuid&filter=name_label:NFS").bearer_auth(&t).send().unwrap();
+    let sr = sr.json::<J>().unwrap()[0]["uuid"].as_str().unwrap().to_string();
+    let post = |query: &str, encoding: &str, body: Vec<u8>| {
+        let r = edge
+            .http
+            .post(format!("{}/rest/v0/srs/{sr}/vdis?{query}", edge.url))
+            .bearer_auth(&t)
+            .header("content-encoding", encoding)
+            .body(body)
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    };
+    // A normal compressed import first, so that the baseline holds one import's working set.
+    let (status, body) = post("raw&size=4198400", "zstd", zstd_bomb(&[1; 4096], 4 << 20));
+    assert_eq!(status, 201, "{body}");
+    let stats = edge.sim_stats();
+    let (vdis, tasks) = (stats["vdis"].clone(), stats["tasks"].clone());
+    let idle = edge.runtime_rss_kib();
+    let bombs = || {
+        let (status, body) = post("raw&size=16777216", "zstd", zstd_bomb(&[0; 512], 512 << 20));
+        assert_eq!(status, 413, "{body}");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..512 {
+            gz.write_all(&zeros).unwrap();
+        }
+        let gz = gz.finish().unwrap();
+        assert!(gz.len() < 1 << 20, "{}", gz.len());
+        let (status, body) = post("raw&size=16777216", "gzip", gz);
+        assert_eq!(status, 413, "{body}");
+        let vhd = |edit: &dyn Fn(&mut VhdHeader)| {
+            let size = 1u64 << 40;
+            let mut b = VhdFooter::new_dynamic(size, [9; 16], 0).to_bytes().to_vec();
+            let mut h = VhdHeader::new_dynamic(size, 1536);
+            edit(&mut h);
+            b.extend_from_slice(&h.to_bytes());
+            zstd_bomb(&b, 512 << 20)
+        };
+        let (status, body) = post("", "zstd", vhd(&|h| h.table_offset = 1 << 40));
+        assert_eq!(status, 422, "{body}");
+        assert!(body.contains("the BAT starts at byte 1099511627776"), "{body}");
+        let (status, body) = post("", "zstd", vhd(&|h| h.max_table_entries = u32::MAX));
+        assert_eq!(status, 422, "{body}");
+        assert!(body.contains("entries"), "{body}");
+    };
+    let ((), peak) = edge.peak_rss_during(bombs);
+    // Again: memory does not grow per bomb.
+    let ((), again) = edge.peak_rss_during(bombs);
+    eprintln!("runtime RSS: {idle} KiB idle, {peak} KiB at most during the bombs, {again} KiB during them again");
+    assert!(again < peak + (8 << 10), "the second round took {again} KiB against {peak} KiB");
+    assert!(peak < idle + (64 << 10), "peak RSS {peak} KiB against {idle} KiB idle");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while edge.sim_stats()["tasks"] != tasks && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let stats = edge.sim_stats();
+    assert_eq!((stats["vdis"].clone(), stats["tasks"].clone()), (vdis, tasks), "left behind on XAPI");
+}
+
 #[test]
 fn token_cookies_are_http_only_same_site_and_scoped() {
     let edge = Edge::start();

@@ -90,7 +90,17 @@ pub enum VhdError {
     FooterMismatch,
     /// The declared total length cannot hold the structures the VHD describes.
     LengthTooShort { length: u64, needed: u64 },
+    /// The BAT starts further into the file than [`MAX_BAT_OFFSET`]: everything before it would have to be held.
+    BatTooFar { offset: u64 },
+    /// The BAT has more entries than a VHD of the largest size (2040 GiB) needs.
+    BatTooLarge { entries: u32, limit: u64 },
 }
+
+/// Furthest a BAT may start: vhd-util, qemu-img and XAPI put it right after the header (byte 1536), with parent
+/// locators after it; everything up to the end of the BAT is read before XAPI is called.
+pub const MAX_BAT_OFFSET: u64 = 4 << 20;
+/// Most BAT entries read (16 MiB of BAT): 2040 GiB in 1 MiB blocks; with XAPI's 2 MiB blocks the limit is 4 MiB.
+const MAX_BAT_ENTRIES: u64 = 4 << 20;
 
 impl fmt::Display for VhdError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -138,6 +148,15 @@ impl fmt::Display for VhdError {
             VhdError::FooterMismatch => write!(f, "VHD trailing footer differs from the leading footer"),
             VhdError::LengthTooShort { length, needed } => {
                 write!(f, "declared length {length} is shorter than the VHD's {needed} bytes")
+            }
+            VhdError::BatTooFar { offset } => write!(
+                f,
+                "the BAT starts at byte {offset}: it must start within the first {} MiB (vhd-util, qemu-img and XAPI \
+                 put it right after the header)",
+                MAX_BAT_OFFSET >> 20
+            ),
+            VhdError::BatTooLarge { entries, limit } => {
+                write!(f, "the BAT has {entries} entries, more than the {limit} a VHD of this size can use")
             }
         }
     }
@@ -657,6 +676,15 @@ impl VhdStreamParser {
                 if u64::from(header.max_table_entries) < needed {
                     return Err(VhdError::BatTooSmall { entries: header.max_table_entries, needed }.into());
                 }
+                // Bounded by the disk (or the format's largest disk, for BATs made to grow into): the BAT is held
+                // whole, so a header must not make the edge hold gigabytes.
+                let limit = needed.max(MAX_VHD_SIZE.div_ceil(u64::from(header.block_size))).min(MAX_BAT_ENTRIES);
+                if u64::from(header.max_table_entries) > limit {
+                    return Err(VhdError::BatTooLarge { entries: header.max_table_entries, limit }.into());
+                }
+                if header.table_offset > MAX_BAT_OFFSET {
+                    return Err(VhdError::BatTooFar { offset: header.table_offset }.into());
+                }
                 self.order_check("BAT", header.table_offset)?;
                 self.step = Step::Gather { at: header.table_offset, len: header.bat_size(), want: Want::Bat };
                 self.header = Some(header.clone());
@@ -826,6 +854,43 @@ mod tests {
         file.extend_from_slice(&layout.footer.to_bytes());
         assert_eq!(file.len() as u64, layout.total_len());
         (file, raw)
+    }
+
+    /// A footer and a header for a dynamic disk of `size` whose header is changed by `edit`.
+    fn footer_and_header(size: u64, edit: impl Fn(&mut VhdHeader)) -> Vec<u8> {
+        let mut b = VhdFooter::new_dynamic(size, [1; 16], 0).to_bytes().to_vec();
+        let mut h = VhdHeader::new_dynamic(size, 1536);
+        edit(&mut h);
+        b.extend_from_slice(&h.to_bytes());
+        b
+    }
+
+    /// The BAT is held whole before XAPI is called: a header cannot place it terabytes in, nor make it gigabytes.
+    #[test]
+    fn the_bat_is_bounded() {
+        let first = |b: &[u8]| {
+            let mut p = VhdStreamParser::new(None);
+            p.push(b, &mut |_| -> Result<(), ()> { Ok(()) }).err().map(|e| match e {
+                PushError::Vhd(v) => v,
+                PushError::Sink(()) => unreachable!(),
+            })
+        };
+        assert_eq!(first(&footer_and_header(1 << 30, |_| {})), None);
+        let far = footer_and_header(1 << 30, |h| h.table_offset = 1 << 40);
+        assert_eq!(first(&far), Some(VhdError::BatTooFar { offset: 1 << 40 }));
+        assert!(VhdError::BatTooFar { offset: 1 << 40 }.to_string().contains("within the first 4 MiB"));
+        assert_eq!(first(&footer_and_header(1 << 30, |h| h.table_offset = MAX_BAT_OFFSET)), None);
+        // 2040 GiB in 2 MiB blocks is the most a BAT may describe, whatever the disk's own size.
+        let most = MAX_VHD_SIZE / u64::from(DEFAULT_BLOCK_SIZE);
+        assert_eq!(first(&footer_and_header(1 << 30, |h| h.max_table_entries = most as u32)), None);
+        let huge = footer_and_header(1 << 30, |h| h.max_table_entries = u32::MAX);
+        assert_eq!(first(&huge), Some(VhdError::BatTooLarge { entries: u32::MAX, limit: most }));
+        // Tiny blocks on a big disk would need a BAT of gigabytes.
+        let tiny = footer_and_header(1 << 40, |h| {
+            h.block_size = 512;
+            h.max_table_entries = u32::MAX;
+        });
+        assert!(matches!(first(&tiny), Some(VhdError::BatTooLarge { .. })));
     }
 
     fn parse_in_chunks(file: &[u8], chunk: usize, total: Option<u64>) -> Result<Vec<u8>, VhdError> {

@@ -36,6 +36,13 @@ fn spawn(command: &[String], log: &std::path::Path) -> Child {
     Command::new(wasmtime()).args(command).stdout(file.try_clone().unwrap()).stderr(file).spawn().unwrap()
 }
 
+/// `VmRSS` of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap_or("VmRSS: 0 kB");
+    line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).unwrap_or(0)
+}
+
 fn wasmtime() -> String {
     let bin = std::env::var("WASMTIME").unwrap_or_else(|_| "wasmtime".into());
     let out = Command::new(&bin).arg("--version").output().unwrap_or_else(|_| {
@@ -112,6 +119,30 @@ impl Edge {
         let _ = self.child.wait();
         self.child = spawn(&self.command, &self.log);
         self.wait_up();
+    }
+
+    /// The runtime process's resident memory now (`VmRSS`), in KiB.
+    pub fn runtime_rss_kib(&self) -> u64 {
+        rss_kib(self.child.id())
+    }
+
+    /// Runs `f` while sampling the runtime's resident memory every few milliseconds; answers `f`'s result and the
+    /// largest sample, in KiB. (Not `VmHWM`: compiling the component at start can peak above any request.)
+    pub fn peak_rss_during<R>(&self, f: impl FnOnce() -> R) -> (R, u64) {
+        let pid = self.child.id();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let sampler = std::thread::spawn(move || {
+            let mut peak = 0;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(rss_kib(pid));
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            peak.max(rss_kib(pid))
+        });
+        let r = f();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (r, sampler.join().unwrap())
     }
 
     /// Everything the runtime has printed so far: the edge's log lines.

@@ -75,8 +75,14 @@ impl Source {
     }
 
     /// The next decompressed bytes, appended to `out`; `false` once the body is over and nothing more came.
+    /// Decompressed bytes come a budget at a time (`decode::OUT_BUDGET`): what the decoder still holds is taken
+    /// before more of the body is read, so a small body that expands hugely never sits in memory whole.
     async fn next(&mut self, out: &mut Vec<u8>) -> Result<bool, BodyFailure> {
         let before = out.len();
+        if let Some(d) = self.decoder.as_mut().filter(|d| d.has_pending()) {
+            d.push(&[], out).map_err(|e| BodyFailure::Invalid(ApiError::new(422, e)))?;
+            return Ok(true);
+        }
         while !self.done {
             match io::read_blocking(&self.body.stream, READ_SIZE) {
                 Ok(Some(buf)) => {
