@@ -46,10 +46,14 @@ if auth:
 print(urllib.request.urlopen(req, timeout=30).read().decode())
 PY
 }
-for _ in $(seq 1 300); do http GET /rest/v0 "Basic $(printf root:xapi-sim | base64)" >/dev/null 2>&1 && break; sleep 0.1; done
-
-TOKEN=$(http POST /rest/v0/users/authentication_tokens "Basic $(printf root:xapi-sim | base64)" \
-  | python3 -c 'import sys, json; print(json.load(sys.stdin)["token"]["id"])')
+# Wait for the edge: the first token that comes back.
+TOKEN=
+for _ in $(seq 1 300); do
+  TOKEN=$(http POST /rest/v0/users/authentication_tokens "Basic $(printf root:xapi-sim | base64)" 2>/dev/null \
+    | python3 -c 'import sys, json; print(json.load(sys.stdin)["token"]["id"])' 2>/dev/null) && break
+  sleep 0.1
+done
+[ -n "$TOKEN" ] || { echo "the edge did not come up" >&2; exit 1; }
 first() { # collection, filter -> the uuid of the first match
   http GET "/rest/v0/$1?fields=uuid&filter=$2" "Bearer ${TOKEN}" \
     | python3 -c 'import sys, json; print(json.load(sys.stdin)[0]["uuid"])'
@@ -69,7 +73,6 @@ A fresh token (valid 24 hours):
 Try:
   curl -b authenticationToken=${TOKEN} ${EDGE}/rest/v0/
   curl -H 'Authorization: Bearer ${TOKEN}' ${EDGE}/rest/v0
-  curl -u root:xapi-sim ${EDGE}/rest/v0
   curl -X POST -u root:xapi-sim ${EDGE}/rest/v0/users/authentication_tokens -d '{"description":"mine","expiresIn":"7 days"}'
   curl -b authenticationToken=${TOKEN} '${EDGE}/rest/v0/vms?fields=name_label,power_state'
   curl -b authenticationToken=${TOKEN} '${EDGE}/rest/v0/vms/${VM}.xva?compress=zstd' > myVM.xva       # running: snapshot

@@ -16,7 +16,20 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ("token_max_lifetime", Some("2592000")),
     ("orphan_after", Some("600")),
     ("xapi_timeout", Some("60")),
+    ("basic_auth", Some("token-endpoint-only")),
+    ("cookie_secure", Some("auto")),
 ];
+
+/// When the token cookie carries `Secure`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CookieSecure {
+    /// Unless the request was addressed to a loopback host (`localhost`, `127.0.0.1`, `[::1]`): local plain-HTTP
+    /// use works, every deployment behind a name gets `Secure` (TLS usually ends before Spin, so the scheme the
+    /// guest sees says nothing).
+    Auto,
+    Always,
+    Never,
+}
 
 /// Minimum length of `token_secret` in bytes.
 pub const MIN_SECRET_LEN: usize = 32;
@@ -40,6 +53,10 @@ pub struct Config {
     /// Seconds an XAPI call may take to answer (beyond the long poll of `event.from`) before the edge gives up with
     /// 504; for an export, the seconds XAPI may take to start sending.
     pub xapi_timeout: u64,
+    /// Whether Basic credentials are accepted on every route (`basic_auth = "everywhere"`) or only to create a
+    /// token (`"token-endpoint-only"`, the default): every Basic request is a password guess XAPI answers.
+    pub basic_everywhere: bool,
+    pub cookie_secure: CookieSecure,
 }
 
 impl std::fmt::Debug for Config {
@@ -52,6 +69,8 @@ impl std::fmt::Debug for Config {
             .field("token_max_lifetime", &self.token_max_lifetime)
             .field("orphan_after", &self.orphan_after)
             .field("xapi_timeout", &self.xapi_timeout)
+            .field("basic_everywhere", &self.basic_everywhere)
+            .field("cookie_secure", &self.cookie_secure)
             .finish()
     }
 }
@@ -107,6 +126,21 @@ impl Config {
         let token_max_lifetime = number("token_max_lifetime", &get("token_max_lifetime")?)?.max(token_lifetime);
         let orphan_after = number("orphan_after", &get("orphan_after")?)?;
         let xapi_timeout = number("xapi_timeout", &get("xapi_timeout")?)?;
+        let basic_everywhere = match get("basic_auth")?.trim() {
+            "everywhere" => true,
+            "token-endpoint-only" => false,
+            _ => {
+                return Err(ApiError::internal(
+                    "configuration: basic_auth must be \"everywhere\" or \"token-endpoint-only\"",
+                ))
+            }
+        };
+        let cookie_secure = match get("cookie_secure")?.trim() {
+            "auto" => CookieSecure::Auto,
+            "always" => CookieSecure::Always,
+            "never" => CookieSecure::Never,
+            _ => return Err(ApiError::internal("configuration: cookie_secure must be auto, always or never")),
+        };
         Ok(Config {
             xapi_url,
             token_secret,
@@ -115,6 +149,8 @@ impl Config {
             token_max_lifetime,
             orphan_after,
             xapi_timeout,
+            basic_everywhere,
+            cookie_secure,
         })
     }
 }

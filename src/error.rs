@@ -61,12 +61,10 @@ impl ApiError {
     }
 
     /// Extra response headers this error needs (`WWW-Authenticate` on 401).
+    /// The error's headers. No `WWW-Authenticate` challenge: a browser answering it with cached Basic credentials
+    /// would let any site act with them; only the token endpoint challenges ([`crate::rest::tokens`]).
     pub fn headers(&self) -> Vec<(&'static str, String)> {
-        let mut h = vec![("content-type", "application/json".to_string())];
-        if self.status == 401 {
-            h.push(("www-authenticate", "Basic realm=\"xo\"".to_string()));
-        }
-        h
+        vec![("content-type", "application/json".to_string())]
     }
 }
 
@@ -86,7 +84,7 @@ mod tests {
     fn bodies_and_headers() {
         let e = ApiError::unauthorized("token expired");
         assert_eq!(e.body(), json!({"error": "invalid credentials", "data": {"reason": "token expired"}}));
-        assert!(e.headers().iter().any(|(k, v)| *k == "www-authenticate" && v == "Basic realm=\"xo\""));
+        assert!(!e.headers().iter().any(|(k, _)| *k == "www-authenticate"));
         assert_eq!(ApiError::not_found("no such VM x").body(), json!({"error": "no such VM x"}));
         assert_eq!(ApiError::forbidden("x").headers().len(), 1);
     }

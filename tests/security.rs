@@ -351,6 +351,178 @@ fn upload_bombs_keep_memory_flat_and_leave_nothing() {
     assert_eq!((stats["vdis"].clone(), stats["tasks"].clone()), (vdis, tasks), "left behind on XAPI");
 }
 
+/// Issue 15, item 7: failed logins look alike (status, body and a time floor of 1 s whether the password was wrong
+/// or the user is not an administrator), the token endpoint alone challenges with `WWW-Authenticate`, and by
+/// default Basic credentials are taken only there.
+#[test]
+fn failed_logins_look_alike_and_basic_is_for_the_token_endpoint() {
+    let edge = Edge::start_with(&[("XO_EDGE_BASIC_AUTH", "token-endpoint-only")], xapi_sim::Options::default());
+    let tokens = format!("{}/rest/v0/users/authentication_tokens", edge.url);
+    let attempt = |user: &str, password: &str| {
+        let start = std::time::Instant::now();
+        let r = edge.http.post(&tokens).basic_auth(user, Some(password)).send().unwrap();
+        let challenge = r.headers().get("www-authenticate").map(|v| v.to_str().unwrap().to_string());
+        (r.status().as_u16(), challenge, r.text().unwrap(), start.elapsed())
+    };
+    let wrong = attempt("root", "wrong-password");
+    let not_admin = attempt("auditor", "auditor-password");
+    assert_eq!((wrong.0, wrong.1.as_deref()), (401, Some("Basic realm=\"xo\"")));
+    assert_eq!((&wrong.0, &wrong.1, &wrong.2), (&not_admin.0, &not_admin.1, &not_admin.2), "the same answer");
+    for (what, took) in [("wrong password", wrong.3), ("not an administrator", not_admin.3)] {
+        assert!(took >= std::time::Duration::from_millis(950), "{what} answered after {took:?}");
+    }
+    // Basic on an ordinary route: refused before any XAPI call, without a challenge a browser would answer.
+    let calls = edge.sim_calls();
+    let r = edge.get("/rest/v0/vms").basic_auth("root", Some(PASSWORD)).send().unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert!(r.headers().get("www-authenticate").is_none());
+    assert!(r.text().unwrap().contains("only to create a token"));
+    assert_eq!(edge.sim_calls(), calls, "no password check on XAPI");
+    // The token endpoint still takes them, and the token works everywhere.
+    let t = edge.token("root", PASSWORD);
+    assert_eq!(edge.get("/rest/v0/vms").bearer_auth(&t).send().unwrap().status().as_u16(), 200);
+    // A non-ASCII Authorization header is refused, not ignored in favour of the cookie.
+    let r = edge
+        .get("/rest/v0")
+        .header("cookie", format!("authenticationToken={t}"))
+        .header("authorization", reqwest::header::HeaderValue::from_bytes(b"Basic \xff\xfe").unwrap())
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+}
+
+/// Issue 15, item 8: a state-changing request sent by a browser from another site (`Sec-Fetch-Site: cross-site`
+/// or a foreign `Origin`) is refused unless it carries a Bearer token, before any XAPI call; reads and same-origin
+/// requests are not affected.
+#[test]
+fn cross_site_writes_need_a_bearer_token() {
+    let edge = Edge::start();
+    let t = edge.token("root", PASSWORD);
+    let host = edge.url.trim_start_matches("http://").to_string();
+    let sr = edge.get("/rest/v0/srs?fields=uuid&filter=name_label:NFS").bearer_auth(&t).send().unwrap();
+    let sr = sr.json::<J>().unwrap()[0]["uuid"].as_str().unwrap().to_string();
+    let revoke = format!("{}/rest/v0/users/me/authentication_tokens/current", edge.url);
+    let import = format!("{}/rest/v0/srs/{sr}/vdis?raw", edge.url);
+    let tokens = format!("{}/rest/v0/users/authentication_tokens", edge.url);
+    let vdis = edge.sim_stats()["vdis"].clone();
+    let foreign: [(&str, &str); 3] =
+        [("sec-fetch-site", "cross-site"), ("origin", "https://evil.example"), ("origin", "null")];
+    for (k, v) in foreign {
+        let calls = edge.sim_calls();
+        let cookie = format!("authenticationToken={t}");
+        let cases = [
+            edge.http.delete(&revoke).header("cookie", &cookie),
+            edge.http.post(&import).header("cookie", &cookie).body(vec![0u8; 4096]),
+            edge.http.post(&tokens).basic_auth("root", Some(PASSWORD)),
+            edge.http.post(&import).basic_auth("root", Some(PASSWORD)).body(vec![0u8; 4096]),
+        ];
+        for req in cases {
+            let r = req.header(k, v).send().unwrap();
+            assert_eq!(r.status().as_u16(), 403, "{k}: {v}");
+            assert!(r.text().unwrap().contains("cross-site request refused"));
+        }
+        assert_eq!(edge.sim_calls(), calls, "{k}: {v}: refused before XAPI");
+        // Reads are not state-changing.
+        let r = edge.get("/rest/v0/vms").header("cookie", &cookie).header(k, v).send().unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    assert_eq!(edge.sim_stats()["vdis"], vdis);
+    // The same origin, and a Bearer token from anywhere, are served.
+    let r = edge.http.post(&tokens).basic_auth("root", Some(PASSWORD)).header("origin", format!("http://{host}"));
+    assert_eq!(r.send().unwrap().status().as_u16(), 200);
+    let r = edge.http.post(&import).bearer_auth(&t).header("sec-fetch-site", "cross-site").body(vec![0u8; 4096]);
+    assert_eq!(r.send().unwrap().status().as_u16(), 201);
+    let r = edge.http.delete(&revoke).bearer_auth(&t).header("origin", "https://evil.example").send().unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+}
+
+/// Issue 15, item 8: the cookie is `Secure` unless the edge was addressed as localhost (`cookie_secure = "auto"`),
+/// and as configured otherwise.
+#[test]
+fn token_cookies_are_secure_unless_local() {
+    let cookie = |edge: &Edge, host: Option<&str>| {
+        let mut r = edge
+            .http
+            .post(format!("{}/rest/v0/users/authentication_tokens", edge.url))
+            .basic_auth("root", Some(PASSWORD));
+        if let Some(h) = host {
+            r = r.header("host", h);
+        }
+        let r = r.send().unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        r.headers()["set-cookie"].to_str().unwrap().to_string()
+    };
+    let edge = Edge::start();
+    assert!(!cookie(&edge, None).contains("Secure"), "127.0.0.1");
+    assert!(!cookie(&edge, Some("localhost:8080")).contains("Secure"));
+    assert!(cookie(&edge, Some("xo-edge.example.lan")).ends_with("; Secure"));
+    let always = Edge::start_with(&[("XO_EDGE_COOKIE_SECURE", "always")], xapi_sim::Options::default());
+    assert!(cookie(&always, None).ends_with("; Secure"));
+    let never = Edge::start_with(&[("XO_EDGE_COOKIE_SECURE", "never")], xapi_sim::Options::default());
+    assert!(!cookie(&never, Some("xo-edge.example.lan")).contains("Secure"));
+}
+
+/// Issue 15, item 8 of the Why (item 6 of Deliver): an edge instance cut off in the middle of an import (a trap, a
+/// killed runtime) left its VDI, unmarked, for ever. The VDI is marked from birth and named by the import's task;
+/// once the task has ended (XAPI fails it when the upload breaks) and `orphan_after` has passed, the next import
+/// destroys both.
+#[test]
+fn an_import_cut_off_mid_body_leaves_nothing_after_orphan_after() {
+    use std::io::Write as _;
+    let mut edge = Edge::start_with(&[("XO_EDGE_ORPHAN_AFTER", "1")], xapi_sim::Options::default());
+    let t = edge.token("root", PASSWORD);
+    let sr = edge.get("/rest/v0/srs?fields=uuid&filter=name_label:NFS").bearer_auth(&t).send().unwrap();
+    let sr = sr.json::<J>().unwrap()[0]["uuid"].as_str().unwrap().to_string();
+    let count = |edge: &Edge| {
+        let s = edge.sim_stats();
+        (s["vdis"].as_u64().unwrap(), s["tasks"].as_u64().unwrap())
+    };
+    let before = count(&edge);
+    // Half of a 64 MiB raw upload, then the runtime dies with the connection open.
+    let addr = edge.url.trim_start_matches("http://").to_string();
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    let size = 64u64 << 20;
+    write!(
+        conn,
+        "POST /rest/v0/srs/{sr}/vdis?raw HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {t}\r\n\
+         Content-Length: {size}\r\n\r\n"
+    )
+    .unwrap();
+    let chunk = vec![0x5Au8; 1 << 20];
+    for _ in 0..32 {
+        conn.write_all(&chunk).unwrap();
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while count(&edge).0 == before.0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    edge.restart_runtime();
+    drop(conn);
+    assert_eq!(count(&edge).0, before.0 + 1, "the cut-off import's VDI is there");
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    // The next import sweeps it (and its ended task), and is itself whole.
+    let r = edge
+        .http
+        .post(format!("{}/rest/v0/srs/{sr}/vdis?raw&size=4096", edge.url))
+        .bearer_auth(&t)
+        .body(vec![1u8; 4096])
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while count(&edge) != (before.0 + 1, before.1) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(count(&edge), (before.0 + 1, before.1), "the orphaned VDI and task were swept; the new VDI stays");
+    let vdi = r.text().unwrap();
+    let sid = edge.xapi("session.login_with_password", json!(["root", PASSWORD]))["result"].clone();
+    let r = edge.xapi("VDI.get_by_uuid", json!([sid, vdi]))["result"].clone();
+    let other = edge.xapi("VDI.get_other_config", json!([sid, r]))["result"].clone();
+    assert!(other.is_object() && other.get("xo-edge:import").is_none(), "a finished import's VDI is unmarked: {other}");
+    edge.xapi("session.logout", json!([sid]));
+}
+
 #[test]
 fn token_cookies_are_http_only_same_site_and_scoped() {
     let edge = Edge::start();

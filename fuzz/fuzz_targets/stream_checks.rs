@@ -2,8 +2,9 @@
 //! in random splits: never a panic, and the verdict does not depend on the split.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
+use xo_edge::formats::zstd::MAX_BLOCK;
 use xo_edge::formats::{tar::TarCheck, zstd::FrameCheck};
-use xo_edge::transfer::decode::Decoder;
+use xo_edge::transfer::decode::{Decoder, MAX_WINDOW, OUT_BUDGET};
 
 fn tar(data: &[u8], split: usize) -> bool {
     let mut c = TarCheck::new(Some("ova.xml"));
@@ -15,15 +16,27 @@ fn frames(data: &[u8], split: usize) -> bool {
     data.chunks(split).all(|ch| c.push(ch).is_ok()) && c.finish().is_ok()
 }
 
+/// Decodes as the import does: each push's output taken before the next, pending output drained before more input;
+/// no push yields more than the budget plus one block and a finished frame's window.
 fn decode(mut d: Decoder, data: &[u8], split: usize) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
+    let most = OUT_BUDGET + MAX_BLOCK + MAX_WINDOW as usize;
+    let (mut out, mut piece) = (Vec::new(), Vec::new());
     for ch in data.chunks(split) {
-        d.push(ch, &mut out)?;
-        if out.len() > 64 << 20 {
-            return Err("too big for a fuzz run".into());
+        d.push(ch, &mut piece)?;
+        loop {
+            assert!(piece.len() <= most, "a push yielded {} bytes", piece.len());
+            out.append(&mut piece);
+            if out.len() > 64 << 20 {
+                return Err("too big for a fuzz run".into());
+            }
+            if !d.has_pending() {
+                break;
+            }
+            d.push(&[], &mut piece)?;
         }
     }
-    d.finish(&mut out)?;
+    d.finish(&mut piece)?;
+    out.append(&mut piece);
     Ok(out)
 }
 

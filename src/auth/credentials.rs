@@ -68,14 +68,15 @@ pub fn from_headers(authorization: Option<&str>, cookies: &[&str]) -> Result<Opt
     Ok(None)
 }
 
-/// The `Set-Cookie` value carrying a token valid for `max_age` seconds.
-pub fn token_cookie(token: &str, max_age: u64) -> String {
-    format!("authenticationToken={token}; Max-Age={max_age}; Path=/rest; HttpOnly; SameSite=Strict")
+/// The `Set-Cookie` value carrying a token valid for `max_age` seconds; `Secure` when `secure`.
+pub fn token_cookie(token: &str, max_age: u64, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("authenticationToken={token}; Max-Age={max_age}; Path=/rest; HttpOnly; SameSite=Strict{secure}")
 }
 
 /// The `Set-Cookie` value that removes the token cookie.
-pub fn clear_cookie() -> String {
-    "authenticationToken=; Max-Age=0; Path=/rest; HttpOnly; SameSite=Strict".to_string()
+pub fn clear_cookie(secure: bool) -> String {
+    token_cookie("", 0, secure)
 }
 
 #[cfg(test)]
@@ -100,7 +101,9 @@ mod tests {
             assert_eq!(from_headers(Some(bad), &[]), Err(CredentialsError::BadAuthorization), "{bad}");
         }
         assert!(!format!("{:?}", Credentials::Basic { user: "u".into(), password: "secret".into() }).contains("secret"));
-        let c = token_cookie("T", 60);
+        let c = token_cookie("T", 60, false);
         assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict") && c.contains("Path=/rest"));
+        assert!(!c.contains("Secure") && token_cookie("T", 60, true).ends_with("; Secure"));
+        assert!(clear_cookie(true).starts_with("authenticationToken=; Max-Age=0;"));
     }
 }

@@ -14,14 +14,19 @@ use serde_json::{json, Value};
 pub const MIN_LIFETIME: u64 = 60;
 
 /// Creates a token for Basic credentials of a pool administrator.
+///
+/// The one endpoint whose 401 carries `WWW-Authenticate: Basic` (a browser may then ask for a password); a cross-site
+/// request is refused, so no other site can log a browser in with its cached Basic credentials.
 pub async fn create<T: Transport>(ctx: &Ctx<'_, T>, req: &Request) -> Reply {
     match create_inner(ctx, req).await {
         Ok(r) => r,
+        Err(e) if e.status == 401 => Reply::error(&e).with_header("www-authenticate", "Basic realm=\"xo\""),
         Err(e) => Reply::error(&e),
     }
 }
 
 async fn create_inner<T: Transport>(ctx: &Ctx<'_, T>, req: &Request) -> Result<Reply, ApiError> {
+    auth::cross_site(req)?;
     let Some(Credentials::Basic { user, password }) = auth::credentials_of(req)? else {
         return Err(ApiError::unauthorized("token creation needs Basic credentials (curl -u user:password)"));
     };
@@ -62,12 +67,13 @@ async fn create_inner<T: Transport>(ctx: &Ctx<'_, T>, req: &Request) -> Result<R
     if let Some(d) = description {
         record["description"] = json!(d);
     }
-    Ok(Reply::json(200, &json!({ "token": record })).with_header("set-cookie", credentials::token_cookie(&t, lifetime)))
+    Ok(Reply::json(200, &json!({ "token": record }))
+        .with_header("set-cookie", credentials::token_cookie(&t, lifetime, auth::secure_cookies(ctx.config, req))))
 }
 
 /// Logs out the caller's XAPI session and clears the cookie. Basic credentials name no token: 400, rather than a
 /// 204 that would revoke nothing.
-pub async fn revoke<T: Transport>(ctx: &Ctx<'_, T>, caller: Caller) -> Result<Reply, ApiError> {
+pub async fn revoke<T: Transport>(ctx: &Ctx<'_, T>, caller: Caller, req: &Request) -> Result<Reply, ApiError> {
     if caller.basic {
         return Err(ApiError::bad_request(
             "revocation needs the token to revoke (the authenticationToken cookie or a Bearer token), not Basic credentials",
@@ -76,7 +82,7 @@ pub async fn revoke<T: Transport>(ctx: &Ctx<'_, T>, caller: Caller) -> Result<Re
     ctx.xapi.logout(&caller.session).await.map_err(|e| e.to_api_error())?;
     Ok(Reply {
         status: 204,
-        headers: vec![("set-cookie".into(), credentials::clear_cookie())],
+        headers: vec![("set-cookie".into(), credentials::clear_cookie(auth::secure_cookies(ctx.config, req)))],
         body: Vec::new(),
         stream: None,
     })

@@ -206,7 +206,9 @@ pub async fn plan_import<T: Transport>(
                 "type": "user",
                 "sharable": false,
                 "read_only": false,
-                "other_config": {},
+                // Marked from birth: if this edge instance dies before the import ends, a later sweep finds it
+                // through the task (task::sweep).
+                "other_config": { (task::IMPORT_MARK): ctx.now.to_string() },
             });
             let vdi = ctx.xapi.call("VDI.create", &[s.clone(), record]).await.map_err(|e| e.to_api_error())?;
             let vdi = vdi.as_str().unwrap_or_default().to_string();
@@ -245,6 +247,15 @@ pub async fn plan_import<T: Transport>(
             return Err(e.to_api_error());
         }
     };
+    if created {
+        // The task names the VDI, so that sweeping the task (if this instance is cut off) destroys the VDI too.
+        let anchor = [s.clone(), json!(task), json!(task::VDI_KEY), json!(vdi)];
+        if let Err(e) = ctx.xapi.call("task.add_to_other_config", &anchor).await {
+            let _ = task::settle(&ctx.xapi, &caller.session, &task, 0.0).await;
+            let _ = ctx.xapi.call("VDI.destroy", &[s, json!(vdi)]).await;
+            return Err(e.to_api_error());
+        }
+    }
     let query = super::export::query(&[("vdi", &vdi), ("format", fmt), ("task_id", &task)]);
     Ok(ImportPlan {
         upstream: format!("/import_raw_vdi?{query}"),
@@ -301,6 +312,10 @@ pub async fn finish<T: Transport>(
     };
     if result.is_err() && plan.created {
         let _ = ctx.xapi.call("VDI.destroy", &[json!(plan.session), json!(plan.vdi)]).await;
+    }
+    if result.is_ok() && plan.created {
+        let unmark = [json!(plan.session), json!(plan.vdi), json!(task::IMPORT_MARK)];
+        let _ = ctx.xapi.call("VDI.remove_from_other_config", &unmark).await;
     }
     if plan.temporary_session {
         let _ = ctx.xapi.logout(&plan.session).await;

@@ -21,6 +21,11 @@ pub enum Outcome {
 
 /// The `other_config` key stamping xo-edge's tasks with their creation time (Unix seconds).
 pub const STAMP_KEY: &str = "xo-edge:created";
+/// The `other_config` key of a transfer's task naming a VDI the transfer created: [`sweep`] destroys that VDI with
+/// the task if it still carries [`IMPORT_MARK`] (the import never completed).
+pub const VDI_KEY: &str = "xo-edge:vdi";
+/// The `other_config` key a VDI created by an import carries from birth until the import succeeded.
+pub const IMPORT_MARK: &str = "xo-edge:import";
 
 /// Creates a task for a transfer, stamped so that [`sweep`] can find it if its edge instance is cut off.
 pub async fn create<T: Transport>(
@@ -43,15 +48,28 @@ pub async fn create<T: Transport>(
 }
 
 /// Destroys xo-edge's tasks that ended more than `orphan_after` seconds after they were created and are still
-/// there: their edge instance was cut off before it could destroy them (a live transfer's task is pending).
+/// there: their edge instance was cut off before it could destroy them (a live transfer's task is pending). A VDI
+/// such a task names that its import never completed goes with it.
 pub async fn sweep<T: Transport>(xapi: &Xapi<'_, T>, session: &str, now: u64, orphan_after: u64) {
     let Ok(tasks) = xapi.call("task.get_all_records", &[json!(session)]).await else { return };
     for (r, rec) in tasks.as_object().into_iter().flatten() {
         let stamp = rec.get("other_config").and_then(|o| o.get(STAMP_KEY)).and_then(Value::as_str);
         let stale = stamp.and_then(|s| s.parse::<u64>().ok()).is_some_and(|s| s + orphan_after < now);
         if stale && outcome_of(rec).is_some() {
+            let vdi = rec.get("other_config").and_then(|o| o.get(VDI_KEY)).and_then(Value::as_str);
+            if let Some(vdi) = vdi {
+                destroy_unfinished_import(xapi, session, vdi).await;
+            }
             let _ = xapi.call("task.destroy", &[json!(session), json!(r)]).await;
         }
+    }
+}
+
+/// Destroys `vdi` if an import created it and never completed (it still carries [`IMPORT_MARK`]).
+async fn destroy_unfinished_import<T: Transport>(xapi: &Xapi<'_, T>, session: &str, vdi: &str) {
+    let Ok(other) = xapi.call("VDI.get_other_config", &[json!(session), json!(vdi)]).await else { return };
+    if other.get(IMPORT_MARK).is_some() {
+        let _ = xapi.call("VDI.destroy", &[json!(session), json!(vdi)]).await;
     }
 }
 

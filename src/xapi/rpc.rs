@@ -23,6 +23,17 @@ pub trait Transport {
         body: Vec<u8>,
         patience: u64,
     ) -> impl Future<Output = Result<(u16, Vec<u8>), TransportError>>;
+
+    /// Milliseconds since the request began, for answers that must not come sooner; 0 where unknown.
+    fn elapsed_ms(&self) -> u64 {
+        0
+    }
+
+    /// Waits `ms` milliseconds (a no-op where the runtime cannot wait).
+    fn sleep_ms(&self, ms: u64) -> impl Future<Output = ()> {
+        let _ = ms;
+        std::future::ready(())
+    }
 }
 
 /// What an XAPI call can fail with.
@@ -127,6 +138,11 @@ pub struct Xapi<'a, T> {
 impl<'a, T: Transport> Xapi<'a, T> {
     pub fn new(transport: &'a T) -> Self {
         Xapi { transport }
+    }
+
+    /// The transport calls go through.
+    pub fn transport(&self) -> &'a T {
+        self.transport
     }
 
     /// One call; `params` include the session first where the method needs one.

@@ -89,6 +89,11 @@ impl Edge {
         command.push(format!("127.0.0.1:{port}"));
         // `env` may point the edge elsewhere (e.g. at a closed port, for "XAPI unreachable").
         let mut vars = vec![format!("XO_EDGE_TOKEN_SECRET={SECRET}")];
+        // Most tests use Basic credentials on ordinary routes; the default (token endpoint only) is tested in
+        // security.rs.
+        if !env.iter().any(|(k, _)| *k == "XO_EDGE_BASIC_AUTH") {
+            vars.push("XO_EDGE_BASIC_AUTH=everywhere".to_string());
+        }
         if !env.iter().any(|(k, _)| *k == "XO_EDGE_XAPI_URL") {
             vars.push(format!("XO_EDGE_XAPI_URL={sim_url}"));
         }

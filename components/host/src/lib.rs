@@ -55,11 +55,13 @@ pub struct WasiTransport {
     pub base: String,
     /// Seconds a call may take (`xapi_timeout`).
     pub timeout: u64,
+    /// When the request began (the transport is made per request).
+    pub started: Instant,
 }
 
 impl WasiTransport {
     pub fn new(config: &Config) -> Self {
-        WasiTransport { base: config.xapi_url.clone(), timeout: config.xapi_timeout }
+        WasiTransport { base: config.xapi_url.clone(), timeout: config.xapi_timeout, started: Instant::now() }
     }
 }
 
@@ -74,6 +76,16 @@ impl Transport for WasiTransport {
         let answer = request.send_whole(&body, deadline).await.map_err(transport_error)?;
         let bytes = answer.read_all(usize::MAX, deadline).await.map_err(transport_error)?;
         Ok((answer.status, bytes))
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    async fn sleep_ms(&self, ms: u64) {
+        if ms > 0 {
+            wasi::clocks::monotonic_clock::subscribe_duration(ms.saturating_mul(1_000_000)).block();
+        }
     }
 }
 
@@ -121,12 +133,19 @@ fn method_name(method: &Method) -> String {
 
 /// The core's view of a request's method, path, query and headers (no body).
 pub fn request_head(req: &IncomingRequest) -> rest::Request {
-    let headers = req
+    // Values that are not UTF-8 are kept (lossily), never dropped: a non-ASCII Authorization must be refused, not
+    // ignored.
+    let mut headers: Vec<(String, String)> = req
         .headers()
         .entries()
         .into_iter()
-        .filter_map(|(k, v)| Some((k.to_ascii_lowercase(), String::from_utf8(v).ok()?)))
+        .map(|(k, v)| (k.to_ascii_lowercase(), String::from_utf8_lossy(&v).into_owned()))
         .collect();
+    if !headers.iter().any(|(k, _)| k == "host") {
+        if let Some(authority) = req.authority() {
+            headers.push(("host".into(), authority));
+        }
+    }
     let target = req.path_with_query().unwrap_or_else(|| "/".into());
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
     rest::Request {

@@ -12,7 +12,7 @@ pub async fn handle(req: IncomingRequest, out: ResponseOutparam) {
         match (req.method.as_str(), req.normalized_path()) {
             ("POST", "/rest/v0/users/authentication_tokens") => rest::tokens::create(&ctx, &req).await,
             ("DELETE", "/rest/v0/users/me/authentication_tokens/current") => {
-                rest::authenticated(&ctx, &req, rest::tokens::revoke).await
+                rest::authenticated(&ctx, &req, |ctx, caller| rest::tokens::revoke(ctx, caller, &req)).await
             }
             _ => Reply::error(&ApiError::new(405, "method not allowed")),
         }
