@@ -16,6 +16,7 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ("token_max_lifetime", Some("2592000")),
     ("orphan_after", Some("600")),
     ("xapi_timeout", Some("60")),
+    ("client_timeout", Some("60")),
     ("basic_auth", Some("token-endpoint-only")),
     ("cookie_secure", Some("auto")),
 ];
@@ -53,6 +54,9 @@ pub struct Config {
     /// Seconds an XAPI call may take to answer (beyond the long poll of `event.from`) before the edge gives up with
     /// 504; for an export, the seconds XAPI may take to start sending.
     pub xapi_timeout: u64,
+    /// Seconds a client may send nothing of its upload, or take nothing of an answer, before the transfer is
+    /// aborted and cleaned up.
+    pub client_timeout: u64,
     /// Whether Basic credentials are accepted on every route (`basic_auth = "everywhere"`) or only to create a
     /// token (`"token-endpoint-only"`, the default): every Basic request is a password guess XAPI answers.
     pub basic_everywhere: bool,
@@ -69,6 +73,7 @@ impl std::fmt::Debug for Config {
             .field("token_max_lifetime", &self.token_max_lifetime)
             .field("orphan_after", &self.orphan_after)
             .field("xapi_timeout", &self.xapi_timeout)
+            .field("client_timeout", &self.client_timeout)
             .field("basic_everywhere", &self.basic_everywhere)
             .field("cookie_secure", &self.cookie_secure)
             .finish()
@@ -126,6 +131,7 @@ impl Config {
         let token_max_lifetime = number("token_max_lifetime", &get("token_max_lifetime")?)?.max(token_lifetime);
         let orphan_after = number("orphan_after", &get("orphan_after")?)?;
         let xapi_timeout = number("xapi_timeout", &get("xapi_timeout")?)?;
+        let client_timeout = number("client_timeout", &get("client_timeout")?)?;
         let basic_everywhere = match get("basic_auth")?.trim() {
             "everywhere" => true,
             "token-endpoint-only" => false,
@@ -149,6 +155,7 @@ impl Config {
             token_max_lifetime,
             orphan_after,
             xapi_timeout,
+            client_timeout,
             basic_everywhere,
             cookie_secure,
         })

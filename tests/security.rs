@@ -523,6 +523,61 @@ fn an_import_cut_off_mid_body_leaves_nothing_after_orphan_after() {
     edge.xapi("session.logout", json!([sid]));
 }
 
+/// Issue 15, item 9: a client that stops sending its upload, or stops reading an export, while keeping the socket
+/// open, no longer holds the task and the VDI on XAPI: after `client_timeout` seconds of silence the transfer is
+/// aborted and cleaned up.
+#[test]
+fn stalled_clients_are_cut_off_after_client_timeout() {
+    use std::io::{Read as _, Write as _};
+    let edge = Edge::start_with(&[("XO_EDGE_CLIENT_TIMEOUT", "2")], xapi_sim::Options::default());
+    let t = edge.token("root", PASSWORD);
+    let sr = edge.get("/rest/v0/srs?fields=uuid&filter=name_label:NFS").bearer_auth(&t).send().unwrap();
+    let sr = sr.json::<J>().unwrap()[0]["uuid"].as_str().unwrap().to_string();
+    let disk = edge.sim_disk("stall", 64 << 20, 5);
+    let vhd = edge.get(&format!("/rest/v0/vdis/{disk}.vhd")).bearer_auth(&t).send().unwrap().bytes().unwrap();
+    let count = |edge: &Edge| {
+        let s = edge.sim_stats();
+        (s["vdis"].as_u64().unwrap(), s["tasks"].as_u64().unwrap())
+    };
+    let before = count(&edge);
+    let addr = edge.url.trim_start_matches("http://").to_string();
+    let wait_for = |want: (u64, u64), what: &str| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while count(&edge) != want {
+            assert!(std::time::Instant::now() < deadline, "{what}: {:?}, want {want:?}", count(&edge));
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    };
+
+    // An upload that stops after its first 2 MiB (the VHD is checked on the way: the guest reads it).
+    let mut up = std::net::TcpStream::connect(&addr).unwrap();
+    write!(
+        up,
+        "POST /rest/v0/srs/{sr}/vdis HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {t}\r\n\
+         Content-Length: {}\r\n\r\n",
+        vhd.len()
+    )
+    .unwrap();
+    up.write_all(&vhd[..2 << 20]).unwrap();
+    wait_for((before.0 + 1, before.1 + 1), "the stalled import started");
+    let stalled = std::time::Instant::now();
+    wait_for(before, "the stalled import was cleaned up");
+    assert!(stalled.elapsed() < std::time::Duration::from_secs(10), "{:?}", stalled.elapsed());
+    up.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = up.read(&mut answer).unwrap_or(0);
+    let answer = String::from_utf8_lossy(&answer[..n]).to_string();
+    assert!(answer.starts_with("HTTP/1.1 400") && answer.contains("sent nothing for 2 s"), "{answer}");
+
+    // An export whose client reads nothing (the socket stays open).
+    let mut down = std::net::TcpStream::connect(&addr).unwrap();
+    write!(down, "GET /rest/v0/vdis/{disk}.vhd HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {t}\r\n\r\n").unwrap();
+    wait_for((before.0, before.1 + 1), "the stalled export started");
+    wait_for(before, "the stalled export's task was cleaned up");
+    drop(down);
+    drop(up);
+}
+
 #[test]
 fn token_cookies_are_http_only_same_site_and_scoped() {
     let edge = Edge::start();

@@ -46,11 +46,12 @@ impl Incoming {
         Ok(Incoming { stream, _body: body })
     }
 
-    /// Reads and drops the rest of the body, up to [`DRAIN_LIMIT`] bytes.
-    pub async fn drain(&self) {
+    /// Reads and drops the rest of the body, up to [`DRAIN_LIMIT`] bytes, while the client sends something at
+    /// least every `idle` seconds.
+    pub async fn drain(&self, idle: u64) {
         let mut seen = 0u64;
         while seen < DRAIN_LIMIT {
-            match io::read_blocking(&self.stream, READ_SIZE) {
+            match io::read(&self.stream, READ_SIZE, Some(Deadline::after(idle))).await {
                 Ok(Some(bytes)) => seen += bytes.len() as u64,
                 _ => break,
             }
@@ -63,6 +64,8 @@ struct Source {
     body: Incoming,
     decoder: Option<Decoder>,
     done: bool,
+    /// Seconds the client may send nothing before the upload is given up (`client_timeout`).
+    idle: u64,
 }
 
 impl Source {
@@ -70,7 +73,7 @@ impl Source {
     async fn drain(&mut self) {
         if !self.done {
             self.done = true;
-            self.body.drain().await;
+            self.body.drain(self.idle).await;
         }
     }
 
@@ -84,7 +87,7 @@ impl Source {
             return Ok(true);
         }
         while !self.done {
-            match io::read_blocking(&self.body.stream, READ_SIZE) {
+            match io::read(&self.body.stream, READ_SIZE, Some(io::Deadline::after(self.idle))).await {
                 Ok(Some(buf)) => {
                     match self.decoder.as_mut() {
                         None if out.is_empty() => *out = buf,
@@ -98,6 +101,10 @@ impl Source {
                     if let Some(d) = self.decoder.as_mut() {
                         d.finish(out).map_err(|e| BodyFailure::Invalid(ApiError::new(422, e)))?;
                     }
+                }
+                Err(IoError::Timeout) => {
+                    self.done = true;
+                    return Err(BodyFailure::Short(format!("the client sent nothing for {} s", self.idle)));
                 }
                 Err(e) => {
                     self.done = true;
@@ -219,7 +226,7 @@ pub async fn import(
         let plan = match import::plan_import(&ctx, &caller, &upload, length, length).await {
             Ok(p) => p,
             Err(e) => {
-                body.drain().await;
+                body.drain(config.client_timeout).await;
                 release().await;
                 return log.answer(out, Reply::error(&e)).await;
             }
@@ -230,12 +237,12 @@ pub async fn import(
                 let complete = moved.as_ref().is_ok_and(|&n| n == plan.length);
                 if matches!(moved, Err(IoError::Output(_))) {
                     // XAPI stopped reading: its answer says why; the client still gets one.
-                    body.drain().await;
+                    body.drain(config.client_timeout).await;
                 }
                 (end_put(put, complete, &config).await, moved)
             }
             Err(e) => {
-                body.drain().await;
+                body.drain(config.client_timeout).await;
                 (Err(e), Err(IoError::Output(String::new())))
             }
         };
@@ -253,7 +260,7 @@ pub async fn import(
         Encoding::Gzip => Some(Decoder::gzip()),
         Encoding::Zstd => Some(Decoder::zstd()),
     };
-    let mut source = Source { body, decoder, done: false };
+    let mut source = Source { body, decoder, done: false, idle: config.client_timeout };
     let mut check = match upload.route.format {
         DiskFormat::Vhd => Check::vhd_of_length(upload.length),
         DiskFormat::Raw => Check::exact(upload.length.unwrap_or(0)),
@@ -332,16 +339,17 @@ async fn finish(
     match import::finish(ctx, plan, sent, body).await {
         Ok(reply) => {
             let status = reply.status;
-            let (_, whole) = crate::response::send(out, with_refresh(reply, caller)).await;
+            let (_, whole) = crate::response::send(out, with_refresh(reply, caller), log.idle).await;
             log.line(if whole { status } else { 499 }, plan.length as usize);
         }
         Err(e) => log.answer(out, Reply::error(&e)).await,
     }
 }
 
-/// Reads and drops (some of) the body of a request refused before its upload started.
-pub async fn refuse(request: &IncomingRequest) {
+/// Reads and drops (some of) the body of a request refused before its upload started, while the client sends
+/// something at least every `idle` seconds.
+pub async fn refuse(request: &IncomingRequest, idle: u64) {
     if let Ok(body) = Incoming::of(request) {
-        body.drain().await;
+        body.drain(idle).await;
     }
 }

@@ -118,12 +118,14 @@ pub fn read_blocking(input: &InputStream, max: u64) -> Result<Option<Vec<u8>>, I
     }
 }
 
-/// How many bytes `output` takes now, waiting until it takes some.
-async fn permit(output: &OutputStream) -> Result<u64, IoError> {
+/// How many bytes `output` takes now, waiting until it takes some: at most `idle` seconds, when given.
+async fn permit(output: &OutputStream, idle: Option<u64>) -> Result<u64, IoError> {
     loop {
         match output.check_write() {
             Ok(0) => {
-                ready(|| output.subscribe(), None).await;
+                if !ready(|| output.subscribe(), idle.map(Deadline::after)).await {
+                    return Err(IoError::Timeout);
+                }
             }
             Ok(n) => return Ok(n),
             Err(e) => return Err(IoError::Output(describe(e))),
@@ -147,9 +149,15 @@ pub fn write_now(output: &OutputStream, data: &[u8]) -> Result<usize, IoError> {
 }
 
 /// Writes all of `data`, waiting for the reader as needed.
-pub async fn write_all(output: &OutputStream, mut data: &[u8]) -> Result<(), IoError> {
+pub async fn write_all(output: &OutputStream, data: &[u8]) -> Result<(), IoError> {
+    write_all_idle(output, data, None).await
+}
+
+/// Writes all of `data`, waiting for the reader as needed but giving up ([`IoError::Timeout`]) when it takes
+/// nothing for `idle` seconds: a client that stops reading does not hold an export (and what it holds on XAPI) open.
+pub async fn write_all_idle(output: &OutputStream, mut data: &[u8], idle: Option<u64>) -> Result<(), IoError> {
     while !data.is_empty() {
-        let n = permit(output).await?;
+        let n = permit(output, idle).await?;
         let k = usize::try_from(n).unwrap_or(usize::MAX).min(data.len());
         output.write(&data[..k]).map_err(|e| IoError::Output(describe(e)))?;
         data = &data[k..];
@@ -160,7 +168,7 @@ pub async fn write_all(output: &OutputStream, mut data: &[u8]) -> Result<(), IoE
 /// Flushes `output` and waits until the flush is done.
 pub async fn flush(output: &OutputStream) -> Result<(), IoError> {
     output.flush().map_err(|e| IoError::Output(describe(e)))?;
-    permit(output).await.map(|_| ())
+    permit(output, None).await.map(|_| ())
 }
 
 /// Moves everything from `input` to `output` inside the host, the bytes never entering the guest, until `input`
@@ -199,6 +207,7 @@ pub async fn copy_batched(
     output: &OutputStream,
     limit: Option<u64>,
     batch: usize,
+    idle: Option<u64>,
 ) -> Result<u64, IoError> {
     let mut copied = 0u64;
     let mut pending: Vec<u8> = Vec::with_capacity(batch);
@@ -211,11 +220,11 @@ pub async fn copy_batched(
             Some(bytes) => {
                 copied += bytes.len() as u64;
                 if pending.is_empty() && bytes.len() >= batch / 2 {
-                    write_all(output, &bytes).await?;
+                    write_all_idle(output, &bytes, idle).await?;
                 } else {
                     pending.extend_from_slice(&bytes);
                     if pending.len() >= batch / 2 {
-                        write_all(output, &pending).await?;
+                        write_all_idle(output, &pending, idle).await?;
                         pending.clear();
                     }
                 }
@@ -223,6 +232,6 @@ pub async fn copy_batched(
             None => break,
         }
     }
-    write_all(output, &pending).await?;
+    write_all_idle(output, &pending, idle).await?;
     Ok(copied)
 }

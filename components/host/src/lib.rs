@@ -185,11 +185,20 @@ pub struct Log {
     pub method: String,
     pub path: String,
     pub started: Instant,
+    /// Seconds the client may take nothing before an answer's write gives up (`client_timeout`, once the
+    /// configuration is known).
+    pub idle: Option<u64>,
 }
 
 impl Log {
     pub fn new(req: &rest::Request) -> Log {
-        Log { method: req.method.clone(), path: req.path.clone(), started: Instant::now() }
+        Log { method: req.method.clone(), path: req.path.clone(), started: Instant::now(), idle: None }
+    }
+
+    /// The same log, its answers bounded by the configuration's `client_timeout`.
+    pub fn with(mut self, config: &Config) -> Log {
+        self.idle = Some(config.client_timeout);
+        self
     }
 
     pub fn line(&self, status: u16, bytes: usize) {
@@ -199,7 +208,7 @@ impl Log {
     /// Answers a core reply and logs it (a body the client did not take whole logs as 499).
     pub async fn answer(&self, out: ResponseOutparam, reply: Reply) {
         let status = reply.status;
-        let (bytes, whole) = response::send(out, reply).await;
+        let (bytes, whole) = response::send(out, reply, self.idle).await;
         self.line(if whole { status } else { 499 }, bytes);
     }
 }
@@ -211,10 +220,11 @@ where
     Fut: std::future::Future<Output = Reply>,
 {
     let mut head = request_head(&req);
-    let log = Log::new(&head);
+    let mut log = Log::new(&head);
     let reply = match load_config() {
         Err(e) => Reply::error(&e),
         Ok(config) => {
+            log = log.with(&config);
             let body = if with_body { read_body(&req).await } else { Ok(Vec::new()) };
             match body {
                 Err(e) => Reply::error(&e),

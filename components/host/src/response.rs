@@ -14,10 +14,13 @@ pub struct Body {
     body: OutgoingBody,
     /// Bytes written so far.
     pub sent: usize,
+    /// Seconds the client may take nothing before a write gives up (`client_timeout`).
+    pub idle: Option<u64>,
 }
 
-/// Sends the status and headers; answers the body to write, or `None` when the host refused the response.
-pub fn start(out: ResponseOutparam, status: u16, headers: &[(String, String)]) -> Option<Body> {
+/// Sends the status and headers; answers the body to write (each write giving up after `idle` seconds in which the
+/// client took nothing), or `None` when the host refused the response.
+pub fn start(out: ResponseOutparam, status: u16, headers: &[(String, String)], idle: Option<u64>) -> Option<Body> {
     let fields = Fields::new();
     for (name, value) in headers {
         let _ = fields.append(name, &value.as_bytes().to_vec());
@@ -27,12 +30,12 @@ pub fn start(out: ResponseOutparam, status: u16, headers: &[(String, String)]) -
     let body = response.body().ok()?;
     let stream = body.write().ok()?;
     ResponseOutparam::set(out, Ok(response));
-    Some(Body { stream, body, sent: 0 })
+    Some(Body { stream, body, sent: 0, idle })
 }
 
 impl Body {
     pub async fn write(&mut self, data: &[u8]) -> Result<(), IoError> {
-        io::write_all(&self.stream, data).await?;
+        io::write_all_idle(&self.stream, data, self.idle).await?;
         self.sent += data.len();
         Ok(())
     }
@@ -55,9 +58,9 @@ impl Body {
 }
 
 /// Answers a core reply; answers the body bytes written and whether the body went out whole.
-pub async fn send(out: ResponseOutparam, reply: Reply) -> (usize, bool) {
+pub async fn send(out: ResponseOutparam, reply: Reply, idle: Option<u64>) -> (usize, bool) {
     let Reply { status, headers, body, stream } = reply;
-    let Some(mut out) = start(out, status, &headers) else {
+    let Some(mut out) = start(out, status, &headers, idle) else {
         return (0, false);
     };
     let written = match stream {

@@ -54,13 +54,13 @@ pub async fn export(config: Config, log: Log, mut plan: ExportPlan, out: Respons
     };
     match std::mem::replace(&mut plan.streaming, Streaming::PassThrough) {
         Streaming::PassThrough => {
-            let Some(body) = response::start(out, plan.status, &plan.headers) else {
+            let Some(body) = response::start(out, plan.status, &plan.headers, Some(config.client_timeout)) else {
                 drop(upstream);
                 let _ = finish(&config, &plan).await;
                 return log.line(499, 0);
             };
             let length = header(&plan, "content-length").and_then(|v| v.parse::<u64>().ok());
-            let moved = io::copy_batched(&upstream.stream, &body.stream, length, BATCH).await;
+            let moved = io::copy_batched(&upstream.stream, &body.stream, length, BATCH, body.idle).await;
             drop(upstream);
             // The client has all it asked for once every byte moved: end its body before XAPI's task is settled.
             let whole = match moved {
@@ -100,7 +100,7 @@ pub async fn export(config: Config, log: Log, mut plan: ExportPlan, out: Respons
                 drop(upstream);
                 return fail(StartFailure::Body(why), plan, config, log, out).await;
             }
-            let Some(body) = response::start(out, plan.status, &plan.headers) else {
+            let Some(body) = response::start(out, plan.status, &plan.headers, Some(config.client_timeout)) else {
                 drop(upstream);
                 let _ = finish(&config, &plan).await;
                 return log.line(499, 0);

@@ -22,6 +22,7 @@ pub async fn handle(request: IncomingRequest, out: ResponseOutparam) {
         Ok(c) => c,
         Err(e) => return log.answer(out, Reply::error(&e)).await,
     };
+    let log = log.with(&config);
     let transport = WasiTransport::new(&config);
     let ctx = Ctx::new(&config, &transport, xo_edge_host::now());
     let caller = match auth::authenticate(&ctx, &core_req).await {
@@ -39,7 +40,7 @@ pub async fn handle(request: IncomingRequest, out: ResponseOutparam) {
         let upload = match import::read_upload(&core_req, route) {
             Ok(u) => u,
             Err(e) => {
-                xo_edge_host::import::refuse(&request).await;
+                xo_edge_host::import::refuse(&request, config.client_timeout).await;
                 release().await;
                 return log.answer(out, Reply::error(&e)).await;
             }
