@@ -28,10 +28,22 @@ curl -s -X POST "$SIM/_sim/stats/reset"
 curl -s -o /dev/null -H "Authorization: Bearer $TOKEN" "$EDGE/rest/v0/vms/$VM"
 CALLS=$(curl -s "$SIM/_sim/stats" | json '["total_calls"]')
 
+# A build to compare (COMPARE_WASM, benches/common.sh) takes the Spin column's place; it gets a token of its own, as
+# token formats differ between builds.
+OTHER_NAME=${SPIN_VERSION:-}
+OTHER_EDGE=$SPIN_EDGE
+OTHER_TOKEN=$TOKEN
+if [ -z "$OTHER_EDGE" ] && [ -n "${EDGE2:-}" ]; then
+  OTHER_NAME="previous build (COMPARE_WASM)"
+  OTHER_EDGE=$EDGE2
+  OTHER_TOKEN=$(curl -s -X POST -u root:xapi-sim "$EDGE2/rest/v0/users/authentication_tokens" | json '["token"]["id"]')
+fi
+
 python3 - "$TOKEN" "$VM" "$N" "$SECONDS_PARALLEL" "$CALLS" "wasmtime serve ($("$WASMTIME" --version | cut -d' ' -f1-2))" "$EDGE" \
-  "${SPIN_VERSION:-}" "$SPIN_EDGE" <<'PY'
+  "$OTHER_NAME" "$OTHER_EDGE" "$OTHER_TOKEN" <<'PY'
 import http.client, statistics, sys, threading, time, urllib.parse
 token, vm, n, secs, calls = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+tokens = {sys.argv[7]: token, sys.argv[9]: sys.argv[10]}
 edges = [(sys.argv[i], sys.argv[i + 1]) for i in (6, 8) if sys.argv[i + 1]]
 paths = [("GET /rest/v0", "/rest/v0"), ("listing (fields=name_label,power_state)", "/rest/v0/vms?fields=name_label,power_state"),
          ("GET /rest/v0/vms/<id>", f"/rest/v0/vms/{vm}")]
@@ -39,7 +51,7 @@ def get(url, path):
     u = urllib.parse.urlparse(url)
     c = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
     t = time.perf_counter()
-    c.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+    c.request("GET", path, headers={"Authorization": f"Bearer {tokens[url]}"})
     r = c.getresponse(); r.read(); c.close()
     assert r.status == 200, (path, r.status)
     return time.perf_counter() - t
