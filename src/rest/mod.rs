@@ -91,6 +91,21 @@ impl Reply {
     }
 }
 
+/// The `api` component's requests: `GET /rest/v0`, the collections and their objects; other methods are 405 on
+/// `/rest/v0` and 404 elsewhere, unknown routes being revealed to authenticated callers only.
+pub async fn api<T: Transport>(ctx: &Ctx<'_, T>, req: &Request) -> Reply {
+    match (req.method.as_str(), req.normalized_path()) {
+        ("GET" | "HEAD", "/rest/v0") => authenticated(ctx, req, root::list).await,
+        (_, "/rest/v0") => Reply::error(&ApiError::new(405, "method not allowed")),
+        ("GET" | "HEAD", _) => authenticated(ctx, req, |ctx, caller| get_route(ctx, caller, req)).await,
+        (_, path) => {
+            let path = path.to_string();
+            authenticated(ctx, req, |_, _| async move { Err(ApiError::not_found(format!("no such route {path}"))) })
+                .await
+        }
+    }
+}
+
 /// Routes an authenticated `GET` below `/rest/v0/` (collections and objects).
 pub async fn get_route<T: Transport>(ctx: &Ctx<'_, T>, caller: auth::Caller, req: &Request) -> Result<Reply, ApiError> {
     let path = req.normalized_path().to_string();

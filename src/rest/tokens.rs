@@ -13,6 +13,17 @@ use serde_json::{json, Value};
 /// Shortest lifetime a client may ask for.
 pub const MIN_LIFETIME: u64 = 60;
 
+/// The `tokens` component's requests: creation and revocation; any other method is 405.
+pub async fn route<T: Transport>(ctx: &Ctx<'_, T>, req: &Request) -> Reply {
+    match (req.method.as_str(), req.normalized_path()) {
+        ("POST", "/rest/v0/users/authentication_tokens") => create(ctx, req).await,
+        ("DELETE", "/rest/v0/users/me/authentication_tokens/current") => {
+            super::authenticated(ctx, req, |ctx, caller| revoke(ctx, caller, req)).await
+        }
+        _ => Reply::error(&ApiError::new(405, "method not allowed")),
+    }
+}
+
 /// Creates a token for Basic credentials of a pool administrator.
 ///
 /// The one endpoint whose 401 carries `WWW-Authenticate: Basic` (a browser may then ask for a password); a cross-site

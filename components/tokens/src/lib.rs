@@ -1,21 +1,14 @@
 //! Component `tokens`: `POST /rest/v0/users/authentication_tokens` (Basic credentials → a signed token and its
 //! cookie) and `DELETE /rest/v0/users/me/authentication_tokens/current` (revocation).
 
-use xo_edge::error::ApiError;
-use xo_edge::rest::{self, Ctx, Reply};
+use xo_edge::rest::{self, Ctx};
 use xo_edge_host::wasi::http::types::{IncomingRequest, ResponseOutparam};
 
 /// Serves one request routed to this component.
 pub async fn handle(req: IncomingRequest, out: ResponseOutparam) {
     xo_edge_host::serve(req, out, true, |config, transport, req| async move {
         let ctx = Ctx::new(&config, &transport, xo_edge_host::now());
-        match (req.method.as_str(), req.normalized_path()) {
-            ("POST", "/rest/v0/users/authentication_tokens") => rest::tokens::create(&ctx, &req).await,
-            ("DELETE", "/rest/v0/users/me/authentication_tokens/current") => {
-                rest::authenticated(&ctx, &req, |ctx, caller| rest::tokens::revoke(ctx, caller, &req)).await
-            }
-            _ => Reply::error(&ApiError::new(405, "method not allowed")),
-        }
+        rest::tokens::route(&ctx, &req).await
     })
     .await
 }
