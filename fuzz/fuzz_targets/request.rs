@@ -180,7 +180,10 @@ fuzz_target!(|data: &[u8]| {
         check(&rest::tokens::route(&ctx, &req).await);
         transfer(&ctx, &req).await;
         if req.method != "GET" && req.method != "HEAD" {
-            // It may have revoked the token.
+            // It may have revoked the token: a new one, and the old one's session ended (sessions would pile up).
+            if let Ok((claims, _)) = xo_edge::auth::token::open(&token, &[w.config.token_secret.as_slice()]) {
+                let _ = ctx.xapi.logout(&claims.session).await;
+            }
             *w.token.lock().unwrap() = new_token(&w.sim, &w.config).await;
         }
     });
