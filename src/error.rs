@@ -60,11 +60,25 @@ impl ApiError {
         }
     }
 
-    /// Extra response headers this error needs (`WWW-Authenticate` on 401).
-    /// The error's headers. No `WWW-Authenticate` challenge: a browser answering it with cached Basic credentials
+    /// 429: too many failed password logins for this user name or from this client (see
+    /// [`crate::auth::throttle`]); `Retry-After` says when the window ends.
+    pub fn too_many_logins(retry_after: u64) -> Self {
+        ApiError::new(
+            429,
+            "too many failed logins for this user name or from this client: wait before trying a password again \
+             (tokens are not affected)",
+        )
+        .with_data(json!({ "retryAfter": retry_after }))
+    }
+
+    /// The error's headers: `Retry-After` on 429. No `WWW-Authenticate` challenge: a browser answering it with cached Basic credentials
     /// would let any site act with them; only the token endpoint challenges ([`crate::rest::tokens`]).
     pub fn headers(&self) -> Vec<(&'static str, String)> {
-        vec![("content-type", "application/json".to_string())]
+        let mut headers = vec![("content-type", "application/json".to_string())];
+        if let (429, Some(after)) = (self.status, self.data.as_ref().and_then(|d| d["retryAfter"].as_u64())) {
+            headers.push(("retry-after", after.to_string()));
+        }
+        headers
     }
 }
 

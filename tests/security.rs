@@ -391,6 +391,74 @@ fn failed_logins_look_alike_and_basic_is_for_the_token_endpoint() {
     assert_eq!(r.status().as_u16(), 401);
 }
 
+/// Issue 15, item 7: failed password logins are counted per user name in a store every instance shares (here the
+/// bundle's state directory; Spin's key-value store in the per-route app, tested in `spin_up.rs`): past
+/// `login_failures` in a window the token endpoint answers 429 with `Retry-After` before any XAPI call, even with
+/// the right password and after the runtime restarts; successes take their charge back; other user names are not
+/// affected; parallel guesses are held to about the limit; the window's end lets the user in again.
+#[test]
+fn failed_logins_are_throttled_per_user_across_instances() {
+    let state = std::env::temp_dir().join(format!("xo-edge-state-{}", std::process::id()));
+    std::fs::create_dir_all(&state).unwrap();
+    let dir = state.to_str().unwrap().to_string();
+    let env = [("XO_EDGE_STATE_DIR", dir.as_str()), ("XO_EDGE_LOGIN_FAILURES", "3"), ("XO_EDGE_LOGIN_WINDOW", "8")];
+    let mut edge = Edge::start_with(&env, xapi_sim::Options::default());
+    let tokens = format!("{}/rest/v0/users/authentication_tokens", edge.url);
+    let attempt = |edge: &Edge, user: &str, password: &str| {
+        let r = edge.http.post(&tokens).basic_auth(user, Some(password)).send().unwrap();
+        let after = r.headers().get("retry-after").map(|v| v.to_str().unwrap().parse::<u64>().unwrap());
+        (r.status().as_u16(), after)
+    };
+    // Successes take their charge back: two failures and any number of successes stay under the limit.
+    for _ in 0..2 {
+        assert_eq!(attempt(&edge, "root", "wrong-password").0, 401);
+    }
+    for _ in 0..3 {
+        assert_eq!(attempt(&edge, "root", PASSWORD).0, 200);
+    }
+    assert_eq!(attempt(&edge, "root", "wrong-password").0, 401);
+    let started = std::time::Instant::now();
+    // The limit is reached: even the right password is refused, without asking XAPI, and across a restart of the
+    // runtime (new instances, new process).
+    edge.restart_runtime();
+    let calls = edge.sim_calls();
+    let (status, after) = attempt(&edge, "root", PASSWORD);
+    assert_eq!(status, 429);
+    assert!(after.is_some_and(|s| (1..=8).contains(&s)), "Retry-After {after:?}");
+    assert_eq!(edge.sim_calls(), calls, "a throttled login asks XAPI nothing");
+    // Tokens keep working, and other user names are not affected.
+    let other = attempt(&edge, "auditor", "wrong-password");
+    assert_eq!(other.0, 401);
+    // Parallel guesses for one user name are held to about the limit.
+    let results: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..12).map(|_| s.spawn(|| attempt(&edge, "operator", "wrong-password").0)).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let refused = results.iter().filter(|s| **s == 429).count();
+    let checked = results.iter().filter(|s| **s == 401).count();
+    assert_eq!(refused + checked, 12, "{results:?}");
+    // No more than the limit (fewer when attempts in flight saw each other's records before those were removed).
+    assert!(checked <= 3, "{checked} of 12 parallel guesses reached XAPI: {results:?}");
+    // The window's end lets root in again.
+    std::thread::sleep(std::time::Duration::from_secs(8).saturating_sub(started.elapsed()));
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(attempt(&edge, "root", PASSWORD).0, 200);
+    // The store holds empty records named by slot, time and nonce: no user name, no password, and only failures
+    // (root's successful login left none; its failures expired and were swept).
+    let mut records = 0;
+    for entry in std::fs::read_dir(&state).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().into_string().unwrap();
+        assert!(name.starts_with("xo-edge_login_user_"), "{name}");
+        assert!(!name.contains("root") && !name.contains("operator"), "{name}");
+        assert_eq!(entry.metadata().unwrap().len(), 0);
+        records += 1;
+    }
+    assert!(records <= 1 + 3, "{records} records: auditor's one and operator's at most 3");
+    drop(edge);
+    std::fs::remove_dir_all(&state).unwrap();
+}
+
 /// Issue 15, item 8: a state-changing request sent by a browser from another site (`Sec-Fetch-Site: cross-site`
 /// or a foreign `Origin`) is refused unless it carries a Bearer token, before any XAPI call; reads and same-origin
 /// requests are not affected.

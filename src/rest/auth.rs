@@ -3,6 +3,7 @@
 
 use super::{Ctx, Request};
 use crate::auth::credentials::{self, Credentials};
+use crate::auth::throttle;
 use crate::auth::token::{self, TokenClaims};
 use crate::config::{Config, CookieSecure};
 use crate::error::ApiError;
@@ -43,8 +44,24 @@ pub fn credentials_of(req: &Request) -> Result<Option<Credentials>, ApiError> {
 }
 
 /// Logs in with Basic credentials and requires a pool administrator; the session is logged out again if not. Any
-/// refusal is [`login_refused`], answered after [`FAILED_LOGIN_FLOOR_MS`].
-pub async fn basic_login<T: Transport>(ctx: &Ctx<'_, T>, user: &str, password: &str) -> Result<String, ApiError> {
+/// refusal is [`login_refused`], answered after [`FAILED_LOGIN_FLOOR_MS`]. Where the host shares a store between
+/// instances, failures are also counted per user name and per client ([`throttle`]): past the limit the answer is
+/// a 429, without asking XAPI.
+pub async fn basic_login<T: Transport>(
+    ctx: &Ctx<'_, T>,
+    req: &Request,
+    user: &str,
+    password: &str,
+) -> Result<String, ApiError> {
+    let limits = ctx.config.login_limits();
+    let store = ctx.xapi.transport().shared_store();
+    let attempt = match store {
+        Some(store) => {
+            let client = throttle::client_id(&req.headers_named("spin-client-addr"));
+            Some(throttle::begin(store, limits, user, client.as_deref(), ctx.now).map_err(ApiError::too_many_logins)?)
+        }
+        None => None,
+    };
     let result = match ctx.xapi.login(user, password).await {
         Err(e) if e.code() == Some("SESSION_AUTHENTICATION_FAILED") => Err(login_refused()),
         Err(e) => Err(e.to_api_error()),
@@ -60,6 +77,14 @@ pub async fn basic_login<T: Transport>(ctx: &Ctx<'_, T>, user: &str, password: &
             }
         },
     };
+    match (&result, store, attempt) {
+        (Ok(_), Some(store), Some(attempt)) => throttle::succeeded(store, attempt),
+        (Err(e), Some(store), Some(attempt)) if e.status != 401 => {
+            // XAPI unreachable or failing: not a guess, it does not count.
+            throttle::succeeded(store, attempt)
+        }
+        _ => {}
+    }
     if result.is_err() {
         let elapsed = ctx.xapi.transport().elapsed_ms();
         ctx.xapi.transport().sleep_ms(FAILED_LOGIN_FLOOR_MS.saturating_sub(elapsed)).await;
@@ -151,7 +176,7 @@ pub async fn authenticate<T: Transport>(ctx: &Ctx<'_, T>, req: &Request) -> Resu
              send the token as the authenticationToken cookie or a Bearer token",
         )),
         Some(Credentials::Basic { user, password }) => {
-            let session = basic_login(ctx, &user, &password).await?;
+            let session = basic_login(ctx, req, &user, &password).await?;
             Ok(Caller { session, user, basic: true, claims: None, refresh_cookie: None })
         }
     }

@@ -66,7 +66,7 @@ async fn create_inner<T: Transport>(ctx: &Ctx<'_, T>, req: &Request) -> Result<R
             s
         }
     };
-    let session = auth::basic_login(ctx, &user, &password).await?;
+    let session = auth::basic_login(ctx, req, &user, &password).await?;
     let claims = TokenClaims::new(session, user.clone(), ctx.now, lifetime, ctx.config.token_max_lifetime);
     let t = token::seal(&claims, &ctx.config.token_secret);
     let mut record = json!({

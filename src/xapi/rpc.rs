@@ -34,6 +34,11 @@ pub trait Transport {
         let _ = ms;
         std::future::ready(())
     }
+
+    /// The store every instance of the app shares (login throttling), where the host has one.
+    fn shared_store(&self) -> Option<&dyn crate::auth::throttle::Store> {
+        None
+    }
 }
 
 /// What an XAPI call can fail with.

@@ -26,7 +26,7 @@ pub fn wasm(name: &str) -> PathBuf {
     p
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -98,6 +98,10 @@ impl Edge {
             vars.push(format!("XO_EDGE_XAPI_URL={sim_url}"));
         }
         vars.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
+        // A state directory (login throttling) is preopened at the same path inside the guest.
+        if let Some((_, dir)) = env.iter().find(|(k, _)| *k == "XO_EDGE_STATE_DIR") {
+            command.extend(["--dir".to_string(), format!("{dir}::{dir}")]);
+        }
         for v in vars {
             command.extend(["--env".to_string(), v]);
         }

@@ -7,6 +7,7 @@
 //!   `xapi_timeout`.
 //! - [`load_config`] reads the configuration from Spin application variables (`fermyon:spin/variables@2.0.0`), or,
 //!   without the `spin-variables` feature (the single-component `bundle`), from `XO_EDGE_*` environment variables.
+//! - [`store`] opens the store instances share (login throttling): Spin's key-value store, or a directory.
 //! - [`request_head`] / [`read_body`] read the client's request; [`response`] answers it; [`log_line`] writes the
 //!   one log line per request (never a token, password or session ref) in one write.
 //!
@@ -24,6 +25,7 @@ pub mod import;
 pub mod io;
 pub mod outbound;
 pub mod response;
+pub mod store;
 pub mod transfer;
 
 pub use spin_executor::run;
@@ -57,11 +59,18 @@ pub struct WasiTransport {
     pub timeout: u64,
     /// When the request began (the transport is made per request).
     pub started: Instant,
+    /// The shared store, opened when first needed (a password login).
+    store: std::cell::OnceCell<Option<Box<dyn xo_edge::auth::throttle::Store>>>,
 }
 
 impl WasiTransport {
     pub fn new(config: &Config) -> Self {
-        WasiTransport { base: config.xapi_url.clone(), timeout: config.xapi_timeout, started: Instant::now() }
+        WasiTransport {
+            base: config.xapi_url.clone(),
+            timeout: config.xapi_timeout,
+            started: Instant::now(),
+            store: std::cell::OnceCell::new(),
+        }
     }
 }
 
@@ -86,6 +95,10 @@ impl Transport for WasiTransport {
         if ms > 0 {
             wasi::clocks::monotonic_clock::subscribe_duration(ms.saturating_mul(1_000_000)).block();
         }
+    }
+
+    fn shared_store(&self) -> Option<&dyn xo_edge::auth::throttle::Store> {
+        self.store.get_or_init(store::open).as_deref()
     }
 }
 
@@ -131,6 +144,11 @@ fn method_name(method: &Method) -> String {
     }
 }
 
+/// Whether the host adds `spin-client-addr` to every request (Spin does, after whatever the client sent). Where it
+/// does not (the bundle under plain wasi:http hosts), the header can only be the client's own and is dropped, so
+/// that nobody can pose as another client to the login throttle.
+const HOST_SETS_CLIENT_ADDR: bool = cfg!(feature = "spin-variables");
+
 /// The core's view of a request's method, path, query and headers (no body).
 pub fn request_head(req: &IncomingRequest) -> rest::Request {
     // Values that are not UTF-8 are kept (lossily), never dropped: a non-ASCII Authorization must be refused, not
@@ -140,6 +158,7 @@ pub fn request_head(req: &IncomingRequest) -> rest::Request {
         .entries()
         .into_iter()
         .map(|(k, v)| (k.to_ascii_lowercase(), String::from_utf8_lossy(&v).into_owned()))
+        .filter(|(k, _)| HOST_SETS_CLIENT_ADDR || k != "spin-client-addr")
         .collect();
     if !headers.iter().any(|(k, _)| k == "host") {
         if let Some(authority) = req.authority() {

@@ -1,0 +1,92 @@
+//! The store every instance of the app shares, for login throttling ([`xo_edge::auth::throttle`]): Spin's default
+//! key-value store in the per-route Spin components (`key_value_stores = ["default"]` in `spin.toml`); in the
+//! single-component bundle, a directory the host preopens, named by `XO_EDGE_STATE_DIR` (`wasmtime serve --dir`).
+//! Without either, throttling falls back to the stateless floor of failed logins.
+
+use xo_edge::auth::throttle::Store;
+
+/// Opens the shared store, or says on stderr why there is none.
+pub fn open() -> Option<Box<dyn Store>> {
+    match open_store() {
+        Ok(store) => Some(store),
+        Err(why) => {
+            eprintln!("login throttling: no shared store ({why}); failed logins only wait for the floor");
+            None
+        }
+    }
+}
+
+#[cfg(feature = "spin-variables")]
+fn open_store() -> Result<Box<dyn Store>, String> {
+    spin_sdk::key_value::Store::open_default()
+        .map(|store| Box::new(SpinStore(store)) as Box<dyn Store>)
+        .map_err(|e| format!("Spin key-value store \"default\": {e}"))
+}
+
+#[cfg(feature = "spin-variables")]
+struct SpinStore(spin_sdk::key_value::Store);
+
+#[cfg(feature = "spin-variables")]
+impl Store for SpinStore {
+    fn keys(&self, prefix: &str) -> Vec<String> {
+        match self.0.get_keys() {
+            Ok(keys) => keys.into_iter().filter(|k| k.starts_with(prefix)).collect(),
+            Err(e) => {
+                eprintln!("login throttling: key-value store: {e}");
+                Vec::new()
+            }
+        }
+    }
+
+    fn set(&self, key: &str, value: &[u8]) {
+        if let Err(e) = self.0.set(key, value) {
+            eprintln!("login throttling: key-value store: {e}");
+        }
+    }
+
+    fn delete(&self, key: &str) {
+        if let Err(e) = self.0.delete(key) {
+            eprintln!("login throttling: key-value store: {e}");
+        }
+    }
+}
+
+#[cfg(not(feature = "spin-variables"))]
+fn open_store() -> Result<Box<dyn Store>, String> {
+    let dir = std::env::var("XO_EDGE_STATE_DIR").map_err(|_| "XO_EDGE_STATE_DIR is not set".to_string())?;
+    std::fs::metadata(&dir).map_err(|e| format!("XO_EDGE_STATE_DIR: {e}"))?;
+    Ok(Box::new(DirStore(std::path::PathBuf::from(dir))))
+}
+
+/// One empty file per key, named by the key with `/` as `_` (the throttle's keys hold neither).
+#[cfg(not(feature = "spin-variables"))]
+struct DirStore(std::path::PathBuf);
+
+#[cfg(not(feature = "spin-variables"))]
+impl DirStore {
+    fn path(&self, key: &str) -> std::path::PathBuf {
+        self.0.join(key.replace('/', "_"))
+    }
+}
+
+#[cfg(not(feature = "spin-variables"))]
+impl Store for DirStore {
+    fn keys(&self, prefix: &str) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.0) else { return Vec::new() };
+        entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .map(|name| name.replace('_', "/"))
+            .filter(|key| key.starts_with(prefix))
+            .collect()
+    }
+
+    fn set(&self, key: &str, value: &[u8]) {
+        if let Err(e) = std::fs::write(self.path(key), value) {
+            eprintln!("login throttling: state directory: {e}");
+        }
+    }
+
+    fn delete(&self, key: &str) {
+        let _ = std::fs::remove_file(self.path(key));
+    }
+}

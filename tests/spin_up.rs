@@ -1,0 +1,157 @@
+//! The per-route Spin app under a real `spin up`, for what only Spin provides: its key-value store (login
+//! throttling shared by every instance, surviving restarts) and the client address it reports in
+//! `spin-client-addr` (per-client throttling that a client's own header cannot dodge).
+//!
+//! CI has no Spin binary (it cannot be downloaded; see `../shared/tools/spin`), so these tests run where `SPIN`
+//! names one or `spin` is on `PATH`, and say that they were skipped otherwise. The same throttling code runs in CI
+//! against the bundle's state directory (`security.rs`, `failed_logins_are_throttled_per_user_across_instances`).
+
+mod common;
+
+use common::{free_port, SECRET};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const PASSWORD: &str = "xapi-sim";
+
+fn spin() -> Option<String> {
+    let bin = std::env::var("SPIN").ok().or_else(|| {
+        Command::new("spin").arg("--version").output().ok().filter(|o| o.status.success()).map(|_| "spin".into())
+    })?;
+    let version = Command::new(&bin).arg("--version").output().ok()?;
+    eprintln!("running under {}", String::from_utf8_lossy(&version.stdout).trim());
+    Some(bin)
+}
+
+/// `spin up` of this repository's `spin.toml` (its components already built by `scripts/build.sh`).
+struct SpinUp {
+    url: String,
+    child: Child,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    bin: String,
+    log: PathBuf,
+}
+
+impl SpinUp {
+    fn start(bin: &str, xapi_url: &str, state: &Path, env: &[(&str, &str)]) -> SpinUp {
+        common::wasm("xo_edge_api");
+        let port = free_port();
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let args: Vec<String> = [
+            "up",
+            "-f",
+            root.join("spin.toml").to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--state-dir",
+            state.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut vars = vec![
+            ("SPIN_VARIABLE_XAPI_URL".to_string(), xapi_url.to_string()),
+            ("SPIN_VARIABLE_TOKEN_SECRET".to_string(), SECRET.to_string()),
+        ];
+        vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let log = std::env::temp_dir().join(format!("xo-edge-spin-{}-{port}.log", std::process::id()));
+        let mut up = SpinUp {
+            url: format!("http://127.0.0.1:{port}"),
+            child: Command::new("true").spawn().unwrap(),
+            args,
+            env: vars,
+            bin: bin.to_string(),
+            log,
+        };
+        up.restart();
+        up
+    }
+
+    fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        self.child = Command::new(&self.bin)
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap();
+        let http = reqwest::blocking::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while http.get(format!("{}/rest/v0", self.url)).send().is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "spin up did not come up: {}",
+                std::fs::read_to_string(&self.log).unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for SpinUp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+/// Issue 15, item 7, under Spin: failed logins are counted in Spin's key-value store per user name (surviving a
+/// restart of Spin) and per client address as Spin reports it, whatever `spin-client-addr` the client sends.
+#[test]
+fn login_throttling_uses_spins_key_value_store_and_client_address() {
+    let Some(bin) = spin() else {
+        eprintln!("skipped: no Spin binary (set SPIN=<path to spin>)");
+        return;
+    };
+    let sim = xapi_sim::start_background(&xapi_sim::Options::default()).unwrap();
+    let state = std::env::temp_dir().join(format!("xo-edge-spin-state-{}", std::process::id()));
+    std::fs::create_dir_all(&state).unwrap();
+    let env = [
+        ("SPIN_VARIABLE_LOGIN_FAILURES", "2"),
+        ("SPIN_VARIABLE_LOGIN_FAILURES_PER_CLIENT", "6"),
+        ("SPIN_VARIABLE_LOGIN_WINDOW", "300"),
+    ];
+    let mut up = SpinUp::start(&bin, &sim.url, &state, &env);
+    let http = reqwest::blocking::Client::new();
+    let tokens = format!("{}/rest/v0/users/authentication_tokens", up.url);
+    let attempt = |user: &str, password: &str, spoof: Option<&str>| {
+        let mut r = http.post(&tokens).basic_auth(user, Some(password));
+        if let Some(addr) = spoof {
+            r = r.header("spin-client-addr", addr);
+        }
+        let r = r.send().unwrap();
+        (r.status().as_u16(), r.headers().get("retry-after").is_some())
+    };
+    // The app works under Spin: a token, then a collection with it.
+    let token = http.post(&tokens).basic_auth("root", Some(PASSWORD)).send().unwrap();
+    assert_eq!(token.status().as_u16(), 200);
+    let token = token.json::<serde_json::Value>().unwrap()["token"].as_str().unwrap().to_string();
+    let vms = http.get(format!("{}/rest/v0/vms", up.url)).bearer_auth(&token).send().unwrap();
+    assert_eq!(vms.status().as_u16(), 200);
+    // Per user name: two failures, then even the right password is refused, also after Spin restarts.
+    assert_eq!(attempt("root", "wrong", None).0, 401);
+    assert_eq!(attempt("root", "wrong", None).0, 401);
+    assert_eq!(attempt("root", PASSWORD, None), (429, true));
+    up.restart();
+    assert_eq!(attempt("root", PASSWORD, None), (429, true), "the count survives a restart of Spin");
+    // Tokens are not affected.
+    let vms = http.get(format!("{}/rest/v0/vms", up.url)).bearer_auth(&token).send().unwrap();
+    assert_eq!(vms.status().as_u16(), 200);
+    // Per client (6): new user names each time, and a different made-up
+    // spin-client-addr each time, which Spin's own value (appended last) overrides.
+    for i in 0..4 {
+        let spoof = format!("198.51.100.{i}:1234");
+        assert_eq!(attempt(&format!("user{i}"), "wrong", Some(&spoof)).0, 401, "guess {i}");
+    }
+    // root's two failures and these four are the six 127.0.0.1 may make: the next guess is refused.
+    assert_eq!(attempt("someone-else", "wrong", Some("203.0.113.7:1")), (429, true));
+    drop(up);
+    let _ = std::fs::remove_dir_all(&state);
+}
