@@ -591,6 +591,40 @@ fn an_import_cut_off_mid_body_leaves_nothing_after_orphan_after() {
     edge.xapi("session.logout", json!([sid]));
 }
 
+/// Issue 15, item 9, the part before the guest: a connection whose headers never end reaches no instance, so it
+/// holds nothing on XAPI (no session, no task, no call) and keeps no one else waiting; cutting such sockets is the
+/// host's job (neither `wasmtime serve` 49 nor Spin 4.0.2 has a header timeout: README, "Security").
+#[test]
+fn clients_stalled_in_their_headers_hold_nothing_on_xapi_and_block_nobody() {
+    use std::io::Write as _;
+    let edge = Edge::start();
+    let t = edge.token("root", PASSWORD);
+    let addr = edge.url.trim_start_matches("http://").to_string();
+    let stats = edge.sim_stats();
+    let calls = edge.sim_calls();
+    let stalled: Vec<std::net::TcpStream> = (0..200)
+        .map(|i| {
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            let head = if i % 2 == 0 {
+                format!("POST /rest/v0/users/authentication_tokens HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Basic ")
+            } else {
+                format!("GET /rest/v0/vms HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {t}\r\n")
+            };
+            s.write_all(head.as_bytes()).unwrap();
+            s
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert_eq!(edge.sim_calls(), calls, "no XAPI call for unfinished requests");
+    let started = std::time::Instant::now();
+    let r = edge.get("/rest/v0/vms?fields=uuid").bearer_auth(&t).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "answered after {:?}", started.elapsed());
+    let now = edge.sim_stats();
+    assert_eq!((&now["sessions"], &now["tasks"]), (&stats["sessions"], &stats["tasks"]));
+    drop(stalled);
+}
+
 /// Issue 15, item 9: a client that stops sending its upload, or stops reading an export, while keeping the socket
 /// open, no longer holds the task and the VDI on XAPI: after `client_timeout` seconds of silence the transfer is
 /// aborted and cleaned up.
