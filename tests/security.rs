@@ -459,6 +459,35 @@ fn failed_logins_are_throttled_per_user_across_instances() {
     std::fs::remove_dir_all(&state).unwrap();
 }
 
+/// Issue 15, Why 9 ("each token creation adds an XAPI session"): a token stands for one XAPI session (the edge keeps
+/// no state), logged in with the originator `xo-edge`. XAPI's session GC keeps each originator's root sessions
+/// apart (at most 500, the most recently active: `ocaml/xapi/db_gc_util.ml`, `timeout_sessions`), so creating
+/// tokens can never evict the sessions of XO, XenCenter or scripts; past the limit it ends the edge's own least
+/// recently used tokens, which then answer 401. Shown here with a limit of 3.
+#[test]
+fn token_sessions_are_bounded_by_xapis_gc_and_never_evict_other_clients() {
+    let options = xapi_sim::Options {
+        config: xapi_sim::sim::Config { max_sessions_per_originator: 3, ..Default::default() },
+        ..Default::default()
+    };
+    let edge = Edge::start_with(&[], options);
+    let other = edge.xapi("session.login_with_password", json!(["root", PASSWORD, "1.0", "XenCenter"]));
+    let other = other["result"].as_str().unwrap().to_string();
+    let works = |t: &str| edge.get("/rest/v0/pools").bearer_auth(t).send().unwrap().status().as_u16();
+    let first: Vec<String> = (0..3).map(|_| edge.token("root", PASSWORD)).collect();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(works(&first[0]), 200, "the first token, used again, becomes the most recent of the three");
+    let later: Vec<String> = (0..2).map(|_| edge.token("root", PASSWORD)).collect();
+    // XAPI's GC runs periodically (the simulator: at most once a second, as calls arrive).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let _ = edge.xapi("pool.get_all", json!([other]));
+    let status: Vec<u16> = first.iter().chain(&later).map(|t| works(t)).collect();
+    assert_eq!(status, [200, 401, 401, 200, 200], "the least recently used tokens end");
+    let r = edge.get("/rest/v0/pools").bearer_auth(&first[1]).send().unwrap().json::<J>().unwrap();
+    assert_eq!(r["data"]["reason"], "XAPI session expired or revoked");
+    assert!(edge.xapi("pool.get_all", json!([other]))["result"].is_array(), "another client's session is untouched");
+}
+
 /// Issue 15, item 8: a state-changing request sent by a browser from another site (`Sec-Fetch-Site: cross-site`
 /// or a foreign `Origin`) is refused unless it carries a Bearer token, before any XAPI call; reads and same-origin
 /// requests are not affected.

@@ -128,6 +128,12 @@ pub struct Config {
     pub completed_task_timeout: Duration,
     /// Age after which a pending task is destroyed (XAPI's `pending_task_timeout`: 24 h).
     pub pending_task_timeout: Duration,
+    /// Sessions kept per group by the session GC (`ocaml/xapi/xapi_globs.ml`): root sessions without an
+    /// originator (`max_sessions`: 400), root sessions per originator (`max_sessions_per_originator`: 500), other
+    /// users' sessions per user name (`max_sessions_per_user_name`: 500).
+    pub max_sessions: usize,
+    pub max_sessions_per_originator: usize,
+    pub max_sessions_per_user_name: usize,
 }
 
 impl Default for Config {
@@ -136,6 +142,9 @@ impl Default for Config {
             session_timeout: Duration::from_secs(24 * 3600),
             completed_task_timeout: Duration::from_secs(3900),
             pending_task_timeout: Duration::from_secs(24 * 3600),
+            max_sessions: 400,
+            max_sessions_per_originator: 500,
+            max_sessions_per_user_name: 500,
         }
     }
 }
@@ -188,6 +197,48 @@ impl Sim {
         }
         let (completed, pending) = (self.config.completed_task_timeout, self.config.pending_task_timeout);
         self.write(|db| crate::api::expire_tasks(db, completed, pending));
+        self.gc_sessions();
+    }
+
+    /// XAPI's session GC (`ocaml/xapi/db_gc_util.ml`, `timeout_sessions` and `timeout_sessions_common`): sessions
+    /// idle past the timeout go; then, per group, only the most recently active up to the group's limit stay.
+    /// Root sessions (XAPI: `auth_user_name` empty or `root`) are grouped by originator, those without one forming
+    /// the "external" group; other users' sessions are grouped by user name. (XAPI also spares sessions with
+    /// unfinished tasks; the simulator does not link tasks to sessions, so it spares none.) Run with the task GC.
+    pub fn gc_sessions(&self) {
+        #[derive(Hash, PartialEq, Eq)]
+        enum Group {
+            External,
+            Originator(String),
+            UserName(String),
+        }
+        let timeout = self.config.session_timeout;
+        let mut sessions = self.sessions.lock();
+        sessions.retain(|_, s| s.last_active.elapsed() <= timeout);
+        let mut groups: HashMap<Group, Vec<(Instant, String)>> = HashMap::new();
+        for s in sessions.values() {
+            let root = s.local_superuser || s.user.is_empty() || s.user == "root";
+            let group = match (root, s.originator.as_str()) {
+                (true, "") => Group::External,
+                (true, o) => Group::Originator(o.to_string()),
+                (false, _) => Group::UserName(s.user.clone()),
+            };
+            groups.entry(group).or_default().push((s.last_active, s.reference.clone()));
+        }
+        for (group, mut members) in groups {
+            let limit = match group {
+                Group::External => self.config.max_sessions,
+                Group::Originator(_) => self.config.max_sessions_per_originator,
+                Group::UserName(_) => self.config.max_sessions_per_user_name,
+            };
+            if members.len() > limit {
+                // Most recently active first; the rest go.
+                members.sort_by(|a, b| b.0.cmp(&a.0));
+                for (_, reference) in members.into_iter().skip(limit) {
+                    sessions.remove(&reference);
+                }
+            }
+        }
     }
 
     /// Logs a user in; returns the new session ref.

@@ -164,6 +164,44 @@ fn idle_sessions_expire_after_the_configured_timeout() {
     assert_eq!(sim.call("pool.get_all", json!([sid])).unwrap_err()[0], "SESSION_INVALID");
 }
 
+/// XAPI's session GC (`ocaml/xapi/db_gc_util.ml`, `timeout_sessions`): root sessions are grouped by originator
+/// (those without one are the "external" group), other users' by user name, and each group keeps only its most
+/// recently active sessions up to its limit (`ocaml/xapi/xapi_globs.ml`: `max_sessions`,
+/// `max_sessions_per_originator`, `max_sessions_per_user_name`). One originator's logins never evict another's.
+#[test]
+fn the_session_gc_keeps_each_groups_most_recently_active() {
+    let sim = Sim::start_with(xapi_sim::Options {
+        config: xapi_sim::sim::Config {
+            max_sessions: 2,
+            max_sessions_per_originator: 3,
+            max_sessions_per_user_name: 2,
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    let login = |user: &str, password: &str, originator: &str| {
+        let sid = sim.call("session.login_with_password", json!([user, password, "1.0", originator])).unwrap();
+        sid.as_str().unwrap().to_string()
+    };
+    let alive = |sid: &str| sim.call("pool.get_all", json!([sid])).is_ok();
+    let other = login("root", "xapi-sim", "XenCenter");
+    let external: Vec<String> = (0..2).map(|_| login("root", "xapi-sim", "")).collect();
+    let mine: Vec<String> = (0..5).map(|_| login("root", "xapi-sim", "xo-edge")).collect();
+    let admin: Vec<String> = (0..3).map(|_| login("admin", "admin-password", "xo-edge")).collect();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    // The first of the five is used again: it is now more recent than the second and third.
+    assert!(alive(&mine[0]));
+    // The GC runs at most once a second, as calls arrive.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    sim.inner().gc_sessions();
+    assert!(alive(&other), "another originator's session is not touched");
+    assert!(external.iter().all(|s| alive(s)), "the external group is within its limit");
+    let kept: Vec<bool> = mine.iter().map(|s| alive(s)).collect();
+    assert_eq!(kept, [true, false, false, true, true], "the three most recently active of the originator stay");
+    // admin is grouped by user name (whatever the originator): two of three stay.
+    assert_eq!(admin.iter().filter(|s| alive(s)).count(), 2);
+}
+
 #[test]
 fn records_getters_setters_tags_and_where() {
     let sim = Sim::start();
