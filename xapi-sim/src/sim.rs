@@ -233,7 +233,7 @@ impl Sim {
             };
             if members.len() > limit {
                 // Most recently active first; the rest go.
-                members.sort_by(|a, b| b.0.cmp(&a.0));
+                members.sort_by_key(|m| std::cmp::Reverse(m.0));
                 for (_, reference) in members.into_iter().skip(limit) {
                     sessions.remove(&reference);
                 }
