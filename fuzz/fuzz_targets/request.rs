@@ -14,8 +14,24 @@ use xo_edge::transfer::import::{self, BodyFailure};
 use xo_edge::transfer::vm_export;
 use xo_edge::xapi::{Transport, TransportError};
 
-/// XAPI: the simulator's JSON-RPC, called in-process.
-struct SimTransport(Arc<Sim>);
+/// XAPI: the simulator's JSON-RPC, called in-process; and a shared store (login throttling), fresh per input.
+struct SimTransport(Arc<Sim>, Memory);
+
+/// The store instances would share, in memory.
+#[derive(Default)]
+struct Memory(std::cell::RefCell<std::collections::BTreeMap<String, Vec<u8>>>);
+
+impl xo_edge::auth::throttle::Store for Memory {
+    fn keys(&self, prefix: &str) -> Vec<String> {
+        self.0.borrow().keys().filter(|k| k.starts_with(prefix)).cloned().collect()
+    }
+    fn set(&self, key: &str, value: &[u8]) {
+        self.0.borrow_mut().insert(key.to_string(), value.to_vec());
+    }
+    fn delete(&self, key: &str) {
+        self.0.borrow_mut().remove(key);
+    }
+}
 
 impl Transport for SimTransport {
     async fn post_json(&self, path: &str, body: Vec<u8>, _patience: u64) -> Result<(u16, Vec<u8>), TransportError> {
@@ -25,6 +41,10 @@ impl Transport for SimTransport {
         let Ok(req) = xapi_sim::jsonrpc::parse(&body) else { return Ok((500, b"<html>malformed</html>".to_vec())) };
         let result = xapi_sim::api::call(&self.0, &req.method, req.params.clone()).await;
         Ok((200, xapi_sim::jsonrpc::reply(&req, &result).to_string().into_bytes()))
+    }
+
+    fn shared_store(&self) -> Option<&dyn xo_edge::auth::throttle::Store> {
+        Some(&self.1)
     }
 }
 
@@ -60,7 +80,7 @@ fn world() -> &'static World {
 
 /// A token for root, made through the token endpoint.
 async fn new_token(sim: &Arc<Sim>, config: &Config) -> String {
-    let transport = SimTransport(sim.clone());
+    let transport = SimTransport(sim.clone(), Memory::default());
     let ctx = Ctx::new(config, &transport, NOW);
     let req = Request {
         method: "POST".into(),
@@ -172,7 +192,7 @@ fuzz_target!(|data: &[u8]| {
     let w = world();
     let token = w.token.lock().unwrap().clone();
     let Some(req) = request(data, &token, &w.names) else { return };
-    let transport = SimTransport(w.sim.clone());
+    let transport = SimTransport(w.sim.clone(), Memory::default());
     let before = counts(&w.sim);
     w.runtime.block_on(async {
         let ctx = Ctx::new(&w.config, &transport, NOW);
