@@ -7,13 +7,17 @@
 //!
 //! - [`auth`]: who is calling (token, Bearer or Basic) and whether they may.
 //! - [`root`]: `GET /rest/v0`, the list of collections.
+//! - [`router`]: the `api` component's one route table.
 //! - [`collections`]: the collections, their objects, a VM's VDIs, waiting for a task.
+//! - [`edit`]: `PATCH` (names, descriptions, tags) and tag `PUT`/`DELETE`.
 //! - [`tokens`]: token creation and revocation.
 
 pub mod auth;
 pub mod collections;
 pub mod duration;
+pub mod edit;
 pub mod root;
+pub mod router;
 pub mod tokens;
 
 use crate::config::Config;
@@ -76,6 +80,11 @@ impl Reply {
         }
     }
 
+    /// 204, no body.
+    pub fn no_content() -> Reply {
+        Reply { status: 204, headers: Vec::new(), body: Vec::new(), stream: None }
+    }
+
     pub fn error(e: &ApiError) -> Reply {
         Reply {
             status: e.status,
@@ -91,34 +100,42 @@ impl Reply {
     }
 }
 
-/// The `api` component's requests: `GET /rest/v0`, the collections and their objects; other methods are 405 on
-/// `/rest/v0` and 404 elsewhere, unknown routes being revealed to authenticated callers only.
+/// The `api` component's requests: `GET /rest/v0`, then the routes of [`router`]; a route that exists under other
+/// methods is 405 (with `Allow`), anything else 404, unknown routes being revealed to authenticated callers only.
 pub async fn api<T: Transport>(ctx: &Ctx<'_, T>, req: &Request) -> Reply {
     match (req.method.as_str(), req.normalized_path()) {
         ("GET" | "HEAD", "/rest/v0") => authenticated(ctx, req, root::list).await,
-        (_, "/rest/v0") => Reply::error(&ApiError::new(405, "method not allowed")),
-        ("GET" | "HEAD", _) => authenticated(ctx, req, |ctx, caller| get_route(ctx, caller, req)).await,
-        (_, path) => {
-            let path = path.to_string();
-            authenticated(ctx, req, |_, _| async move { Err(ApiError::not_found(format!("no such route {path}"))) })
-                .await
-        }
+        (_, "/rest/v0") => Reply::error(&ApiError::new(405, "method not allowed")).with_header("allow", "GET, HEAD"),
+        _ => authenticated(ctx, req, |ctx, caller| route(ctx, caller, req)).await,
     }
 }
 
-/// Routes an authenticated `GET` below `/rest/v0/` (collections and objects).
-pub async fn get_route<T: Transport>(ctx: &Ctx<'_, T>, caller: auth::Caller, req: &Request) -> Result<Reply, ApiError> {
-    let path = req.normalized_path().to_string();
-    let rest = path.strip_prefix("/rest/v0/").unwrap_or("");
-    let segments: Vec<&str> = rest.split('/').collect();
-    let not_found = || ApiError::not_found(format!("no such route {path}"));
-    let coll = crate::objects::collection(segments.first().copied().unwrap_or("")).ok_or_else(not_found)?;
-    match segments.as_slice() {
-        [_] => collections::list(ctx, caller, req, coll).await,
-        [_, id] if coll.name == "tasks" => collections::task(ctx, caller, req, id).await,
-        [_, id] => collections::get(ctx, caller, coll, id).await,
-        [_, id, "vdis"] if coll.class == "VM" => collections::vm_vdis(ctx, caller, req, coll, id).await,
-        _ => Err(not_found()),
+/// Routes an authenticated request below `/rest/v0/` through [`router::find`].
+pub async fn route<T: Transport>(ctx: &Ctx<'_, T>, caller: auth::Caller, req: &Request) -> Result<Reply, ApiError> {
+    use router::{Miss, Op};
+    let path = req.normalized_path();
+    let below = path.strip_prefix("/rest/v0/").unwrap_or("");
+    let m = match router::find(&req.method, below) {
+        Ok(m) => m,
+        Err(Miss::NotFound) => return Err(ApiError::not_found(format!("no such route {path}"))),
+        Err(Miss::Method(allowed)) => {
+            let allow = allowed.join(", ");
+            return Ok(
+                Reply::error(&ApiError::new(405, format!("method not allowed: {allow}"))).with_header("allow", allow)
+            );
+        }
+    };
+    let id = m.id.unwrap_or("");
+    match m.op {
+        Op::List => collections::list(ctx, caller, req, m.coll).await,
+        Op::Task => collections::task(ctx, caller, req, id).await,
+        Op::Get => collections::get(ctx, caller, m.coll, id).await,
+        Op::VmVdis => collections::vm_vdis(ctx, caller, req, m.coll, id).await,
+        Op::Patch => edit::patch(ctx, caller, req, m.coll, id).await,
+        Op::AddTag | Op::RemoveTag => {
+            let tag = m.tag.as_deref().unwrap_or("");
+            edit::tag(ctx, caller, m.coll, id, tag, m.op == Op::AddTag).await
+        }
     }
 }
 

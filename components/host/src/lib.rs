@@ -244,7 +244,11 @@ where
         Err(e) => Reply::error(&e),
         Ok(config) => {
             log = log.with(&config);
-            let body = if with_body { read_body(&req).await } else { Ok(Vec::new()) };
+            let body = if with_body && !matches!(head.method.as_str(), "GET" | "HEAD") {
+                read_body(&req).await
+            } else {
+                Ok(Vec::new())
+            };
             match body {
                 Err(e) => Reply::error(&e),
                 Ok(body) => {

@@ -1,0 +1,137 @@
+//! The `api` component's one route table: every route below `/rest/v0/` with its methods and what it does.
+//!
+//! Patterns are `/`-separated: `{coll}` is a collection of [`crate::objects::COLLECTIONS`], `{id}` an object id,
+//! `{tag}` one percent-encoded path segment, anything else literal. The first pattern that matches the path wins;
+//! a path that matches only under other methods answers 405 with `Allow`, one that matches nothing 404.
+
+use crate::objects::{self, Collection};
+
+/// What a route does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    List,
+    Task,
+    Get,
+    VmVdis,
+    Patch,
+    AddTag,
+    RemoveTag,
+}
+
+/// Which collections a route serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Only {
+    Any,
+    /// Collections of this XAPI class.
+    Class(&'static str),
+    /// This collection.
+    Named(&'static str),
+}
+
+const READ: &[&str] = &["GET", "HEAD"];
+
+/// The table.
+const ROUTES: &[(&[&str], &str, Only, Op)] = &[
+    (READ, "{coll}", Only::Any, Op::List),
+    (READ, "{coll}/{id}", Only::Named("tasks"), Op::Task),
+    (READ, "{coll}/{id}", Only::Any, Op::Get),
+    (&["PATCH"], "{coll}/{id}", Only::Any, Op::Patch),
+    (READ, "{coll}/{id}/vdis", Only::Class("VM"), Op::VmVdis),
+    (&["PUT"], "{coll}/{id}/tags/{tag}", Only::Any, Op::AddTag),
+    (&["DELETE"], "{coll}/{id}/tags/{tag}", Only::Any, Op::RemoveTag),
+];
+
+/// A matched route.
+#[derive(Debug)]
+pub struct Matched<'a> {
+    pub op: Op,
+    pub coll: &'static Collection,
+    pub id: Option<&'a str>,
+    /// The decoded tag.
+    pub tag: Option<String>,
+}
+
+/// Why nothing matched.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Miss {
+    NotFound,
+    /// The path exists under these methods.
+    Method(Vec<&'static str>),
+}
+
+/// Finds `method path` (the part after `/rest/v0/`, without trailing slashes).
+pub fn find<'a>(method: &str, path: &'a str) -> Result<Matched<'a>, Miss> {
+    let segments: Vec<&str> = path.split('/').collect();
+    let mut allowed: Vec<&'static str> = Vec::new();
+    for (methods, pattern, only, op) in ROUTES {
+        let Some(m) = matches(pattern, *only, *op, &segments) else { continue };
+        if methods.contains(&method) {
+            return Ok(m);
+        }
+        for method in methods.iter() {
+            if !allowed.contains(method) {
+                allowed.push(method);
+            }
+        }
+    }
+    if allowed.is_empty() {
+        Err(Miss::NotFound)
+    } else {
+        Err(Miss::Method(allowed))
+    }
+}
+
+fn matches<'a>(pattern: &str, only: Only, op: Op, segments: &[&'a str]) -> Option<Matched<'a>> {
+    let parts: Vec<&str> = pattern.split('/').collect();
+    if parts.len() != segments.len() {
+        return None;
+    }
+    let (mut coll, mut id, mut tag) = (None, None, None);
+    for (part, segment) in parts.iter().zip(segments) {
+        match *part {
+            "{coll}" => coll = Some(objects::collection(segment)?),
+            "{id}" => id = Some(*segment).filter(|s| !s.is_empty()),
+            "{tag}" => {
+                let decoded = percent_encoding::percent_decode_str(segment).decode_utf8().ok()?;
+                tag = Some(decoded.into_owned()).filter(|t| !t.is_empty());
+                tag.as_ref()?;
+            }
+            literal => {
+                if literal != *segment {
+                    return None;
+                }
+            }
+        }
+    }
+    let coll = coll?;
+    let fits = match only {
+        Only::Any => true,
+        Only::Class(class) => coll.class == class,
+        Only::Named(name) => coll.name == name,
+    };
+    fits.then_some(Matched { op, coll, id, tag })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_methods_and_misses() {
+        let m = find("GET", "vms").unwrap();
+        assert_eq!((m.op, m.coll.name), (Op::List, "vms"));
+        assert_eq!(find("GET", "tasks/abc").unwrap().op, Op::Task);
+        assert_eq!(find("GET", "vms/abc").unwrap().op, Op::Get);
+        assert_eq!(find("HEAD", "vms/abc/vdis").unwrap().op, Op::VmVdis);
+        assert_eq!(find("GET", "srs/abc/vdis").unwrap_err(), Miss::NotFound, "SRs have no /vdis listing (GET)");
+        let m = find("PUT", "vdis/abc/tags/a%20b%2Fc").unwrap();
+        assert_eq!((m.op, m.id, m.tag.as_deref()), (Op::AddTag, Some("abc"), Some("a b/c")));
+        assert_eq!(find("DELETE", "vms/abc/tags/x").unwrap().op, Op::RemoveTag);
+        assert_eq!(find("PATCH", "vms/abc").unwrap().op, Op::Patch);
+        assert_eq!(find("POST", "vms/abc").unwrap_err(), Miss::Method(vec!["GET", "HEAD", "PATCH"]));
+        assert_eq!(find("GET", "nope").unwrap_err(), Miss::NotFound);
+        assert_eq!(find("GET", "vms/abc/nope").unwrap_err(), Miss::NotFound);
+        assert_eq!(find("PUT", "vms/abc/tags/%FF").unwrap_err(), Miss::NotFound, "a tag must be UTF-8");
+        assert_eq!(find("PUT", "vms/abc/tags/").unwrap_err(), Miss::NotFound);
+    }
+}
