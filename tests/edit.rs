@@ -84,7 +84,7 @@ fn bad_patches_are_refused_before_any_write() {
     assert_eq!((status, e["error"].as_str().unwrap().contains("cannot be edited")), (405, true));
     let r = edge.http.post(format!("{}{path}", edge.url)).bearer_auth(&t).send().unwrap();
     assert_eq!(r.status().as_u16(), 405);
-    assert_eq!(r.headers()["allow"], "GET, HEAD, PATCH");
+    assert_eq!(r.headers()["allow"], "GET, HEAD, PATCH, DELETE");
     // Without credentials, or cross-site with only a cookie: refused before anything else.
     let r = edge.http.patch(format!("{}{path}", edge.url)).body(r#"{"name_label":"x"}"#).send().unwrap();
     assert_eq!(r.status().as_u16(), 401);

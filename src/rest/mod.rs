@@ -10,10 +10,12 @@
 //! - [`router`]: the `api` component's one route table.
 //! - [`collections`]: the collections, their objects, a VM's VDIs, waiting for a task.
 //! - [`edit`]: `PATCH` (names, descriptions, tags) and tag `PUT`/`DELETE`.
+//! - [`delete`]: `DELETE` of VMs (with their snapshots and own disks) and VDIs.
 //! - [`tokens`]: token creation and revocation.
 
 pub mod auth;
 pub mod collections;
+pub mod delete;
 pub mod duration;
 pub mod edit;
 pub mod root;
@@ -132,6 +134,7 @@ pub async fn route<T: Transport>(ctx: &Ctx<'_, T>, caller: auth::Caller, req: &R
         Op::Get => collections::get(ctx, caller, m.coll, id).await,
         Op::VmVdis => collections::vm_vdis(ctx, caller, req, m.coll, id).await,
         Op::Patch => edit::patch(ctx, caller, req, m.coll, id).await,
+        Op::Delete => delete::delete(ctx, caller, m.coll, id).await,
         Op::AddTag | Op::RemoveTag => {
             let tag = m.tag.as_deref().unwrap_or("");
             edit::tag(ctx, caller, m.coll, id, tag, m.op == Op::AddTag).await

@@ -14,6 +14,7 @@ pub enum Op {
     Get,
     VmVdis,
     Patch,
+    Delete,
     AddTag,
     RemoveTag,
 }
@@ -36,6 +37,8 @@ const ROUTES: &[(&[&str], &str, Only, Op)] = &[
     (READ, "{coll}/{id}", Only::Named("tasks"), Op::Task),
     (READ, "{coll}/{id}", Only::Any, Op::Get),
     (&["PATCH"], "{coll}/{id}", Only::Any, Op::Patch),
+    (&["DELETE"], "{coll}/{id}", Only::Class("VM"), Op::Delete),
+    (&["DELETE"], "{coll}/{id}", Only::Class("VDI"), Op::Delete),
     (READ, "{coll}/{id}/vdis", Only::Class("VM"), Op::VmVdis),
     (&["PUT"], "{coll}/{id}/tags/{tag}", Only::Any, Op::AddTag),
     (&["DELETE"], "{coll}/{id}/tags/{tag}", Only::Any, Op::RemoveTag),
@@ -128,7 +131,9 @@ mod tests {
         assert_eq!((m.op, m.id, m.tag.as_deref()), (Op::AddTag, Some("abc"), Some("a b/c")));
         assert_eq!(find("DELETE", "vms/abc/tags/x").unwrap().op, Op::RemoveTag);
         assert_eq!(find("PATCH", "vms/abc").unwrap().op, Op::Patch);
-        assert_eq!(find("POST", "vms/abc").unwrap_err(), Miss::Method(vec!["GET", "HEAD", "PATCH"]));
+        assert_eq!(find("POST", "vms/abc").unwrap_err(), Miss::Method(vec!["GET", "HEAD", "PATCH", "DELETE"]));
+        assert_eq!(find("DELETE", "vdi-snapshots/abc").unwrap().op, Op::Delete);
+        assert_eq!(find("DELETE", "srs/abc").unwrap_err(), Miss::Method(vec!["GET", "HEAD", "PATCH"]));
         assert_eq!(find("GET", "nope").unwrap_err(), Miss::NotFound);
         assert_eq!(find("GET", "vms/abc/nope").unwrap_err(), Miss::NotFound);
         assert_eq!(find("PUT", "vms/abc/tags/%FF").unwrap_err(), Miss::NotFound, "a tag must be UTF-8");
