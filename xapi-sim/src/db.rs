@@ -46,7 +46,7 @@ impl Event {
 const EVENT_LOG_CAPACITY: usize = 100_000;
 
 /// All objects of the simulated pool.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Db {
     classes: HashMap<&'static str, IndexMap<String, Fields>>,
     ref_class: HashMap<String, &'static str>,
