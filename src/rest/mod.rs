@@ -8,11 +8,13 @@
 //! - [`auth`]: who is calling (token, Bearer or Basic) and whether they may.
 //! - [`root`]: `GET /rest/v0`, the list of collections.
 //! - [`router`]: the `api` component's one route table.
+//! - [`actions`]: listing, describing and running actions (as XAPI tasks).
 //! - [`collections`]: the collections, their objects, a VM's VDIs, waiting for a task.
 //! - [`edit`]: `PATCH` (names, descriptions, tags) and tag `PUT`/`DELETE`.
 //! - [`delete`]: `DELETE` of VMs (with their snapshots and own disks) and VDIs.
 //! - [`tokens`]: token creation and revocation.
 
+pub mod actions;
 pub mod auth;
 pub mod collections;
 pub mod delete;
@@ -135,6 +137,9 @@ pub async fn route<T: Transport>(ctx: &Ctx<'_, T>, caller: auth::Caller, req: &R
         Op::VmVdis => collections::vm_vdis(ctx, caller, req, m.coll, id).await,
         Op::Patch => edit::patch(ctx, caller, req, m.coll, id).await,
         Op::Delete => delete::delete(ctx, caller, m.coll, id).await,
+        Op::Actions => actions::list(ctx, caller, m.coll, id).await,
+        Op::Action => actions::describe(ctx, caller, m.coll, id, m.name.unwrap_or("")).await,
+        Op::RunAction => actions::run(ctx, caller, req, m.coll, id, m.name.unwrap_or("")).await,
         Op::AddTag | Op::RemoveTag => {
             let tag = m.tag.as_deref().unwrap_or("");
             edit::tag(ctx, caller, m.coll, id, tag, m.op == Op::AddTag).await

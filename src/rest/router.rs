@@ -1,7 +1,8 @@
 //! The `api` component's one route table: every route below `/rest/v0/` with its methods and what it does.
 //!
-//! Patterns are `/`-separated: `{coll}` is a collection of [`crate::objects::COLLECTIONS`], `{id}` an object id,
-//! `{tag}` one percent-encoded path segment, anything else literal. The first pattern that matches the path wins;
+//! Patterns are `/`-separated: `{coll}` is a collection of [`crate::objects::COLLECTIONS`], `{id}` an object id
+//! (or `_` where an action list or schema needs no object), `{name}` an action's name, `{tag}` one percent-encoded
+//! path segment, anything else literal. The first pattern that matches the path wins;
 //! a path that matches only under other methods answers 405 with `Allow`, one that matches nothing 404.
 
 use crate::objects::{self, Collection};
@@ -15,6 +16,9 @@ pub enum Op {
     VmVdis,
     Patch,
     Delete,
+    Actions,
+    Action,
+    RunAction,
     AddTag,
     RemoveTag,
 }
@@ -40,6 +44,9 @@ const ROUTES: &[(&[&str], &str, Only, Op)] = &[
     (&["DELETE"], "{coll}/{id}", Only::Class("VM"), Op::Delete),
     (&["DELETE"], "{coll}/{id}", Only::Class("VDI"), Op::Delete),
     (READ, "{coll}/{id}/vdis", Only::Class("VM"), Op::VmVdis),
+    (READ, "{coll}/{id}/actions", Only::Any, Op::Actions),
+    (READ, "{coll}/{id}/actions/{name}", Only::Any, Op::Action),
+    (&["POST"], "{coll}/{id}/actions/{name}", Only::Any, Op::RunAction),
     (&["PUT"], "{coll}/{id}/tags/{tag}", Only::Any, Op::AddTag),
     (&["DELETE"], "{coll}/{id}/tags/{tag}", Only::Any, Op::RemoveTag),
 ];
@@ -52,6 +59,8 @@ pub struct Matched<'a> {
     pub id: Option<&'a str>,
     /// The decoded tag.
     pub tag: Option<String>,
+    /// An action's name.
+    pub name: Option<&'a str>,
 }
 
 /// Why nothing matched.
@@ -89,11 +98,12 @@ fn matches<'a>(pattern: &str, only: Only, op: Op, segments: &[&'a str]) -> Optio
     if parts.len() != segments.len() {
         return None;
     }
-    let (mut coll, mut id, mut tag) = (None, None, None);
+    let (mut coll, mut id, mut tag, mut name) = (None, None, None, None);
     for (part, segment) in parts.iter().zip(segments) {
         match *part {
             "{coll}" => coll = Some(objects::collection(segment)?),
             "{id}" => id = Some(*segment).filter(|s| !s.is_empty()),
+            "{name}" => name = Some(*segment).filter(|s| !s.is_empty()),
             "{tag}" => {
                 let decoded = percent_encoding::percent_decode_str(segment).decode_utf8().ok()?;
                 tag = Some(decoded.into_owned()).filter(|t| !t.is_empty());
@@ -112,7 +122,7 @@ fn matches<'a>(pattern: &str, only: Only, op: Op, segments: &[&'a str]) -> Optio
         Only::Class(class) => coll.class == class,
         Only::Named(name) => coll.name == name,
     };
-    fits.then_some(Matched { op, coll, id, tag })
+    fits.then_some(Matched { op, coll, id, tag, name })
 }
 
 #[cfg(test)]
