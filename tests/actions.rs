@@ -9,15 +9,6 @@ use serde_json::{json, Value as J};
 
 const PASSWORD: &str = "xapi-sim";
 
-fn uuid_of(edge: &Edge, t: &str, coll: &str, name: &str) -> String {
-    let filter: String = format!("name_label:\"{name}\"")
-        .bytes()
-        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
-        .collect();
-    let r = edge.get(&format!("/rest/v0/{coll}?fields=uuid&filter={filter}")).bearer_auth(t).send().unwrap();
-    r.json::<J>().unwrap()[0]["uuid"].as_str().unwrap_or_else(|| panic!("no {coll} {name}")).to_string()
-}
-
 fn get(edge: &Edge, t: &str, path: &str) -> (u16, J) {
     let r = edge.get(path).bearer_auth(t).send().unwrap();
     (r.status().as_u16(), r.json().unwrap_or(J::Null))
@@ -31,10 +22,6 @@ fn post(edge: &Edge, t: &str, path: &str, body: &str, json_wanted: bool) -> reqw
     r.send().unwrap()
 }
 
-fn calls(edge: &Edge, method: &str) -> u64 {
-    edge.sim_stats()["calls"][method].as_u64().unwrap_or(0)
-}
-
 #[test]
 fn actions_are_listed_and_described() {
     let edge = Edge::start();
@@ -46,7 +33,7 @@ fn actions_are_listed_and_described() {
         assert!(list.contains(&format!("/rest/v0/vms/_/actions/{name}").as_str()), "{name}: {list:?}");
     }
     assert!(list.contains(&"/rest/v0/vms/_/actions/snapshot"));
-    let vm = uuid_of(&edge, &t, "vms", "Rocky Linux 8");
+    let vm = edge.uuid_of(&t, "vms", "Rocky Linux 8");
     let (_, mine) = get(&edge, &t, &format!("/rest/v0/vms/{vm}/actions"));
     assert!(mine[0].as_str().unwrap().starts_with(&format!("/rest/v0/vms/{vm}/actions/")));
     let (status, described) = get(&edge, &t, "/rest/v0/vms/_/actions/snapshot");
@@ -62,7 +49,7 @@ fn actions_are_listed_and_described() {
 fn an_action_runs_as_an_xapi_task() {
     let edge = Edge::start();
     let t = edge.token("root", PASSWORD);
-    let vm = uuid_of(&edge, &t, "vms", "Rocky Linux 8");
+    let vm = edge.uuid_of(&t, "vms", "Rocky Linux 8");
     // Legacy answer: 202, the task's href as text and in Location.
     let r = post(&edge, &t, &format!("/rest/v0/vms/{vm}/actions/start"), "", false);
     assert_eq!(r.status().as_u16(), 202);
@@ -90,7 +77,7 @@ fn an_action_runs_as_an_xapi_task() {
 fn a_sync_snapshot_answers_the_new_snapshot_and_leaves_nosnap_disks_out() {
     let edge = Edge::start();
     let t = edge.token("root", PASSWORD);
-    let vm = uuid_of(&edge, &t, "vms", "Ubuntu 22.04 db");
+    let vm = edge.uuid_of(&t, "vms", "Ubuntu 22.04 db");
     let (_, disks) = get(&edge, &t, &format!("/rest/v0/vms/{vm}/vdis?fields=uuid,name_label"));
     let disks = disks.as_array().unwrap().clone();
     assert!(disks.len() >= 2, "{disks:?}");
@@ -120,8 +107,8 @@ fn a_sync_snapshot_answers_the_new_snapshot_and_leaves_nosnap_disks_out() {
 fn bad_parameters_and_wrong_states_are_refused_before_any_call() {
     let edge = Edge::start();
     let t = edge.token("root", PASSWORD);
-    let running = uuid_of(&edge, &t, "vms", "Debian 12 web");
-    let before = (calls(&edge, "Async.VM.start"), calls(&edge, "Async.VM.snapshot"));
+    let running = edge.uuid_of(&t, "vms", "Debian 12 web");
+    let before = (edge.sim_calls_of("Async.VM.start"), edge.sim_calls_of("Async.VM.snapshot"));
     let r = post(&edge, &t, &format!("/rest/v0/vms/{running}/actions/start"), "", false);
     assert_eq!(r.status().as_u16(), 409);
     let e = r.json::<J>().unwrap();
@@ -132,9 +119,9 @@ fn bad_parameters_and_wrong_states_are_refused_before_any_call() {
     }
     assert_eq!(post(&edge, &t, &format!("/rest/v0/vms/{running}/actions/fly"), "", false).status().as_u16(), 404);
     assert_eq!(post(&edge, &t, "/rest/v0/vms/_/actions/start", "", false).status().as_u16(), 404);
-    assert_eq!((calls(&edge, "Async.VM.start"), calls(&edge, "Async.VM.snapshot")), before);
+    assert_eq!((edge.sim_calls_of("Async.VM.start"), edge.sim_calls_of("Async.VM.snapshot")), before);
     // The counter does count: a good request is one call.
     let r = post(&edge, &t, &format!("/rest/v0/vms/{running}/actions/snapshot?sync"), "{}", false);
     assert_eq!(r.status().as_u16(), 201);
-    assert_eq!(calls(&edge, "Async.VM.snapshot"), before.1 + 1);
+    assert_eq!(edge.sim_calls_of("Async.VM.snapshot"), before.1 + 1);
 }

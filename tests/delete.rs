@@ -9,19 +9,6 @@ use serde_json::{json, Value as J};
 
 const PASSWORD: &str = "xapi-sim";
 
-fn uuid_of(edge: &Edge, t: &str, coll: &str, name: &str) -> String {
-    let r = edge
-        .get(&format!("/rest/v0/{coll}?fields=uuid&filter=name_label:{}", urlencode(&format!("\"{name}\""))))
-        .bearer_auth(t)
-        .send()
-        .unwrap();
-    r.json::<J>().unwrap()[0]["uuid"].as_str().unwrap_or_else(|| panic!("no {coll} {name}")).to_string()
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
-}
-
 fn delete(edge: &Edge, t: &str, path: &str) -> (u16, J) {
     let r = edge.http.delete(format!("{}{path}", edge.url)).bearer_auth(t).send().unwrap();
     let status = r.status().as_u16();
@@ -37,21 +24,17 @@ fn counts(edge: &Edge) -> [i64; 4] {
     ["vms", "vm_snapshots", "vdis", "vdi_snapshots"].map(|k| s[k].as_i64().unwrap())
 }
 
-fn calls(edge: &Edge, method: &str) -> u64 {
-    edge.sim_stats()["calls"][method].as_u64().unwrap_or(0)
-}
-
 /// XO's semantics (reference §9.19): a running VM is hard-shut-down, destroyed with its snapshots and with the disks
 /// only it and its snapshots use; its CD's ISO stays.
 #[test]
 fn deleting_a_running_vm_takes_its_snapshots_and_own_disks_only() {
     let edge = Edge::start();
     let t = edge.token("root", PASSWORD);
-    let vm = uuid_of(&edge, &t, "vms", "Debian 12 web");
-    let snapshot = uuid_of(&edge, &t, "vm-snapshots", "Debian 12 web - before upgrade");
+    let vm = edge.uuid_of(&t, "vms", "Debian 12 web");
+    let snapshot = edge.uuid_of(&t, "vm-snapshots", "Debian 12 web - before upgrade");
     let vdis: Vec<J> =
         edge.get(&format!("/rest/v0/vms/{vm}/vdis?fields=uuid,type")).bearer_auth(&t).send().unwrap().json().unwrap();
-    let iso = uuid_of(&edge, &t, "vdis", "debian-12.9.0-amd64-netinst.iso");
+    let iso = edge.uuid_of(&t, "vdis", "debian-12.9.0-amd64-netinst.iso");
     let before = counts(&edge);
     assert_eq!(delete(&edge, &t, &format!("/rest/v0/vms/{vm}")), (204, J::Null));
     assert_eq!(status(&edge, &t, &format!("/rest/v0/vms/{vm}")), 404);
@@ -71,18 +54,19 @@ fn deleting_a_running_vm_takes_its_snapshots_and_own_disks_only() {
 fn protected_vms_and_default_templates_are_refused_before_any_write() {
     let edge = Edge::start();
     let t = edge.token("root", PASSWORD);
-    let writes = || calls(&edge, "VM.destroy") + calls(&edge, "VM.hard_shutdown") + calls(&edge, "VDI.destroy");
+    let writes =
+        || edge.sim_calls_of("VM.destroy") + edge.sim_calls_of("VM.hard_shutdown") + edge.sim_calls_of("VDI.destroy");
     let before = (writes(), counts(&edge));
-    let protected = uuid_of(&edge, &t, "vms", "Protected VM");
+    let protected = edge.uuid_of(&t, "vms", "Protected VM");
     let (status_code, e) = delete(&edge, &t, &format!("/rest/v0/vms/{protected}"));
     assert_eq!((status_code, e["data"]["code"].as_str()), (409, Some("OPERATION_BLOCKED")), "{e}");
-    let default = uuid_of(&edge, &t, "vm-templates", "Debian Bookworm 12");
+    let default = edge.uuid_of(&t, "vm-templates", "Debian Bookworm 12");
     let (status_code, e) = delete(&edge, &t, &format!("/rest/v0/vm-templates/{default}"));
     assert_eq!(status_code, 409, "{e}");
     assert!(e["error"].as_str().unwrap().contains("default template"));
     assert_eq!((writes(), counts(&edge)), before, "nothing written, nothing gone");
     // A template of one's own goes, with its disk.
-    let mine = uuid_of(&edge, &t, "vm-templates", "Web server template");
+    let mine = edge.uuid_of(&t, "vm-templates", "Web server template");
     assert_eq!(delete(&edge, &t, &format!("/rest/v0/vm-templates/{mine}")).0, 204);
     let after = counts(&edge);
     assert_eq!((before.1[2] - after[2], status(&edge, &t, &format!("/rest/v0/vm-templates/{mine}"))), (1, 404));
@@ -105,7 +89,7 @@ fn protected_vms_and_default_templates_are_refused_before_any_write() {
 fn disks_in_use_are_refused_and_others_deleted() {
     let edge = Edge::start();
     let t = edge.token("root", PASSWORD);
-    let running = uuid_of(&edge, &t, "vms", "Ubuntu 22.04 db");
+    let running = edge.uuid_of(&t, "vms", "Ubuntu 22.04 db");
     let vdis: Vec<J> =
         edge.get(&format!("/rest/v0/vms/{running}/vdis?fields=uuid")).bearer_auth(&t).send().unwrap().json().unwrap();
     let attached = vdis[0]["uuid"].as_str().unwrap();
@@ -133,7 +117,7 @@ fn disks_in_use_are_refused_and_others_deleted() {
 fn a_delete_failing_half_way_says_what_was_destroyed() {
     let edge = Edge::start();
     let t = edge.token("root", PASSWORD);
-    let vm = uuid_of(&edge, &t, "vms", "Rocky Linux 8");
+    let vm = edge.uuid_of(&t, "vms", "Rocky Linux 8");
     let vdis: Vec<J> =
         edge.get(&format!("/rest/v0/vms/{vm}/vdis?fields=uuid")).bearer_auth(&t).send().unwrap().json().unwrap();
     assert!(!vdis.is_empty());

@@ -8,6 +8,7 @@
 use libfuzzer_sys::fuzz_target;
 use std::sync::{Arc, Mutex, OnceLock};
 use xapi_sim::sim::Sim;
+use xo_edge::auth::throttle::MemoryStore as Memory;
 use xo_edge::config::Config;
 use xo_edge::rest::{self, auth, Ctx, Reply, Request};
 use xo_edge::transfer::export::{self, Plan};
@@ -17,22 +18,6 @@ use xo_edge::xapi::{Transport, TransportError};
 
 /// XAPI: the simulator's JSON-RPC, called in-process; and a shared store (login throttling), fresh per input.
 struct SimTransport(Arc<Sim>, Memory);
-
-/// The store instances would share, in memory.
-#[derive(Default)]
-struct Memory(std::cell::RefCell<std::collections::BTreeMap<String, Vec<u8>>>);
-
-impl xo_edge::auth::throttle::Store for Memory {
-    fn keys(&self, prefix: &str) -> Vec<String> {
-        self.0.borrow().keys().filter(|k| k.starts_with(prefix)).cloned().collect()
-    }
-    fn set(&self, key: &str, value: &[u8]) {
-        self.0.borrow_mut().insert(key.to_string(), value.to_vec());
-    }
-    fn delete(&self, key: &str) {
-        self.0.borrow_mut().remove(key);
-    }
-}
 
 impl Transport for SimTransport {
     async fn post_json(&self, path: &str, body: Vec<u8>, _patience: u64) -> Result<(u16, Vec<u8>), TransportError> {

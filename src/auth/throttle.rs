@@ -143,26 +143,33 @@ pub fn succeeded(store: &dyn Store, attempt: Attempt) {
     }
 }
 
+/// A store in memory, for one instance (tests, fuzzing): shared by nothing else.
+#[derive(Debug, Default)]
+pub struct MemoryStore(std::cell::RefCell<std::collections::BTreeMap<String, Vec<u8>>>);
+
+impl MemoryStore {
+    pub fn is_empty(&self) -> bool {
+        self.0.borrow().is_empty()
+    }
+}
+
+impl Store for MemoryStore {
+    fn keys(&self, prefix: &str) -> Vec<String> {
+        self.0.borrow().keys().filter(|k| k.starts_with(prefix)).cloned().collect()
+    }
+    fn set(&self, key: &str, value: &[u8]) {
+        self.0.borrow_mut().insert(key.to_string(), value.to_vec());
+    }
+    fn delete(&self, key: &str) {
+        self.0.borrow_mut().remove(key);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::cell::RefCell;
-    use std::collections::BTreeMap;
 
-    #[derive(Default)]
-    struct Memory(RefCell<BTreeMap<String, Vec<u8>>>);
-
-    impl Store for Memory {
-        fn keys(&self, prefix: &str) -> Vec<String> {
-            self.0.borrow().keys().filter(|k| k.starts_with(prefix)).cloned().collect()
-        }
-        fn set(&self, key: &str, value: &[u8]) {
-            self.0.borrow_mut().insert(key.to_string(), value.to_vec());
-        }
-        fn delete(&self, key: &str) {
-            self.0.borrow_mut().remove(key);
-        }
-    }
+    type Memory = MemoryStore;
 
     const LIMITS: Limits = Limits { per_user: 3, per_client: 5, window: 60 };
 
@@ -237,7 +244,7 @@ mod tests {
         for _ in 0..100 {
             begin(&store, off, "root", Some("192.0.2.1"), 1000).unwrap();
         }
-        assert!(store.0.borrow().is_empty());
+        assert!(store.is_empty());
         let slot = slot("user", "root");
         store.set(&format!("{slot}garbage"), b"");
         store.set(&format!("{slot}10-00"), b"");

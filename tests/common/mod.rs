@@ -192,6 +192,21 @@ impl Edge {
         self.http.get(format!("{}/_sim/stats", self.sim_url)).send().unwrap().json().unwrap()
     }
 
+    /// Calls the simulator saw of `method` (as called, e.g. `Async.VM.start`).
+    pub fn sim_calls_of(&self, method: &str) -> u64 {
+        self.sim_stats()["calls"][method].as_u64().unwrap_or(0)
+    }
+
+    /// The uuid of the object of `coll` named `name`, found through the edge.
+    pub fn uuid_of(&self, token: &str, coll: &str, name: &str) -> String {
+        let filter: String = format!("name_label:\"{name}\"")
+            .bytes()
+            .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+            .collect();
+        let r = self.get(&format!("/rest/v0/{coll}?fields=uuid&filter={filter}")).bearer_auth(token).send().unwrap();
+        r.json::<J>().unwrap()[0]["uuid"].as_str().unwrap_or_else(|| panic!("no {coll} {name}")).to_string()
+    }
+
     pub fn sim_calls(&self) -> u64 {
         self.sim_stats()["total_calls"].as_u64().unwrap()
     }
