@@ -132,7 +132,7 @@ fn login_throttling_uses_spins_key_value_store_and_client_address() {
     // The app works under Spin: a token, then a collection with it.
     let token = http.post(&tokens).basic_auth("root", Some(PASSWORD)).send().unwrap();
     assert_eq!(token.status().as_u16(), 200);
-    let token = token.json::<serde_json::Value>().unwrap()["token"].as_str().unwrap().to_string();
+    let token = token.json::<serde_json::Value>().unwrap()["token"]["id"].as_str().unwrap().to_string();
     let vms = http.get(format!("{}/rest/v0/vms", up.url)).bearer_auth(&token).send().unwrap();
     assert_eq!(vms.status().as_u16(), 200);
     // Per user name: two failures, then even the right password is refused, also after Spin restarts.
