@@ -8,7 +8,7 @@
 //! outcome (201 + `Location` + `{"id"}` for a new object, 204 otherwise; XAPI's error on failure), then destroys it.
 
 use super::auth::Caller;
-use super::collections::find;
+use super::collections::{find, wait_for_task};
 use super::{Ctx, Reply, Request};
 use crate::error::ApiError;
 use crate::objects::Collection;
@@ -210,7 +210,10 @@ pub async fn run<T: Transport>(
         };
         return Ok(reply.with_header("location", location));
     }
-    let outcome = wait(ctx, &s, &task).await;
+    let outcome = match ctx.xapi.call("task.get_record", &[s.clone(), json!(task)]).await {
+        Ok(rec) => wait_for_task(ctx, &s, &task, rec).await.map_err(|e| e.to_api_error()),
+        Err(e) => Err(e.to_api_error()),
+    };
     let _ = ctx.xapi.call("task.destroy", &[s.clone(), json!(task)]).await;
     let record = outcome?;
     match record["status"].as_str() {
@@ -262,29 +265,6 @@ fn opaque_ref(result: &str) -> Option<String> {
     let end = rest[10..].find(|c: char| !(c.is_ascii_alphanumeric() || c == '-')).map_or(rest.len(), |i| i + 10);
     Some(rest[..end].to_string()).filter(|r| r.len() > 10)
 }
-
-/// Waits (through `event.from`, at most [`MAX_SYNC`] seconds) for the task to end; answers its record.
-async fn wait<T: Transport>(ctx: &Ctx<'_, T>, s: &Value, task: &str) -> Result<Value, ApiError> {
-    let mut token = json!("");
-    let mut spent = 0.0;
-    loop {
-        let record = ctx.xapi.call("task.get_record", &[s.clone(), json!(task)]).await.map_err(|e| e.to_api_error())?;
-        if record["status"] != json!("pending") || spent >= MAX_SYNC {
-            return Ok(record);
-        }
-        let ev = ctx
-            .xapi
-            .call("event.from", &[s.clone(), json!([format!("task/{task}")]), token.clone(), json!(POLL)])
-            .await
-            .map_err(|e| e.to_api_error())?;
-        token = ev.get("token").cloned().unwrap_or(token);
-        spent += POLL;
-    }
-}
-
-/// Longest `?sync` wait in seconds, and each `event.from`'s.
-const MAX_SYNC: f64 = 600.0;
-const POLL: f64 = 30.0;
 
 #[cfg(test)]
 mod tests {

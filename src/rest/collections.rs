@@ -603,8 +603,31 @@ pub async fn vm_vdis<T: Transport>(
     Ok(listing(&q, items.into_iter()))
 }
 
-/// Longest `wait=result` in seconds.
+/// Longest wait for a task in seconds (`wait=result`, `?sync` actions), and each `event.from`'s.
 const MAX_WAIT: f64 = 600.0;
+const POLL: f64 = 30.0;
+
+/// Waits through `event.from` (at most [`MAX_WAIT`] seconds) while the task `reference`, whose record is `rec`, is
+/// pending; answers its latest record.
+pub(crate) async fn wait_for_task<T: Transport>(
+    ctx: &Ctx<'_, T>,
+    session: &Value,
+    reference: &str,
+    mut rec: Value,
+) -> Result<Value, XapiError> {
+    let mut token = Value::String(String::new());
+    let mut spent = 0.0;
+    while rec.get("status").and_then(Value::as_str) == Some("pending") && spent < MAX_WAIT {
+        let ev = ctx
+            .xapi
+            .call("event.from", &[session.clone(), json!([format!("task/{reference}")]), token.clone(), json!(POLL)])
+            .await?;
+        token = ev.get("token").cloned().unwrap_or(token);
+        spent += POLL;
+        rec = ctx.xapi.call("task.get_record", &[session.clone(), json!(reference)]).await?;
+    }
+    Ok(rec)
+}
 
 /// `GET /rest/v0/tasks/<id>[?wait=result]`: with `wait`, answers once the task is no longer pending.
 pub async fn task<T: Transport>(ctx: &Ctx<'_, T>, caller: Caller, req: &Request, id: &str) -> Result<Reply, ApiError> {
@@ -612,23 +635,11 @@ pub async fn task<T: Transport>(ctx: &Ctx<'_, T>, caller: Caller, req: &Request,
     let wait = params::pairs(&req.query).iter().any(|(k, _)| k == "wait");
     let (reference, mut rec) = find(ctx, &caller, coll, id).await?;
     if wait {
-        let s = json!(caller.session);
-        let mut token = Value::String(String::new());
-        let mut spent = 0.0;
-        while rec.get("status").and_then(Value::as_str) == Some("pending") && spent < MAX_WAIT {
-            let ev = ctx
-                .xapi
-                .call("event.from", &[s.clone(), json!([format!("task/{reference}")]), token.clone(), json!(30.0)])
-                .await
-                .map_err(xapi_err)?;
-            token = ev.get("token").cloned().unwrap_or(token);
-            spent += 30.0;
-            match ctx.xapi.call("task.get_record", &[s.clone(), json!(reference)]).await {
-                Ok(r) => rec = r,
-                Err(e) if e.code() == Some("HANDLE_INVALID") => return Err(no_such(coll, id)),
-                Err(e) => return Err(xapi_err(e)),
-            }
-        }
+        rec = match wait_for_task(ctx, &json!(caller.session), &reference, rec).await {
+            Ok(r) => r,
+            Err(e) if e.code() == Some("HANDLE_INVALID") => return Err(no_such(coll, id)),
+            Err(e) => return Err(xapi_err(e)),
+        };
     }
     let mut octx = pool_ctx(ctx, &caller).await?;
     load_joins(ctx, &caller, coll, &mut octx).await?;
