@@ -108,19 +108,6 @@ fn counts(edge: &Edge) -> (u64, u64, u64) {
     }
 }
 
-/// The counts once they are `want`, or as they are after 20 s: an edge whose client hung up ends its task before it
-/// destroys the VDI, so waiting for the tasks alone can look too early.
-fn settled(edge: &Edge, want: (u64, u64, u64)) -> (u64, u64, u64) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let c = counts(edge);
-        if c == want || Instant::now() > deadline {
-            return c;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// A request with `headers` whose body is `body`; answers status and body text.
 fn send(edge: &Edge, method: &str, path: &str, token: &str, headers: &[(&str, &str)], body: Vec<u8>) -> (u16, J) {
     let what = format!("{method} {path} {headers:?}");
@@ -331,7 +318,11 @@ fn failed_imports_leave_no_vdi_and_no_task() {
         let (got, err) = send(&edge, "POST", &path, &token, &headers, body);
         assert_eq!(got, status, "{what}: {err}");
         assert!(err["error"].is_string(), "{what}: a JSON error");
-        assert_eq!(settled(&edge, (vdis, 0, sessions)), (vdis, 0, sessions), "{what}: something was left behind");
+        assert_eq!(
+            edge.settled(&(vdis, 0, sessions), counts),
+            (vdis, 0, sessions),
+            "{what}: something was left behind"
+        );
     }
     // XAPI fails: creating the VDI, or in the middle of the upload (raw pass-through and VHD through the guest).
     for (fault, path, body) in [
@@ -351,18 +342,22 @@ fn failed_imports_leave_no_vdi_and_no_task() {
         faults(&edge, fault.clone());
         let (got, err) = send(&edge, "POST", &path, &token, &[], body);
         assert_eq!(got, 502, "{fault}: {err}");
-        assert_eq!(settled(&edge, (vdis, 0, sessions)), (vdis, 0, sessions), "{fault}: something was left behind");
+        assert_eq!(
+            edge.settled(&(vdis, 0, sessions), counts),
+            (vdis, 0, sessions),
+            "{fault}: something was left behind"
+        );
     }
     faults(&edge, json!({}));
     // The client hangs up in the middle: pass-through raw, and a VHD read through the guest.
     send_short(&edge, &new_raw, &token, raw.len(), &raw[..raw.len() / 2]);
-    assert_eq!(settled(&edge, (vdis, 0, sessions)), (vdis, 0, sessions), "abandoned raw upload");
+    assert_eq!(edge.settled(&(vdis, 0, sessions), counts), (vdis, 0, sessions), "abandoned raw upload");
     send_short(&edge, &new, &token, vhd.len(), &vhd[..vhd.len() / 2]);
-    assert_eq!(settled(&edge, (vdis, 0, sessions)), (vdis, 0, sessions), "abandoned VHD upload");
+    assert_eq!(edge.settled(&(vdis, 0, sessions), counts), (vdis, 0, sessions), "abandoned VHD upload");
     // Basic credentials: the temporary session goes too, success or failure.
     let r = edge.http.post(format!("{}{new}", edge.url)).basic_auth("root", Some("xapi-sim")).body(raw.clone()).send();
     assert_eq!(r.unwrap().status().as_u16(), 415);
     let r = edge.http.post(format!("{}{new_raw}", edge.url)).basic_auth("root", Some("xapi-sim")).body(raw.clone());
     assert_eq!(r.send().unwrap().status().as_u16(), 201);
-    assert_eq!(settled(&edge, (vdis + 1, 0, sessions)), (vdis + 1, 0, sessions));
+    assert_eq!(edge.settled(&(vdis + 1, 0, sessions), counts), (vdis + 1, 0, sessions));
 }

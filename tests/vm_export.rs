@@ -123,7 +123,7 @@ fn every_kind_of_vm_exports_as_a_valid_xva() {
         let digests = xva_digests(got.body.as_deref().unwrap_or_else(|e| panic!("{name}: {e}")));
         let want = disk_digests(&edge, &r, nosnap);
         assert_eq!(digests, want, "{name}: the XVA's disks are the VM's");
-        assert_eq!(counts(&edge), before, "{name}: snapshot, VDIs or task left behind");
+        assert_eq!(edge.settled(&before, counts), before, "{name}: snapshot, VDIs or task left behind");
     }
     // A VM in another collection is not found there.
     let (rocky, _) = vm(&edge, "Rocky Linux 8");
@@ -234,7 +234,7 @@ fn failures_leave_no_snapshot_vdi_or_task() {
             let err: J = serde_json::from_slice(&got.body.unwrap()).unwrap();
             assert!(err["error"].is_string(), "{what}");
         }
-        assert_eq!(counts(&edge), before, "{what}: something was left behind");
+        assert_eq!(edge.settled(&before, counts), before, "{what}: something was left behind");
     }
     // The client goes away in the middle.
     faults(&edge, json!({"throttle_bytes_per_sec": {"/export": 4_000_000}}));
@@ -245,7 +245,7 @@ fn failures_leave_no_snapshot_vdi_or_task() {
         got += std::io::Read::read(&mut r, &mut buf).unwrap();
     }
     drop(r);
-    assert_eq!(counts(&edge), before, "abandoned export");
+    assert_eq!(edge.settled(&before, counts), before, "abandoned export");
     // The runtime is cut off in the middle: the snapshot stays, with a heartbeat that stops; the next export of a
     // running VM, once the heartbeat is stale, destroys it.
     let mut r = edge.get(&format!("/rest/v0/vms/{running}.xva")).bearer_auth(&token).send().unwrap();
@@ -263,9 +263,5 @@ fn failures_leave_no_snapshot_vdi_or_task() {
     let got = fetch(&edge, &token, &format!("/rest/v0/vms/{other}.xva"));
     assert_eq!(got.status, 200);
     assert!(got.body.is_ok());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while counts(&edge) != before && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    assert_eq!(counts(&edge), before, "the orphaned snapshot was swept");
+    assert_eq!(edge.settled(&before, counts), before, "the orphaned snapshot was swept");
 }

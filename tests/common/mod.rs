@@ -192,6 +192,20 @@ impl Edge {
         self.http.get(format!("{}/_sim/stats", self.sim_url)).send().unwrap().json().unwrap()
     }
 
+    /// What `read` gives once it equals `want`, or whatever it gives after 20 s. The edge cleans up after a failed or
+    /// abandoned transfer in the background of the response (a client that hung up, or saw the end of a broken body,
+    /// is not waited for), so a check right after the response races that cleanup on a loaded machine.
+    pub fn settled<T: PartialEq>(&self, want: &T, read: impl Fn(&Edge) -> T) -> T {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            let got = read(self);
+            if got == *want || std::time::Instant::now() > deadline {
+                return got;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// Calls the simulator saw of `method` (as called, e.g. `Async.VM.start`).
     pub fn sim_calls_of(&self, method: &str) -> u64 {
         self.sim_stats()["calls"][method].as_u64().unwrap_or(0)
