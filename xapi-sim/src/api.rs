@@ -15,7 +15,7 @@ use crate::where_expr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-type R<T> = Result<T, XapiError>;
+pub(crate) type R<T> = Result<T, XapiError>;
 
 /// Fields a generic `set_<field>` may change.
 const SETTABLE: &[&str] =
@@ -24,11 +24,11 @@ const SETTABLE: &[&str] =
 /// Map fields with `add_to_<field>` / `remove_from_<field>`.
 const MAP_FIELDS: &[&str] = &["other_config", "blocked_operations", "sm_config", "xenstore_data"];
 
-fn count_mismatch(method: &str, expected: usize, got: usize) -> XapiError {
+pub(crate) fn count_mismatch(method: &str, expected: usize, got: usize) -> XapiError {
     XapiError::new("MESSAGE_PARAMETER_COUNT_MISMATCH", &[method, &expected.to_string(), &got.to_string()])
 }
 
-fn arg_str(v: &Value) -> String {
+pub(crate) fn arg_str(v: &Value) -> String {
     v.as_str().map(str::to_string).unwrap_or_else(|| v.db_string())
 }
 
@@ -98,6 +98,18 @@ const VM_VDI_WRITES: &[&str] = &[
     "VM.unpause",
     "VM.suspend",
     "VM.resume",
+    "VM.clone",
+    "VM.copy",
+    "VM.revert",
+    "VM.pool_migrate",
+    "VBD.create",
+    "VBD.plug",
+    "VBD.unplug",
+    "VBD.destroy",
+    "VIF.create",
+    "VIF.plug",
+    "VIF.unplug",
+    "VIF.destroy",
 ];
 
 /// Every method the simulator implements, by its synchronous wire name, as `system.listMethods` lists them
@@ -308,7 +320,7 @@ pub fn expire_tasks(db: &mut Db, completed: Duration, pending: Duration) {
     }
 }
 
-fn expect_args(method: &str, args: &[Value], n: usize) -> R<()> {
+pub(crate) fn expect_args(method: &str, args: &[Value], n: usize) -> R<()> {
     if args.len() != n {
         return Err(count_mismatch(method, n + 1, args.len() + 1));
     }
@@ -324,19 +336,19 @@ fn record_value(f: &Fields) -> Value {
     Value::Map(f.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
 }
 
-fn str_of(f: &Fields, k: &str) -> String {
+pub(crate) fn str_of(f: &Fields, k: &str) -> String {
     f.get(k).and_then(Value::as_str).unwrap_or_default().to_string()
 }
 
-fn bool_of(f: &Fields, k: &str) -> bool {
+pub(crate) fn bool_of(f: &Fields, k: &str) -> bool {
     f.get(k).and_then(Value::as_bool).unwrap_or(false)
 }
 
-fn int_of(f: &Fields, k: &str) -> i64 {
+pub(crate) fn int_of(f: &Fields, k: &str) -> i64 {
     f.get(k).and_then(Value::as_i64).unwrap_or(0)
 }
 
-fn refs_of(f: &Fields, k: &str) -> Vec<String> {
+pub(crate) fn refs_of(f: &Fields, k: &str) -> Vec<String> {
     f.get(k)
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
@@ -467,6 +479,40 @@ async fn dispatch(sim: &Arc<Sim>, session: &Session, name: &str, class: &str, op
             expect_args(name, args, n)?;
             let paused = args.get(1).and_then(Value::as_bool).unwrap_or(false);
             sim.write(|db| vm_power(db, &arg_str(&args[0]), op, paused))
+        }
+        ("VM", "clone" | "copy") => {
+            let copy = op == "copy";
+            expect_args(name, args, if copy { 3 } else { 2 })?;
+            let sr = args.get(2).map(arg_str).unwrap_or_default();
+            sim.write(|db| crate::vm_ops::vm_clone(db, &arg_str(&args[0]), &arg_str(&args[1]), copy, &sr))
+        }
+        ("VM", "revert") => {
+            expect_args(name, args, 1)?;
+            sim.write(|db| crate::vm_ops::vm_revert(db, &arg_str(&args[0])))
+        }
+        ("VM", "pool_migrate") => {
+            expect_args(name, args, 3)?;
+            sim.write(|db| crate::vm_ops::vm_pool_migrate(db, &arg_str(&args[0]), &arg_str(&args[1])))
+        }
+        ("VBD", "create") => {
+            expect_args(name, args, 1)?;
+            sim.write(|db| crate::devices::vbd_create(db, &args[0]))
+        }
+        ("VIF", "create") => {
+            expect_args(name, args, 1)?;
+            sim.write(|db| crate::devices::vif_create(db, &args[0]))
+        }
+        ("VBD" | "VIF", "plug" | "unplug") => {
+            expect_args(name, args, 1)?;
+            sim.write(|db| crate::devices::plug(db, class, &arg_str(&args[0]), op == "plug"))
+        }
+        ("VBD", "destroy") => {
+            expect_args(name, args, 1)?;
+            sim.write(|db| crate::devices::vbd_destroy(db, &arg_str(&args[0])))
+        }
+        ("VIF", "destroy") => {
+            expect_args(name, args, 1)?;
+            sim.write(|db| crate::devices::vif_destroy(db, &arg_str(&args[0])))
         }
         ("message", "create") => {
             expect_args(name, args, 5)?;
@@ -803,11 +849,11 @@ fn coerce_like(template: &Value, v: &Value) -> R<Value> {
     })
 }
 
-fn bad_power_state(vm: &str, expected: &str, actual: &str) -> XapiError {
+pub(crate) fn bad_power_state(vm: &str, expected: &str, actual: &str) -> XapiError {
     XapiError::new("VM_BAD_POWER_STATE", &[vm, expected, &actual.to_ascii_lowercase()])
 }
 
-fn check_blocked(vm: &str, rec: &Fields, op: &str) -> R<()> {
+pub(crate) fn check_blocked(vm: &str, rec: &Fields, op: &str) -> R<()> {
     if let Some(reason) = rec.get("blocked_operations").and_then(|b| b.get(op)) {
         return Err(XapiError::new("OPERATION_BLOCKED", &[vm, &arg_str(reason)]));
     }
@@ -896,7 +942,7 @@ pub fn insert_vdi(db: &mut Db, sr: &str, mut f: Fields, size: i64, thick: bool) 
     r
 }
 
-fn sr_account(db: &mut Db, sr: &str, delta: i64, thick: bool) {
+pub(crate) fn sr_account(db: &mut Db, sr: &str, delta: i64, thick: bool) {
     db.update(sr, |s| {
         let va = s.get("virtual_allocation").and_then(Value::as_i64).unwrap_or(0) + delta;
         s.insert("virtual_allocation".into(), Value::Int(va.max(0)));
@@ -931,7 +977,7 @@ pub fn vdi_destroy(db: &mut Db, vdi: &str) -> R<Value> {
     Ok(Value::str(""))
 }
 
-fn lower(s: &str) -> String {
+pub(crate) fn lower(s: &str) -> String {
     s.to_ascii_lowercase()
 }
 
@@ -1039,6 +1085,7 @@ pub fn vm_power(db: &mut Db, vm: &str, op: &str, start_paused: bool) -> R<Value>
         }
         _ => {}
     }
+    crate::allowed::update_vm(db, vm);
     Ok(Value::str(""))
 }
 
@@ -1126,6 +1173,7 @@ pub fn vm_snapshot(db: &mut Db, vm: &str, new_name: &str, ignore: &[String]) -> 
         db.set_add(&str_of(&v, "network"), "VIFs", &nvr);
     }
     db.set_add(vm, "snapshots", &snap);
+    crate::allowed::update_vm(db, &snap);
     Ok(Value::str(snap))
 }
 

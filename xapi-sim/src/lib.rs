@@ -25,10 +25,12 @@
 //! - [`scenario`]: the demo pool and generated pools.
 //! - [`server`]: routing of XAPI's endpoints and the control API.
 
+pub mod allowed;
 pub mod api;
 pub mod control;
 pub mod datamodel;
 pub mod db;
+pub mod devices;
 pub mod disk;
 pub mod handlers;
 pub mod jsonrpc;
@@ -37,6 +39,7 @@ pub mod schema;
 pub mod server;
 pub mod sim;
 pub mod value;
+pub mod vm_ops;
 pub mod where_expr;
 pub mod xmlrpc;
 pub mod xva;

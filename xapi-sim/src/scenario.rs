@@ -479,6 +479,7 @@ fn vm(db: &mut Db, p: &Pool, spec: VmSpec<'_>, seed: u64) -> String {
             db.set(&vm, "guest_metrics", Value::str(gm));
         }
     }
+    crate::allowed::update_vm(db, &vm);
     vm
 }
 
@@ -649,6 +650,7 @@ pub fn demo(db: &mut Db) -> Pool {
         9,
     );
     db.set(&blocked, "blocked_operations", Value::map([("destroy", "true"), ("export", "true")]));
+    crate::allowed::update_vm(db, &blocked);
     vm(
         db,
         &p,

@@ -19,9 +19,22 @@ fn exercise(sim: &Sim) {
         )
         .unwrap();
     let vm = vms.as_object().unwrap().keys().next().unwrap().clone();
-    sim.call("VM.snapshot", json!([sid, vm, "check"])).unwrap();
+    let snap = sim.call("VM.snapshot", json!([sid, vm, "check"])).unwrap();
+    let clone = sim.call("VM.clone", json!([sid, snap, "check clone"])).unwrap();
+    sim.call("VM.copy", json!([sid, clone, "check copy", "OpaqueRef:NULL"])).unwrap();
+    sim.call("VM.revert", json!([sid, snap])).unwrap();
+    sim.call("VM.start", json!([sid, vm, false, false])).unwrap();
     let vdi = sim.new_vdi(&sid, &sr, 1 << 20);
     sim.call("VDI.add_to_other_config", json!([sid, vdi, "k", "v"])).unwrap();
+    let vbd = json!({"VM": vm, "VDI": vdi, "userdevice": "autodetect", "bootable": false, "mode": "RW", "type": "Disk",
+                     "empty": false, "other_config": {}, "qos_algorithm_type": "", "qos_algorithm_params": {}});
+    let vbd = sim.call("VBD.create", json!([sid, vbd])).unwrap();
+    sim.call("VBD.plug", json!([sid, vbd])).unwrap();
+    let net = sim.call("network.get_all", json!([sid])).unwrap()[0].clone();
+    let vif = json!({"device": "7", "network": net, "VM": vm, "MAC": "02:00:00:00:00:07", "MTU": 1500,
+                     "other_config": {}, "qos_algorithm_type": "", "qos_algorithm_params": {}});
+    let vif = sim.call("VIF.create", json!([sid, vif])).unwrap();
+    sim.call("VIF.plug", json!([sid, vif])).unwrap();
     let task = sim.call("Async.VM.clean_shutdown", json!([sid, vm])).unwrap();
     assert_eq!(sim.task_status(&sid, task.as_str().unwrap()), "success");
     let failed = sim.call("Async.VM.unpause", json!([sid, vm])).unwrap();

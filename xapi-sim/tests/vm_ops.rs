@@ -1,0 +1,240 @@
+//! `VM.clone`, `VM.copy`, `VM.revert`, `VM.pool_migrate`, VBD and VIF create/plug/unplug/destroy, and
+//! `allowed_operations`, each checked over JSON-RPC against what XAPI's source says (file and function per test).
+
+mod common;
+use common::Sim;
+use serde_json::{json, Value as J};
+
+fn rec(sim: &Sim, sid: &str, class: &str, r: &str) -> J {
+    sim.call(&format!("{class}.get_record"), json!([sid, r])).unwrap()
+}
+
+fn refs(v: &J) -> Vec<String> {
+    v.as_array().unwrap().iter().map(|x| x.as_str().unwrap().to_string()).collect()
+}
+
+fn code(r: Result<J, Vec<String>>) -> String {
+    r.unwrap_err()[0].clone()
+}
+
+/// The VDIs behind a VM's disk VBDs.
+fn disks(sim: &Sim, sid: &str, vm: &str) -> Vec<String> {
+    refs(&rec(sim, sid, "VM", vm)["VBDs"])
+        .iter()
+        .map(|b| rec(sim, sid, "VBD", b))
+        .filter(|b| b["type"] == "Disk")
+        .map(|b| b["VDI"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// `ocaml/xapi/xapi_vm_clone.ml` (`clone`, `copy_vm_record`, `safe_clone_disks`) and `xapi_vm_lifecycle.ml`
+/// (`allowed_power_states` for `` `clone | `copy ``, `check_snapshot`).
+#[test]
+fn clone_and_copy_make_halted_top_level_vms_with_new_disks_and_macs() {
+    let sim = Sim::start();
+    let sid = sim.root();
+    let running = sim.by_name(&sid, "VM", "Debian 12 web");
+    let halted = sim.by_name(&sid, "VM", "Rocky Linux 8");
+    // A running VM cannot be cloned.
+    let err = sim.call("VM.clone", json!([sid, running, "x"])).unwrap_err();
+    assert_eq!(err, ["VM_BAD_POWER_STATE", running.as_str(), "halted", "running"]);
+    let vdis_before = sim.stats()["vdis"].as_u64().unwrap();
+    let clone = sim.call("VM.clone", json!([sid, halted, "Rocky clone"])).unwrap();
+    let clone = clone.as_str().unwrap();
+    let (orig, new) = (rec(&sim, &sid, "VM", &halted), rec(&sim, &sid, "VM", clone));
+    assert_eq!(new["name_label"], "Rocky clone");
+    assert_eq!((new["is_a_template"].as_bool(), new["is_a_snapshot"].as_bool()), (Some(false), Some(false)));
+    assert_eq!(new["power_state"], "Halted");
+    assert_eq!((new["parent"].as_str(), new["snapshot_of"].as_str()), (Some("OpaqueRef:NULL"), Some("OpaqueRef:NULL")));
+    assert!(new["other_config"]["mac_seed"].is_string());
+    assert_eq!(new["memory_static_max"], orig["memory_static_max"]);
+    let (od, nd) = (disks(&sim, &sid, &halted), disks(&sim, &sid, clone));
+    assert_eq!(od.len(), nd.len());
+    assert!(od.iter().all(|d| !nd.contains(d)), "the clone has disks of its own");
+    assert_eq!(sim.stats()["vdis"].as_u64().unwrap(), vdis_before + nd.len() as u64);
+    for (o, n) in od.iter().zip(&nd) {
+        let (o, n) = (rec(&sim, &sid, "VDI", o), rec(&sim, &sid, "VDI", n));
+        assert_eq!((n["virtual_size"].clone(), n["SR"].clone()), (o["virtual_size"].clone(), o["SR"].clone()));
+        assert_eq!(n["is_a_snapshot"], false);
+    }
+    let macs = |vm: &str| -> Vec<String> {
+        refs(&rec(&sim, &sid, "VM", vm)["VIFs"])
+            .iter()
+            .map(|v| rec(&sim, &sid, "VIF", v)["MAC"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(macs(clone).len(), macs(&halted).len());
+    assert!(macs(clone).iter().all(|m| !macs(&halted).contains(m)), "new MACs (preserve_mac_address: false)");
+    // The clone of a snapshot is a template (is_a_template of the original, which every snapshot is).
+    let snap = sim.call("VM.snapshot", json!([sid, running, "s"])).unwrap();
+    let from_snap = sim.call("VM.clone", json!([sid, snap, "from snapshot"])).unwrap();
+    let r = rec(&sim, &sid, "VM", from_snap.as_str().unwrap());
+    assert_eq!((r["is_a_template"].as_bool(), r["is_a_snapshot"].as_bool()), (Some(true), Some(false)));
+    // VM.copy into another SR: full copies there.
+    let local = sim.by_name(&sid, "SR", "Local storage");
+    let copy = sim.call("VM.copy", json!([sid, halted, "Rocky copy", local])).unwrap();
+    for d in disks(&sim, &sid, copy.as_str().unwrap()) {
+        assert_eq!(rec(&sim, &sid, "VDI", &d)["SR"], local.as_str());
+    }
+    // Blocked operations are refused.
+    let protected = sim.by_name(&sid, "VM", "Protected VM");
+    sim.call("VM.add_to_blocked_operations", json!([sid, protected, "clone", "no"])).unwrap();
+    assert_eq!(code(sim.call("VM.clone", json!([sid, protected, "x"]))), "OPERATION_BLOCKED");
+}
+
+/// `ocaml/xapi/xapi_vm_snapshot.ml`, `revert` and `revert_vbds` (the clone path of SRs without `VDI_REVERT`),
+/// `message_forwarding.ml` `VM.revert`, `xapi_vm_lifecycle.ml` (`ONLY_REVERT_SNAPSHOT`).
+#[test]
+fn revert_replaces_the_disks_with_clones_of_the_snapshots_and_takes_its_power_state() {
+    let sim = Sim::start();
+    let sid = sim.root();
+    let vm = sim.by_name(&sid, "VM", "Debian 12 web");
+    assert_eq!(code(sim.call("VM.revert", json!([sid, vm]))), "ONLY_REVERT_SNAPSHOT");
+    let before = disks(&sim, &sid, &vm);
+    let snap = sim.call("VM.snapshot", json!([sid, vm, "before"])).unwrap();
+    let snap = snap.as_str().unwrap();
+    let snap_disks = disks(&sim, &sid, snap);
+    let vifs_before = refs(&rec(&sim, &sid, "VM", &vm)["VIFs"]);
+    let mac = rec(&sim, &sid, "VIF", &vifs_before[0])["MAC"].clone();
+    let vdis = sim.stats()["vdis"].as_u64().unwrap();
+    sim.call("VM.revert", json!([sid, snap])).unwrap();
+    let after = disks(&sim, &sid, &vm);
+    assert_eq!(after.len(), before.len());
+    assert!(after.iter().all(|d| !before.contains(d)), "the old disks went, clones took their place");
+    for d in &before {
+        assert!(sim.call("VDI.get_record", json!([sid, d])).is_err(), "the snapshotted disk was destroyed");
+    }
+    assert_eq!(sim.stats()["vdis"].as_u64().unwrap(), vdis, "as many VDIs as before: one clone per destroyed disk");
+    for (s, a) in snap_disks.iter().zip(&after) {
+        assert_eq!(rec(&sim, &sid, "VDI", s)["snapshot_of"], a.as_str(), "the snapshot now hangs off the clone");
+    }
+    let r = rec(&sim, &sid, "VM", &vm);
+    assert_eq!(r["power_state"], "Halted", "force_state_reset to the snapshot's power state");
+    assert_eq!(r["resident_on"], "OpaqueRef:NULL");
+    let vifs = refs(&r["VIFs"]);
+    assert_eq!(vifs.len(), vifs_before.len());
+    assert!(vifs.iter().all(|v| !vifs_before.contains(v)));
+    assert_eq!(rec(&sim, &sid, "VIF", &vifs[0])["MAC"], mac, "the snapshot's VIFs, same MACs");
+    // The VM starts again on its reverted disks.
+    sim.call("VM.start", json!([sid, vm, false, false])).unwrap();
+    assert_eq!(rec(&sim, &sid, "VM", &vm)["power_state"], "Running");
+}
+
+/// `ocaml/xapi/xapi_vm_migrate.ml` `pool_migrate` (a localhost migration is allowed) and `xapi_vm_lifecycle.ml`
+/// (`` `pool_migrate `` needs `Running`).
+#[test]
+fn pool_migrate_moves_a_running_vm_between_hosts() {
+    let sim = Sim::start();
+    let sid = sim.root();
+    let vm = sim.by_name(&sid, "VM", "Debian 12 web");
+    let halted = sim.by_name(&sid, "VM", "Rocky Linux 8");
+    let hosts = refs(&sim.call("host.get_all", json!([sid])).unwrap());
+    let from = rec(&sim, &sid, "VM", &vm)["resident_on"].as_str().unwrap().to_string();
+    let to = hosts.iter().find(|h| **h != from).unwrap();
+    assert_eq!(code(sim.call("VM.pool_migrate", json!([sid, halted, to, {}]))), "VM_BAD_POWER_STATE");
+    assert_eq!(code(sim.call("VM.pool_migrate", json!([sid, vm, "OpaqueRef:nope", {}]))), "HANDLE_INVALID");
+    sim.call("VM.pool_migrate", json!([sid, vm, to, {"live": "true"}])).unwrap();
+    assert_eq!(rec(&sim, &sid, "VM", &vm)["resident_on"], to.as_str());
+    assert!(refs(&rec(&sim, &sid, "host", to)["resident_VMs"]).contains(&vm));
+    assert!(!refs(&rec(&sim, &sid, "host", &from)["resident_VMs"]).contains(&vm));
+    sim.call("VM.pool_migrate", json!([sid, vm, to, {}])).unwrap();
+}
+
+/// `ocaml/xapi/xapi_vbd.ml` (`create`), `xapi_vbd_helpers.ml` (`valid_operations`, `destroy`),
+/// `xapi_vif_helpers.ml` (`create`, `valid_operations`, `destroy`).
+#[test]
+fn vbds_and_vifs_are_created_plugged_unplugged_and_destroyed_with_xapis_checks() {
+    let sim = Sim::start();
+    let sid = sim.root();
+    let vm = sim.by_name(&sid, "VM", "Debian 12 web");
+    let halted = sim.by_name(&sid, "VM", "Rocky Linux 8");
+    let sr = sim.by_name(&sid, "SR", "Shared NFS storage");
+    let vdi = sim.new_vdi(&sid, &sr, 1 << 20);
+    let vbd = |vm: &str, dev: &str, mode: &str, kind: &str, empty: bool| {
+        json!({"VM": vm, "VDI": if empty { "OpaqueRef:NULL" } else { vdi.as_str() }, "userdevice": dev,
+               "bootable": false, "mode": mode, "type": kind, "empty": empty, "other_config": {},
+               "qos_algorithm_type": "", "qos_algorithm_params": {}})
+    };
+    assert_eq!(code(sim.call("VBD.create", json!([sid, vbd(&vm, "0", "RW", "Disk", false)]))), "DEVICE_ALREADY_EXISTS");
+    assert_eq!(code(sim.call("VBD.create", json!([sid, vbd(&vm, "xvdz", "RW", "Disk", false)]))), "INVALID_DEVICE");
+    assert_eq!(code(sim.call("VBD.create", json!([sid, vbd(&vm, "5", "RW", "CD", true)]))), "VBD_CDS_MUST_BE_READONLY");
+    assert_eq!(
+        code(sim.call("VBD.create", json!([sid, vbd(&vm, "5", "RW", "Disk", true)]))),
+        "VBD_NOT_REMOVABLE_MEDIA"
+    );
+    assert_eq!(
+        code(sim.call("VBD.create", json!([sid, {"VM": vm, "VDI": vdi}]))),
+        "FIELD_TYPE_ERROR",
+        "a record without its required fields"
+    );
+    let taken: Vec<String> = refs(&rec(&sim, &sid, "VM", &vm)["VBDs"])
+        .iter()
+        .map(|b| rec(&sim, &sid, "VBD", b)["userdevice"].as_str().unwrap().to_string())
+        .collect();
+    let lowest_free = (0..).map(|n: u32| n.to_string()).find(|n| !taken.contains(n)).unwrap();
+    let b = sim.call("VBD.create", json!([sid, vbd(&vm, "autodetect", "RW", "Disk", false)])).unwrap();
+    let b = b.as_str().unwrap();
+    let r = rec(&sim, &sid, "VBD", b);
+    assert_eq!(
+        (r["currently_attached"].as_bool(), r["userdevice"].as_str()),
+        (Some(false), Some(lowest_free.as_str()))
+    );
+    assert!(refs(&rec(&sim, &sid, "VDI", &vdi)["VBDs"]).contains(&b.to_string()));
+    assert_eq!(refs(&r["allowed_operations"]), ["plug", "attach"], "recomputed: detached on a running VM");
+    assert_eq!(code(sim.call("VBD.unplug", json!([sid, b]))), "DEVICE_ALREADY_DETACHED");
+    sim.call("VBD.plug", json!([sid, b])).unwrap();
+    assert_eq!(code(sim.call("VBD.plug", json!([sid, b]))), "DEVICE_ALREADY_ATTACHED");
+    let msg = code(sim.call("VBD.destroy", json!([sid, b])));
+    assert_eq!(msg, "OPERATION_NOT_ALLOWED", "attached VBDs are not destroyed");
+    assert_eq!(code(sim.call("VDI.destroy", json!([sid, vdi]))), "VDI_IN_USE");
+    sim.call("VBD.unplug", json!([sid, b])).unwrap();
+    sim.call("VBD.destroy", json!([sid, b])).unwrap();
+    assert!(refs(&rec(&sim, &sid, "VDI", &vdi)["VBDs"]).is_empty(), "the VDI stays, without the VBD");
+    // On a halted VM: no hot-plug.
+    let hb = sim.call("VBD.create", json!([sid, vbd(&halted, "7", "RW", "Disk", false)])).unwrap();
+    let err = sim.call("VBD.plug", json!([sid, hb])).unwrap_err();
+    assert_eq!(err, ["VM_BAD_POWER_STATE", halted.as_str(), "running", "halted"]);
+    // VIFs.
+    let net = sim.by_name(&sid, "network", "Pool-wide network associated with eth0");
+    let vif = |dev: &str, mac: &str| {
+        json!({"device": dev, "network": net, "VM": vm, "MAC": mac, "MTU": 1500, "other_config": {},
+               "qos_algorithm_type": "", "qos_algorithm_params": {}})
+    };
+    assert_eq!(code(sim.call("VIF.create", json!([sid, vif("0", "02:00:00:00:00:01")]))), "DEVICE_ALREADY_EXISTS");
+    assert_eq!(code(sim.call("VIF.create", json!([sid, vif("eth1", "02:00:00:00:00:01")]))), "INVALID_DEVICE");
+    assert_eq!(code(sim.call("VIF.create", json!([sid, vif("1", "")]))), "MAC_INVALID", "no mac_seed, no MAC");
+    sim.call("VM.add_to_other_config", json!([sid, vm, "mac_seed", "0f6c1a3e-8d4e-4b8a-9c9e-6d1a1b2c3d4e"])).unwrap();
+    let v = sim.call("VIF.create", json!([sid, vif("1", "")])).unwrap();
+    let v = v.as_str().unwrap();
+    let r = rec(&sim, &sid, "VIF", v);
+    assert_eq!(r["MAC_autogenerated"], true);
+    assert_eq!(r["MAC"].as_str().unwrap().len(), 17);
+    assert!(refs(&rec(&sim, &sid, "network", &net)["VIFs"]).contains(&v.to_string()));
+    sim.call("VIF.plug", json!([sid, v])).unwrap();
+    let err = sim.call("VIF.destroy", json!([sid, v])).unwrap_err();
+    assert_eq!(err, ["OPERATION_NOT_ALLOWED", "VIF currently attached to a running VM"]);
+    sim.call("VIF.unplug", json!([sid, v])).unwrap();
+    sim.call("VIF.destroy", json!([sid, v])).unwrap();
+    assert!(!refs(&rec(&sim, &sid, "VM", &vm)["VIFs"]).contains(&v.to_string()));
+    assert!(!refs(&rec(&sim, &sid, "network", &net)["VIFs"]).contains(&v.to_string()));
+    // The read-only role may do none of it.
+    let ro = sim.login("auditor", "auditor-password");
+    assert_eq!(code(sim.call("VIF.create", json!([ro, vif("2", "02:00:00:00:00:02")]))), "RBAC_PERMISSION_DENIED");
+}
+
+/// `ocaml/xapi/xapi_vm_lifecycle.ml`, `update_allowed_operations`: recomputed after each change of state.
+#[test]
+fn allowed_operations_follow_the_power_state() {
+    let sim = Sim::start();
+    let sid = sim.root();
+    let vm = sim.by_name(&sid, "VM", "Rocky Linux 8");
+    let ops = |vm: &str| refs(&rec(&sim, &sid, "VM", vm)["allowed_operations"]);
+    assert!(ops(&vm).contains(&"start".to_string()) && !ops(&vm).contains(&"clean_shutdown".to_string()));
+    sim.call("VM.start", json!([sid, vm, false, false])).unwrap();
+    assert!(ops(&vm).contains(&"clean_shutdown".to_string()) && !ops(&vm).contains(&"start".to_string()));
+    let snap = sim.call("VM.snapshot", json!([sid, vm, "s"])).unwrap();
+    let snap_ops = ops(snap.as_str().unwrap());
+    assert!(snap_ops.contains(&"revert".to_string()) && !snap_ops.contains(&"start".to_string()));
+    sim.call("VM.hard_shutdown", json!([sid, vm])).unwrap();
+    assert!(ops(&vm).contains(&"clone".to_string()));
+}
