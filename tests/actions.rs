@@ -125,3 +125,162 @@ fn bad_parameters_and_wrong_states_are_refused_before_any_call() {
     assert_eq!(r.status().as_u16(), 201);
     assert_eq!(edge.sim_calls_of("Async.VM.snapshot"), before.1 + 1);
 }
+
+#[test]
+fn clone_copy_revert_and_migrate() {
+    let edge = Edge::start();
+    let t = edge.token("root", PASSWORD);
+    let halted = edge.uuid_of(&t, "vms", "Rocky Linux 8");
+    let running = edge.uuid_of(&t, "vms", "Debian 12 web");
+    let local = edge.uuid_of(&t, "srs", "Local storage");
+    // A running VM cannot be cloned (XAPI clones halted VMs): 409 before any call.
+    let r = post(&edge, &t, &format!("/rest/v0/vms/{running}/actions/clone"), "", false);
+    assert_eq!(r.status().as_u16(), 409);
+    assert_eq!(edge.sim_calls_of("Async.VM.clone"), 0);
+    // A fast clone, async: the task's result is the new VM's href.
+    let r = post(&edge, &t, &format!("/rest/v0/vms/{halted}/actions/clone"), r#"{"name_label":"fast"}"#, true);
+    assert_eq!(r.status().as_u16(), 202);
+    let id = r.json::<J>().unwrap()["taskId"].as_str().unwrap().to_string();
+    let (_, task) = get(&edge, &t, &format!("/rest/v0/tasks/{id}?wait=result"));
+    assert_eq!(task["status"], "success", "{task}");
+    let href = task["result"]["href"].as_str().or(task["result"].as_str()).unwrap_or_default().to_string();
+    assert!(href.starts_with("/rest/v0/vms/"), "{task}");
+    assert_eq!(get(&edge, &t, &href).1["name_label"], "fast");
+    // A full copy into another SR, sync: 201 and the copy's disks are there.
+    let r = post(
+        &edge,
+        &t,
+        &format!("/rest/v0/vms/{halted}/actions/clone?sync"),
+        &json!({"name_label": "copied", "srId": local}).to_string(),
+        false,
+    );
+    assert_eq!(r.status().as_u16(), 201);
+    let copy = r.json::<J>().unwrap()["id"].as_str().unwrap().to_string();
+    assert_eq!(edge.sim_calls_of("Async.VM.copy"), 1);
+    let (_, disks) = get(&edge, &t, &format!("/rest/v0/vms/{copy}/vdis?fields=$SR"));
+    assert!(disks.as_array().unwrap().iter().all(|d| d["$SR"] == local.as_str()), "{disks}");
+    let (status, _) = get(&edge, &t, &format!("/rest/v0/srs/{local}"));
+    assert_eq!(status, 200);
+    let bad = post(
+        &edge,
+        &t,
+        &format!("/rest/v0/vms/{halted}/actions/clone"),
+        r#"{"srId":"00000000-0000-4000-8000-000000000000"}"#,
+        false,
+    );
+    assert_eq!(bad.status().as_u16(), 404);
+    // Revert: a snapshot of another VM is refused; snapshotBefore keeps the current state as a snapshot.
+    let r = post(&edge, &t, &format!("/rest/v0/vms/{running}/actions/snapshot?sync"), r#"{"name_label":"s1"}"#, false);
+    let snap = r.json::<J>().unwrap()["id"].as_str().unwrap().to_string();
+    let r = post(
+        &edge,
+        &t,
+        &format!("/rest/v0/vms/{halted}/actions/revert_snapshot"),
+        &json!({"snapshotId": snap}).to_string(),
+        false,
+    );
+    assert_eq!(r.status().as_u16(), 400);
+    let r = post(&edge, &t, &format!("/rest/v0/vms/{running}/actions/revert_snapshot"), "{}", false);
+    assert_eq!(r.status().as_u16(), 400, "snapshotId is required");
+    let snapshots_before = get(&edge, &t, &format!("/rest/v0/vms/{running}")).1["snapshots"].as_array().unwrap().len();
+    let body = json!({"snapshotId": snap, "snapshotBefore": true}).to_string();
+    let r = post(&edge, &t, &format!("/rest/v0/vms/{running}/actions/revert_snapshot?sync"), &body, false);
+    assert_eq!(r.status().as_u16(), 204);
+    let (_, vm) = get(&edge, &t, &format!("/rest/v0/vms/{running}"));
+    assert_eq!(vm["power_state"], "Halted", "the snapshot had no memory: the VM is halted after the revert");
+    assert_eq!(vm["snapshots"].as_array().unwrap().len(), snapshots_before + 1, "the snapshot taken before");
+    // Migrate within the pool: a running VM to the other host.
+    let vm2 = edge.uuid_of(&t, "vms", "Ubuntu 22.04 db");
+    let (_, rec) = get(&edge, &t, &format!("/rest/v0/vms/{vm2}"));
+    let from = rec["$container"].as_str().unwrap().to_string();
+    let (_, hosts) = get(&edge, &t, "/rest/v0/hosts?fields=uuid");
+    let to =
+        hosts.as_array().unwrap().iter().map(|h| h["uuid"].as_str().unwrap()).find(|h| *h != from).unwrap().to_string();
+    let r =
+        post(&edge, &t, &format!("/rest/v0/vms/{vm2}/actions/migrate?sync"), &json!({"hostId": to}).to_string(), false);
+    assert_eq!(r.status().as_u16(), 204);
+    assert_eq!(get(&edge, &t, &format!("/rest/v0/vms/{vm2}")).1["$container"], to.as_str());
+    let r =
+        post(&edge, &t, &format!("/rest/v0/vms/{halted}/actions/migrate"), &json!({"hostId": to}).to_string(), false);
+    assert_eq!(r.status().as_u16(), 409, "a halted VM does not migrate");
+    let r = post(&edge, &t, &format!("/rest/v0/vms/{vm2}/actions/migrate"), r#"{"hostId":"nope"}"#, false);
+    assert_eq!(r.status().as_u16(), 404);
+}
+
+/// The acceptance scenario, as a script would run it: snapshot a running VM with `?sync`, clone the snapshot, start
+/// the clone, watch its task, tag and rename it, add a disk and a VIF, delete it; the pool's counts are back to the
+/// start (but for the snapshot, deleted last).
+#[test]
+fn a_script_like_scenario_leaves_the_pool_as_it_was() {
+    let edge = Edge::start();
+    let t = edge.token("root", PASSWORD);
+    let counts = |edge: &Edge| {
+        let s = edge.sim_stats();
+        ["VM", "VDI", "VBD", "VIF", "task"].map(|c| s["objects"][c].as_u64().unwrap_or(0))
+    };
+    let start = edge.settled(&counts(&edge), counts);
+    let vm = edge.uuid_of(&t, "vms", "Debian 12 web");
+    let r = post(&edge, &t, &format!("/rest/v0/vms/{vm}/actions/snapshot?sync"), r#"{"name_label":"golden"}"#, false);
+    assert_eq!(r.status().as_u16(), 201);
+    let snap = r.json::<J>().unwrap()["id"].as_str().unwrap().to_string();
+    // Clone the snapshot: a VM (not the template XAPI makes of it).
+    let r = post(
+        &edge,
+        &t,
+        &format!("/rest/v0/vm-snapshots/{snap}/actions/clone?sync"),
+        r#"{"name_label":"from golden"}"#,
+        false,
+    );
+    assert_eq!(r.status().as_u16(), 201);
+    let location = r.headers()["location"].to_str().unwrap().to_string();
+    let clone = r.json::<J>().unwrap()["id"].as_str().unwrap().to_string();
+    assert_eq!(location, format!("/rest/v0/vms/{clone}"));
+    let (status, c) = get(&edge, &t, &location);
+    assert_eq!((status, c["power_state"].as_str()), (200, Some("Halted")), "{c}");
+    // Start it and follow its task.
+    let r = post(&edge, &t, &format!("/rest/v0/vms/{clone}/actions/start"), "", true);
+    assert_eq!(r.status().as_u16(), 202);
+    let task = r.json::<J>().unwrap()["taskId"].as_str().unwrap().to_string();
+    let (_, done) = get(&edge, &t, &format!("/rest/v0/tasks/{task}?wait=result"));
+    assert_eq!(done["status"], "success", "{done}");
+    assert_eq!(get(&edge, &t, &location).1["power_state"], "Running");
+    // Tag and rename.
+    let put = edge.http.put(format!("{}{location}/tags/scenario", edge.url)).bearer_auth(&t).send().unwrap();
+    assert_eq!(put.status().as_u16(), 204);
+    let patch = edge.http.patch(format!("{}{location}", edge.url)).bearer_auth(&t).body(r#"{"name_label":"renamed"}"#);
+    assert_eq!(patch.send().unwrap().status().as_u16(), 204);
+    let (_, c) = get(&edge, &t, &location);
+    assert_eq!(c["name_label"], "renamed");
+    assert_eq!(
+        c["tags"],
+        json!(["prod", "web", "scenario"]),
+        "the snapshot's tags, which XAPI copies, and the new one"
+    );
+    // A new disk and a VIF, plugged into the running clone.
+    let sr = edge.uuid_of(&t, "srs", "Shared NFS storage");
+    let net = edge.uuid_of(&t, "networks", "Pool-wide network associated with eth0");
+    let r = post(
+        &edge,
+        &t,
+        "/rest/v0/vdis",
+        &json!({"srId": sr, "virtual_size": 1u64 << 30, "name_label": "extra"}).to_string(),
+        false,
+    );
+    assert_eq!(r.status().as_u16(), 201);
+    let disk = r.json::<J>().unwrap()["id"].as_str().unwrap().to_string();
+    let r = post(&edge, &t, "/rest/v0/vbds", &json!({"VM": clone, "VDI": disk}).to_string(), false);
+    assert_eq!(r.status().as_u16(), 201);
+    let r = post(&edge, &t, "/rest/v0/vifs", &json!({"vmId": clone, "networkId": net}).to_string(), false);
+    assert_eq!(r.status().as_u16(), 201);
+    let (_, disks) = get(&edge, &t, &format!("{location}/vdis?fields=uuid"));
+    assert!(disks.as_array().unwrap().iter().any(|d| d["uuid"] == disk.as_str()));
+    // Delete the clone (shut down, with its own disks, the new one included), then the snapshot.
+    let del = edge.http.delete(format!("{}{location}", edge.url)).bearer_auth(&t).send().unwrap();
+    assert_eq!(del.status().as_u16(), 204);
+    let del = edge.http.delete(format!("{}/rest/v0/vm-snapshots/{snap}", edge.url)).bearer_auth(&t).send().unwrap();
+    assert_eq!(del.status().as_u16(), 204);
+    // The start task was read and is XAPI's to expire; every other task the edge made is gone.
+    let mut want = start;
+    want[4] += 1;
+    assert_eq!(edge.settled(&want, counts), want, "VMs, VDIs, VBDs, VIFs and tasks back to the start");
+}

@@ -401,7 +401,8 @@ fn failed_logins_are_throttled_per_user_across_instances() {
     let state = std::env::temp_dir().join(format!("xo-edge-state-{}", std::process::id()));
     std::fs::create_dir_all(&state).unwrap();
     let dir = state.to_str().unwrap().to_string();
-    let env = [("XO_EDGE_STATE_DIR", dir.as_str()), ("XO_EDGE_LOGIN_FAILURES", "3"), ("XO_EDGE_LOGIN_WINDOW", "8")];
+    // The window must outlast the restart below on a loaded machine.
+    let env = [("XO_EDGE_STATE_DIR", dir.as_str()), ("XO_EDGE_LOGIN_FAILURES", "3"), ("XO_EDGE_LOGIN_WINDOW", "12")];
     let mut edge = Edge::start_with(&env, xapi_sim::Options::default());
     let tokens = format!("{}/rest/v0/users/authentication_tokens", edge.url);
     let attempt = |edge: &Edge, user: &str, password: &str| {
@@ -424,23 +425,13 @@ fn failed_logins_are_throttled_per_user_across_instances() {
     let calls = edge.sim_calls();
     let (status, after) = attempt(&edge, "root", PASSWORD);
     assert_eq!(status, 429);
-    assert!(after.is_some_and(|s| (1..=8).contains(&s)), "Retry-After {after:?}");
+    assert!(after.is_some_and(|s| (1..=12).contains(&s)), "Retry-After {after:?}");
     assert_eq!(edge.sim_calls(), calls, "a throttled login asks XAPI nothing");
     // Tokens keep working, and other user names are not affected.
     let other = attempt(&edge, "auditor", "wrong-password");
     assert_eq!(other.0, 401);
-    // Parallel guesses for one user name are held to about the limit.
-    let results: Vec<u16> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..12).map(|_| s.spawn(|| attempt(&edge, "operator", "wrong-password").0)).collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    let refused = results.iter().filter(|s| **s == 429).count();
-    let checked = results.iter().filter(|s| **s == 401).count();
-    assert_eq!(refused + checked, 12, "{results:?}");
-    // No more than the limit (fewer when attempts in flight saw each other's records before those were removed).
-    assert!(checked <= 3, "{checked} of 12 parallel guesses reached XAPI: {results:?}");
     // The window's end lets root in again.
-    std::thread::sleep(std::time::Duration::from_secs(8).saturating_sub(started.elapsed()));
+    std::thread::sleep(std::time::Duration::from_secs(12).saturating_sub(started.elapsed()));
     std::thread::sleep(std::time::Duration::from_secs(1));
     assert_eq!(attempt(&edge, "root", PASSWORD).0, 200);
     // The store holds empty records named by slot, time and nonce: no user name, no password, and only failures
@@ -454,7 +445,38 @@ fn failed_logins_are_throttled_per_user_across_instances() {
         assert_eq!(entry.metadata().unwrap().len(), 0);
         records += 1;
     }
-    assert!(records <= 1 + 3, "{records} records: auditor's one and operator's at most 3");
+    assert_eq!(records, 1, "auditor's one");
+    drop(edge);
+    std::fs::remove_dir_all(&state).unwrap();
+}
+
+/// Parallel guesses for one user name are held to the limit: of 12 at once, no more than 3 reach XAPI. The window
+/// is long here so that every guess falls in it however slowly a loaded machine runs them (a guess made after the
+/// window of the first ones may rightly pass).
+#[test]
+fn parallel_guesses_are_held_to_the_limit() {
+    let state = std::env::temp_dir().join(format!("xo-edge-state-parallel-{}", std::process::id()));
+    std::fs::create_dir_all(&state).unwrap();
+    let dir = state.to_str().unwrap().to_string();
+    let env = [("XO_EDGE_STATE_DIR", dir.as_str()), ("XO_EDGE_LOGIN_FAILURES", "3"), ("XO_EDGE_LOGIN_WINDOW", "600")];
+    let edge = Edge::start_with(&env, xapi_sim::Options::default());
+    let tokens = format!("{}/rest/v0/users/authentication_tokens", edge.url);
+    let results: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..12)
+            .map(|_| {
+                s.spawn(|| {
+                    let r = edge.http.post(&tokens).basic_auth("operator", Some("wrong-password")).send().unwrap();
+                    r.status().as_u16()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let refused = results.iter().filter(|s| **s == 429).count();
+    let checked = results.iter().filter(|s| **s == 401).count();
+    assert_eq!(refused + checked, 12, "{results:?}");
+    // No more than the limit (fewer when attempts in flight saw each other's records before those were removed).
+    assert!(checked <= 3, "{checked} of 12 parallel guesses reached XAPI: {results:?}");
     drop(edge);
     std::fs::remove_dir_all(&state).unwrap();
 }

@@ -16,7 +16,7 @@ use crate::query::params;
 use crate::xapi::{Transport, XapiError};
 use serde_json::{json, Map, Value};
 
-/// What an action's XAPI call needs besides the object's ref.
+/// What an action's XAPI call needs besides the object's ref, and so its parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Args {
     /// `(ref)`.
@@ -25,6 +25,23 @@ enum Args {
     NotPausedNotForced,
     /// `(ref, new_name, ignore_vdis)`: the VDIs named `[NOSNAP]` are left out.
     Snapshot,
+    /// `VM.clone(ref, new_name)` (`fast`, the default), or `VM.copy(ref, new_name, sr)` (`fast: false`: into each
+    /// disk's SR; `srId`: into that SR).
+    Clone,
+    /// `VM.revert(snapshot)` where `snapshotId` names one of the VM's snapshots; `snapshotBefore` snapshots the VM
+    /// first.
+    Revert,
+    /// `VM.pool_migrate(ref, host, options)` to `hostId`, live.
+    Migrate,
+}
+
+/// What must hold before the call (checked on the records the edge reads anyway: 409 with XAPI's code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// The object's power states (empty: any).
+    States(&'static [&'static str]),
+    /// A VBD or VIF: its VM running, and the device detached (`true`: plug) or attached (`false`: unplug).
+    Device(bool),
 }
 
 /// One action.
@@ -37,8 +54,7 @@ pub struct Action {
     /// XAPI's method (called as `Async.<method>`).
     method: &'static str,
     args: Args,
-    /// Power states the object must be in (empty: any).
-    states: &'static [&'static str],
+    check: Check,
     /// The collection of the object the action makes, if any.
     makes: Option<&'static str>,
 }
@@ -56,28 +72,62 @@ pub static ACTIONS: &[Action] = &[
     vm_power("unpause", "VM.unpause", Args::Plain, &["Paused"]),
     vm_power("suspend", "VM.suspend", Args::Plain, &["Running"]),
     vm_power("resume", "VM.resume", Args::NotPausedNotForced, &["Suspended"]),
+    Action { makes: Some("vm-snapshots"), ..vm_power("snapshot", "VM.snapshot", Args::Snapshot, &[]) },
+    // XAPI clones halted VMs only (`xapi_vm_lifecycle.ml`, `allowed_power_states`).
+    Action { makes: Some("vms"), ..vm_power("clone", "VM.clone", Args::Clone, &["Halted"]) },
+    // The clone of a snapshot: XAPI makes it a template (`xapi_vm_clone.ml`, `copy_vm_record`), which the edge then
+    // turns into a VM, so the action is answered once the clone is done (see [`run`]).
     Action {
-        class: "VM",
-        collections: VMS,
-        name: "snapshot",
-        method: "VM.snapshot",
-        args: Args::Snapshot,
-        states: &[],
-        makes: Some("vm-snapshots"),
+        collections: &["vm-snapshots"],
+        makes: Some("vms"),
+        ..vm_power("clone", "VM.clone", Args::Clone, &["Halted", "Suspended"])
     },
+    vm_power("revert_snapshot", "VM.revert", Args::Revert, &[]),
+    vm_power("migrate", "VM.pool_migrate", Args::Migrate, &["Running"]),
+    device("VBD", &["vbds"], "connect", "VBD.plug", true),
+    device("VBD", &["vbds"], "disconnect", "VBD.unplug", false),
+    device("VIF", &["vifs"], "connect", "VIF.plug", true),
+    device("VIF", &["vifs"], "disconnect", "VIF.unplug", false),
 ];
 
 const fn vm_power(name: &'static str, method: &'static str, args: Args, states: &'static [&'static str]) -> Action {
-    Action { class: "VM", collections: VMS, name, method, args, states, makes: None }
+    Action { class: "VM", collections: VMS, name, method, args, check: Check::States(states), makes: None }
 }
 
-/// The action's parameters as a JSON Schema (an object with optional typed properties, nothing else).
+const fn device(
+    class: &'static str,
+    collections: &'static [&'static str],
+    name: &'static str,
+    method: &'static str,
+    plug: bool,
+) -> Action {
+    Action { class, collections, name, method, args: Args::Plain, check: Check::Device(plug), makes: None }
+}
+
+/// The action's parameters as a JSON Schema (an object with typed properties, some required, nothing else).
 pub fn schema(action: &Action) -> Value {
-    let properties = match action.args {
-        Args::Snapshot => json!({ "name_label": { "type": "string" } }),
-        _ => json!({}),
+    let (properties, required) = match action.args {
+        Args::Snapshot => (json!({ "name_label": { "type": "string" } }), json!([])),
+        Args::Clone => (
+            json!({
+                "name_label": { "type": "string" },
+                "fast": { "type": "boolean", "description": "a fast (copy-on-write) clone; false: a full copy" },
+                "srId": { "type": "string", "description": "a full copy into this SR" },
+            }),
+            json!([]),
+        ),
+        Args::Revert => (
+            json!({ "snapshotId": { "type": "string" }, "snapshotBefore": { "type": "boolean" } }),
+            json!(["snapshotId"]),
+        ),
+        Args::Migrate => (json!({ "hostId": { "type": "string" } }), json!(["hostId"])),
+        Args::Plain | Args::NotPausedNotForced => (json!({}), json!([])),
     };
-    json!({ "type": "object", "properties": properties, "additionalProperties": false })
+    let mut schema = json!({ "type": "object", "properties": properties, "additionalProperties": false });
+    if required.as_array().is_some_and(|r| !r.is_empty()) {
+        schema["required"] = required;
+    }
+    schema
 }
 
 /// Checks `params` against [`schema`]: an object whose keys are declared properties of the declared types.
@@ -87,6 +137,12 @@ fn validate(action: &Action, params: &Value) -> Result<(), ApiError> {
         return Err(ApiError::bad_request(format!("the parameters of {} must be a JSON object", action.name)));
     };
     let declared = schema["properties"].as_object().cloned().unwrap_or_default();
+    for key in schema["required"].as_array().map(Vec::as_slice).unwrap_or_default().iter().filter_map(Value::as_str) {
+        if !given.contains_key(key) {
+            return Err(ApiError::bad_request(format!("{} needs the parameter {key:?}", action.name))
+                .with_data(json!({ "schema": schema })));
+        }
+    }
     for (key, value) in given {
         let Some(spec) = declared.get(key) else {
             let known: Vec<&String> = declared.keys().collect();
@@ -152,6 +208,10 @@ pub async fn describe<T: Transport>(
 }
 
 /// `POST /rest/v0/<collection>/<id>/actions/<name>[?sync]`.
+///
+/// The clone of a snapshot is the one action answered only once XAPI is done, whatever `?sync` says: XAPI makes
+/// a template of it, and the edge must then make it a VM (`VM.set_is_a_template false`). Without `?sync` the answer
+/// is still 202 with the (finished) task, which XAPI's task GC removes later.
 pub async fn run<T: Transport>(
     ctx: &Ctx<'_, T>,
     caller: Caller,
@@ -168,35 +228,17 @@ pub async fn run<T: Transport>(
     };
     validate(action, &body)?;
     let (reference, rec) = find(ctx, &caller, coll, id).await?;
-    let state = rec["power_state"].as_str().unwrap_or_default();
-    if !action.states.is_empty() && !action.states.contains(&state) {
-        let expected = action.states.iter().map(|s| s.to_ascii_lowercase()).collect::<Vec<_>>().join(" or ");
-        return Err(ApiError::new(
-            409,
-            format!("{name} needs the VM to be {expected}, and it is {}", state.to_ascii_lowercase()),
-        )
-        .with_data(
-            json!({ "code": "VM_BAD_POWER_STATE", "params": [reference, expected, state.to_ascii_lowercase()] }),
-        ));
-    }
     let s = json!(caller.session);
-    let mut args = vec![s.clone(), json!(reference)];
-    match action.args {
-        Args::Plain => {}
-        Args::NotPausedNotForced => args.extend([json!(false), json!(false)]),
-        Args::Snapshot => {
-            let default = format!("{} ({})", rec["name_label"].as_str().unwrap_or_default(), action.name);
-            args.push(json!(body["name_label"].as_str().map(str::to_string).unwrap_or(default)));
-            args.push(json!(nosnap_disks(ctx, &s, &rec).await?));
-        }
-    }
-    let task = ctx.xapi.call(&format!("Async.{}", action.method), &args).await.map_err(|e| e.to_api_error())?;
+    precheck(ctx, &s, action, &reference, &rec).await?;
+    let (method, args) = arguments(ctx, &caller, action, &reference, &rec, &body).await?;
+    let task = ctx.xapi.call(&format!("Async.{method}"), &args).await.map_err(|e| e.to_api_error())?;
     let task = task.as_str().unwrap_or_default().to_string();
     let uuid = ctx.xapi.call("task.get_uuid", &[s.clone(), json!(task)]).await.map_err(|e| e.to_api_error())?;
     let uuid = uuid.as_str().unwrap_or_default().to_string();
     let location = format!("/rest/v0/tasks/{uuid}");
     let sync = params::pairs(&req.query).iter().any(|(k, v)| k == "sync" && v != "false");
-    if !sync {
+    let make_vm = coll.name == "vm-snapshots" && action.args == Args::Clone;
+    let accepted = || {
         let json_wanted = req.header("accept").is_some_and(|a| a.contains("application/json"));
         let reply = if json_wanted {
             Reply::json(202, &json!({ "taskId": uuid }))
@@ -208,26 +250,45 @@ pub async fn run<T: Transport>(
                 stream: None,
             }
         };
-        return Ok(reply.with_header("location", location));
+        reply.with_header("location", location.clone())
+    };
+    if !sync && !make_vm {
+        return Ok(accepted());
     }
     let outcome = match ctx.xapi.call("task.get_record", &[s.clone(), json!(task)]).await {
         Ok(rec) => wait_for_task(ctx, &s, &task, rec).await.map_err(|e| e.to_api_error()),
         Err(e) => Err(e.to_api_error()),
     };
+    let made = match &outcome {
+        Ok(record) if record["status"] == "success" && action.makes.is_some() => {
+            opaque_ref(record["result"].as_str().unwrap_or_default())
+        }
+        _ => None,
+    };
+    if let (true, Some(vm)) = (make_vm, &made) {
+        if let Err(e) = ctx.xapi.call("VM.set_is_a_template", &[s.clone(), json!(vm), json!(false)]).await {
+            // Nothing half-made stays: the template clone and its disks go.
+            super::delete::destroy_with_own_disks(ctx, &s, vm).await;
+            let _ = ctx.xapi.call("task.destroy", &[s.clone(), json!(task)]).await;
+            return Err(e.to_api_error());
+        }
+    }
+    if !sync {
+        return Ok(accepted());
+    }
     let _ = ctx.xapi.call("task.destroy", &[s.clone(), json!(task)]).await;
     let record = outcome?;
     match record["status"].as_str() {
-        Some("success") => match action.makes {
-            Some(made) => {
-                let made_ref = opaque_ref(record["result"].as_str().unwrap_or_default())
-                    .ok_or_else(|| ApiError::bad_gateway("XAPI's task succeeded without naming what it made"))?;
+        Some("success") => match (action.makes, made) {
+            (Some(coll), Some(made_ref)) => {
                 let made_uuid =
                     ctx.xapi.call("VM.get_uuid", &[s, json!(made_ref)]).await.map_err(|e| e.to_api_error())?;
                 let made_uuid = made_uuid.as_str().unwrap_or_default();
                 Ok(Reply::json(201, &json!({ "id": made_uuid }))
-                    .with_header("location", format!("/rest/v0/{made}/{made_uuid}")))
+                    .with_header("location", format!("/rest/v0/{coll}/{made_uuid}")))
             }
-            None => Ok(Reply::no_content()),
+            (Some(_), None) => Err(ApiError::bad_gateway("XAPI's task succeeded without naming what it made")),
+            (None, _) => Ok(Reply::no_content()),
         },
         Some("pending") => Err(ApiError::new(504, format!("{name} is still running: see {location}"))),
         _ => {
@@ -239,6 +300,146 @@ pub async fn run<T: Transport>(
             Err(XapiError::Api { code, params }.to_api_error())
         }
     }
+}
+
+/// A 409 with XAPI's error code and parameters, for a state the edge can see forbids the action.
+fn refused(message: String, code: &str, params: Vec<String>) -> ApiError {
+    ApiError::new(409, message).with_data(json!({ "code": code, "params": params }))
+}
+
+/// What the records already say forbids: a blocked operation, the power state, a device's VM not running or the
+/// device already (dis)connected.
+async fn precheck<T: Transport>(
+    ctx: &Ctx<'_, T>,
+    s: &Value,
+    action: &Action,
+    reference: &str,
+    rec: &Value,
+) -> Result<(), ApiError> {
+    let name = action.name;
+    let xapi_op = action.method.split_once('.').map_or("", |(_, op)| op);
+    if let Some(reason) = rec["blocked_operations"].get(xapi_op) {
+        let reason = reason.as_str().unwrap_or_default().to_string();
+        return Err(refused(
+            format!("{name} is blocked on this object ({reason})"),
+            "OPERATION_BLOCKED",
+            vec![reference.to_string(), reason],
+        ));
+    }
+    match action.check {
+        Check::States(states) => {
+            let state = rec["power_state"].as_str().unwrap_or_default();
+            if !states.is_empty() && !states.contains(&state) {
+                let expected = states.iter().map(|s| s.to_ascii_lowercase()).collect::<Vec<_>>().join(" or ");
+                let actual = state.to_ascii_lowercase();
+                return Err(refused(
+                    format!("{name} needs the VM to be {expected}, and it is {actual}"),
+                    "VM_BAD_POWER_STATE",
+                    vec![reference.to_string(), expected, actual],
+                ));
+            }
+        }
+        Check::Device(plug) => {
+            let vm = rec["VM"].as_str().unwrap_or_default();
+            let state =
+                ctx.xapi.call("VM.get_power_state", &[s.clone(), json!(vm)]).await.map_err(|e| e.to_api_error())?;
+            let state = state.as_str().unwrap_or_default().to_ascii_lowercase();
+            let attached = rec["currently_attached"] == json!(true);
+            let r = vec![reference.to_string()];
+            if state != "running" {
+                return Err(refused(
+                    format!("{name} needs the device's VM to be running, and it is {state}"),
+                    "VM_BAD_POWER_STATE",
+                    vec![vm.to_string(), "running".into(), state],
+                ));
+            }
+            if plug && attached {
+                return Err(refused("the device is already connected".into(), "DEVICE_ALREADY_ATTACHED", r));
+            }
+            if !plug && !attached {
+                return Err(refused("the device is already disconnected".into(), "DEVICE_ALREADY_DETACHED", r));
+            }
+            if !plug && action.class == "VBD" && rec["unpluggable"] == json!(false) {
+                return Err(refused("this drive cannot be unplugged".into(), "VBD_NOT_UNPLUGGABLE", r));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The XAPI method to call (without `Async.`) and its arguments, resolving the ids the body names.
+async fn arguments<T: Transport>(
+    ctx: &Ctx<'_, T>,
+    caller: &Caller,
+    action: &Action,
+    reference: &str,
+    rec: &Value,
+    body: &Value,
+) -> Result<(&'static str, Vec<Value>), ApiError> {
+    let s = json!(caller.session);
+    let label = |suffix: &str| {
+        body["name_label"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{} ({suffix})", rec["name_label"].as_str().unwrap_or_default()))
+    };
+    let mut args = vec![s.clone(), json!(reference)];
+    let method = match action.args {
+        Args::Plain => action.method,
+        Args::NotPausedNotForced => {
+            args.extend([json!(false), json!(false)]);
+            action.method
+        }
+        Args::Snapshot => {
+            args.push(json!(label(action.name)));
+            args.push(json!(nosnap_disks(ctx, &s, rec).await?));
+            action.method
+        }
+        Args::Clone => {
+            args.push(json!(label("clone")));
+            match body["srId"].as_str() {
+                Some(sr) => {
+                    let (sr, _) = find(ctx, caller, collection("srs")?, sr).await?;
+                    args.push(json!(sr));
+                    "VM.copy"
+                }
+                None if body["fast"] == json!(false) => {
+                    args.push(json!("OpaqueRef:NULL"));
+                    "VM.copy"
+                }
+                None => "VM.clone",
+            }
+        }
+        Args::Revert => {
+            let snapshot_id = body["snapshotId"].as_str().unwrap_or_default();
+            let (snapshot, snap) = find(ctx, caller, collection("vm-snapshots")?, snapshot_id).await?;
+            if snap["snapshot_of"].as_str() != Some(reference) {
+                return Err(ApiError::bad_request(format!("{snapshot_id} is not a snapshot of this VM")));
+            }
+            if body["snapshotBefore"] == json!(true) {
+                let before = vec![
+                    s.clone(),
+                    json!(reference),
+                    json!(label("before revert")),
+                    json!(nosnap_disks(ctx, &s, rec).await?),
+                ];
+                ctx.xapi.call("VM.snapshot", &before).await.map_err(|e| e.to_api_error())?;
+            }
+            args = vec![s.clone(), json!(snapshot)];
+            action.method
+        }
+        Args::Migrate => {
+            let (host, _) =
+                find(ctx, caller, collection("hosts")?, body["hostId"].as_str().unwrap_or_default()).await?;
+            args.extend([json!(host), json!({ "live": "true" })]);
+            action.method
+        }
+    };
+    Ok((method, args))
+}
+
+fn collection(name: &str) -> Result<&'static Collection, ApiError> {
+    crate::objects::collection(name).ok_or_else(|| ApiError::internal(format!("collection {name} missing")))
 }
 
 /// The VDIs of `rec`'s disks whose name holds `[NOSNAP]` (XO leaves them out of snapshots).
@@ -280,6 +481,15 @@ mod tests {
         assert_eq!(validate(snapshot, &json!([])).unwrap_err().status, 400);
         let start = ACTIONS.iter().find(|a| a.name == "start").unwrap();
         assert_eq!(schema(start), json!({"type": "object", "properties": {}, "additionalProperties": false}));
+        let revert = ACTIONS.iter().find(|a| a.name == "revert_snapshot").unwrap();
+        assert_eq!(schema(revert)["required"], json!(["snapshotId"]));
+        assert!(validate(revert, &json!({})).unwrap_err().message.contains("needs the parameter \"snapshotId\""));
+        assert!(validate(revert, &json!({"snapshotId": "x", "snapshotBefore": true})).is_ok());
+        assert_eq!(validate(revert, &json!({"snapshotId": "x", "snapshotBefore": "yes"})).unwrap_err().status, 400);
+        let vbd = crate::objects::collection("vbds").unwrap();
+        assert_eq!(actions_of(vbd).map(|a| a.name).collect::<Vec<_>>(), ["connect", "disconnect"]);
+        let snaps = crate::objects::collection("vm-snapshots").unwrap();
+        assert_eq!(actions_of(snaps).map(|a| a.name).collect::<Vec<_>>(), ["clone"]);
         assert_eq!(opaque_ref("<value>OpaqueRef:ab-12</value>").as_deref(), Some("OpaqueRef:ab-12"));
         assert_eq!(opaque_ref("OpaqueRef:x"), Some("OpaqueRef:x".into()));
         assert_eq!(opaque_ref("<value></value>"), None);

@@ -643,7 +643,35 @@ pub async fn task<T: Transport>(ctx: &Ctx<'_, T>, caller: Caller, req: &Request,
     }
     let mut octx = pool_ctx(ctx, &caller).await?;
     load_joins(ctx, &caller, coll, &mut octx).await?;
-    Ok(Reply::json(200, &Value::Object(objects::build(coll, &reference, &rec, &octx))))
+    let mut task = objects::build(coll, &reference, &rec, &octx);
+    if let Some(made) = made_object(ctx, &json!(caller.session), &rec).await {
+        if let Some(Value::Object(result)) = task.get_mut("result") {
+            result.extend(made);
+        }
+    }
+    Ok(Reply::json(200, &Value::Object(task)))
+}
+
+/// For a successful task whose result is an object ref (`<value>OpaqueRef:…</value>`): the object's `id` and REST
+/// `href`. The class is the one of the task's call (`Async.<class>.<op>`, XAPI's name for the task), the collection
+/// the one the object belongs to now.
+async fn made_object<T: Transport>(ctx: &Ctx<'_, T>, s: &Value, rec: &Value) -> Option<Map<String, Value>> {
+    if rec["status"] != "success" {
+        return None;
+    }
+    let result = rec["result"].as_str()?;
+    let start = result.find("OpaqueRef:")?;
+    let end = result[start..].find('<').map_or(result.len(), |i| start + i);
+    let made = &result[start..end];
+    let class = rec["name_label"].as_str()?.strip_prefix("Async.")?.split('.').next()?;
+    let coll = objects::COLLECTIONS.iter().find(|c| c.class == class)?;
+    let made_rec = ctx.xapi.call(&format!("{}.get_record", coll.class), &[s.clone(), json!(made)]).await.ok()?;
+    let coll = objects::COLLECTIONS.iter().find(|c| c.class == class && member(c, &made_rec))?;
+    let uuid = made_rec["uuid"].as_str()?;
+    let mut out = Map::new();
+    out.insert("id".into(), json!(uuid));
+    out.insert("href".into(), json!(format!("/rest/v0/{}/{uuid}", coll.name)));
+    Some(out)
 }
 
 #[cfg(test)]

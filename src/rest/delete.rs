@@ -4,6 +4,7 @@
 //!   or the VM is a default template; otherwise hard-shut-down if not halted, destroyed, and so are its snapshots
 //!   and the disks that only it and its snapshots use (CD drives' ISOs are never touched).
 //! - VDIs and VDI snapshots: refused with 409 while attached to a running VM; otherwise destroyed.
+//! - VBDs and VIFs: unplugged first if connected to a running VM (as XO does), then destroyed; a VBD's VDI stays.
 //!
 //! 204 when everything is gone. If XAPI refuses a step once something was destroyed, the answer is XAPI's error
 //! with `data.destroyed` and `data.notDestroyed` (uuids), so nothing is half-deleted without the answer saying so.
@@ -26,6 +27,7 @@ pub async fn delete<T: Transport>(
     match (coll.class, coll.name) {
         ("VM", "vms" | "vm-snapshots" | "vm-templates") => vm(ctx, &caller, coll, id).await,
         ("VDI", _) => vdi(ctx, &caller, coll, id).await,
+        ("VBD" | "VIF", _) => device(ctx, &caller, coll, id).await,
         _ => Err(ApiError::new(405, format!("{} cannot be deleted here", coll.name))),
     }
 }
@@ -56,6 +58,43 @@ async fn vdi<T: Transport>(ctx: &Ctx<'_, T>, caller: &Caller, coll: &Collection,
     }
     ctx.xapi.call("VDI.destroy", &[s, json!(reference)]).await.map_err(|e| e.to_api_error())?;
     Ok(Reply::no_content())
+}
+
+async fn device<T: Transport>(
+    ctx: &Ctx<'_, T>,
+    caller: &Caller,
+    coll: &Collection,
+    id: &str,
+) -> Result<Reply, ApiError> {
+    let (reference, rec) = find(ctx, caller, coll, id).await?;
+    let s = json!(caller.session);
+    let class = coll.class;
+    if rec["currently_attached"] == json!(true) {
+        let vm = rec["VM"].as_str().unwrap_or_default();
+        let state = ctx.xapi.call("VM.get_power_state", &[s.clone(), json!(vm)]).await.map_err(|e| e.to_api_error())?;
+        if state == json!("Running") {
+            ctx.xapi
+                .call(&format!("{class}.unplug"), &[s.clone(), json!(reference)])
+                .await
+                .map_err(|e| e.to_api_error())?;
+        }
+    }
+    ctx.xapi.call(&format!("{class}.destroy"), &[s, json!(reference)]).await.map_err(|e| e.to_api_error())?;
+    Ok(Reply::no_content())
+}
+
+/// Destroys the halted VM `vm` and the disks only it uses, best effort (the clean-up of a half-made object).
+pub(crate) async fn destroy_with_own_disks<T: Transport>(ctx: &Ctx<'_, T>, s: &Value, vm: &str) {
+    let Ok(rec) = ctx.xapi.call("VM.get_record", &[s.clone(), json!(vm)]).await else { return };
+    let Ok(doomed) = plan(ctx, s, vm, &rec).await else { return };
+    if ctx.xapi.call("VM.destroy", &[s.clone(), json!(vm)]).await.is_err() {
+        return;
+    }
+    for disk in doomed.disks {
+        if only_used_by(ctx, s, &disk, &[]).await.unwrap_or(false) {
+            let _ = ctx.xapi.call("VDI.destroy", &[s.clone(), json!(disk)]).await;
+        }
+    }
 }
 
 /// A VM (or snapshot) to destroy, and its disks.

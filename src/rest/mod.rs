@@ -11,12 +11,14 @@
 //! - [`actions`]: listing, describing and running actions (as XAPI tasks).
 //! - [`collections`]: the collections, their objects, a VM's VDIs, waiting for a task.
 //! - [`edit`]: `PATCH` (names, descriptions, tags) and tag `PUT`/`DELETE`.
-//! - [`delete`]: `DELETE` of VMs (with their snapshots and own disks) and VDIs.
+//! - [`create`]: `POST` of new VDIs, VBDs and VIFs.
+//! - [`delete`]: `DELETE` of VMs (with their snapshots and own disks), VDIs, VBDs and VIFs.
 //! - [`tokens`]: token creation and revocation.
 
 pub mod actions;
 pub mod auth;
 pub mod collections;
+pub mod create;
 pub mod delete;
 pub mod duration;
 pub mod edit;
@@ -137,6 +139,7 @@ pub async fn route<T: Transport>(ctx: &Ctx<'_, T>, caller: auth::Caller, req: &R
         Op::VmVdis => collections::vm_vdis(ctx, caller, req, m.coll, id).await,
         Op::Patch => edit::patch(ctx, caller, req, m.coll, id).await,
         Op::Delete => delete::delete(ctx, caller, m.coll, id).await,
+        Op::Create => create::create(ctx, caller, req, m.coll).await,
         Op::Actions => actions::list(ctx, caller, m.coll, id).await,
         Op::Action => actions::describe(ctx, caller, m.coll, id, m.name.unwrap_or("")).await,
         Op::RunAction => actions::run(ctx, caller, req, m.coll, id, m.name.unwrap_or("")).await,

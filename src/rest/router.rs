@@ -21,6 +21,7 @@ pub enum Op {
     RunAction,
     AddTag,
     RemoveTag,
+    Create,
 }
 
 /// Which collections a route serves.
@@ -38,11 +39,16 @@ const READ: &[&str] = &["GET", "HEAD"];
 /// The table.
 const ROUTES: &[(&[&str], &str, Only, Op)] = &[
     (READ, "{coll}", Only::Any, Op::List),
+    (&["POST"], "{coll}", Only::Named("vdis"), Op::Create),
+    (&["POST"], "{coll}", Only::Named("vbds"), Op::Create),
+    (&["POST"], "{coll}", Only::Named("vifs"), Op::Create),
     (READ, "{coll}/{id}", Only::Named("tasks"), Op::Task),
     (READ, "{coll}/{id}", Only::Any, Op::Get),
     (&["PATCH"], "{coll}/{id}", Only::Any, Op::Patch),
     (&["DELETE"], "{coll}/{id}", Only::Class("VM"), Op::Delete),
     (&["DELETE"], "{coll}/{id}", Only::Class("VDI"), Op::Delete),
+    (&["DELETE"], "{coll}/{id}", Only::Named("vbds"), Op::Delete),
+    (&["DELETE"], "{coll}/{id}", Only::Named("vifs"), Op::Delete),
     (READ, "{coll}/{id}/vdis", Only::Class("VM"), Op::VmVdis),
     (READ, "{coll}/{id}/actions", Only::Any, Op::Actions),
     (READ, "{coll}/{id}/actions/{name}", Only::Any, Op::Action),
@@ -145,6 +151,10 @@ mod tests {
         assert_eq!(find("DELETE", "vdi-snapshots/abc").unwrap().op, Op::Delete);
         assert_eq!(find("DELETE", "srs/abc").unwrap_err(), Miss::Method(vec!["GET", "HEAD", "PATCH"]));
         assert_eq!(find("GET", "nope").unwrap_err(), Miss::NotFound);
+        assert_eq!(find("POST", "vbds").unwrap().op, Op::Create);
+        assert_eq!(find("POST", "vms").unwrap_err(), Miss::Method(vec!["GET", "HEAD"]));
+        assert_eq!(find("DELETE", "vifs/abc").unwrap().op, Op::Delete);
+        assert_eq!(find("DELETE", "networks/abc").unwrap_err(), Miss::Method(vec!["GET", "HEAD", "PATCH"]));
         assert_eq!(find("GET", "vms/abc/nope").unwrap_err(), Miss::NotFound);
         assert_eq!(find("PUT", "vms/abc/tags/%FF").unwrap_err(), Miss::NotFound, "a tag must be UTF-8");
         assert_eq!(find("PUT", "vms/abc/tags/").unwrap_err(), Miss::NotFound);

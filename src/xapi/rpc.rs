@@ -81,7 +81,27 @@ impl XapiError {
                     | "OPERATION_NOT_ALLOWED"
                     | "OTHER_OPERATION_IN_PROGRESS"
                     | "VDI_IN_USE"
-                    | "VM_IS_TEMPLATE" => ApiError::new(409, format!("{code}({})", params.join(", "))).with_data(data),
+                    | "VM_IS_TEMPLATE"
+                    | "VM_IS_SNAPSHOT"
+                    | "ONLY_REVERT_SNAPSHOT"
+                    | "DEVICE_ALREADY_ATTACHED"
+                    | "DEVICE_ALREADY_DETACHED"
+                    | "DEVICE_ALREADY_EXISTS"
+                    | "VBD_NOT_UNPLUGGABLE" => {
+                        ApiError::new(409, format!("{code}({})", params.join(", "))).with_data(data)
+                    }
+                    // The request asked for something XAPI cannot make.
+                    "INVALID_DEVICE"
+                    | "MAC_INVALID"
+                    | "VDI_INCOMPATIBLE_TYPE"
+                    | "VBD_CDS_MUST_BE_READONLY"
+                    | "VBD_NOT_REMOVABLE_MEDIA"
+                    | "VDI_READONLY"
+                    | "VDI_INVALID_SIZE"
+                    | "SR_OPERATION_NOT_SUPPORTED"
+                    | "FIELD_TYPE_ERROR"
+                    | "ENUM_INVALID" => ApiError::bad_request(format!("{code}({})", params.join(", "))).with_data(data),
+                    "SR_BACKEND_FAILURE_44" => ApiError::new(507, "not enough space on the SR").with_data(data),
                     _ => ApiError::bad_gateway(format!("XAPI error {code}")).with_data(data),
                 }
             }
