@@ -152,7 +152,7 @@ pub fn map_task(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> {
     o.insert("status".into(), json!(status));
     o.insert("xapiStatus".into(), json!(xapi_status));
     let progress = r.get("progress").and_then(Value::as_f64).unwrap_or(0.0);
-    o.insert("progress".into(), json!((progress * 100.0).round()));
+    o.insert("progress".into(), json!((progress * 100.0).round() as i64));
     o.insert("result".into(), result);
     o.insert("error_info".into(), error_info);
     o.insert("created".into(), timestamp(r.get("created")));

@@ -88,6 +88,16 @@ pub static ACTIONS: &[Action] = &[
     device("VBD", &["vbds"], "disconnect", "VBD.unplug", false),
     device("VIF", &["vifs"], "connect", "VIF.plug", true),
     device("VIF", &["vifs"], "disconnect", "VIF.unplug", false),
+    // Listed and described here; run by [`super::tasks::abort`] (the route table sends it there).
+    Action {
+        class: "task",
+        collections: &["tasks"],
+        name: "abort",
+        method: "task.cancel",
+        args: Args::Plain,
+        check: Check::States(&[]),
+        makes: None,
+    },
 ];
 
 const fn vm_power(name: &'static str, method: &'static str, args: Args, states: &'static [&'static str]) -> Action {

@@ -116,7 +116,7 @@ fn parse_records(body: &[u8]) -> Result<IndexMap<&str, &RawValue>, ApiError> {
 }
 
 /// Fills `ctx` with the records of the collection's joined classes and the pool uuid.
-async fn load_joins<T: Transport>(
+pub(crate) async fn load_joins<T: Transport>(
     ctx: &Ctx<'_, T>,
     caller: &Caller,
     coll: &Collection,
@@ -345,13 +345,13 @@ async fn pool_info<T: Transport>(ctx: &Ctx<'_, T>, caller: &Caller) -> Result<(S
 }
 
 /// A mapping context holding the pool's identity.
-async fn pool_ctx<T: Transport>(ctx: &Ctx<'_, T>, caller: &Caller) -> Result<objects::Ctx, ApiError> {
+pub(crate) async fn pool_ctx<T: Transport>(ctx: &Ctx<'_, T>, caller: &Caller) -> Result<objects::Ctx, ApiError> {
     let (pool_uuid, platform_version) = pool_info(ctx, caller).await?;
     Ok(objects::Ctx { pool_uuid, platform_version, ..Default::default() })
 }
 
 /// Whether a record belongs to the collection (the selector, evaluated locally for single objects).
-fn member(coll: &Collection, r: &Value) -> bool {
+pub(crate) fn member(coll: &Collection, r: &Value) -> bool {
     let b = |k: &str| r.get(k).and_then(Value::as_bool).unwrap_or(false);
     match coll.name {
         "vms" => !b("is_a_template") && !b("is_a_snapshot") && !b("is_control_domain"),
@@ -372,7 +372,7 @@ fn href(coll: &str, uuid: &Value) -> String {
     format!("/rest/v0/{coll}/{}", uuid.as_str().unwrap_or_default())
 }
 
-fn listing(q: &ListQuery, items: impl Iterator<Item = (Map<String, Value>, String)>) -> Reply {
+pub(crate) fn listing(q: &ListQuery, items: impl Iterator<Item = (Map<String, Value>, String)>) -> Reply {
     let mut w = ListWriter::new(q.ndjson);
     let mut n = 0usize;
     for (object, href) in items {
@@ -497,7 +497,7 @@ pub async fn list<T: Transport>(
         status: 200,
         headers: vec![("content-type".into(), content_type.into())],
         body: Vec::new(),
-        stream: Some(Box::new(listing)),
+        stream: Some(super::Stream::Listing(Box::new(listing))),
     })
 }
 

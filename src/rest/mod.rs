@@ -13,6 +13,7 @@
 //! - [`edit`]: `PATCH` (names, descriptions, tags) and tag `PUT`/`DELETE`.
 //! - [`create`]: `POST` of new VDIs, VBDs and VIFs.
 //! - [`delete`]: `DELETE` of VMs (with their snapshots and own disks), VDIs, VBDs and VIFs.
+//! - [`tasks`]: watching tasks, an object's tasks, aborting and deleting tasks.
 //! - [`tokens`]: token creation and revocation.
 
 pub mod actions;
@@ -24,6 +25,7 @@ pub mod duration;
 pub mod edit;
 pub mod root;
 pub mod router;
+pub mod tasks;
 pub mod tokens;
 
 use crate::config::Config;
@@ -66,14 +68,23 @@ impl Request {
     }
 }
 
-/// A response: a small complete body, or a listing that the component streams chunk by chunk.
+/// A response: a small complete body, or a body that the component streams chunk by chunk.
 #[derive(Debug)]
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
-    /// When set, the body is produced by this listing instead of `body`.
-    pub stream: Option<Box<collections::Listing>>,
+    /// When set, the body is produced by this instead of `body`.
+    pub stream: Option<Stream>,
+}
+
+/// A streamed body.
+#[derive(Debug)]
+pub enum Stream {
+    /// A listing, mapped chunk by chunk from XAPI's answer ([`collections::Listing::next_chunk`]).
+    Listing(Box<collections::Listing>),
+    /// A watch of tasks, one long poll at a time until the client leaves ([`tasks::Watch::next`]).
+    Watch(Box<tasks::Watch>),
 }
 
 impl Reply {
@@ -133,6 +144,7 @@ pub async fn route<T: Transport>(ctx: &Ctx<'_, T>, caller: auth::Caller, req: &R
     };
     let id = m.id.unwrap_or("");
     match m.op {
+        Op::List if m.coll.name == "tasks" && tasks::watch_requested(req) => tasks::watch(ctx, caller, req).await,
         Op::List => collections::list(ctx, caller, req, m.coll).await,
         Op::Task => collections::task(ctx, caller, req, id).await,
         Op::Get => collections::get(ctx, caller, m.coll, id).await,
@@ -140,6 +152,9 @@ pub async fn route<T: Transport>(ctx: &Ctx<'_, T>, caller: auth::Caller, req: &R
         Op::Patch => edit::patch(ctx, caller, req, m.coll, id).await,
         Op::Delete => delete::delete(ctx, caller, m.coll, id).await,
         Op::Create => create::create(ctx, caller, req, m.coll).await,
+        Op::ObjectTasks => tasks::of_object(ctx, caller, req, m.coll, id).await,
+        Op::AbortTask => tasks::abort(ctx, caller, req, id).await,
+        Op::DeleteTask => tasks::delete(ctx, caller, id).await,
         Op::Actions => actions::list(ctx, caller, m.coll, id).await,
         Op::Action => actions::describe(ctx, caller, m.coll, id, m.name.unwrap_or("")).await,
         Op::RunAction => actions::run(ctx, caller, req, m.coll, id, m.name.unwrap_or("")).await,
@@ -178,9 +193,15 @@ where
     };
     let refresh = caller.refresh_cookie.clone();
     let basic_session = caller.basic.then(|| caller.session.clone());
-    let result = handler(ctx, caller).await;
+    let mut result = handler(ctx, caller).await;
     if let Some(s) = basic_session {
-        let _ = ctx.xapi.logout(&s).await;
+        // A watch goes on after this returns: it logs the session out when its stream ends.
+        match &mut result {
+            Ok(Reply { stream: Some(Stream::Watch(w)), .. }) => w.logout = true,
+            _ => {
+                let _ = ctx.xapi.logout(&s).await;
+            }
+        }
     }
     match result {
         Ok(reply) => match refresh {

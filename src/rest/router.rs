@@ -22,6 +22,9 @@ pub enum Op {
     AddTag,
     RemoveTag,
     Create,
+    ObjectTasks,
+    AbortTask,
+    DeleteTask,
 }
 
 /// Which collections a route serves.
@@ -47,9 +50,12 @@ const ROUTES: &[(&[&str], &str, Only, Op)] = &[
     (&["PATCH"], "{coll}/{id}", Only::Any, Op::Patch),
     (&["DELETE"], "{coll}/{id}", Only::Class("VM"), Op::Delete),
     (&["DELETE"], "{coll}/{id}", Only::Class("VDI"), Op::Delete),
+    (&["DELETE"], "{coll}/{id}", Only::Named("tasks"), Op::DeleteTask),
     (&["DELETE"], "{coll}/{id}", Only::Named("vbds"), Op::Delete),
     (&["DELETE"], "{coll}/{id}", Only::Named("vifs"), Op::Delete),
     (READ, "{coll}/{id}/vdis", Only::Class("VM"), Op::VmVdis),
+    (READ, "{coll}/{id}/tasks", Only::Any, Op::ObjectTasks),
+    (&["POST"], "{coll}/{id}/actions/abort", Only::Named("tasks"), Op::AbortTask),
     (READ, "{coll}/{id}/actions", Only::Any, Op::Actions),
     (READ, "{coll}/{id}/actions/{name}", Only::Any, Op::Action),
     (&["POST"], "{coll}/{id}/actions/{name}", Only::Any, Op::RunAction),
@@ -152,6 +158,10 @@ mod tests {
         assert_eq!(find("DELETE", "srs/abc").unwrap_err(), Miss::Method(vec!["GET", "HEAD", "PATCH"]));
         assert_eq!(find("GET", "nope").unwrap_err(), Miss::NotFound);
         assert_eq!(find("POST", "vbds").unwrap().op, Op::Create);
+        assert_eq!(find("GET", "vms/abc/tasks").unwrap().op, Op::ObjectTasks);
+        assert_eq!(find("POST", "tasks/abc/actions/abort").unwrap().op, Op::AbortTask);
+        assert_eq!(find("POST", "vms/abc/actions/abort").unwrap().op, Op::RunAction);
+        assert_eq!(find("DELETE", "tasks/abc").unwrap().op, Op::DeleteTask);
         assert_eq!(find("POST", "vms").unwrap_err(), Miss::Method(vec!["GET", "HEAD"]));
         assert_eq!(find("DELETE", "vifs/abc").unwrap().op, Op::Delete);
         assert_eq!(find("DELETE", "networks/abc").unwrap_err(), Miss::Method(vec!["GET", "HEAD", "PATCH"]));

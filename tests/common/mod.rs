@@ -206,6 +206,28 @@ impl Edge {
         }
     }
 
+    /// Opens `GET /rest/v0/tasks?<query>` (a watch); its lines arrive on the channel (heartbeats skipped).
+    pub fn watch_tasks(&self, token: &str, query: &str) -> std::sync::mpsc::Receiver<J> {
+        use std::io::BufRead;
+        let client = reqwest::blocking::Client::builder().timeout(None).build().unwrap();
+        let r = client.get(format!("{}/rest/v0/tasks?{query}", self.url)).bearer_auth(token).send().unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        assert_eq!(r.headers()["content-type"], "application/x-ndjson");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(r).lines() {
+                let Ok(line) = line else { return };
+                if line.is_empty() {
+                    continue;
+                }
+                if tx.send(serde_json::from_str::<J>(&line).unwrap()).is_err() {
+                    return;
+                }
+            }
+        });
+        rx
+    }
+
     /// Calls the simulator saw of `method` (as called, e.g. `Async.VM.start`).
     pub fn sim_calls_of(&self, method: &str) -> u64 {
         self.sim_stats()["calls"][method].as_u64().unwrap_or(0)

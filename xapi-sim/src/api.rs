@@ -205,7 +205,11 @@ pub async fn call(sim: &Arc<Sim>, method: &str, params: Vec<Value>) -> R<Value> 
         tokio::spawn(async move {
             tokio::task::yield_now().await;
             let (class, op) = name.split_once('.').unwrap_or_default();
-            let cancelled = cancel_requested(&sim2.db.lock(), &t);
+            let target = args.first().map(arg_str).unwrap_or_default();
+            let cancelled = match sim2.op_duration(&name) {
+                Some(d) => run_slowly(&sim2, &t, &target, op, d).await,
+                None => cancel_requested(&sim2.db.lock(), &t),
+            };
             let result = if cancelled {
                 Err(XapiError::new("TASK_CANCELLED", &[&t]))
             } else {
@@ -219,6 +223,39 @@ pub async fn call(sim: &Arc<Sim>, method: &str, params: Vec<Value>) -> R<Value> 
         return Ok(Value::str(task));
     }
     dispatch(sim, &session, name, class, op, args).await
+}
+
+/// The time an operation takes before it acts, as XAPI's do: the object lists the task in its
+/// `current_operations` (`Xapi_vm_lifecycle`/`Helpers` `with_*_operation`), the task's progress advances
+/// (`TaskHelper.set_progress`), and a `task.cancel` is noticed at each step (`TaskHelper.exn_if_cancelling`), ending
+/// the operation before it acts. Answers whether it was cancelled.
+async fn run_slowly(sim: &Arc<Sim>, task: &str, target: &str, op: &str, duration: Duration) -> bool {
+    let mark = |db: &mut Db, on: bool| {
+        if db.get(target).is_some_and(|f| f.contains_key("current_operations")) {
+            db.update(target, |f| {
+                if let Some(Value::Map(ops)) = f.get_mut("current_operations") {
+                    ops.retain(|(k, _)| k != task);
+                    if on {
+                        ops.push((task.to_string(), Value::str(op)));
+                    }
+                }
+            });
+        }
+    };
+    sim.write(|db| mark(db, true));
+    let mut cancelled = false;
+    for step in 1..=10u32 {
+        tokio::time::sleep(duration / 10).await;
+        cancelled = cancel_requested(&sim.db.lock(), task);
+        if cancelled {
+            break;
+        }
+        if step < 10 {
+            sim.write(|db| db.set(task, "progress", Value::Float(f64::from(step) / 10.0)));
+        }
+    }
+    sim.write(|db| mark(db, false));
+    cancelled
 }
 
 /// Creates a pending task as XAPI's `TaskHelper.make` does (`ocaml/xapi/taskHelper.ml`): status pending,

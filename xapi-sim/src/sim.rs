@@ -105,6 +105,10 @@ pub struct FaultSpec {
     /// Bandwidth cap in bytes per second per handler transfer (0 = unlimited), to make transfers observable.
     #[serde(default)]
     pub throttle_bytes_per_sec: HashMap<String, u64>,
+    /// How long an `Async.*` operation runs under its task, per synchronous method name (`VM.clone`) or `*`: its
+    /// progress advances in tenths, the object lists it in `current_operations`, and `task.cancel` ends it.
+    #[serde(default)]
+    pub op_duration_ms: HashMap<String, u64>,
 }
 
 /// Counters tests read through `GET /_sim/stats`.
@@ -316,6 +320,12 @@ impl Sim {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// How long the async operation `name` (synchronous name) runs, if made slow by [`FaultSpec::op_duration_ms`].
+    pub fn op_duration(&self, name: &str) -> Option<Duration> {
+        let f = self.faults.lock();
+        f.op_duration_ms.get(name).or_else(|| f.op_duration_ms.get("*")).map(|ms| Duration::from_millis(*ms))
     }
 
     /// The subject ref and role names of an external user, for `subject`/`role` records.

@@ -238,3 +238,34 @@ fn allowed_operations_follow_the_power_state() {
     sim.call("VM.hard_shutdown", json!([sid, vm])).unwrap();
     assert!(ops(&vm).contains(&"clone".to_string()));
 }
+
+/// An operation that takes time (`op_duration_ms`): its task's progress advances while it runs
+/// (`TaskHelper.set_progress`), the VM lists it in `current_operations` (`Xapi_vm_lifecycle` marks the operation for
+/// its duration), and `task.cancel` of the running task ends it as `cancelled` without acting
+/// (`ocaml/xapi/xapi_task.ml` `cancel`; `TaskHelper.exn_if_cancelling`).
+#[test]
+fn slow_operations_show_progress_and_can_be_cancelled() {
+    let sim = Sim::start();
+    let sid = sim.root();
+    let vm = sim.by_name(&sid, "VM", "Rocky Linux 8");
+    sim.faults(json!({"op_duration_ms": {"VM.clone": 1500}}));
+    let task = sim.call("Async.VM.clone", json!([sid, vm, "slow"])).unwrap();
+    let task = task.as_str().unwrap().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let t = rec(&sim, &sid, "task", &task);
+    assert_eq!(t["status"], "pending");
+    let progress = t["progress"].as_f64().unwrap();
+    assert!(progress > 0.0 && progress < 1.0, "{progress}");
+    assert_eq!(rec(&sim, &sid, "VM", &vm)["current_operations"][&task], "clone");
+    assert_eq!(sim.task_status(&sid, &task), "success");
+    assert_eq!(rec(&sim, &sid, "VM", &vm)["current_operations"], json!({}));
+    // Cancelled while running: the task ends cancelled and nothing was cloned.
+    let vms = sim.stats()["objects"]["VM"].as_u64().unwrap();
+    let task = sim.call("Async.VM.clone", json!([sid, vm, "never"])).unwrap();
+    let task = task.as_str().unwrap().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    sim.call("task.cancel", json!([sid, task])).unwrap();
+    assert_eq!(sim.task_status(&sid, &task), "cancelled");
+    assert_eq!(rec(&sim, &sid, "task", &task)["error_info"][0], "TASK_CANCELLED");
+    assert_eq!(sim.stats()["objects"]["VM"].as_u64().unwrap(), vms);
+}

@@ -339,7 +339,7 @@ async fn finish(
     match import::finish(ctx, plan, sent, body).await {
         Ok(reply) => {
             let status = reply.status;
-            let (_, whole) = crate::response::send(out, with_refresh(reply, caller), log.idle).await;
+            let (_, whole) = crate::response::send(out, with_refresh(reply, caller), log.idle, None).await;
             log.line(if whole { status } else { 499 }, plan.length as usize);
         }
         Err(e) => log.answer(out, Reply::error(&e)).await,

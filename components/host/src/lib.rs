@@ -226,8 +226,13 @@ impl Log {
 
     /// Answers a core reply and logs it (a body the client did not take whole logs as 499).
     pub async fn answer(&self, out: ResponseOutparam, reply: Reply) {
+        self.answer_with(out, reply, None).await
+    }
+
+    /// Like [`answer`](Self::answer), with the configuration a streamed answer may need to reach XAPI.
+    pub async fn answer_with(&self, out: ResponseOutparam, reply: Reply, config: Option<&Config>) {
         let status = reply.status;
-        let (bytes, whole) = response::send(out, reply, self.idle).await;
+        let (bytes, whole) = response::send(out, reply, self.idle, config).await;
         self.line(if whole { status } else { 499 }, bytes);
     }
 }
@@ -240,10 +245,12 @@ where
 {
     let mut head = request_head(&req);
     let mut log = Log::new(&head);
+    let mut kept = None;
     let reply = match load_config() {
         Err(e) => Reply::error(&e),
         Ok(config) => {
             log = log.with(&config);
+            kept = Some(config.clone());
             let body = if with_body && !matches!(head.method.as_str(), "GET" | "HEAD") {
                 read_body(&req).await
             } else {
@@ -260,5 +267,5 @@ where
         }
     };
     drop(req);
-    log.answer(out, reply).await;
+    log.answer_with(out, reply, kept.as_ref()).await;
 }

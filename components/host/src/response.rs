@@ -6,7 +6,8 @@
 use crate::io::{self, IoError};
 use wasi::http::types::{Fields, OutgoingBody, OutgoingResponse, ResponseOutparam};
 use wasi::io::streams::OutputStream;
-use xo_edge::rest::Reply;
+use xo_edge::config::Config;
+use xo_edge::rest::{Ctx, Reply, Stream};
 
 /// A response body being written.
 pub struct Body {
@@ -57,14 +58,15 @@ impl Body {
     }
 }
 
-/// Answers a core reply; answers the body bytes written and whether the body went out whole.
-pub async fn send(out: ResponseOutparam, reply: Reply, idle: Option<u64>) -> (usize, bool) {
+/// Answers a core reply; answers the body bytes written and whether the body went out whole. A watch stream needs
+/// `config` to reach XAPI between its writes (without it, it ends at once).
+pub async fn send(out: ResponseOutparam, reply: Reply, idle: Option<u64>, config: Option<&Config>) -> (usize, bool) {
     let Reply { status, headers, body, stream } = reply;
     let Some(mut out) = start(out, status, &headers, idle) else {
         return (0, false);
     };
     let written = match stream {
-        Some(mut listing) => {
+        Some(Stream::Listing(mut listing)) => {
             let mut ok = true;
             while let Some(chunk) = listing.next_chunk() {
                 if out.write(&chunk).await.is_err() {
@@ -73,6 +75,23 @@ pub async fn send(out: ResponseOutparam, reply: Reply, idle: Option<u64>) -> (us
                 }
             }
             ok
+        }
+        Some(Stream::Watch(mut watch)) => {
+            // Until the client leaves (a write fails) or XAPI ends the watch; either way the stream was whole.
+            if let Some(config) = config {
+                let transport = crate::WasiTransport::new(config);
+                loop {
+                    let ctx = Ctx::new(config, &transport, crate::now());
+                    let Some(lines) = watch.next(&ctx).await else { break };
+                    if out.write(&lines).await.is_err() {
+                        break;
+                    }
+                }
+                if let Some(session) = watch.session_to_end() {
+                    let _ = Ctx::new(config, &transport, crate::now()).xapi.logout(session).await;
+                }
+            }
+            true
         }
         None => out.write(&body).await.is_ok(),
     };
