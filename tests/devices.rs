@@ -205,3 +205,62 @@ fn a_failed_plug_leaves_no_device() {
     assert_eq!((status, e["data"]["code"].as_str()), (502, Some("INTERNAL_ERROR")), "{e}");
     assert_eq!(counts(&edge), start, "the unplugged VIF was destroyed");
 }
+
+#[test]
+fn a_vdi_migrates_to_another_sr_and_gets_a_new_id() {
+    let edge = Edge::start();
+    let t = edge.token("root", PASSWORD);
+    let vm = edge.uuid_of(&t, "vms", "Debian 12 web");
+    let shared = edge.uuid_of(&t, "srs", "Shared NFS storage");
+    let local = edge.uuid_of(&t, "srs", "Local storage");
+    let start = counts(&edge);
+    // A disk a running VM uses: storage motion (VDI.pool_migrate), the VM keeps running on the new VDI.
+    let (_, disks) = get(&edge, &t, &format!("/rest/v0/vms/{vm}/vdis?fields=uuid,$SR"));
+    let disk = disks[0]["uuid"].as_str().unwrap().to_string();
+    let target = if disks[0]["$SR"] == shared.as_str() { &local } else { &shared };
+    let (status, _, e) =
+        send(&edge, &t, "POST", &format!("/rest/v0/vdis/{disk}/actions/migrate"), json!({"srId": disks[0]["$SR"]}));
+    assert_eq!(status, 400, "already there: {e}");
+    let (status, location, body) =
+        send(&edge, &t, "POST", &format!("/rest/v0/vdis/{disk}/actions/migrate?sync"), json!({"srId": target}));
+    assert_eq!(status, 201, "{body}");
+    let moved = body["id"].as_str().unwrap().to_string();
+    assert_ne!(moved, disk);
+    assert_eq!(location.as_deref(), Some(format!("/rest/v0/vdis/{moved}").as_str()));
+    assert_eq!(get(&edge, &t, &format!("/rest/v0/vdis/{moved}")).1["$SR"], target.as_str());
+    assert_eq!(get(&edge, &t, &format!("/rest/v0/vdis/{disk}")).0, 404);
+    let (_, disks) = get(&edge, &t, &format!("/rest/v0/vms/{vm}/vdis?fields=uuid"));
+    assert!(disks.as_array().unwrap().iter().any(|d| d["uuid"] == moved.as_str()));
+    assert_eq!(get(&edge, &t, &format!("/rest/v0/vms/{vm}")).1["power_state"], "Running");
+    assert_eq!(edge.sim_calls_of("Async.VDI.pool_migrate"), 1);
+    // A disk no VM uses: copied, then the source destroyed; the 202's task names the new VDI.
+    let (_, _, made) = send(&edge, &t, "POST", "/rest/v0/vdis", json!({"srId": shared, "virtual_size": 1 << 20}));
+    let loose = made["id"].as_str().unwrap().to_string();
+    let r = edge
+        .http
+        .post(format!("{}/rest/v0/vdis/{loose}/actions/migrate", edge.url))
+        .bearer_auth(&t)
+        .header("accept", "application/json")
+        .body(json!({"srId": local}).to_string())
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let task = r.json::<J>().unwrap()["taskId"].as_str().unwrap().to_string();
+    let (_, task) = get(&edge, &t, &format!("/rest/v0/tasks/{task}"));
+    assert_eq!(task["status"], "success", "answered once the copy is done: {task}");
+    let href = task["result"]["href"].as_str().unwrap().to_string();
+    assert_eq!(get(&edge, &t, &href).1["$SR"], local.as_str());
+    assert_eq!(get(&edge, &t, &format!("/rest/v0/vdis/{loose}")).0, 404, "the source is gone");
+    assert_eq!(edge.sim_calls_of("Async.VDI.copy"), 1);
+    let del = send(&edge, &t, "DELETE", &href, J::Null);
+    assert_eq!(del.0, 204);
+    assert_eq!(counts(&edge), start);
+    let (status, _, _) = send(
+        &edge,
+        &t,
+        "POST",
+        &format!("/rest/v0/vdis/{moved}/actions/migrate"),
+        json!({"srId": "00000000-0000-4000-8000-000000000000"}),
+    );
+    assert_eq!(status, 404);
+}

@@ -33,6 +33,9 @@ enum Args {
     Revert,
     /// `VM.pool_migrate(ref, host, options)` to `hostId`, live.
     Migrate,
+    /// A VDI to `srId`: `VDI.pool_migrate(ref, sr, {})` when a VM uses it (storage motion), else `VDI.copy` and the
+    /// source destroyed once the copy is done.
+    VdiMigrate,
 }
 
 /// What must hold before the call (checked on the records the edge reads anyway: 409 with XAPI's code).
@@ -84,6 +87,15 @@ pub static ACTIONS: &[Action] = &[
     },
     vm_power("revert_snapshot", "VM.revert", Args::Revert, &[]),
     vm_power("migrate", "VM.pool_migrate", Args::Migrate, &["Running"]),
+    Action {
+        class: "VDI",
+        collections: &["vdis"],
+        name: "migrate",
+        method: "VDI.pool_migrate",
+        args: Args::VdiMigrate,
+        check: Check::States(&[]),
+        makes: Some("vdis"),
+    },
     device("VBD", &["vbds"], "connect", "VBD.plug", true),
     device("VBD", &["vbds"], "disconnect", "VBD.unplug", false),
     device("VIF", &["vifs"], "connect", "VIF.plug", true),
@@ -131,6 +143,7 @@ pub fn schema(action: &Action) -> Value {
             json!(["snapshotId"]),
         ),
         Args::Migrate => (json!({ "hostId": { "type": "string" } }), json!(["hostId"])),
+        Args::VdiMigrate => (json!({ "srId": { "type": "string" } }), json!(["srId"])),
         Args::Plain | Args::NotPausedNotForced => (json!({}), json!([])),
     };
     let mut schema = json!({ "type": "object", "properties": properties, "additionalProperties": false });
@@ -219,9 +232,10 @@ pub async fn describe<T: Transport>(
 
 /// `POST /rest/v0/<collection>/<id>/actions/<name>[?sync]`.
 ///
-/// The clone of a snapshot is the one action answered only once XAPI is done, whatever `?sync` says: XAPI makes
-/// a template of it, and the edge must then make it a VM (`VM.set_is_a_template false`). Without `?sync` the answer
-/// is still 202 with the (finished) task, which XAPI's task GC removes later.
+/// Two actions take a step of the edge's after XAPI's task ([`Finish`]): the clone of a snapshot (XAPI makes a
+/// template of it; the edge makes it a VM) and the migration of a VDI no VM uses (XAPI copies it; the edge destroys
+/// the source). They are answered once done, whatever `?sync` says; without it the answer is still 202 with the
+/// (finished) task, which XAPI's task GC removes later.
 pub async fn run<T: Transport>(
     ctx: &Ctx<'_, T>,
     caller: Caller,
@@ -247,7 +261,11 @@ pub async fn run<T: Transport>(
     let uuid = uuid.as_str().unwrap_or_default().to_string();
     let location = format!("/rest/v0/tasks/{uuid}");
     let sync = params::pairs(&req.query).iter().any(|(k, v)| k == "sync" && v != "false");
-    let make_vm = coll.name == "vm-snapshots" && action.args == Args::Clone;
+    let finish = match (coll.name, method) {
+        ("vm-snapshots", "VM.clone" | "VM.copy") => Some(Finish::MakeVm),
+        (_, "VDI.copy") => Some(Finish::DestroySource),
+        _ => None,
+    };
     let accepted = || {
         let json_wanted = req.header("accept").is_some_and(|a| a.contains("application/json"));
         let reply = if json_wanted {
@@ -262,7 +280,7 @@ pub async fn run<T: Transport>(
         };
         reply.with_header("location", location.clone())
     };
-    if !sync && !make_vm {
+    if !sync && finish.is_none() {
         return Ok(accepted());
     }
     let outcome = match ctx.xapi.call("task.get_record", &[s.clone(), json!(task)]).await {
@@ -275,10 +293,19 @@ pub async fn run<T: Transport>(
         }
         _ => None,
     };
-    if let (true, Some(vm)) = (make_vm, &made) {
-        if let Err(e) = ctx.xapi.call("VM.set_is_a_template", &[s.clone(), json!(vm), json!(false)]).await {
-            // Nothing half-made stays: the template clone and its disks go.
-            super::delete::destroy_with_own_disks(ctx, &s, vm).await;
+    if let (Some(finish), Some(made)) = (finish, &made) {
+        let done = match finish {
+            Finish::MakeVm => ctx.xapi.call("VM.set_is_a_template", &[s.clone(), json!(made), json!(false)]).await,
+            Finish::DestroySource => ctx.xapi.call("VDI.destroy", &[s.clone(), json!(reference)]).await,
+        };
+        if let Err(e) = done {
+            // Nothing half-made stays: the clone (and its disks) or the copy goes.
+            match finish {
+                Finish::MakeVm => super::delete::destroy_with_own_disks(ctx, &s, made).await,
+                Finish::DestroySource => {
+                    let _ = ctx.xapi.call("VDI.destroy", &[s.clone(), json!(made)]).await;
+                }
+            }
             let _ = ctx.xapi.call("task.destroy", &[s.clone(), json!(task)]).await;
             return Err(e.to_api_error());
         }
@@ -291,8 +318,12 @@ pub async fn run<T: Transport>(
     match record["status"].as_str() {
         Some("success") => match (action.makes, made) {
             (Some(coll), Some(made_ref)) => {
-                let made_uuid =
-                    ctx.xapi.call("VM.get_uuid", &[s, json!(made_ref)]).await.map_err(|e| e.to_api_error())?;
+                let class = collection(coll)?.class;
+                let made_uuid = ctx
+                    .xapi
+                    .call(&format!("{class}.get_uuid"), &[s, json!(made_ref)])
+                    .await
+                    .map_err(|e| e.to_api_error())?;
                 let made_uuid = made_uuid.as_str().unwrap_or_default();
                 Ok(Reply::json(201, &json!({ "id": made_uuid }))
                     .with_header("location", format!("/rest/v0/{coll}/{made_uuid}")))
@@ -310,6 +341,16 @@ pub async fn run<T: Transport>(
             Err(XapiError::Api { code, params }.to_api_error())
         }
     }
+}
+
+/// What the edge does once XAPI's task has succeeded, before answering (so these actions are answered once XAPI
+/// is done, whatever `?sync` says; without it the answer is still 202 with the finished task).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Finish {
+    /// The clone of a snapshot, a template for XAPI, becomes a VM (`VM.set_is_a_template false`).
+    MakeVm,
+    /// A VDI copied to another SR: the source goes.
+    DestroySource,
 }
 
 /// A 409 with XAPI's error code and parameters, for a state the edge can see forbids the action.
@@ -443,6 +484,19 @@ async fn arguments<T: Transport>(
                 find(ctx, caller, collection("hosts")?, body["hostId"].as_str().unwrap_or_default()).await?;
             args.extend([json!(host), json!({ "live": "true" })]);
             action.method
+        }
+        Args::VdiMigrate => {
+            let (sr, _) = find(ctx, caller, collection("srs")?, body["srId"].as_str().unwrap_or_default()).await?;
+            if rec["SR"].as_str() == Some(sr.as_str()) {
+                return Err(ApiError::bad_request("the VDI is already on that SR"));
+            }
+            if rec["VBDs"].as_array().is_some_and(|v| !v.is_empty()) {
+                args.extend([json!(sr), json!({})]);
+                action.method
+            } else {
+                args.extend([json!(sr), json!("OpaqueRef:NULL"), json!("OpaqueRef:NULL")]);
+                "VDI.copy"
+            }
         }
     };
     Ok((method, args))

@@ -110,6 +110,8 @@ const VM_VDI_WRITES: &[&str] = &[
     "VIF.plug",
     "VIF.unplug",
     "VIF.destroy",
+    "VDI.copy",
+    "VDI.pool_migrate",
 ];
 
 /// Every method the simulator implements, by its synchronous wire name, as `system.listMethods` lists them
@@ -530,6 +532,15 @@ async fn dispatch(sim: &Arc<Sim>, session: &Session, name: &str, class: &str, op
         ("VM", "pool_migrate") => {
             expect_args(name, args, 3)?;
             sim.write(|db| crate::vm_ops::vm_pool_migrate(db, &arg_str(&args[0]), &arg_str(&args[1])))
+        }
+        ("VDI", "copy") => {
+            expect_args(name, args, 4)?;
+            let (vdi, sr, into) = (arg_str(&args[0]), arg_str(&args[1]), arg_str(&args[3]));
+            sim.write(|db| crate::vdi_ops::vdi_copy(db, &vdi, &sr, &into))
+        }
+        ("VDI", "pool_migrate") => {
+            expect_args(name, args, 3)?;
+            sim.write(|db| crate::vdi_ops::vdi_pool_migrate(db, &arg_str(&args[0]), &arg_str(&args[1])))
         }
         ("VBD", "create") => {
             expect_args(name, args, 1)?;

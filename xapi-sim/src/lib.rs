@@ -39,6 +39,7 @@ pub mod schema;
 pub mod server;
 pub mod sim;
 pub mod value;
+pub mod vdi_ops;
 pub mod vm_ops;
 pub mod where_expr;
 pub mod xmlrpc;

@@ -269,3 +269,36 @@ fn slow_operations_show_progress_and_can_be_cancelled() {
     assert_eq!(rec(&sim, &sid, "task", &task)["error_info"][0], "TASK_CANCELLED");
     assert_eq!(sim.stats()["objects"]["VM"].as_u64().unwrap(), vms);
 }
+
+/// `ocaml/xapi/xapi_vdi.ml` `copy`; `message_forwarding.ml` `VDI.pool_migrate` and `xapi_vm_migrate.ml`
+/// `vdi_pool_migrate`.
+#[test]
+fn vdi_copy_and_pool_migrate_move_content_between_srs() {
+    let sim = Sim::start();
+    let sid = sim.root();
+    let shared = sim.by_name(&sid, "SR", "Shared NFS storage");
+    let local = sim.by_name(&sid, "SR", "Local storage");
+    let loose = sim.new_vdi(&sid, &shared, 1 << 20);
+    sim.call("VDI.set_name_label", json!([sid, loose, "loose"])).unwrap();
+    assert_eq!(code(sim.call("VDI.pool_migrate", json!([sid, loose, local, {}]))), "VDI_NEEDS_VM_FOR_MIGRATE");
+    let copy = sim.call("VDI.copy", json!([sid, loose, local, "OpaqueRef:NULL", "OpaqueRef:NULL"])).unwrap();
+    let c = rec(&sim, &sid, "VDI", copy.as_str().unwrap());
+    assert_eq!(
+        (c["SR"].as_str(), c["name_label"].as_str(), c["read_only"].as_bool()),
+        (Some(local.as_str()), Some("loose"), Some(false))
+    );
+    assert!(sim.call("VDI.get_record", json!([sid, loose])).is_ok(), "a copy leaves the source");
+    // A running VM's disk moves under it: the VBD now uses a new VDI in the target SR; the source is gone.
+    let vm = sim.by_name(&sid, "VM", "Debian 12 web");
+    let disk = disks(&sim, &sid, &vm)[0].clone();
+    let snap = sim.call("VM.snapshot", json!([sid, vm, "s"])).unwrap();
+    let snap_disk = disks(&sim, &sid, snap.as_str().unwrap())[0].clone();
+    let target = if rec(&sim, &sid, "VDI", &disk)["SR"] == shared.as_str() { local.clone() } else { shared.clone() };
+    let moved = sim.call("VDI.pool_migrate", json!([sid, disk, target, {}])).unwrap();
+    let moved = moved.as_str().unwrap();
+    assert_ne!(moved, disk);
+    assert_eq!(rec(&sim, &sid, "VDI", moved)["SR"], target.as_str());
+    assert!(disks(&sim, &sid, &vm).contains(&moved.to_string()));
+    assert!(sim.call("VDI.get_record", json!([sid, disk])).is_err());
+    assert_eq!(rec(&sim, &sid, "VDI", &snap_disk)["snapshot_of"], moved);
+}
