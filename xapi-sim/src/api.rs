@@ -112,6 +112,8 @@ const VM_VDI_WRITES: &[&str] = &[
     "VIF.destroy",
     "VDI.copy",
     "VDI.pool_migrate",
+    "VDI.resize",
+    "VDI.resize_online",
 ];
 
 /// Every method the simulator implements, by its synchronous wire name, as `system.listMethods` lists them
@@ -120,7 +122,13 @@ const VM_VDI_WRITES: &[&str] = &[
 pub fn methods() -> &'static [String] {
     static METHODS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     METHODS.get_or_init(|| {
-        let mut out: Vec<String> = OPERATIONS.iter().chain(VM_VDI_WRITES).map(|m| m.to_string()).collect();
+        let mut out: Vec<String> = OPERATIONS
+            .iter()
+            .chain(VM_VDI_WRITES)
+            .chain(crate::vm_settings::CALLS)
+            .chain(crate::devices::VIF_SETTERS)
+            .map(|m| m.to_string())
+            .collect();
         out.extend(SESSION_FIELDS.iter().map(|f| format!("session.get_{f}")));
         for class in schema::CLASSES {
             let fields = schema::defaults(class);
@@ -533,10 +541,24 @@ async fn dispatch(sim: &Arc<Sim>, session: &Session, name: &str, class: &str, op
             expect_args(name, args, 3)?;
             sim.write(|db| crate::vm_ops::vm_pool_migrate(db, &arg_str(&args[0]), &arg_str(&args[1])))
         }
+        ("VM", _) if crate::vm_settings::CALLS.contains(&name) => {
+            expect_args(name, args, 1 + crate::vm_settings::arity(op))?;
+            sim.write(|db| crate::vm_settings::call(db, op, &arg_str(&args[0]), &args[1..]))
+        }
+        ("VIF", _) if crate::devices::VIF_SETTERS.contains(&name) => {
+            expect_args(name, args, 2)?;
+            sim.write(|db| crate::devices::vif_set(db, op, &arg_str(&args[0]), &args[1]))
+        }
         ("VDI", "copy") => {
             expect_args(name, args, 4)?;
             let (vdi, sr, into) = (arg_str(&args[0]), arg_str(&args[1]), arg_str(&args[3]));
             sim.write(|db| crate::vdi_ops::vdi_copy(db, &vdi, &sr, &into))
+        }
+        ("VDI", "resize" | "resize_online") => {
+            expect_args(name, args, 2)?;
+            let size = args[1].as_i64().or_else(|| arg_str(&args[1]).parse().ok());
+            let size = size.ok_or_else(|| XapiError::new("FIELD_TYPE_ERROR", &["size"]))?;
+            sim.write(|db| crate::vdi_ops::vdi_resize(db, &arg_str(&args[0]), size, op == "resize_online"))
         }
         ("VDI", "pool_migrate") => {
             expect_args(name, args, 3)?;
@@ -653,7 +675,7 @@ pub fn permissions(role: Role) -> Vec<String> {
     }
     out.push("event.from".into());
     if role == Role::PoolAdmin {
-        for m in VM_VDI_WRITES.iter().chain(&[
+        for m in VM_VDI_WRITES.iter().chain(crate::vm_settings::CALLS).chain(crate::devices::VIF_SETTERS).chain(&[
             "http/get_export",
             "http/put_import",
             "http/get_export_raw_vdi",

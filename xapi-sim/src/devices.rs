@@ -254,6 +254,60 @@ pub fn vif_destroy(db: &mut Db, vif: &str) -> R<Value> {
     Ok(Value::str(""))
 }
 
+/// The VIF settings [`vif_set`] answers (synchronous names).
+pub const VIF_SETTERS: &[&str] = &[
+    "VIF.set_locking_mode",
+    "VIF.set_ipv4_allowed",
+    "VIF.set_ipv6_allowed",
+    "VIF.set_qos_algorithm_type",
+    "VIF.set_qos_algorithm_params",
+];
+
+/// `VIF.set_locking_mode`, `set_ipv4_allowed`, `set_ipv6_allowed` (`ocaml/xapi/xapi_vif.ml`: the addresses are made a
+/// set, each checked by `Helpers.assert_is_valid_ip_addr`, which refuses a CIDR that is no plain address with
+/// `INVALID_IP_ADDRESS_SPECIFIED`), and the QoS fields (plain read-write fields of the datamodel).
+pub fn vif_set(db: &mut Db, op: &str, vif: &str, value: &Value) -> R<Value> {
+    obj(db, "VIF", vif)?;
+    let field = op.strip_prefix("set_").unwrap_or(op);
+    let v = match field {
+        "locking_mode" => {
+            let mode = arg_str(value);
+            if !matches!(mode.as_str(), "network_default" | "locked" | "unlocked" | "disabled") {
+                return Err(XapiError::new("ENUM_INVALID", &["vif_locking_mode", &mode]));
+            }
+            Value::str(mode)
+        }
+        "ipv4_allowed" | "ipv6_allowed" => {
+            let mut set: Vec<String> = value.as_array().unwrap_or(&[]).iter().map(arg_str).collect();
+            set.sort();
+            set.dedup();
+            let v6 = field == "ipv6_allowed";
+            for a in &set {
+                let plain =
+                    if v6 { a.parse::<std::net::Ipv6Addr>().is_ok() } else { a.parse::<std::net::Ipv4Addr>().is_ok() };
+                let cidr = a.split_once('/').is_some_and(|(ip, bits)| {
+                    let ip_ok = if v6 {
+                        ip.parse::<std::net::Ipv6Addr>().is_ok()
+                    } else {
+                        ip.parse::<std::net::Ipv4Addr>().is_ok()
+                    };
+                    ip_ok && bits.parse::<u8>().is_ok_and(|b| b <= if v6 { 128 } else { 32 })
+                });
+                if !plain && cidr {
+                    return Err(XapiError::new("INVALID_IP_ADDRESS_SPECIFIED", &[field]));
+                }
+            }
+            Value::strs(set)
+        }
+        "qos_algorithm_type" => Value::str(arg_str(value)),
+        _ => {
+            Value::Map(value.as_map().unwrap_or(&[]).iter().map(|(k, x)| (k.clone(), Value::str(arg_str(x)))).collect())
+        }
+    };
+    db.set(vif, field, v);
+    Ok(Value::str(""))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

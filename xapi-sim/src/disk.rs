@@ -140,6 +140,11 @@ impl SparseDisk {
         self.size
     }
 
+    /// Grows the disk to `size` bytes (the new part reads as zeros).
+    pub fn grow(&mut self, size: u64) {
+        self.size = self.size.max(size);
+    }
+
     /// Bytes held in memory for written grains.
     pub fn stored_bytes(&self) -> u64 {
         self.grains.values().filter(|g| matches!(g, Grain::Data(_))).count() as u64 * GRAIN

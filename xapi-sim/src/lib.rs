@@ -41,6 +41,7 @@ pub mod sim;
 pub mod value;
 pub mod vdi_ops;
 pub mod vm_ops;
+pub mod vm_settings;
 pub mod where_expr;
 pub mod xmlrpc;
 pub mod xva;

@@ -5,7 +5,9 @@
 //! sm_config, or the content written into `into_vdi`); `message_forwarding.ml` `VDI.pool_migrate` (a VDI no VBD
 //! uses cannot be migrated: `VDI_NEEDS_VM_FOR_MIGRATE`; it runs as the VM's `migrate_send`) and
 //! `xapi_vm_migrate.ml` `vdi_pool_migrate` (storage motion of that one disk: the VM's VBD ends on a new VDI in the
-//! target SR, which the call answers; the source is gone).
+//! target SR, which the call answers; the source is gone); and `VDI.resize` / `VDI.resize_online` (`xapi_vdi.ml`
+//! `resize`, and `check_operation_error`: `resize` is refused while a VBD has the VDI attached, `VDI_IN_USE`;
+//! `resize_online` is allowed then). The SM's refusal to shrink is not modelled: the sizes only grow here.
 
 use crate::api::{bool_of, obj, refs_of, vdi_destroy, R};
 use crate::db::Db;
@@ -62,4 +64,30 @@ pub fn vdi_pool_migrate(db: &mut Db, vdi: &str, sr: &str) -> R<Value> {
     db.set(vdi, "snapshots", Value::empty_set());
     vdi_destroy(db, vdi)?;
     Ok(Value::str(new))
+}
+
+/// `VDI.resize(vdi, size)` (`online` false) and `VDI.resize_online(vdi, size)`.
+pub fn vdi_resize(db: &mut Db, vdi: &str, size: i64, online: bool) -> R<Value> {
+    let rec = obj(db, "VDI", vdi)?.clone();
+    if !bool_of(&rec, "managed") {
+        return Err(XapiError::new("VDI_NOT_MANAGED", &[vdi]));
+    }
+    let op = if online { "resize_online" } else { "resize" };
+    let attached = refs_of(&rec, "VBDs").iter().any(|b| db.get(b).is_some_and(|b| bool_of(b, "currently_attached")));
+    if attached && !online {
+        return Err(XapiError::new("VDI_IN_USE", &[vdi, op]));
+    }
+    if size <= 0 {
+        return Err(XapiError::new("VDI_INVALID_SIZE", &[&size.to_string()]));
+    }
+    let old = crate::api::int_of(&rec, "virtual_size");
+    let new = size.max(old);
+    let sr = crate::api::str_of(&rec, "SR");
+    let thick = db.get(&sr).is_some_and(|s| crate::api::str_of(s, "type") == "lvm");
+    crate::api::sr_account(db, &sr, new - old, thick);
+    if let Some(d) = db.disks.get_mut(vdi) {
+        d.grow(new as u64);
+    }
+    db.set(vdi, "virtual_size", Value::Int(new));
+    Ok(Value::str(""))
 }
