@@ -69,8 +69,11 @@ fn bad_patches_are_refused_before_any_write() {
     let (status, e) = patch(&edge, &t, &path, r#"{"name_label":"x","power_state":"Halted"}"#);
     assert_eq!(status, 400);
     assert_eq!(e["data"]["unknown"], json!(["power_state"]));
-    assert_eq!(e["data"]["editable"], json!(["name_label", "name_description", "tags"]));
-    for body in [r#"{"tags":"a"}"#, r#"{"name_label":3}"#, "[]", "{", ""] {
+    let editable = e["data"]["editable"].as_array().unwrap();
+    for field in ["name_label", "nameLabel", "name_description", "tags", "cpus", "memory", "blockedOperations"] {
+        assert!(editable.contains(&json!(field)), "{field}: {editable:?}");
+    }
+    for body in [r#"{"tags":"a"}"#, r#"{"name_label":3}"#, r#"{"cpus":0}"#, r#"{"memory":"lots"}"#, "[]", "{", ""] {
         assert_eq!(patch(&edge, &t, &path, body).0, 400, "{body}");
     }
     assert_eq!(calls(&edge, ".set_"), writes, "no XAPI write for a refused body");
@@ -144,4 +147,92 @@ fn tags_are_added_and_removed_one_at_a_time_idempotently() {
     let missing = "00000000-0000-4000-8000-000000000000";
     let r = edge.http.put(format!("{}/rest/v0/vms/{missing}/tags/x", edge.url)).bearer_auth(&t).send().unwrap();
     assert_eq!(r.status().as_u16(), 404);
+}
+
+/// The XAPI record of the object `uuid` of `class`, straight from the simulator.
+fn record(edge: &Edge, class: &str, uuid: &str) -> J {
+    let sid = edge.xapi("session.login_with_password", json!(["root", PASSWORD]))["result"].clone();
+    let r = edge.xapi(&format!("{class}.get_by_uuid"), json!([sid, uuid]))["result"].clone();
+    edge.xapi(&format!("{class}.get_record"), json!([sid, r]))["result"].clone()
+}
+
+/// XO 6's VM fields (`UpdateVmRequestBody`), a VDI's `size` and a VIF's locking and rate limit, each carried out with
+/// XAPI's own calls and checks.
+#[test]
+fn patch_carries_out_xo6_vm_vdi_and_vif_fields() {
+    let edge = Edge::start();
+    let t = edge.token("root", PASSWORD);
+    let halted = edge.uuid_of(&t, "vms", "Rocky Linux 8");
+    let running = edge.uuid_of(&t, "vms", "Debian 12 web");
+    let (_, hosts) = (0, edge.get("/rest/v0/hosts?fields=uuid").bearer_auth(&t).send().unwrap().json::<J>().unwrap());
+    let host = hosts[1]["uuid"].as_str().unwrap().to_string();
+    let g: u64 = 1 << 30;
+    let body = json!({
+        "nameLabel": "rocky", "nameDescription": "edited", "cpus": 6, "memory": 2 * g, "autoPoweron": true,
+        "highAvailability": "best-effort", "startDelay": 5, "affinityHost": host,
+        "blockedOperations": {"destroy": "keep it", "clone": true}, "xenStoreData": {"role": "db"},
+    });
+    let (status, e) = patch(&edge, &t, &format!("/rest/v0/vms/{halted}"), &body.to_string());
+    assert_eq!(status, 204, "{e}");
+    let r = record(&edge, "VM", &halted);
+    assert_eq!((r["name_label"].as_str(), r["name_description"].as_str()), (Some("rocky"), Some("edited")));
+    assert_eq!((r["VCPUs_at_startup"].as_i64(), r["VCPUs_max"].as_i64()), (Some(6), Some(6)), "the maximum grew first");
+    assert_eq!((r["memory_dynamic_max"].as_u64(), r["memory_static_max"].as_u64()), (Some(2 * g), Some(2 * g)));
+    assert_eq!(r["other_config"]["auto_poweron"], "true");
+    assert_eq!((r["ha_restart_priority"].as_str(), r["start_delay"].as_i64()), (Some("best-effort"), Some(5)));
+    assert_eq!(r["blocked_operations"], json!({"destroy": "keep it", "clone": "true"}));
+    assert_eq!(r["xenstore_data"]["vm-data/role"], "db", "xenStoreData keys get their vm-data/ prefix");
+    assert_eq!(record(&edge, "host", &host)["uuid"], host.as_str());
+    assert_eq!(object(&edge, &t, "vms", &halted)["name_label"], "rocky");
+    // Unblocking and clearing.
+    let body =
+        json!({"blockedOperations": {"destroy": null, "clone": false}, "affinityHost": null, "autoPoweron": false});
+    assert_eq!(patch(&edge, &t, &format!("/rest/v0/vms/{halted}"), &body.to_string()).0, 204);
+    let r = record(&edge, "VM", &halted);
+    assert_eq!((r["blocked_operations"].clone(), r["affinity"].as_str()), (json!({}), Some("OpaqueRef:NULL")));
+    assert!(r["other_config"].get("auto_poweron").is_none());
+    // A running VM: VCPUs change live; beyond its maximum XAPI refuses, and the answer says what was applied.
+    assert_eq!(patch(&edge, &t, &format!("/rest/v0/vms/{running}"), r#"{"cpus":1}"#).0, 204);
+    let (status, e) = patch(&edge, &t, &format!("/rest/v0/vms/{running}"), r#"{"nameLabel":"web","cpus":99}"#);
+    assert_eq!((status, e["data"]["code"].as_str()), (400, Some("INVALID_VALUE")), "{e}");
+    assert_eq!(
+        (e["data"]["applied"].clone(), e["data"]["notApplied"].clone()),
+        (json!(["nameLabel"]), json!(["cpus"]))
+    );
+    let (status, e) = patch(&edge, &t, &format!("/rest/v0/vms/{running}"), r#"{"cpusStaticMax":8}"#);
+    assert_eq!((status, e["data"]["code"].as_str()), (409, Some("VM_BAD_POWER_STATE")), "{e}");
+    // A VDI grows (offline, or online when a running VM has it attached); it never shrinks.
+    let sr = edge.uuid_of(&t, "srs", "Shared NFS storage");
+    let r = edge.http.post(format!("{}/rest/v0/vdis", edge.url)).bearer_auth(&t);
+    let made: J = r.body(json!({"srId": sr, "virtual_size": g}).to_string()).send().unwrap().json().unwrap();
+    let vdi = made["id"].as_str().unwrap().to_string();
+    assert_eq!(patch(&edge, &t, &format!("/rest/v0/vdis/{vdi}"), &json!({"size": 2 * g}).to_string()).0, 204);
+    assert_eq!(object(&edge, &t, "vdis", &vdi)["size"], 2 * g);
+    let resizes = calls(&edge, "VDI.resize");
+    let (status, e) = patch(&edge, &t, &format!("/rest/v0/vdis/{vdi}"), &json!({"size": g}).to_string());
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(calls(&edge, "VDI.resize"), resizes, "refused before any call");
+    let disks: J = edge
+        .get(&format!("/rest/v0/vms/{running}/vdis?fields=uuid,size"))
+        .bearer_auth(&t)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let (disk, size) = (disks[0]["uuid"].as_str().unwrap(), disks[0]["size"].as_u64().unwrap());
+    assert_eq!(patch(&edge, &t, &format!("/rest/v0/vdis/{disk}"), &json!({"size": size + g}).to_string()).0, 204);
+    assert_eq!(edge.sim_calls_of("VDI.resize_online"), 1);
+    // A VIF: allowed addresses lock it; a rate limit is XAPI's ratelimit QoS.
+    let vif = object(&edge, &t, "vms", &running)["VIFs"][0].as_str().unwrap().to_string();
+    let body = json!({"allowedIpv4Addresses": ["192.0.2.10"], "rateLimit": 1000, "txChecksumming": false});
+    let (status, e) = patch(&edge, &t, &format!("/rest/v0/vifs/{vif}"), &body.to_string());
+    assert_eq!(status, 204, "{e}");
+    let r = record(&edge, "VIF", &vif);
+    assert_eq!((r["locking_mode"].as_str(), r["ipv4_allowed"].clone()), (Some("locked"), json!(["192.0.2.10"])));
+    assert_eq!(
+        (r["qos_algorithm_type"].as_str(), r["qos_algorithm_params"]["kbps"].as_str()),
+        (Some("ratelimit"), Some("1000"))
+    );
+    assert_eq!(r["other_config"]["ethtool-tx"], "false");
+    assert_eq!(patch(&edge, &t, &format!("/rest/v0/vifs/{vif}"), r#"{"allowedIpv4Addresses":["nope"]}"#).0, 400);
 }

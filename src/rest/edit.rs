@@ -1,5 +1,6 @@
-//! Changing objects' names, descriptions and tags: `PATCH /rest/v0/<collection>/<id>` and
-//! `PUT`/`DELETE /rest/v0/<collection>/<id>/tags/<tag>`.
+//! Changing objects: `PATCH /rest/v0/<collection>/<id>` (names, descriptions and tags everywhere XAPI has them; for
+//! VMs, VDIs and VIFs also what XO 6 edits: VCPUs, memory, HA, affinity, blocked operations, xenstore data, a disk's
+//! size, a VIF's locking and rate limit) and `PUT`/`DELETE /rest/v0/<collection>/<id>/tags/<tag>`.
 //!
 //! Every XAPI call is awaited before the answer (XO answers PATCH before XAPI has, and loses its failures): 204 only
 //! when all succeeded; otherwise XAPI's error, saying which fields were applied and which not. The body is checked
@@ -10,33 +11,155 @@ use super::collections::find;
 use super::{Ctx, Reply, Request};
 use crate::error::ApiError;
 use crate::objects::Collection;
-use crate::xapi::Transport;
+use crate::xapi::{Transport, XapiError};
 use serde_json::{json, Map, Value};
 
-/// What `PATCH` may set on objects of an XAPI class, in the order it is applied: the fields with an XAPI setter
-/// that XO's legacy API edits (`<Class>.set_name_label`, `set_name_description`, `set_tags`).
-pub fn editable(class: &str) -> &'static [&'static str] {
+/// How a PATCH field's value is checked before any call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Str,
+    /// An array of strings.
+    Strings,
+    /// A positive integer (a JSON number without fraction, or a string of digits).
+    Count,
+    /// A non-negative integer.
+    Natural,
+    /// A non-negative integer or null.
+    NaturalOrNull,
+    Bool,
+    /// A uuid string or null.
+    IdOrNull,
+    /// One of these strings.
+    OneOf(&'static [&'static str]),
+    /// An object of strings or nulls (null: remove the key).
+    StrMap,
+    /// An object of booleans, strings or nulls (XO's `blockedOperations`).
+    Blocks,
+    /// An array of IPv4 (`false`: IPv6) addresses.
+    Addresses(bool),
+}
+
+/// One field `PATCH` may set: its name in the body and its kind. Applied in table order.
+type Field = (&'static str, Kind);
+
+const NAMES: &[Field] = &[("name_label", Kind::Str), ("name_description", Kind::Str), ("tags", Kind::Strings)];
+
+/// XO 6's `UpdateVmRequestBody` (the fields the edge carries out) and the legacy names.
+const VM_FIELDS: &[Field] = &[
+    ("name_label", Kind::Str),
+    ("nameLabel", Kind::Str),
+    ("name_description", Kind::Str),
+    ("nameDescription", Kind::Str),
+    ("tags", Kind::Strings),
+    ("cpusStaticMax", Kind::Count),
+    ("cpus", Kind::Count),
+    ("memoryStaticMax", Kind::Count),
+    ("memory", Kind::Count),
+    ("memoryMin", Kind::Count),
+    ("memoryMax", Kind::Count),
+    ("autoPoweron", Kind::Bool),
+    ("highAvailability", Kind::OneOf(&["restart", "best-effort", ""])),
+    ("startDelay", Kind::Natural),
+    ("affinityHost", Kind::IdOrNull),
+    ("blockedOperations", Kind::Blocks),
+    ("xenStoreData", Kind::StrMap),
+];
+
+/// XO 6's `UpdateVdi`: names, tags and `size` (bytes, grow only).
+const VDI_FIELDS: &[Field] =
+    &[("name_label", Kind::Str), ("name_description", Kind::Str), ("tags", Kind::Strings), ("size", Kind::Count)];
+
+/// XO 6's `UpdateVif`.
+const VIF_FIELDS: &[Field] = &[
+    ("lockingMode", Kind::OneOf(&["network_default", "locked", "unlocked", "disabled"])),
+    ("allowedIpv4Addresses", Kind::Addresses(true)),
+    ("allowedIpv6Addresses", Kind::Addresses(false)),
+    ("rateLimit", Kind::NaturalOrNull),
+    ("txChecksumming", Kind::Bool),
+];
+
+/// What `PATCH` may set on objects of an XAPI class.
+fn editable_fields(class: &str) -> &'static [Field] {
     match class {
-        "VM" | "VDI" | "SR" | "network" | "host" | "pool" => &["name_label", "name_description", "tags"],
+        "VM" => VM_FIELDS,
+        "VDI" => VDI_FIELDS,
+        "VIF" => VIF_FIELDS,
+        "SR" | "network" | "host" | "pool" => NAMES,
         _ => &[],
     }
 }
 
-fn nothing_editable(coll: &Collection) -> ApiError {
-    ApiError::new(405, format!("{} cannot be edited: they have no name, description or tags", coll.name))
+/// The names of the fields `PATCH` may set on objects of an XAPI class.
+pub fn editable(class: &str) -> Vec<&'static str> {
+    editable_fields(class).iter().map(|(name, _)| *name).collect()
 }
 
-/// Checks a PATCH body: a JSON object of editable fields with values of their types.
+fn nothing_editable(coll: &Collection) -> ApiError {
+    ApiError::new(405, format!("{} cannot be edited here", coll.name))
+}
+
+fn integer(v: &Value) -> Option<u64> {
+    v.as_u64()
+        .or_else(|| v.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0 && *f < 9.0e18).map(|f| f as u64))
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
+
+fn fits(kind: Kind, v: &Value) -> bool {
+    match kind {
+        Kind::Str => v.is_string(),
+        Kind::Strings => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+        Kind::Count => integer(v).is_some_and(|n| n > 0),
+        Kind::Natural => integer(v).is_some(),
+        Kind::NaturalOrNull => v.is_null() || integer(v).is_some(),
+        Kind::Bool => v.is_boolean(),
+        Kind::IdOrNull => v.is_null() || v.as_str().is_some_and(super::collections::plausible_id),
+        Kind::OneOf(values) => v.as_str().is_some_and(|s| values.contains(&s)),
+        Kind::StrMap => v.as_object().is_some_and(|o| o.values().all(|x| x.is_string() || x.is_null())),
+        Kind::Blocks => {
+            v.as_object().is_some_and(|o| o.values().all(|x| x.is_string() || x.is_boolean() || x.is_null()))
+        }
+        Kind::Addresses(v4) => v.as_array().is_some_and(|a| {
+            a.iter().all(|x| {
+                x.as_str().is_some_and(|s| {
+                    if v4 {
+                        s.parse::<std::net::Ipv4Addr>().is_ok()
+                    } else {
+                        s.parse::<std::net::Ipv6Addr>().is_ok()
+                    }
+                })
+            })
+        }),
+    }
+}
+
+fn want(kind: Kind) -> String {
+    match kind {
+        Kind::Str => "a string".into(),
+        Kind::Strings => "an array of strings".into(),
+        Kind::Count => "a positive integer".into(),
+        Kind::Natural => "a non-negative integer".into(),
+        Kind::NaturalOrNull => "a non-negative integer or null".into(),
+        Kind::Bool => "a boolean".into(),
+        Kind::IdOrNull => "an id or null".into(),
+        Kind::OneOf(values) => format!("one of {values:?}"),
+        Kind::StrMap => "an object of strings or nulls".into(),
+        Kind::Blocks => "an object of booleans, strings or nulls".into(),
+        Kind::Addresses(true) => "an array of IPv4 addresses".into(),
+        Kind::Addresses(false) => "an array of IPv6 addresses".into(),
+    }
+}
+
+/// Checks a PATCH body: a JSON object of editable fields with values of their kinds, in table order.
 fn fields(coll: &Collection, body: &[u8]) -> Result<Vec<(&'static str, Value)>, ApiError> {
-    let allowed = editable(coll.class);
-    if allowed.is_empty() {
+    let table = editable_fields(coll.class);
+    if table.is_empty() {
         return Err(nothing_editable(coll));
     }
+    let allowed = editable(coll.class);
     let object: Map<String, Value> = match serde_json::from_slice::<Value>(body) {
         Ok(Value::Object(o)) => o,
         Ok(_) => return Err(ApiError::bad_request("the body must be a JSON object")),
-        Err(e) if body.iter().all(u8::is_ascii_whitespace) => {
-            let _ = e;
+        Err(_) if body.iter().all(u8::is_ascii_whitespace) => {
             return Err(ApiError::bad_request("the body must be a JSON object"));
         }
         Err(e) => return Err(ApiError::bad_request(format!("the body is not JSON: {e}"))),
@@ -52,22 +175,17 @@ fn fields(coll: &Collection, body: &[u8]) -> Result<Vec<(&'static str, Value)>, 
         .with_data(json!({ "unknown": unknown, "editable": allowed })));
     }
     let mut out = Vec::new();
-    for field in allowed {
+    for (field, kind) in table {
         let Some(value) = object.get(*field) else { continue };
-        let ok = match *field {
-            "tags" => value.as_array().is_some_and(|tags| tags.iter().all(Value::is_string)),
-            _ => value.is_string(),
-        };
-        if !ok {
-            let want = if *field == "tags" { "an array of strings" } else { "a string" };
-            return Err(ApiError::bad_request(format!("{field} must be {want}")));
+        if !fits(*kind, value) {
+            return Err(ApiError::bad_request(format!("{field} must be {}", want(*kind))));
         }
         out.push((*field, value.clone()));
     }
     Ok(out)
 }
 
-/// `PATCH /rest/v0/<collection>/<id>`.
+/// `PATCH /rest/v0/<collection>/<id>`: every field's XAPI calls awaited in order; 204 once all are done.
 pub async fn patch<T: Transport>(
     ctx: &Ctx<'_, T>,
     caller: Caller,
@@ -76,12 +194,26 @@ pub async fn patch<T: Transport>(
     id: &str,
 ) -> Result<Reply, ApiError> {
     let fields = fields(coll, &req.body)?;
-    let (reference, _) = find(ctx, &caller, coll, id).await?;
+    let (reference, rec) = find(ctx, &caller, coll, id).await?;
     let session = json!(caller.session);
+    // Checks that need the record, still before any write.
+    for (field, value) in &fields {
+        if *field == "size" && integer(value) < rec["virtual_size"].as_u64() {
+            return Err(ApiError::bad_request(format!(
+                "size can only grow: the VDI has {} bytes",
+                rec["virtual_size"].as_u64().unwrap_or(0)
+            )));
+        }
+    }
+    let mut host = None;
+    if let Some((_, Value::String(h))) = fields.iter().find(|(f, _)| *f == "affinityHost") {
+        let hosts = crate::objects::collection("hosts").ok_or_else(|| ApiError::internal("hosts missing"))?;
+        host = Some(find(ctx, &caller, hosts, h).await?.0);
+    }
+    let target = Target { class: coll.class, reference: &reference, session: &session, host: host.as_deref() };
     let mut applied: Vec<&str> = Vec::new();
     for (i, (field, value)) in fields.iter().enumerate() {
-        let method = format!("{}.set_{field}", coll.class);
-        if let Err(e) = ctx.xapi.call(&method, &[session.clone(), json!(reference), value.clone()]).await {
+        if let Err(e) = apply(ctx, &target, field, value).await {
             let not_applied: Vec<&str> = fields[i..].iter().map(|(f, _)| *f).collect();
             let mut error = e.to_api_error();
             let mut data = match error.data.take() {
@@ -96,6 +228,143 @@ pub async fn patch<T: Transport>(
         applied.push(field);
     }
     Ok(Reply::no_content())
+}
+
+/// What a field is applied to.
+struct Target<'a> {
+    class: &'static str,
+    reference: &'a str,
+    session: &'a Value,
+    /// `affinityHost`'s ref, resolved beforehand.
+    host: Option<&'a str>,
+}
+
+/// The XAPI calls of one field, in order (reading the record where the calls depend on its state).
+async fn apply<T: Transport>(ctx: &Ctx<'_, T>, t: &Target<'_>, field: &str, value: &Value) -> Result<(), XapiError> {
+    let (class, r, s) = (t.class, t.reference, t.session);
+    let call = |method: String, args: Vec<Value>| async move {
+        let mut all = vec![s.clone(), json!(r)];
+        all.extend(args);
+        ctx.xapi.call(&method, &all).await.map(|_| ())
+    };
+    let set = |name: &str, v: Value| call(format!("{class}.set_{name}"), vec![v]);
+    let n = integer(value).unwrap_or(0);
+    match field {
+        "name_label" | "nameLabel" => set("name_label", value.clone()).await,
+        "name_description" | "nameDescription" => set("name_description", value.clone()).await,
+        "tags" => set("tags", value.clone()).await,
+        "size" => {
+            let vm_running = attached_to_running_vm(ctx, s, r).await?;
+            let method = if vm_running { "VDI.resize_online" } else { "VDI.resize" };
+            call(method.into(), vec![json!(n)]).await
+        }
+        "cpusStaticMax" => set("VCPUs_max", json!(n)).await,
+        "cpus" => {
+            let vm = ctx.xapi.call("VM.get_record", &[s.clone(), json!(r)]).await?;
+            if vm["power_state"] == "Running" {
+                return call("VM.set_VCPUs_number_live".into(), vec![json!(n)]).await;
+            }
+            if vm["VCPUs_max"].as_u64().is_some_and(|max| n > max) {
+                set("VCPUs_max", json!(n)).await?;
+            }
+            set("VCPUs_at_startup", json!(n)).await
+        }
+        "memoryStaticMax" | "memory" | "memoryMin" | "memoryMax" => {
+            let vm = ctx.xapi.call("VM.get_record", &[s.clone(), json!(r)]).await?;
+            let m = |k: &str| vm[k].as_u64().or_else(|| vm[k].as_str().and_then(|x| x.parse().ok())).unwrap_or(0);
+            let (smin, smax, dmin, dmax) =
+                (m("memory_static_min"), m("memory_static_max"), m("memory_dynamic_min"), m("memory_dynamic_max"));
+            let running = vm["power_state"] == "Running";
+            match field {
+                "memoryStaticMax" => {
+                    call(
+                        "VM.set_memory_limits".into(),
+                        vec![json!(smin.min(n)), json!(n), json!(dmin.min(n)), json!(dmax.min(n))],
+                    )
+                    .await
+                }
+                "memory" if !running => {
+                    call(
+                        "VM.set_memory_limits".into(),
+                        vec![json!(smin.min(n)), json!(n.max(smax)), json!(n), json!(n)],
+                    )
+                    .await
+                }
+                "memory" => call("VM.set_memory_dynamic_range".into(), vec![json!(n), json!(n)]).await,
+                "memoryMin" => call("VM.set_memory_dynamic_range".into(), vec![json!(n), json!(dmax.max(n))]).await,
+                _ => call("VM.set_memory_dynamic_range".into(), vec![json!(dmin.min(n)), json!(n)]).await,
+            }
+        }
+        "autoPoweron" => {
+            let _ = call("VM.remove_from_other_config".into(), vec![json!("auto_poweron")]).await;
+            if value == &json!(true) {
+                call("VM.add_to_other_config".into(), vec![json!("auto_poweron"), json!("true")]).await
+            } else {
+                Ok(())
+            }
+        }
+        "highAvailability" => set("ha_restart_priority", value.clone()).await,
+        "startDelay" => set("start_delay", json!(n)).await,
+        "affinityHost" => set("affinity", json!(t.host.unwrap_or("OpaqueRef:NULL"))).await,
+        "blockedOperations" | "xenStoreData" => {
+            let map = if field == "blockedOperations" { "blocked_operations" } else { "xenstore_data" };
+            for (k, v) in value.as_object().into_iter().flatten() {
+                let key = if map == "xenstore_data" && !k.starts_with("vm-data/") {
+                    format!("vm-data/{k}")
+                } else {
+                    k.clone()
+                };
+                call(format!("VM.remove_from_{map}"), vec![json!(key)]).await?;
+                let new = match v {
+                    Value::Bool(true) => Some("true".to_string()),
+                    Value::String(reason) => Some(reason.clone()),
+                    _ => None,
+                };
+                if let Some(new) = new {
+                    call(format!("VM.add_to_{map}"), vec![json!(key), json!(new)]).await?;
+                }
+            }
+            Ok(())
+        }
+        "lockingMode" => set("locking_mode", value.clone()).await,
+        "allowedIpv4Addresses" | "allowedIpv6Addresses" => {
+            let which = if field == "allowedIpv4Addresses" { "ipv4_allowed" } else { "ipv6_allowed" };
+            set(which, value.clone()).await?;
+            // XO 6: a non-empty list locks the VIF to its addresses.
+            if value.as_array().is_some_and(|a| !a.is_empty()) {
+                set("locking_mode", json!("locked")).await?;
+            }
+            Ok(())
+        }
+        "rateLimit" => match integer(value) {
+            Some(kbps) => {
+                set("qos_algorithm_type", json!("ratelimit")).await?;
+                set("qos_algorithm_params", json!({ "kbps": kbps.to_string() })).await
+            }
+            None => {
+                set("qos_algorithm_type", json!("")).await?;
+                set("qos_algorithm_params", json!({})).await
+            }
+        },
+        "txChecksumming" => {
+            call("VIF.remove_from_other_config".into(), vec![json!("ethtool-tx")]).await?;
+            let on = if value == &json!(true) { "true" } else { "false" };
+            call("VIF.add_to_other_config".into(), vec![json!("ethtool-tx"), json!(on)]).await
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Whether a VBD has the VDI `vdi` attached to a running VM (then only `VDI.resize_online` may grow it).
+async fn attached_to_running_vm<T: Transport>(ctx: &Ctx<'_, T>, s: &Value, vdi: &str) -> Result<bool, XapiError> {
+    let vbds = ctx.xapi.call("VDI.get_VBDs", &[s.clone(), json!(vdi)]).await?;
+    for vbd in vbds.as_array().map(Vec::as_slice).unwrap_or_default() {
+        let b = ctx.xapi.call("VBD.get_record", &[s.clone(), vbd.clone()]).await?;
+        if b["currently_attached"] == json!(true) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// `PUT` (`add`) or `DELETE` (remove) `/rest/v0/<collection>/<id>/tags/<tag>`: idempotent, 204.
@@ -132,7 +401,20 @@ mod tests {
         assert!(fields(vms, b"{}").unwrap().is_empty());
         let e = fields(vms, br#"{"name_label":"x","power_state":"Halted"}"#).unwrap_err();
         assert_eq!(e.status, 400);
-        assert!(e.message.contains("\"power_state\"") && e.message.contains("name_label, name_description, tags"));
+        assert!(e.message.contains("\"power_state\"") && e.message.contains("name_label, nameLabel"), "{}", e.message);
+        let f =
+            fields(vms, br#"{"cpus":4,"cpusStaticMax":"8","memory":1073741824,"blockedOperations":{"destroy":true}}"#);
+        let order: Vec<&str> = f.unwrap().iter().map(|(k, _)| *k).collect();
+        assert_eq!(order, ["cpusStaticMax", "cpus", "memory", "blockedOperations"], "the maximum before the count");
+        assert!(fields(vms, br#"{"cpus":0}"#).unwrap_err().message.contains("positive integer"));
+        assert!(fields(vms, br#"{"highAvailability":"always"}"#).is_err());
+        assert!(fields(vms, br#"{"affinityHost":null}"#).is_ok());
+        assert!(fields(vms, br#"{"affinityHost":"x"}"#).is_err());
+        let vifs = collection("vifs").unwrap();
+        assert!(fields(vifs, br#"{"allowedIpv4Addresses":["192.0.2.1"]}"#).is_ok());
+        assert!(fields(vifs, br#"{"allowedIpv4Addresses":["2001:db8::1"]}"#).is_err());
+        assert!(fields(vifs, br#"{"rateLimit":null,"txChecksumming":false}"#).is_ok());
+        assert!(fields(collection("vdis").unwrap(), br#"{"size":1.5}"#).is_err());
         assert_eq!(fields(vms, br#"{"tags":"a"}"#).unwrap_err().message, "tags must be an array of strings");
         assert_eq!(fields(vms, br#"{"tags":[1]}"#).unwrap_err().status, 400);
         assert_eq!(fields(vms, br#"{"name_label":null}"#).unwrap_err().message, "name_label must be a string");

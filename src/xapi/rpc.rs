@@ -100,7 +100,12 @@ impl XapiError {
                     | "VDI_INVALID_SIZE"
                     | "SR_OPERATION_NOT_SUPPORTED"
                     | "FIELD_TYPE_ERROR"
-                    | "ENUM_INVALID" => ApiError::bad_request(format!("{code}({})", params.join(", "))).with_data(data),
+                    | "ENUM_INVALID"
+                    | "INVALID_VALUE"
+                    | "MEMORY_CONSTRAINT_VIOLATION_ORDER"
+                    | "INVALID_IP_ADDRESS_SPECIFIED" => {
+                        ApiError::bad_request(format!("{code}({})", params.join(", "))).with_data(data)
+                    }
                     "SR_BACKEND_FAILURE_44" => ApiError::new(507, "not enough space on the SR").with_data(data),
                     _ => ApiError::bad_gateway(format!("XAPI error {code}")).with_data(data),
                 }
