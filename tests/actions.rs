@@ -43,6 +43,28 @@ fn actions_are_listed_and_described() {
     assert_eq!(get(&edge, &t, "/rest/v0/vms/_/actions/fly").0, 404);
     assert_eq!(get(&edge, &t, "/rest/v0/srs/_/actions").1, json!([]));
     assert_eq!(get(&edge, &t, "/rest/v0/vms/00000000-0000-4000-8000-000000000000/actions").0, 404);
+    // GET /rest/v0 stays the list of collections; with ?routes, the route table spelled out.
+    let (_, root) = get(&edge, &t, "/rest/v0");
+    assert!(root.as_array().unwrap().iter().all(|h| h.as_str().unwrap().matches('/').count() == 3), "{root}");
+    let (status, routes) = get(&edge, &t, "/rest/v0?routes");
+    assert_eq!(status, 200);
+    let has = |m: &str, p: &str| {
+        routes
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["path"] == p && r["methods"].as_array().unwrap().contains(&json!(m)))
+    };
+    for (m, p) in [
+        ("POST", "/rest/v0/vms/{id}/actions/snapshot"),
+        ("POST", "/rest/v0/vdis/{id}/actions/migrate"),
+        ("POST", "/rest/v0/tasks/{id}/actions/abort"),
+        ("POST", "/rest/v0/vifs"),
+        ("PATCH", "/rest/v0/vms/{id}"),
+        ("GET", "/rest/v0/vms/{id}/tasks"),
+    ] {
+        assert!(has(m, p), "{m} {p}");
+    }
 }
 
 #[test]

@@ -121,7 +121,7 @@ impl Reply {
 /// methods is 405 (with `Allow`), anything else 404, unknown routes being revealed to authenticated callers only.
 pub async fn api<T: Transport>(ctx: &Ctx<'_, T>, req: &Request) -> Reply {
     match (req.method.as_str(), req.normalized_path()) {
-        ("GET" | "HEAD", "/rest/v0") => authenticated(ctx, req, root::list).await,
+        ("GET" | "HEAD", "/rest/v0") => authenticated(ctx, req, |ctx, caller| root::list(ctx, caller, req)).await,
         (_, "/rest/v0") => Reply::error(&ApiError::new(405, "method not allowed")).with_header("allow", "GET, HEAD"),
         _ => authenticated(ctx, req, |ctx, caller| route(ctx, caller, req)).await,
     }

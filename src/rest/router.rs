@@ -63,6 +63,49 @@ const ROUTES: &[(&[&str], &str, Only, Op)] = &[
     (&["DELETE"], "{coll}/{id}/tags/{tag}", Only::Any, Op::RemoveTag),
 ];
 
+/// Every route of the table spelled out per collection (`{coll}` replaced; an action route once per action of the
+/// collection): `(methods, path)`, for `GET /rest/v0?routes`.
+pub fn spelled_out() -> Vec<(&'static [&'static str], String)> {
+    let mut out = Vec::new();
+    for (methods, pattern, only, op) in ROUTES {
+        for coll in objects::COLLECTIONS {
+            let fits = match only {
+                Only::Any => true,
+                Only::Class(class) => coll.class == *class,
+                Only::Named(name) => coll.name == *name,
+            };
+            if !fits {
+                continue;
+            }
+            let path = format!("/rest/v0/{}", pattern.replace("{coll}", coll.name));
+            let actions = crate::rest::actions::ACTIONS
+                .iter()
+                .filter(|a| a.class == coll.class && a.collections.contains(&coll.name))
+                .map(|a| a.name);
+            match op {
+                Op::Action | Op::RunAction => {
+                    for name in actions {
+                        let spelled = path.replace("{name}", name);
+                        if !out.iter().any(|(m, p): &(&[&str], String)| *p == spelled && m == methods) {
+                            out.push((*methods, spelled));
+                        }
+                    }
+                }
+                Op::Actions if actions.count() == 0 => {}
+                _ => {
+                    // A route that an earlier one of the same methods already serves is not listed twice.
+                    let served = out.iter().any(|(m, p): &(&[&str], String)| *p == path && m == methods);
+                    let shadowed = matches!(op, Op::Get) && coll.name == "tasks";
+                    if !served && !shadowed {
+                        out.push((*methods, path));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
 /// A matched route.
 #[derive(Debug)]
 pub struct Matched<'a> {
@@ -168,5 +211,20 @@ mod tests {
         assert_eq!(find("GET", "vms/abc/nope").unwrap_err(), Miss::NotFound);
         assert_eq!(find("PUT", "vms/abc/tags/%FF").unwrap_err(), Miss::NotFound, "a tag must be UTF-8");
         assert_eq!(find("PUT", "vms/abc/tags/").unwrap_err(), Miss::NotFound);
+        let all = spelled_out();
+        let has = |m: &str, p: &str| all.iter().any(|(ms, path)| ms.contains(&m) && path == p);
+        assert!(has("POST", "/rest/v0/vms/{id}/actions/clone"));
+        assert!(has("POST", "/rest/v0/vm-snapshots/{id}/actions/clone"));
+        assert!(!has("POST", "/rest/v0/vm-snapshots/{id}/actions/start"));
+        assert!(
+            has("POST", "/rest/v0/vbds") && has("DELETE", "/rest/v0/vifs/{id}") && has("GET", "/rest/v0/tasks/{id}")
+        );
+        assert!(!has("POST", "/rest/v0/srs/{id}/actions/{name}"));
+        // Every spelled-out route is found by the table with its methods.
+        for (methods, path) in &all {
+            let concrete = path.replace("{id}", "x").replace("{tag}", "t");
+            let below = concrete.strip_prefix("/rest/v0/").unwrap();
+            assert!(find(methods[0], below).is_ok(), "{path}");
+        }
     }
 }
