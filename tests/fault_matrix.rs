@@ -404,3 +404,223 @@ fn fixture_ids(f: &Fixture) -> Fixture {
         vhd: f.vhd.clone(),
     }
 }
+
+/// One write of issue 16: its name, its request (method, path, body) against the fixture, and what it makes when it
+/// succeeds (so that a success is undone before the next cell).
+struct WriteOp {
+    name: &'static str,
+    method: &'static str,
+    path: String,
+    body: J,
+    /// The XAPI call the write hinges on (failed, or made slow, by the cells).
+    hinge: &'static str,
+}
+
+/// Objects a write could leave: VMs (snapshots and templates included), VDIs, VBDs, VIFs, tasks, sessions.
+fn write_counts(edge: &Edge) -> [u64; 6] {
+    let s = edge.sim_stats();
+    let o = |c: &str| s["objects"][c].as_u64().unwrap_or(0);
+    [o("VM"), o("VDI"), o("VBD"), o("VIF"), s["tasks"].as_u64().unwrap(), s["sessions"].as_u64().unwrap()]
+}
+
+/// The pool's templates that are not snapshots (a clone of a snapshot left half-made would be one).
+fn templates(edge: &Edge) -> usize {
+    let sid = sim_login(edge);
+    let expr = r#"field "is_a_template"="true" and field "is_a_snapshot"="false""#;
+    let n = edge.xapi("VM.get_all_records_where", json!([sid, expr]))["result"].as_object().unwrap().len();
+    edge.xapi("session.logout", json!([sid]));
+    n
+}
+
+/// The pending tasks.
+fn pending_tasks(edge: &Edge) -> usize {
+    let sid = sim_login(edge);
+    let r = edge.xapi("task.get_all_records_where", json!([sid, r#"field "status"="pending""#]));
+    edge.xapi("session.logout", json!([sid]));
+    r["result"].as_object().unwrap().len()
+}
+
+/// The writes of issue 16 under XAPI's faults, each row on a fresh pool: an XAPI error or an expired session ends
+/// with a JSON error and leaves XAPI exactly as it was (no task, no half-made VM, disk or device). XAPI slower than
+/// `xapi_timeout` ends with 504, whose meaning is "outcome unknown": XAPI finishes the call on its own, as it does
+/// whoever waits (the simulator too), so the check there is that nothing is left half-made or pending and no disk
+/// is lost. A client that leaves a `?sync` write in the middle leaves no task. The test prints its rows of the
+/// README's fault matrix.
+#[test]
+fn every_write_under_every_fault_ends_cleanly_and_leaves_nothing() {
+    let mut table: Vec<(&str, &str, String)> = Vec::new();
+    let rows = [
+        "PATCH a VM",
+        "action, ?sync (snapshot)",
+        "action, async (clone)",
+        "clone of a snapshot (made a VM)",
+        "POST /vdis",
+        "POST /vbds (plugged)",
+        "POST /vifs (plugged)",
+        "VDI migrate, loose disk (copy)",
+    ];
+    for (row, name) in rows.into_iter().enumerate() {
+        let edge = Edge::start_with(&[("XO_EDGE_XAPI_TIMEOUT", TIMEOUT)], xapi_sim::Options::default());
+        let token = edge.token("root", "xapi-sim");
+        let (running, halted) = (uuid_of(&edge, "VM", "Debian 12 web"), uuid_of(&edge, "VM", "Rocky Linux 8"));
+        let sr = uuid_of(&edge, "SR", "Shared NFS storage");
+        let net = uuid_of(&edge, "network", "Pool-wide network associated with eth0");
+        let post = |path: &str, body: J| -> J {
+            let r = edge.http.post(format!("{}{path}", edge.url)).bearer_auth(&token).body(body.to_string());
+            r.send().unwrap().json().unwrap()
+        };
+        let w = match row {
+            0 => WriteOp {
+                name,
+                method: "PATCH",
+                path: format!("/rest/v0/vms/{halted}"),
+                body: json!({"nameLabel": "m", "cpus": 3}),
+                hinge: "VM.set_VCPUs_at_startup",
+            },
+            1 => WriteOp {
+                name,
+                method: "POST",
+                path: format!("/rest/v0/vms/{running}/actions/snapshot?sync"),
+                body: json!({}),
+                hinge: "Async.VM.snapshot",
+            },
+            2 => WriteOp {
+                name,
+                method: "POST",
+                path: format!("/rest/v0/vms/{halted}/actions/clone"),
+                body: json!({}),
+                hinge: "Async.VM.clone",
+            },
+            3 => {
+                let snap = post(&format!("/rest/v0/vms/{running}/actions/snapshot?sync"), json!({}))["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                WriteOp {
+                    name,
+                    method: "POST",
+                    path: format!("/rest/v0/vm-snapshots/{snap}/actions/clone?sync"),
+                    body: json!({}),
+                    hinge: "VM.set_is_a_template",
+                }
+            }
+            4 => WriteOp {
+                name,
+                method: "POST",
+                path: "/rest/v0/vdis".into(),
+                body: json!({"srId": sr, "virtual_size": 1 << 20}),
+                hinge: "VDI.create",
+            },
+            5 | 7 => {
+                let loose = post("/rest/v0/vdis", json!({"srId": sr, "virtual_size": 1 << 20}))["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                if row == 5 {
+                    WriteOp {
+                        name,
+                        method: "POST",
+                        path: "/rest/v0/vbds".into(),
+                        body: json!({"VM": running, "VDI": loose}),
+                        hinge: "VBD.plug",
+                    }
+                } else {
+                    let local = uuid_of(&edge, "SR", "Local storage");
+                    WriteOp {
+                        name,
+                        method: "POST",
+                        path: format!("/rest/v0/vdis/{loose}/actions/migrate?sync"),
+                        body: json!({"srId": local}),
+                        hinge: "VDI.destroy",
+                    }
+                }
+            }
+            _ => WriteOp {
+                name,
+                method: "POST",
+                path: "/rest/v0/vifs".into(),
+                body: json!({"vmId": running, "networkId": net}),
+                hinge: "VIF.plug",
+            },
+        };
+        let send = || -> End {
+            let m = reqwest::Method::from_bytes(w.method.as_bytes()).unwrap();
+            let r =
+                edge.http.request(m, format!("{}{}", edge.url, w.path)).bearer_auth(&token).body(w.body.to_string());
+            r.send().map(classify).unwrap_or(End::Aborted)
+        };
+        let base = edge.settled(&write_counts(&edge), write_counts);
+        let base_templates = templates(&edge);
+        for (fault, error, want) in [
+            ("XAPI error on the call it hinges on", "INTERNAL_ERROR", End::Error(502)),
+            ("session expired mid-request", "SESSION_INVALID", End::Error(401)),
+        ] {
+            faults(&edge, json!({"fail": [{"method": w.hinge, "nth": 1, "error": [error, "injected"]}]}));
+            let got = send();
+            faults(&edge, json!({}));
+            let left = edge.settled(&base, write_counts);
+            assert_eq!(got, want, "{name} / {fault}");
+            assert_eq!(left, base, "{name} / {fault}: left behind (VMs, VDIs, VBDs, VIFs, tasks, sessions)");
+            table.push((name, fault, format!("{got}, nothing left")));
+        }
+        faults(&edge, json!({"latency_ms": {w.hinge: 4000}}));
+        let got = send();
+        std::thread::sleep(Duration::from_millis(4500));
+        faults(&edge, json!({}));
+        assert_eq!(got, End::Error(504), "{name} / slow");
+        let settled = edge.settled(&0, pending_tasks);
+        assert_eq!(settled, 0, "{name} / slow: a task is still pending");
+        assert_eq!(templates(&edge), base_templates, "{name} / slow: a half-made clone (a template) is left");
+        assert!(write_counts(&edge)[1] >= base[1], "{name} / slow: a disk was lost");
+        table.push((
+            name,
+            "XAPI slow beyond the timeout",
+            format!("{got}; XAPI completes the call: nothing half-made or pending"),
+        ));
+    }
+    // A client that leaves a ?sync action while XAPI works: the action completes (it was accepted) and its task
+    // is destroyed all the same.
+    let edge = Edge::start_with(&[("XO_EDGE_XAPI_TIMEOUT", TIMEOUT)], xapi_sim::Options::default());
+    let token = edge.token("root", "xapi-sim");
+    let halted = uuid_of(&edge, "VM", "Rocky Linux 8");
+    let base = edge.settled(&write_counts(&edge), write_counts);
+    faults(&edge, json!({"op_duration_ms": {"VM.clone": 1500}}));
+    let port = edge.url.rsplit(':').next().unwrap();
+    let mut s = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
+    let head = format!(
+        "POST /rest/v0/vms/{halted}/actions/clone?sync HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\ncontent-length: 0\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    drop(s);
+    let mut want = base;
+    want[0] += 1;
+    want[1] += 1;
+    want[2] += base_vbds_of(&edge, &halted);
+    want[3] += base_vifs_of(&edge, &halted);
+    let left = edge.settled(&want, write_counts);
+    faults(&edge, json!({}));
+    assert_eq!(left, want, "the clone is whole and its task is gone");
+    table.push(("action, ?sync (clone)", "client leaves while XAPI works", "completes; its task destroyed".into()));
+    println!("| write | fault | outcome |\n|---|---|---|");
+    for (w, fault, got) in &table {
+        println!("| {w} | {fault} | {got} |");
+    }
+}
+
+/// How many VBDs (VIFs) the VM `uuid` has: a clone gets as many.
+fn base_vbds_of(edge: &Edge, uuid: &str) -> u64 {
+    device_count(edge, uuid, "VBDs")
+}
+
+fn base_vifs_of(edge: &Edge, uuid: &str) -> u64 {
+    device_count(edge, uuid, "VIFs")
+}
+
+fn device_count(edge: &Edge, uuid: &str, field: &str) -> u64 {
+    let sid = sim_login(edge);
+    let r = edge.xapi("VM.get_by_uuid", json!([sid, uuid]))["result"].clone();
+    let n = edge.xapi(&format!("VM.get_{field}"), json!([sid, r]))["result"].as_array().unwrap().len() as u64;
+    edge.xapi("session.logout", json!([sid]));
+    n
+}

@@ -299,14 +299,24 @@ pub async fn run<T: Transport>(
             Finish::DestroySource => ctx.xapi.call("VDI.destroy", &[s.clone(), json!(reference)]).await,
         };
         if let Err(e) = done {
-            // Nothing half-made stays: the clone (and its disks) or the copy goes.
+            let _ = ctx.xapi.call("task.destroy", &[s.clone(), json!(task)]).await;
             match finish {
+                // Nothing half-made stays: the clone (a template still) and its disks go.
                 Finish::MakeVm => super::delete::destroy_with_own_disks(ctx, &s, made).await,
-                Finish::DestroySource => {
+                // XAPI refused to destroy the source, so it is whole: the copy goes. But when XAPI did not answer,
+                // the source may be gone by now (XAPI finishes a call whoever waits for it), so the copy stays,
+                // and the answer names both: nothing is lost.
+                Finish::DestroySource if matches!(e, XapiError::Api { .. }) => {
                     let _ = ctx.xapi.call("VDI.destroy", &[s.clone(), json!(made)]).await;
                 }
+                Finish::DestroySource => {
+                    let copy = ctx.xapi.call("VDI.get_uuid", &[s.clone(), json!(made)]).await.unwrap_or_default();
+                    let mut error = e.to_api_error();
+                    error.message =
+                        format!("{}: the VDI was copied, the source may not have been destroyed", error.message);
+                    return Err(error.with_data(json!({ "copy": copy, "source": rec["uuid"] })));
+                }
             }
-            let _ = ctx.xapi.call("task.destroy", &[s.clone(), json!(task)]).await;
             return Err(e.to_api_error());
         }
     }

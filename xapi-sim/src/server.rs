@@ -35,13 +35,28 @@ fn count_rpc(sim: &Sim, headers: &HeaderMap) {
     }
 }
 
+/// Runs a call to its end even if the client hangs up first, as XAPI does: each call runs in a thread of its own
+/// that does not watch the client's socket (`ocaml/xapi/api_server.ml`, `callback`, called from the HTTP server's
+/// per-connection thread), so a client that gave up on a slow call still gets its effect on the pool.
+async fn run_to_end(
+    sim: &Arc<Sim>,
+    method: String,
+    params: Vec<crate::value::Value>,
+) -> Result<crate::value::Value, crate::sim::XapiError> {
+    let sim = sim.clone();
+    match tokio::spawn(async move { api::call(&sim, &method, params).await }).await {
+        Ok(result) => result,
+        Err(e) => Err(crate::sim::XapiError::new("INTERNAL_ERROR", &[&e.to_string()])),
+    }
+}
+
 async fn jsonrpc_endpoint(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> Response<Body> {
     count_rpc(&sim, &headers);
     let req = match jsonrpc::parse(&body) {
         Ok(r) => r,
         Err(_) => return malformed(),
     };
-    let result = api::call(&sim, &req.method, req.params.clone()).await;
+    let result = run_to_end(&sim, req.method.clone(), req.params.clone()).await;
     let mut r = Response::new(Body::from(jsonrpc::reply(&req, &result).to_string()));
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
@@ -66,7 +81,7 @@ async fn xmlrpc_endpoint(
         Ok(c) => c,
         Err(_) => return malformed(),
     };
-    let xml = match api::call(&sim, &name, params).await {
+    let xml = match run_to_end(&sim, name.clone(), params).await {
         // XAPI sends this one reply bare, without the `Status`/`Value` struct (`api_server.ml`, `callback`).
         Ok(v) if name == "system.listMethods" => xmlrpc::bare(&v),
         Ok(v) => xmlrpc::success(&v),
