@@ -405,10 +405,8 @@ fn fixture_ids(f: &Fixture) -> Fixture {
     }
 }
 
-/// One write of issue 16: its name, its request (method, path, body) against the fixture, and what it makes when it
-/// succeeds (so that a success is undone before the next cell).
+/// One write of issue 16: its request (method, path, body) and the XAPI call it hinges on.
 struct WriteOp {
-    name: &'static str,
     method: &'static str,
     path: String,
     body: J,
@@ -471,21 +469,18 @@ fn every_write_under_every_fault_ends_cleanly_and_leaves_nothing() {
         };
         let w = match row {
             0 => WriteOp {
-                name,
                 method: "PATCH",
                 path: format!("/rest/v0/vms/{halted}"),
                 body: json!({"nameLabel": "m", "cpus": 3}),
                 hinge: "VM.set_VCPUs_at_startup",
             },
             1 => WriteOp {
-                name,
                 method: "POST",
                 path: format!("/rest/v0/vms/{running}/actions/snapshot?sync"),
                 body: json!({}),
                 hinge: "Async.VM.snapshot",
             },
             2 => WriteOp {
-                name,
                 method: "POST",
                 path: format!("/rest/v0/vms/{halted}/actions/clone"),
                 body: json!({}),
@@ -497,7 +492,6 @@ fn every_write_under_every_fault_ends_cleanly_and_leaves_nothing() {
                     .unwrap()
                     .to_string();
                 WriteOp {
-                    name,
                     method: "POST",
                     path: format!("/rest/v0/vm-snapshots/{snap}/actions/clone?sync"),
                     body: json!({}),
@@ -505,7 +499,6 @@ fn every_write_under_every_fault_ends_cleanly_and_leaves_nothing() {
                 }
             }
             4 => WriteOp {
-                name,
                 method: "POST",
                 path: "/rest/v0/vdis".into(),
                 body: json!({"srId": sr, "virtual_size": 1 << 20}),
@@ -518,7 +511,6 @@ fn every_write_under_every_fault_ends_cleanly_and_leaves_nothing() {
                     .to_string();
                 if row == 5 {
                     WriteOp {
-                        name,
                         method: "POST",
                         path: "/rest/v0/vbds".into(),
                         body: json!({"VM": running, "VDI": loose}),
@@ -527,7 +519,6 @@ fn every_write_under_every_fault_ends_cleanly_and_leaves_nothing() {
                 } else {
                     let local = uuid_of(&edge, "SR", "Local storage");
                     WriteOp {
-                        name,
                         method: "POST",
                         path: format!("/rest/v0/vdis/{loose}/actions/migrate?sync"),
                         body: json!({"srId": local}),
@@ -536,7 +527,6 @@ fn every_write_under_every_fault_ends_cleanly_and_leaves_nothing() {
                 }
             }
             _ => WriteOp {
-                name,
                 method: "POST",
                 path: "/rest/v0/vifs".into(),
                 body: json!({"vmId": running, "networkId": net}),
