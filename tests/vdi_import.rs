@@ -312,7 +312,7 @@ fn failed_imports_leave_no_vdi_and_no_task() {
             raw.clone(),
             404,
         ),
-        ("an ISO SR", format!("/rest/v0/srs/{iso}/vdis?raw"), vec![], raw.clone(), 502),
+        ("an ISO SR", format!("/rest/v0/srs/{iso}/vdis?raw"), vec![], raw.clone(), 400),
     ];
     for (what, path, headers, body, status) in cases {
         let (got, err) = send(&edge, "POST", &path, &token, &headers, body);
@@ -325,23 +325,26 @@ fn failed_imports_leave_no_vdi_and_no_task() {
         );
     }
     // XAPI fails: creating the VDI, or in the middle of the upload (raw pass-through and VHD through the guest).
-    for (fault, path, body) in [
+    // (An SR without space is 507 Insufficient Storage; XAPI failing otherwise is 502.)
+    for (fault, path, body, status) in [
         (
             json!({"fail": [{"method": "VDI.create", "nth": 1, "error": ["SR_BACKEND_FAILURE_44", "", "no space", ""]}]}),
             new_raw.clone(),
             raw.clone(),
+            507,
         ),
-        (json!({"cut_after": {"/import_raw_vdi": 1_000_000}}), new_raw.clone(), raw.clone()),
-        (json!({"cut_after": {"/import_raw_vdi": 1_000_000}}), new.clone(), vhd.clone()),
+        (json!({"cut_after": {"/import_raw_vdi": 1_000_000}}), new_raw.clone(), raw.clone(), 502),
+        (json!({"cut_after": {"/import_raw_vdi": 1_000_000}}), new.clone(), vhd.clone(), 502),
         (
             json!({"fail": [{"method": "/import_raw_vdi", "nth": 1, "error": ["VDI_IO_ERROR", "device"]}]}),
             new.clone(),
             vhd.clone(),
+            502,
         ),
     ] {
         faults(&edge, fault.clone());
         let (got, err) = send(&edge, "POST", &path, &token, &[], body);
-        assert_eq!(got, 502, "{fault}: {err}");
+        assert_eq!(got, status, "{fault}: {err}");
         assert_eq!(
             edge.settled(&(vdis, 0, sessions), counts),
             (vdis, 0, sessions),
