@@ -184,6 +184,46 @@ fn patch_carries_out_xo6_vm_vdi_and_vif_fields() {
     assert_eq!(r["xenstore_data"]["vm-data/role"], "db", "xenStoreData keys get their vm-data/ prefix");
     assert_eq!(record(&edge, "host", &host)["uuid"], host.as_str());
     assert_eq!(object(&edge, &t, "vms", &halted)["name_label"], "rocky");
+    // The platform, VCPU parameters, boot and other settings XO 6 edits.
+    let sr = edge.uuid_of(&t, "srs", "Shared NFS storage");
+    let body = json!({
+        "coresPerSocket": 2, "cpuCap": 50, "cpuWeight": 512, "cpuMask": [0, 2], "notes": "db primary",
+        "PV_args": "console=hvc0", "hasVendorDevice": true, "nestedVirt": true, "viridian": false, "nicType": "e1000",
+        "vga": "std", "videoram": 16, "secureBoot": true, "hvmBootFirmware": "uefi", "suspendSr": sr,
+        "virtualizationMode": "hvm",
+    });
+    let (status, e) = patch(&edge, &t, &format!("/rest/v0/vms/{halted}"), &body.to_string());
+    assert_eq!(status, 204, "{e}");
+    let r = record(&edge, "VM", &halted);
+    let p = &r["platform"];
+    assert_eq!(
+        (p["cores-per-socket"].as_str(), p["nested-virt"].as_str(), p.get("viridian")),
+        (Some("2"), Some("true"), None)
+    );
+    assert_eq!(
+        (p["nic_type"].as_str(), p["vga"].as_str(), p["videoram"].as_str()),
+        (Some("e1000"), Some("std"), Some("16"))
+    );
+    assert_eq!((p["secureboot"].as_str(), p["device-model"].as_str()), (Some("true"), Some("qemu-upstream-uefi")));
+    assert_eq!(r["HVM_boot_params"]["firmware"], "uefi");
+    let v = &r["VCPUs_params"];
+    assert_eq!((v["cap"].as_str(), v["weight"].as_str(), v["mask"].as_str()), (Some("50"), Some("512"), Some("0,2")));
+    assert_eq!(
+        (r["other_config"]["xo:notes"].as_str(), r["PV_args"].as_str()),
+        (Some("db primary"), Some("console=hvc0"))
+    );
+    let sid = edge.xapi("session.login_with_password", json!(["root", PASSWORD]))["result"].clone();
+    let sr_ref = edge.xapi("SR.get_by_uuid", json!([sid, sr]))["result"].clone();
+    assert_eq!((r["has_vendor_device"].as_bool(), &r["suspend_SR"]), (Some(true), &sr_ref));
+    assert_eq!((r["domain_type"].as_str(), r["HVM_boot_policy"].as_str()), (Some("hvm"), Some("BIOS order")));
+    // A xenstore key cannot leave the VM's vm-data/; a video RAM XO does not offer is refused; both before any call.
+    let writes = calls(&edge, ".set_") + calls(&edge, ".add_to_");
+    for body in
+        [r#"{"xenStoreData":{"../../local/domain/0":"x"}}"#, r#"{"xenStoreData":{"/abs":"x"}}"#, r#"{"videoram":3}"#]
+    {
+        assert_eq!(patch(&edge, &t, &format!("/rest/v0/vms/{halted}"), body).0, 400, "{body}");
+    }
+    assert_eq!(calls(&edge, ".set_") + calls(&edge, ".add_to_"), writes);
     // Unblocking and clearing.
     let body =
         json!({"blockedOperations": {"destroy": null, "clone": false}, "affinityHost": null, "autoPoweron": false});

@@ -266,20 +266,7 @@ pub async fn run<T: Transport>(
         (_, "VDI.copy") => Some(Finish::DestroySource),
         _ => None,
     };
-    let accepted = || {
-        let json_wanted = req.header("accept").is_some_and(|a| a.contains("application/json"));
-        let reply = if json_wanted {
-            Reply::json(202, &json!({ "taskId": uuid }))
-        } else {
-            Reply {
-                status: 202,
-                headers: vec![("content-type".into(), "text/plain".into())],
-                body: location.clone().into_bytes(),
-                stream: None,
-            }
-        };
-        reply.with_header("location", location.clone())
-    };
+    let accepted = || accepted(req, &uuid);
     if !sync && finish.is_none() {
         return Ok(accepted());
     }
@@ -361,6 +348,24 @@ enum Finish {
     MakeVm,
     /// A VDI copied to another SR: the source goes.
     DestroySource,
+}
+
+/// 202 for the XAPI task `uuid`: `Location: /rest/v0/tasks/<uuid>`, and as body the href as text (XO's legacy API)
+/// or `{"taskId": …}` with `Accept: application/json`.
+pub(crate) fn accepted(req: &Request, uuid: &str) -> Reply {
+    let location = format!("/rest/v0/tasks/{uuid}");
+    let json_wanted = req.header("accept").is_some_and(|a| a.contains("application/json"));
+    let reply = if json_wanted {
+        Reply::json(202, &json!({ "taskId": uuid }))
+    } else {
+        Reply {
+            status: 202,
+            headers: vec![("content-type".into(), "text/plain".into())],
+            body: location.clone().into_bytes(),
+            stream: None,
+        }
+    };
+    reply.with_header("location", location)
 }
 
 /// A 409 with XAPI's error code and parameters, for a state the edge can see forbids the action.

@@ -37,6 +37,14 @@ enum Kind {
     Blocks,
     /// An array of IPv4 (`false`: IPv6) addresses.
     Addresses(bool),
+    /// A string or null.
+    StrOrNull,
+    /// A positive integer or null.
+    CountOrNull,
+    /// An array of non-negative integers.
+    Naturals,
+    /// One of these numbers.
+    OneOfNumbers(&'static [u64]),
 }
 
 /// One field `PATCH` may set: its name in the body and its kind. Applied in table order.
@@ -63,6 +71,23 @@ const VM_FIELDS: &[Field] = &[
     ("affinityHost", Kind::IdOrNull),
     ("blockedOperations", Kind::Blocks),
     ("xenStoreData", Kind::StrMap),
+    ("coresPerSocket", Kind::CountOrNull),
+    ("cpuCap", Kind::NaturalOrNull),
+    ("cpuWeight", Kind::NaturalOrNull),
+    ("cpuMask", Kind::Naturals),
+    ("notes", Kind::StrOrNull),
+    ("PV_args", Kind::Str),
+    ("hasVendorDevice", Kind::Bool),
+    ("expNestedHvm", Kind::Bool),
+    ("nestedVirt", Kind::Bool),
+    ("nicType", Kind::StrOrNull),
+    ("vga", Kind::OneOf(&["std", "cirrus"])),
+    ("videoram", Kind::OneOfNumbers(&[1, 2, 4, 8, 16])),
+    ("viridian", Kind::Bool),
+    ("secureBoot", Kind::Bool),
+    ("hvmBootFirmware", Kind::StrOrNull),
+    ("suspendSr", Kind::IdOrNull),
+    ("virtualizationMode", Kind::OneOf(&["pv", "hvm"])),
 ];
 
 /// XO 6's `UpdateVdi`: names, tags and `size` (bytes, grow only).
@@ -118,6 +143,10 @@ fn fits(kind: Kind, v: &Value) -> bool {
         Kind::Blocks => {
             v.as_object().is_some_and(|o| o.values().all(|x| x.is_string() || x.is_boolean() || x.is_null()))
         }
+        Kind::StrOrNull => v.is_null() || v.is_string(),
+        Kind::CountOrNull => v.is_null() || integer(v).is_some_and(|n| n > 0),
+        Kind::Naturals => v.as_array().is_some_and(|a| a.iter().all(|x| integer(x).is_some())),
+        Kind::OneOfNumbers(values) => integer(v).is_some_and(|n| values.contains(&n)),
         Kind::Addresses(v4) => v.as_array().is_some_and(|a| {
             a.iter().all(|x| {
                 x.as_str().is_some_and(|s| {
@@ -144,6 +173,10 @@ fn want(kind: Kind) -> String {
         Kind::OneOf(values) => format!("one of {values:?}"),
         Kind::StrMap => "an object of strings or nulls".into(),
         Kind::Blocks => "an object of booleans, strings or nulls".into(),
+        Kind::StrOrNull => "a string or null".into(),
+        Kind::CountOrNull => "a positive integer or null".into(),
+        Kind::Naturals => "an array of non-negative integers".into(),
+        Kind::OneOfNumbers(values) => format!("one of {values:?}"),
         Kind::Addresses(true) => "an array of IPv4 addresses".into(),
         Kind::Addresses(false) => "an array of IPv6 addresses".into(),
     }
@@ -180,6 +213,10 @@ fn fields(coll: &Collection, body: &[u8]) -> Result<Vec<(&'static str, Value)>, 
         if !fits(*kind, value) {
             return Err(ApiError::bad_request(format!("{field} must be {}", want(*kind))));
         }
+        // xenstore keys stay inside the VM's `vm-data/` (a client's own prefix is stripped, as XO does).
+        if *field == "xenStoreData" && value.as_object().into_iter().flatten().any(|(k, _)| xenstore_key(k).is_none()) {
+            return Err(ApiError::bad_request("xenStoreData keys must not be empty, hold \"..\" or start with /"));
+        }
         out.push((*field, value.clone()));
     }
     Ok(out)
@@ -210,7 +247,18 @@ pub async fn patch<T: Transport>(
         let hosts = crate::objects::collection("hosts").ok_or_else(|| ApiError::internal("hosts missing"))?;
         host = Some(find(ctx, &caller, hosts, h).await?.0);
     }
-    let target = Target { class: coll.class, reference: &reference, session: &session, host: host.as_deref() };
+    let mut suspend_sr = None;
+    if let Some((_, Value::String(sr))) = fields.iter().find(|(f, _)| *f == "suspendSr") {
+        let srs = crate::objects::collection("srs").ok_or_else(|| ApiError::internal("srs missing"))?;
+        suspend_sr = Some(find(ctx, &caller, srs, sr).await?.0);
+    }
+    let target = Target {
+        class: coll.class,
+        reference: &reference,
+        session: &session,
+        host: host.as_deref(),
+        suspend_sr: suspend_sr.as_deref(),
+    };
     let mut applied: Vec<&str> = Vec::new();
     for (i, (field, value)) in fields.iter().enumerate() {
         if let Err(e) = apply(ctx, &target, field, value).await {
@@ -237,6 +285,8 @@ struct Target<'a> {
     session: &'a Value,
     /// `affinityHost`'s ref, resolved beforehand.
     host: Option<&'a str>,
+    /// `suspendSr`'s ref, resolved beforehand.
+    suspend_sr: Option<&'a str>,
 }
 
 /// The XAPI calls of one field, in order (reading the record where the calls depend on its state).
@@ -309,11 +359,7 @@ async fn apply<T: Transport>(ctx: &Ctx<'_, T>, t: &Target<'_>, field: &str, valu
         "blockedOperations" | "xenStoreData" => {
             let map = if field == "blockedOperations" { "blocked_operations" } else { "xenstore_data" };
             for (k, v) in value.as_object().into_iter().flatten() {
-                let key = if map == "xenstore_data" && !k.starts_with("vm-data/") {
-                    format!("vm-data/{k}")
-                } else {
-                    k.clone()
-                };
+                let key = if map == "xenstore_data" { xenstore_key(k).unwrap_or_default() } else { k.clone() };
                 call(format!("VM.remove_from_{map}"), vec![json!(key)]).await?;
                 let new = match v {
                     Value::Bool(true) => Some("true".to_string()),
@@ -326,6 +372,39 @@ async fn apply<T: Transport>(ctx: &Ctx<'_, T>, t: &Target<'_>, field: &str, valu
             }
             Ok(())
         }
+        "coresPerSocket" => {
+            update_map(&call, "platform", "cores-per-socket", integer(value).map(|n| n.to_string())).await
+        }
+        "cpuCap" => update_map(&call, "VCPUs_params", "cap", integer(value).map(|n| n.to_string())).await,
+        "cpuWeight" => update_map(&call, "VCPUs_params", "weight", integer(value).map(|n| n.to_string())).await,
+        "cpuMask" => {
+            let mask: Vec<String> =
+                value.as_array().into_iter().flatten().filter_map(integer).map(|n| n.to_string()).collect();
+            update_map(&call, "VCPUs_params", "mask", Some(mask.join(","))).await
+        }
+        "notes" => update_map(&call, "other_config", "xo:notes", value.as_str().map(str::to_string)).await,
+        "PV_args" => set("PV_args", value.clone()).await,
+        "hasVendorDevice" => set("has_vendor_device", value.clone()).await,
+        "expNestedHvm" | "nestedVirt" | "viridian" => {
+            let key = match field {
+                "expNestedHvm" => "exp-nested-hvm",
+                "nestedVirt" => "nested-virt",
+                _ => "viridian",
+            };
+            update_map(&call, "platform", key, (value == &json!(true)).then(|| "true".to_string())).await
+        }
+        "nicType" => update_map(&call, "platform", "nic_type", value.as_str().map(str::to_string)).await,
+        "vga" => update_map(&call, "platform", "vga", value.as_str().map(str::to_string)).await,
+        "videoram" => update_map(&call, "platform", "videoram", Some(n.to_string())).await,
+        "secureBoot" => update_map(&call, "platform", "secureboot", Some((value == &json!(true)).to_string())).await,
+        "hvmBootFirmware" => {
+            let firmware = value.as_str().map(str::to_string);
+            update_map(&call, "HVM_boot_params", "firmware", firmware.clone()).await?;
+            let model = if firmware.as_deref() == Some("uefi") { "qemu-upstream-uefi" } else { "qemu-upstream-compat" };
+            update_map(&call, "platform", "device-model", Some(model.to_string())).await
+        }
+        "suspendSr" => set("suspend_SR", json!(t.suspend_sr.unwrap_or("OpaqueRef:NULL"))).await,
+        "virtualizationMode" => set("domain_type", value.clone()).await,
         "lockingMode" => set("locking_mode", value.clone()).await,
         "allowedIpv4Addresses" | "allowedIpv6Addresses" => {
             let which = if field == "allowedIpv4Addresses" { "ipv4_allowed" } else { "ipv6_allowed" };
@@ -353,6 +432,30 @@ async fn apply<T: Transport>(ctx: &Ctx<'_, T>, t: &Target<'_>, field: &str, valu
         }
         _ => Ok(()),
     }
+}
+
+/// Sets (`Some`) or removes (`None`) `key` of the map field `map` (`remove_from_<map>`, then `add_to_<map>`: XAPI has
+/// no "put"); a removal of a missing key is no error.
+async fn update_map<F, Fut>(call: &F, map: &str, key: &str, value: Option<String>) -> Result<(), XapiError>
+where
+    F: Fn(String, Vec<Value>) -> Fut,
+    Fut: std::future::Future<Output = Result<(), XapiError>>,
+{
+    call(format!("VM.remove_from_{map}"), vec![json!(key)]).await?;
+    match value {
+        Some(v) => call(format!("VM.add_to_{map}"), vec![json!(key), json!(v)]).await,
+        None => Ok(()),
+    }
+}
+
+/// The xenstore path of a `xenStoreData` key: below `vm-data/` (the client's own `vm-data/` prefixes stripped), or
+/// `None` for a key that would leave it.
+fn xenstore_key(key: &str) -> Option<String> {
+    let mut k = key;
+    while let Some(rest) = k.strip_prefix("vm-data/") {
+        k = rest;
+    }
+    (!k.is_empty() && !k.contains("..") && !k.starts_with('/')).then(|| format!("vm-data/{k}"))
 }
 
 /// Whether a VBD has the VDI `vdi` attached to a running VM (then only `VDI.resize_online` may grow it).
@@ -415,6 +518,11 @@ mod tests {
         assert!(fields(vifs, br#"{"allowedIpv4Addresses":["2001:db8::1"]}"#).is_err());
         assert!(fields(vifs, br#"{"rateLimit":null,"txChecksumming":false}"#).is_ok());
         assert!(fields(collection("vdis").unwrap(), br#"{"size":1.5}"#).is_err());
+        assert_eq!(xenstore_key("role").as_deref(), Some("vm-data/role"));
+        assert_eq!(xenstore_key("vm-data/vm-data/a/b").as_deref(), Some("vm-data/a/b"));
+        for bad in ["", "vm-data/", "../x", "a/../b", "/etc"] {
+            assert_eq!(xenstore_key(bad), None, "{bad}");
+        }
         assert_eq!(fields(vms, br#"{"tags":"a"}"#).unwrap_err().message, "tags must be an array of strings");
         assert_eq!(fields(vms, br#"{"tags":[1]}"#).unwrap_err().status, 400);
         assert_eq!(fields(vms, br#"{"name_label":null}"#).unwrap_err().message, "name_label must be a string");

@@ -181,18 +181,7 @@ pub async fn abort<T: Transport>(ctx: &Ctx<'_, T>, caller: Caller, req: &Request
         }
         return Ok(Reply::no_content());
     }
-    let json_wanted = req.header("accept").is_some_and(|a| a.contains("application/json"));
-    let reply = if json_wanted {
-        Reply::json(202, &json!({ "taskId": uuid }))
-    } else {
-        Reply {
-            status: 202,
-            headers: vec![("content-type".into(), "text/plain".into())],
-            body: location.clone().into_bytes(),
-            stream: None,
-        }
-    };
-    Ok(reply.with_header("location", location))
+    Ok(super::actions::accepted(req, uuid))
 }
 
 /// `DELETE /rest/v0/tasks/<id>`.

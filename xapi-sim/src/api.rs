@@ -22,7 +22,15 @@ const SETTABLE: &[&str] =
     &["name_label", "name_description", "tags", "other_config", "blocked_operations", "sm_config", "xenstore_data"];
 
 /// Map fields with `add_to_<field>` / `remove_from_<field>`.
-const MAP_FIELDS: &[&str] = &["other_config", "blocked_operations", "sm_config", "xenstore_data"];
+const MAP_FIELDS: &[&str] = &[
+    "other_config",
+    "blocked_operations",
+    "sm_config",
+    "xenstore_data",
+    "platform",
+    "VCPUs_params",
+    "HVM_boot_params",
+];
 
 pub(crate) fn count_mismatch(method: &str, expected: usize, got: usize) -> XapiError {
     XapiError::new("MESSAGE_PARAMETER_COUNT_MISMATCH", &[method, &expected.to_string(), &got.to_string()])
@@ -1231,16 +1239,9 @@ pub fn vm_snapshot(db: &mut Db, vm: &str, new_name: &str, ignore: &[String]) -> 
         }
     }
     for vif in refs_of(&rec, "VIFs") {
-        let Some(v) = db.get(&vif).cloned() else {
-            continue;
-        };
-        let mut nv = v.clone();
-        nv.remove("uuid");
-        nv.insert("VM".into(), Value::str(snap.clone()));
-        nv.insert("currently_attached".into(), Value::Bool(false));
-        let nvr = db.create("VIF", nv);
-        db.set_add(&snap, "VIFs", &nvr);
-        db.set_add(&str_of(&v, "network"), "VIFs", &nvr);
+        if let Some(v) = db.get(&vif).cloned() {
+            crate::vm_ops::copy_vif(db, &v, &snap, true);
+        }
     }
     db.set_add(vm, "snapshots", &snap);
     crate::allowed::update_vm(db, &snap);

@@ -84,7 +84,7 @@ fn copy_vbd(db: &mut Db, vbd: &Fields, vm: &str, vdi: &str) -> String {
 }
 
 /// Copies a VIF to `vm`, detached, keeping the MAC address or making a new one (`Xapi_vif_helpers.copy`).
-fn copy_vif(db: &mut Db, vif: &Fields, vm: &str, preserve_mac: bool) -> String {
+pub(crate) fn copy_vif(db: &mut Db, vif: &Fields, vm: &str, preserve_mac: bool) -> String {
     let mut nv = vif.clone();
     nv.remove("uuid");
     nv.insert("VM".into(), Value::str(vm));

@@ -3,7 +3,8 @@
 //! Sources, all `ocaml/xapi/`: `xapi_vm.ml` (`set_VCPUs_max`, `set_VCPUs_at_startup`: `INVALID_VALUE` unless
 //! 0 < VCPUs_at_startup ≤ VCPUs_max; `set_memory_limits`, `set_memory_dynamic_range`:
 //! `MEMORY_CONSTRAINT_VIOLATION_ORDER` unless static_min ≤ dynamic_min ≤ dynamic_max ≤ static_max, DMC being on as on
-//! XCP-ng; `set_ha_restart_priority`: one of `restart`, `best-effort`, ``; `set_start_delay`: non-negative),
+//! XCP-ng; `set_ha_restart_priority`: one of `restart`, `best-effort`, ``; `set_start_delay`: non-negative;
+//! `set_has_vendor_device`: halted VMs only; `set_domain_type`: a known type, which sets `HVM_boot_policy` too),
 //! `xapi_vm_lifecycle.ml` (`allowed_power_states`: `changing_VCPUs` and `changing_memory_limits` need `Halted`,
 //! `changing_VCPUs_live` `Running`, `changing_dynamic_range` `Halted` or `Running`: `VM_BAD_POWER_STATE`).
 
@@ -22,6 +23,10 @@ pub const CALLS: &[&str] = &[
     "VM.set_ha_restart_priority",
     "VM.set_start_delay",
     "VM.set_affinity",
+    "VM.set_suspend_SR",
+    "VM.set_PV_args",
+    "VM.set_has_vendor_device",
+    "VM.set_domain_type",
 ];
 
 fn int_arg(v: &Value, field: &str) -> R<i64> {
@@ -129,12 +134,32 @@ pub fn call(db: &mut Db, op: &str, vm: &str, args: &[Value]) -> R<Value> {
             }
             db.set(vm, "start_delay", Value::Int(n));
         }
-        "set_affinity" => {
-            let host = arg_str(&args[0]);
-            if host != NULL_REF {
-                obj(db, "host", &host)?;
+        "set_affinity" | "set_suspend_SR" => {
+            let (class, field) = if op == "set_affinity" { ("host", "affinity") } else { ("SR", "suspend_SR") };
+            let target = arg_str(&args[0]);
+            if target != NULL_REF {
+                obj(db, class, &target)?;
             }
-            db.set(vm, "affinity", Value::str(host));
+            db.set(vm, field, Value::str(target));
+        }
+        "set_PV_args" => {
+            db.set(vm, "PV_args", Value::str(arg_str(&args[0])));
+        }
+        "set_has_vendor_device" => {
+            in_state(db, vm, &["Halted"])?;
+            let v = args[0].as_bool().ok_or_else(|| XapiError::new("FIELD_TYPE_ERROR", &["value"]))?;
+            db.set(vm, "has_vendor_device", Value::Bool(v));
+        }
+        "set_domain_type" => {
+            let value = arg_str(&args[0]);
+            if !matches!(value.as_str(), "hvm" | "pv" | "pv_in_pvh" | "pvh") {
+                return Err(invalid("domain_type", &value));
+            }
+            let policy = if value == "hvm" { "BIOS order" } else { "" };
+            db.update(vm, |f| {
+                f.insert("domain_type".into(), Value::str(value.clone()));
+                f.insert("HVM_boot_policy".into(), Value::str(policy));
+            });
         }
         _ => return Err(XapiError::new("MESSAGE_METHOD_UNKNOWN", &[&format!("VM.{op}")])),
     }

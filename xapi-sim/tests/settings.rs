@@ -100,3 +100,37 @@ fn vif_locking_and_qos() {
     sim.call("VIF.set_qos_algorithm_params", json!([sid, vif, {"kbps": "1000"}])).unwrap();
     assert_eq!(rec(&sim, &sid, "VIF", vif.as_str().unwrap())["qos_algorithm_params"], json!({"kbps": "1000"}));
 }
+
+/// `ocaml/xapi/xapi_vm.ml`: `set_has_vendor_device` (halted only: `assert_initial_power_state_is`), `set_domain_type`
+/// (sets `HVM_boot_policy` from the type), and the map fields XO edits (`platform`, `VCPUs_params`,
+/// `HVM_boot_params`: XAPI's generic `add_to_`/`remove_from_`).
+#[test]
+fn vm_platform_and_boot_settings() {
+    let sim = Sim::start();
+    let sid = sim.root();
+    let halted = sim.by_name(&sid, "VM", "Rocky Linux 8");
+    let running = sim.by_name(&sid, "VM", "Debian 12 web");
+    sim.call("VM.set_has_vendor_device", json!([sid, halted, true])).unwrap();
+    assert_eq!(code(sim.call("VM.set_has_vendor_device", json!([sid, running, true]))), "VM_BAD_POWER_STATE");
+    sim.call("VM.set_domain_type", json!([sid, halted, "pv"])).unwrap();
+    let r = rec(&sim, &sid, "VM", &halted);
+    assert_eq!((r["domain_type"].as_str(), r["HVM_boot_policy"].as_str()), (Some("pv"), Some("")));
+    assert_eq!(code(sim.call("VM.set_domain_type", json!([sid, halted, "unspecified"]))), "INVALID_VALUE");
+    let err = sim.call("VM.add_to_platform", json!([sid, halted, "cores-per-socket", "2"])).unwrap_err();
+    assert_eq!(err[0], "MAP_DUPLICATE_KEY", "the demo VM has the key already");
+    sim.call("VM.remove_from_platform", json!([sid, halted, "cores-per-socket"])).unwrap();
+    sim.call("VM.add_to_platform", json!([sid, halted, "cores-per-socket", "2"])).unwrap();
+    sim.call("VM.remove_from_VCPUs_params", json!([sid, halted, "cap"])).unwrap();
+    sim.call("VM.add_to_VCPUs_params", json!([sid, halted, "cap", "50"])).unwrap();
+    sim.call("VM.remove_from_HVM_boot_params", json!([sid, halted, "firmware"])).unwrap();
+    sim.call("VM.add_to_HVM_boot_params", json!([sid, halted, "firmware", "uefi"])).unwrap();
+    let r = rec(&sim, &sid, "VM", &halted);
+    assert_eq!(r["platform"]["cores-per-socket"], "2");
+    assert_eq!(
+        (r["VCPUs_params"]["cap"].as_str(), r["HVM_boot_params"]["firmware"].as_str()),
+        (Some("50"), Some("uefi"))
+    );
+    let sr = sim.by_name(&sid, "SR", "Shared NFS storage");
+    sim.call("VM.set_suspend_SR", json!([sid, halted, sr])).unwrap();
+    assert_eq!(rec(&sim, &sid, "VM", &halted)["suspend_SR"], sr.as_str());
+}
