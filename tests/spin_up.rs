@@ -155,3 +155,78 @@ fn login_throttling_uses_spins_key_value_store_and_client_address() {
     drop(up);
     let _ = std::fs::remove_dir_all(&state);
 }
+
+/// Issue 16 under Spin's per-route `api` component: a `?sync` snapshot and the clone of it made a VM, a new disk
+/// plugged into a running VM, and the task stream, which Spin must keep writing after the handler's head (the
+/// component drives it with XAPI calls between writes).
+#[test]
+fn writes_and_the_task_stream_work_under_spin() {
+    let Some(bin) = spin() else {
+        eprintln!("skipped: no Spin binary (set SPIN=<path to spin>)");
+        return;
+    };
+    let sim = xapi_sim::start_background(&xapi_sim::Options::default()).unwrap();
+    let state = std::env::temp_dir().join(format!("xo-edge-spin-writes-{}", std::process::id()));
+    std::fs::create_dir_all(&state).unwrap();
+    let up = SpinUp::start(&bin, &sim.url, &state, &[]);
+    let http = reqwest::blocking::Client::new();
+    let token = http.post(format!("{}/rest/v0/users/authentication_tokens", up.url)).basic_auth("root", Some(PASSWORD));
+    let token = token.send().unwrap().json::<serde_json::Value>().unwrap()["token"]["id"].as_str().unwrap().to_string();
+    let get = |path: &str| -> serde_json::Value {
+        http.get(format!("{}{path}", up.url)).bearer_auth(&token).send().unwrap().json().unwrap()
+    };
+    let post = |path: &str, body: serde_json::Value| {
+        let r = http.post(format!("{}{path}", up.url)).bearer_auth(&token).header("accept", "application/json");
+        let r = r.body(body.to_string()).send().unwrap();
+        (r.status().as_u16(), r.json::<serde_json::Value>().unwrap_or_default())
+    };
+    let uuid = |coll: &str, name: &str| {
+        get(&format!("/rest/v0/{coll}?fields=uuid&filter=name_label:%22{name}%22"))[0]["uuid"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (vm, sr) = (uuid("vms", "Debian 12 web"), uuid("srs", "Shared NFS storage"));
+    // The task stream, opened first.
+    let stream = {
+        use std::io::BufRead;
+        let client = reqwest::blocking::Client::builder().timeout(None).build().unwrap();
+        let r = client.get(format!("{}/rest/v0/tasks?ndjson&watch&fields=status", up.url)).bearer_auth(&token);
+        let r = r.send().unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(r).lines().map_while(Result::ok).filter(|l| !l.is_empty()) {
+                if tx.send(serde_json::from_str(&line).unwrap()).is_err() {
+                    return;
+                }
+            }
+        });
+        rx
+    };
+    let (status, snap) = post(&format!("/rest/v0/vms/{vm}/actions/snapshot?sync"), serde_json::json!({}));
+    assert_eq!(status, 201, "{snap}");
+    let snap = snap["id"].as_str().unwrap().to_string();
+    let (status, clone) = post(&format!("/rest/v0/vm-snapshots/{snap}/actions/clone?sync"), serde_json::json!({}));
+    assert_eq!(status, 201, "{clone}");
+    let clone = clone["id"].as_str().unwrap().to_string();
+    assert_eq!(get(&format!("/rest/v0/vms/{clone}"))["power_state"], "Halted");
+    let (status, task) = post(&format!("/rest/v0/vms/{clone}/actions/start"), serde_json::json!({}));
+    assert_eq!(status, 202, "{task}");
+    let href = format!("/rest/v0/tasks/{}", task["taskId"].as_str().unwrap());
+    loop {
+        let line = stream.recv_timeout(Duration::from_secs(20)).expect("the start task's success on the stream");
+        if line[0] == "update" && line[1]["href"] == href.as_str() && line[1]["status"] == "success" {
+            break;
+        }
+    }
+    let (status, disk) = post("/rest/v0/vdis", serde_json::json!({"srId": sr, "virtual_size": 1 << 20}));
+    assert_eq!(status, 201, "{disk}");
+    let (status, vbd) = post("/rest/v0/vbds", serde_json::json!({"VM": clone, "VDI": disk["id"]}));
+    assert_eq!(status, 201, "{vbd}");
+    assert_eq!(get(&format!("/rest/v0/vbds/{}", vbd["id"].as_str().unwrap()))["attached"], true);
+    let del = http.delete(format!("{}/rest/v0/vms/{clone}", up.url)).bearer_auth(&token).send().unwrap();
+    assert_eq!(del.status().as_u16(), 204);
+    drop(up);
+    let _ = std::fs::remove_dir_all(&state);
+}
