@@ -450,11 +450,14 @@ fn failed_logins_are_throttled_per_user_across_instances() {
     std::fs::remove_dir_all(&state).unwrap();
 }
 
-/// Parallel guesses for one user name are held to the limit: of 12 at once, no more than 3 reach XAPI. The window
+/// Parallel guesses for one user name are held to the limit: of 48 at once, no more than 3 reach XAPI. The window
 /// is long here so that every guess falls in it however slowly a loaded machine runs them (a guess made after the
-/// window of the first ones may rightly pass).
+/// window of the first ones may rightly pass). Refused guesses remove their records while others list the state
+/// directory, which once cut listings short under `wasmtime serve` and let a fourth guess through (store.rs,
+/// `DirStore::keys`): with the old listing this test failed about one run in two.
 #[test]
 fn parallel_guesses_are_held_to_the_limit() {
+    const PARALLEL: usize = 48;
     let state = std::env::temp_dir().join(format!("xo-edge-state-parallel-{}", std::process::id()));
     std::fs::create_dir_all(&state).unwrap();
     let dir = state.to_str().unwrap().to_string();
@@ -462,7 +465,7 @@ fn parallel_guesses_are_held_to_the_limit() {
     let edge = Edge::start_with(&env, xapi_sim::Options::default());
     let tokens = format!("{}/rest/v0/users/authentication_tokens", edge.url);
     let results: Vec<u16> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..12)
+        let handles: Vec<_> = (0..PARALLEL)
             .map(|_| {
                 s.spawn(|| {
                     let r = edge.http.post(&tokens).basic_auth("operator", Some("wrong-password")).send().unwrap();
@@ -474,9 +477,9 @@ fn parallel_guesses_are_held_to_the_limit() {
     });
     let refused = results.iter().filter(|s| **s == 429).count();
     let checked = results.iter().filter(|s| **s == 401).count();
-    assert_eq!(refused + checked, 12, "{results:?}");
+    assert_eq!(refused + checked, PARALLEL, "{results:?}");
     // No more than the limit (fewer when attempts in flight saw each other's records before those were removed).
-    assert!(checked <= 3, "{checked} of 12 parallel guesses reached XAPI: {results:?}");
+    assert!(checked <= 3, "{checked} of {PARALLEL} parallel guesses reached XAPI: {results:?}");
     drop(edge);
     std::fs::remove_dir_all(&state).unwrap();
 }
