@@ -71,11 +71,11 @@ impl DirStore {
 
 #[cfg(not(feature = "spin-variables"))]
 impl Store for DirStore {
-    /// A listing races the records other instances add and remove. Under `wasmtime serve` an entry removed while the
-    /// directory is read ends the listing with an error (the host reads each entry's metadata, which fails for a file
-    /// gone in between, and the guest's directory stream stops there), so a listing that met an error is read again:
-    /// a short one would undercount the failures and let a guess through (seen in CI: 4 of 12 parallel guesses
-    /// against a limit of 3).
+    /// A listing races the records other instances add and remove. Under `wasmtime serve`, an entry removed while
+    /// the directory is read can end the listing with an error, leaving the rest of it unread. A short listing would
+    /// undercount the failures and let a guess through: CI saw 4 of 12 parallel guesses pass a limit of 3, and 48
+    /// parallel guesses did so about one run in two. So a listing that met an error is read again; with that, the
+    /// 48-guess test has not failed since.
     fn keys(&self, prefix: &str) -> Vec<String> {
         let mut last = Vec::new();
         for _ in 0..20 {
