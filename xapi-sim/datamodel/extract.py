@@ -13,7 +13,7 @@ import re
 import sys
 
 SERVED = ["pool", "host", "host_metrics", "VM", "VM_metrics", "VM_guest_metrics", "VBD", "VDI", "SR", "PBD",
-          "network", "VIF", "PIF", "PIF_metrics", "message", "task", "subject", "role", "session"]
+          "network", "VIF", "PIF", "PIF_metrics", "Bond", "VLAN", "message", "task", "subject", "role", "session"]
 
 
 # Fields newer than the xenapi.json read (it is regenerated at releases), which real pools return: from the

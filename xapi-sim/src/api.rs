@@ -47,7 +47,8 @@ fn is_write(class: &str, op: &str) -> bool {
         || class == "event"
         // Any subject may create and end its own tasks (`ocaml/idl/datamodel.ml`: `_R_READ_ONLY` on these).
         || (class == "task"
-            && matches!(op, "create" | "cancel" | "destroy" | "set_status" | "set_progress" | "set_result" | "set_error_info")))
+            && matches!(op, "create" | "cancel" | "destroy" | "set_status" | "set_progress" | "set_result" | "set_error_info"))
+        || crate::infra::READS.contains(&format!("{class}.{op}").as_str()))
 }
 
 /// The fields of a session record (`session.get_<field>`).
@@ -135,6 +136,7 @@ pub fn methods() -> &'static [String] {
             .chain(VM_VDI_WRITES)
             .chain(crate::vm_settings::CALLS)
             .chain(crate::devices::VIF_SETTERS)
+            .chain(crate::infra::CALLS)
             .map(|m| m.to_string())
             .collect();
         out.extend(SESSION_FIELDS.iter().map(|f| format!("session.get_{f}")));
@@ -592,6 +594,7 @@ async fn dispatch(sim: &Arc<Sim>, session: &Session, name: &str, class: &str, op
             expect_args(name, args, 1)?;
             sim.write(|db| crate::devices::vif_destroy(db, &arg_str(&args[0])))
         }
+        _ if crate::infra::CALLS.contains(&name) => crate::infra::call(sim, class, op, args).await,
         ("message", "create") => {
             expect_args(name, args, 5)?;
             let f = Fields::from([
@@ -683,12 +686,13 @@ pub fn permissions(role: Role) -> Vec<String> {
     }
     out.push("event.from".into());
     if role == Role::PoolAdmin {
-        for m in VM_VDI_WRITES.iter().chain(crate::vm_settings::CALLS).chain(crate::devices::VIF_SETTERS).chain(&[
-            "http/get_export",
-            "http/put_import",
-            "http/get_export_raw_vdi",
-            "http/put_import_raw_vdi",
-        ]) {
+        for m in VM_VDI_WRITES
+            .iter()
+            .chain(crate::vm_settings::CALLS)
+            .chain(crate::devices::VIF_SETTERS)
+            .chain(crate::infra::CALLS)
+            .chain(&["http/get_export", "http/put_import", "http/get_export_raw_vdi", "http/put_import_raw_vdi"])
+        {
             out.push((*m).to_string());
         }
     }
@@ -1085,13 +1089,13 @@ pub fn vm_power(db: &mut Db, vm: &str, op: &str, start_paused: bool) -> R<Value>
     let metrics = str_of(&rec, "metrics");
     match op {
         "start" | "resume" => {
+            // The affinity host when it can run the VM, else another that can (the master first), as XAPI's
+            // `Xapi_vm_helpers.choose_host_for_vm` does.
             let host = {
                 let aff = str_of(&rec, "affinity");
-                if db.get_of("host", &aff).is_some() {
-                    aff
-                } else {
-                    db.all("pool").next().map(|(_, p)| str_of(p, "master")).unwrap_or_default()
-                }
+                let master = db.all("pool").next().map(|(_, p)| str_of(p, "master")).unwrap_or_default();
+                let preferred = if db.get_of("host", &aff).is_some() { aff } else { master };
+                crate::infra::choose_host(db, vm, Some(&preferred), None)?
             };
             if op == "resume" {
                 let sv = str_of(&rec, "suspend_VDI");

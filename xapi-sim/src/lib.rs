@@ -33,6 +33,7 @@ pub mod db;
 pub mod devices;
 pub mod disk;
 pub mod handlers;
+pub mod infra;
 pub mod jsonrpc;
 pub mod scenario;
 pub mod schema;

@@ -28,6 +28,8 @@ pub const CLASSES: &[&str] = &[
     "VIF",
     "PIF",
     "PIF_metrics",
+    "Bond",
+    "VLAN",
     "message",
     "task",
     "subject",

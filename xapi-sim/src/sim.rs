@@ -109,6 +109,10 @@ pub struct FaultSpec {
     /// progress advances in tenths, the object lists it in `current_operations`, and `task.cancel` ends it.
     #[serde(default)]
     pub op_duration_ms: HashMap<String, u64>,
+    /// How long a rebooting host stays down before it is live again (default 300 ms); a toolstack restart takes a
+    /// quarter of it.
+    #[serde(default)]
+    pub host_boot_ms: Option<u64>,
 }
 
 /// Counters tests read through `GET /_sim/stats`.
@@ -165,6 +169,9 @@ pub struct Sim {
     pub changed: tokio::sync::Notify,
     /// Tasks a running HTTP handler is working for (cancellation is observed there).
     pub active_tasks: Mutex<HashSet<String>>,
+    /// Hosts disabled with `auto_enable` false: XAPI keeps this in the host's local database (`Localdb`,
+    /// `Constants.host_auto_enable`), not in the pool's, so they stay disabled across a reboot.
+    pub auto_enable_off: Mutex<HashSet<String>>,
     last_task_gc: Mutex<Instant>,
 }
 
@@ -179,6 +186,7 @@ impl Sim {
             config,
             changed: tokio::sync::Notify::new(),
             active_tasks: Mutex::new(HashSet::new()),
+            auto_enable_off: Mutex::new(HashSet::new()),
             last_task_gc: Mutex::new(Instant::now()),
         }
     }
@@ -326,6 +334,23 @@ impl Sim {
     pub fn op_duration(&self, name: &str) -> Option<Duration> {
         let f = self.faults.lock();
         f.op_duration_ms.get(name).or_else(|| f.op_duration_ms.get("*")).map(|ms| Duration::from_millis(*ms))
+    }
+
+    /// How long a rebooting host stays down ([`FaultSpec::host_boot_ms`]).
+    pub fn host_boot(&self) -> Duration {
+        Duration::from_millis(self.faults.lock().host_boot_ms.unwrap_or(300))
+    }
+
+    /// The master's toolstack restarting: sessions and tasks are not persisted by XAPI (`ocaml/idl/datamodel.ml`,
+    /// `session` and `task` are `PersistNothing`), so every one of them is gone.
+    pub fn restart_master(&self) {
+        self.sessions.lock().clear();
+        self.write(|db| {
+            let tasks: Vec<String> = db.all("task").map(|(r, _)| r.clone()).collect();
+            for t in tasks {
+                db.destroy(&t);
+            }
+        });
     }
 
     /// The subject ref and role names of an external user, for `subject`/`role` records.
