@@ -41,7 +41,7 @@ fn actions_are_listed_and_described() {
     assert_eq!(described["params"]["properties"]["name_label"]["type"], "string");
     assert_eq!(described["params"]["additionalProperties"], false);
     assert_eq!(get(&edge, &t, "/rest/v0/vms/_/actions/fly").0, 404);
-    assert_eq!(get(&edge, &t, "/rest/v0/srs/_/actions").1, json!([]));
+    assert_eq!(get(&edge, &t, "/rest/v0/pifs/_/actions").1, json!([]));
     assert_eq!(get(&edge, &t, "/rest/v0/vms/00000000-0000-4000-8000-000000000000/actions").0, 404);
     // GET /rest/v0 stays the list of collections; with ?routes, the route table spelled out.
     let (_, root) = get(&edge, &t, "/rest/v0");
@@ -212,15 +212,29 @@ fn clone_copy_revert_and_migrate() {
     assert_eq!(vm["power_state"], "Halted", "the snapshot had no memory: the VM is halted after the revert");
     assert_eq!(vm["snapshots"].as_array().unwrap().len(), snapshots_before + 1, "the snapshot taken before");
     // Migrate within the pool: a running VM to the other host.
-    let vm2 = edge.uuid_of(&t, "vms", "Ubuntu 22.04 db");
+    // A VM whose disks are on local storage cannot leave its host (`VM_REQUIRES_SR`); one on shared storage can.
+    let local = edge.uuid_of(&t, "vms", "Ubuntu 22.04 db");
+    let (_, hosts) = get(&edge, &t, "/rest/v0/hosts?fields=uuid");
+    let (_, rec) = get(&edge, &t, &format!("/rest/v0/vms/{local}"));
+    let other = hosts.as_array().unwrap().iter().map(|h| h["uuid"].as_str().unwrap()).find(|h| *h != rec["$container"]);
+    let r = post(
+        &edge,
+        &t,
+        &format!("/rest/v0/vms/{local}/actions/migrate?sync"),
+        &json!({"hostId": other}).to_string(),
+        true,
+    );
+    assert_eq!(r.status().as_u16(), 409);
+    assert_eq!(r.json::<J>().unwrap()["data"]["code"], "VM_REQUIRES_SR");
+    let vm2 = edge.uuid_of(&t, "vms", "XOA 🎷");
     let (_, rec) = get(&edge, &t, &format!("/rest/v0/vms/{vm2}"));
     let from = rec["$container"].as_str().unwrap().to_string();
     let (_, hosts) = get(&edge, &t, "/rest/v0/hosts?fields=uuid");
     let to =
         hosts.as_array().unwrap().iter().map(|h| h["uuid"].as_str().unwrap()).find(|h| *h != from).unwrap().to_string();
     let r =
-        post(&edge, &t, &format!("/rest/v0/vms/{vm2}/actions/migrate?sync"), &json!({"hostId": to}).to_string(), false);
-    assert_eq!(r.status().as_u16(), 204);
+        post(&edge, &t, &format!("/rest/v0/vms/{vm2}/actions/migrate?sync"), &json!({"hostId": to}).to_string(), true);
+    assert_eq!(r.status().as_u16(), 204, "{}", r.text().unwrap());
     assert_eq!(get(&edge, &t, &format!("/rest/v0/vms/{vm2}")).1["$container"], to.as_str());
     let r =
         post(&edge, &t, &format!("/rest/v0/vms/{halted}/actions/migrate"), &json!({"hostId": to}).to_string(), false);

@@ -29,6 +29,7 @@ const SCHEMAS: &[(&str, &str)] = &[
     ("vbds", "XoVbd"),
     ("vifs", "XoVif"),
     ("pifs", "XoPif"),
+    ("pbds", "XoPbd"),
     ("messages", "XoMessage"),
     ("tasks", "XoTask"),
 ];

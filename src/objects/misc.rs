@@ -51,6 +51,28 @@ pub fn map_vbd(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> {
     o
 }
 
+/// XO's PBD: the SR's connection on one host. Device-config entries that hold a password are left out (XAPI keeps
+/// them as secrets, `*_secret` keys naming them; an older or hand-made PBD may still hold one in clear).
+pub fn map_pbd(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> {
+    let mut o = common(reference, r, "PBD", ctx);
+    o.insert("attached".into(), json!(r.get("currently_attached").and_then(Value::as_bool).unwrap_or(false)));
+    o.insert("host".into(), ctx.link(r.get("host").unwrap_or(&Value::Null)));
+    o.insert("SR".into(), ctx.link(r.get("SR").unwrap_or(&Value::Null)));
+    let config: Map<String, Value> = r
+        .get("device_config")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| !k.to_ascii_lowercase().contains("password") || k.ends_with("_secret"))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+        .unwrap_or_default();
+    o.insert("device_config".into(), Value::Object(config));
+    o.insert("otherConfig".into(), r.get("other_config").cloned().unwrap_or_else(|| json!({})));
+    o
+}
+
 pub fn map_vif(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> {
     let mut o = common(reference, r, "VIF", ctx);
     let other = r.get("other_config").cloned().unwrap_or_else(|| json!({}));

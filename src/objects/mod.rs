@@ -148,6 +148,14 @@ pub static COLLECTIONS: &[Collection] = &[
         map: misc::map_network,
     },
     Collection {
+        name: "pbds",
+        class: "PBD",
+        xo_type: "PBD",
+        selector: "true",
+        joins: &["host", "SR"],
+        map: misc::map_pbd,
+    },
+    Collection {
         name: "vbds",
         class: "VBD",
         xo_type: "VBD",
@@ -316,6 +324,6 @@ mod tests {
         assert_eq!(num(Some(&json!("42"))), json!(42));
         assert_eq!(num(Some(&json!(42))), json!(42));
         assert!(collection("vms").is_some() && collection("nope").is_none());
-        assert_eq!(COLLECTIONS.len(), 15);
+        assert_eq!(COLLECTIONS.len(), 16);
     }
 }

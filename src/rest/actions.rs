@@ -9,6 +9,7 @@
 
 use super::auth::Caller;
 use super::collections::{find, wait_for_task};
+use super::infra::{self, Op};
 use super::{Ctx, Reply, Request};
 use crate::error::ApiError;
 use crate::objects::Collection;
@@ -36,6 +37,10 @@ enum Args {
     /// A VDI to `srId`: `VDI.pool_migrate(ref, sr, {})` when a VM uses it (storage motion), else `VDI.copy` and the
     /// source destroyed once the copy is done.
     VdiMigrate,
+    /// `(ref)`, with these boolean parameters accepted for XO compatibility and not used.
+    PlainAccepting(&'static [&'static str]),
+    /// An infrastructure action ([`super::infra`]): one call or a plan.
+    Infra(infra::Op),
 }
 
 /// What must hold before the call (checked on the records the edge reads anyway: 409 with XAPI's code).
@@ -45,6 +50,10 @@ enum Check {
     States(&'static [&'static str]),
     /// A VBD or VIF: its VM running, and the device detached (`true`: plug) or attached (`false`: unplug).
     Device(bool),
+    /// A host live (`true`: `HOST_OFFLINE` otherwise) or not (`false`: `HOST_IS_LIVE` otherwise).
+    HostLive(bool),
+    /// A host that is not the pool's master.
+    NotMaster,
 }
 
 /// One action.
@@ -100,6 +109,36 @@ pub static ACTIONS: &[Action] = &[
     device("VBD", &["vbds"], "disconnect", "VBD.unplug", false),
     device("VIF", &["vifs"], "connect", "VIF.plug", true),
     device("VIF", &["vifs"], "disconnect", "VIF.unplug", false),
+    host("disable", "host.disable", Args::Infra(Op::HostDisable), Check::States(&[])),
+    host("enable", "host.enable", Args::Plain, Check::HostLive(true)),
+    host("start", "host.power_on", Args::Plain, Check::HostLive(false)),
+    host("clean_shutdown", "host.shutdown", Args::Infra(Op::HostPowerOff("host.shutdown")), Check::States(&[])),
+    host("clean_reboot", "host.reboot", Args::Infra(Op::HostPowerOff("host.reboot")), Check::States(&[])),
+    host("smart_reboot", "host.reboot", Args::Infra(Op::SmartReboot), Check::States(&[])),
+    host(
+        "restart_toolstack",
+        "host.restart_agent",
+        Args::PlainAccepting(&["bypassBackupCheck"]),
+        Check::HostLive(true),
+    ),
+    host("emergency_shutdown", "host.shutdown", Args::Infra(Op::HostEmergency), Check::States(&[])),
+    host("management_reconfigure", "host.management_reconfigure", Args::Infra(Op::HostPif), Check::States(&[])),
+    host("scan_pifs", "PIF.scan", Args::Plain, Check::HostLive(true)),
+    host("detach", "pool.eject", Args::Plain, Check::NotMaster),
+    host("forget", "host.destroy", Args::Plain, Check::HostLive(false)),
+    pool("create_network", Op::CreateNetwork, Some("networks")),
+    pool("create_bonded_network", Op::CreateBondedNetwork, Some("networks")),
+    pool("create_internal_network", Op::CreateInternalNetwork, Some("networks")),
+    pool("management_reconfigure", Op::PoolNetwork, None),
+    pool("emergency_shutdown", Op::PoolEmergency, None),
+    pool("add_host", Op::Unavailable("add_host"), None),
+    pool("rolling_reboot", Op::Unavailable("rolling_reboot"), None),
+    pool("rolling_update", Op::Unavailable("rolling_update"), None),
+    sr("scan", "SR.scan", Args::Plain),
+    sr("forget", "SR.forget", Args::Infra(Op::SrForget)),
+    sr("reclaim_space", "host.call_plugin", Args::Infra(Op::Trim)),
+    Action { class: "PBD", collections: &["pbds"], ..sr("plug", "PBD.plug", Args::Plain) },
+    Action { class: "PBD", collections: &["pbds"], ..sr("unplug", "PBD.unplug", Args::Plain) },
     // Listed and described here; run by [`super::tasks::abort`] (the route table sends it there).
     Action {
         class: "task",
@@ -114,6 +153,26 @@ pub static ACTIONS: &[Action] = &[
 
 const fn vm_power(name: &'static str, method: &'static str, args: Args, states: &'static [&'static str]) -> Action {
     Action { class: "VM", collections: VMS, name, method, args, check: Check::States(states), makes: None }
+}
+
+const fn host(name: &'static str, method: &'static str, args: Args, check: Check) -> Action {
+    Action { class: "host", collections: &["hosts"], name, method, args, check, makes: None }
+}
+
+const fn pool(name: &'static str, op: Op, makes: Option<&'static str>) -> Action {
+    Action {
+        class: "pool",
+        collections: &["pools"],
+        name,
+        method: "pool",
+        args: Args::Infra(op),
+        check: Check::States(&[]),
+        makes,
+    }
+}
+
+const fn sr(name: &'static str, method: &'static str, args: Args) -> Action {
+    Action { class: "SR", collections: &["srs"], name, method, args, check: Check::States(&[]), makes: None }
 }
 
 const fn device(
@@ -145,6 +204,17 @@ pub fn schema(action: &Action) -> Value {
         Args::Migrate => (json!({ "hostId": { "type": "string" } }), json!(["hostId"])),
         Args::VdiMigrate => (json!({ "srId": { "type": "string" } }), json!(["srId"])),
         Args::Plain | Args::NotPausedNotForced => (json!({}), json!([])),
+        Args::PlainAccepting(names) => {
+            let props: Map<String, Value> = names
+                .iter()
+                .map(|n| (n.to_string(), json!({ "type": "boolean", "description": "accepted for XO compatibility" })))
+                .collect();
+            (Value::Object(props), json!([]))
+        }
+        Args::Infra(op) => {
+            let (props, required) = infra::schema(op);
+            (props, json!(required))
+        }
     };
     let mut schema = json!({ "type": "object", "properties": properties, "additionalProperties": false });
     if required.as_array().is_some_and(|r| !r.is_empty()) {
@@ -179,6 +249,7 @@ fn validate(action: &Action, params: &Value) -> Result<(), ApiError> {
             Some("string") => value.is_string(),
             Some("boolean") => value.is_boolean(),
             Some("integer") => value.is_i64() || value.is_u64(),
+            Some("array") => value.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
             _ => true,
         };
         if !fits {
@@ -254,13 +325,19 @@ pub async fn run<T: Transport>(
     let (reference, rec) = find(ctx, &caller, coll, id).await?;
     let s = json!(caller.session);
     precheck(ctx, &s, action, &reference, &rec).await?;
-    let (method, args) = arguments(ctx, &caller, action, &reference, &rec, &body).await?;
+    let sync = params::pairs(&req.query).iter().any(|(k, v)| k == "sync" && v != "false");
+    let (method, args) = match action.args {
+        Args::Infra(op) => match infra::prepare(ctx, &caller, op, name, &reference, &rec, &body).await? {
+            infra::Prepared::Call(method, rest) => (method, std::iter::once(s.clone()).chain(rest).collect()),
+            infra::Prepared::Plan { label, steps } => return infra::start(ctx, &caller, req, label, steps, sync).await,
+        },
+        _ => arguments(ctx, &caller, action, &reference, &rec, &body).await?,
+    };
     let task = ctx.xapi.call(&format!("Async.{method}"), &args).await.map_err(|e| e.to_api_error())?;
     let task = task.as_str().unwrap_or_default().to_string();
     let uuid = ctx.xapi.call("task.get_uuid", &[s.clone(), json!(task)]).await.map_err(|e| e.to_api_error())?;
     let uuid = uuid.as_str().unwrap_or_default().to_string();
     let location = format!("/rest/v0/tasks/{uuid}");
-    let sync = params::pairs(&req.query).iter().any(|(k, v)| k == "sync" && v != "false");
     let finish = match (coll.name, method) {
         ("vm-snapshots", "VM.clone" | "VM.copy") => Some(Finish::MakeVm),
         (_, "VDI.copy") => Some(Finish::DestroySource),
@@ -429,6 +506,31 @@ async fn precheck<T: Transport>(
                 return Err(refused("this drive cannot be unplugged".into(), "VBD_NOT_UNPLUGGABLE", r));
             }
         }
+        Check::HostLive(want) => {
+            let metrics = rec["metrics"].clone();
+            let live = ctx.xapi.call("host_metrics.get_live", &[s.clone(), metrics]).await.ok() == Some(json!(true));
+            let r = vec![reference.to_string()];
+            match (want, live) {
+                (true, false) => {
+                    return Err(refused(format!("{name} needs the host to be up, and it is down"), "HOST_OFFLINE", r))
+                }
+                (false, true) => {
+                    return Err(refused(format!("{name} needs the host to be down, and it is up"), "HOST_IS_LIVE", r))
+                }
+                _ => {}
+            }
+        }
+        Check::NotMaster => {
+            let pools =
+                ctx.xapi.call("pool.get_all_records", std::slice::from_ref(s)).await.map_err(|e| e.to_api_error())?;
+            if pools.as_object().into_iter().flatten().any(|(_, p)| p["master"] == json!(reference)) {
+                return Err(refused(
+                    format!("{name} is not possible on the pool master (designate another master first)"),
+                    "HOST_IS_MASTER",
+                    vec![reference.to_string()],
+                ));
+            }
+        }
     }
     Ok(())
 }
@@ -451,7 +553,7 @@ async fn arguments<T: Transport>(
     };
     let mut args = vec![s.clone(), json!(reference)];
     let method = match action.args {
-        Args::Plain => action.method,
+        Args::Plain | Args::PlainAccepting(_) | Args::Infra(_) => action.method,
         Args::NotPausedNotForced => {
             args.extend([json!(false), json!(false)]);
             action.method

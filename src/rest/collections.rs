@@ -181,6 +181,7 @@ fn link_fields(class: &str) -> &'static [(&'static str, &'static str)] {
         "VIF" => &[("VM", "VM"), ("network", "network")],
         "PIF" => &[("host", "host"), ("network", "network"), ("metrics", "PIF_metrics")],
         "task" => &[("resident_on", "host")],
+        "PBD" => &[("host", "host"), ("SR", "SR")],
         _ => &[],
     }
 }
@@ -663,7 +664,11 @@ async fn made_object<T: Transport>(ctx: &Ctx<'_, T>, s: &Value, rec: &Value) -> 
     let start = result.find("OpaqueRef:")?;
     let end = result[start..].find('<').map_or(result.len(), |i| start + i);
     let made = &result[start..end];
-    let class = rec["name_label"].as_str()?.strip_prefix("Async.")?.split('.').next()?;
+    // A plan's task names the collection of what it makes in `other_config` ([`super::plans`]).
+    let class = match rec["other_config"]["xo-edge:makes"].as_str() {
+        Some(coll) => objects::collection(coll)?.class,
+        None => rec["name_label"].as_str()?.strip_prefix("Async.")?.split('.').next()?,
+    };
     let coll = objects::COLLECTIONS.iter().find(|c| c.class == class)?;
     let made_rec = ctx.xapi.call(&format!("{}.get_record", coll.class), &[s.clone(), json!(made)]).await.ok()?;
     let coll = objects::COLLECTIONS.iter().find(|c| c.class == class && member(c, &made_rec))?;

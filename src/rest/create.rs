@@ -1,4 +1,4 @@
-//! `POST /rest/v0/vdis`, `/vbds` and `/vifs`: new objects, made by XAPI's constructors and awaited.
+//! `POST /rest/v0/vdis`, `/vbds`, `/vifs` and `/srs`: new objects, made by XAPI's constructors and awaited.
 //!
 //! The body is checked whole before any XAPI call: unknown keys, wrong types and missing required keys answer 400
 //! naming the accepted ones; ids in the body are resolved (404 naming the field when they name nothing). The answer
@@ -73,6 +73,49 @@ const VIF_KEYS: &[Key] = &[
     ("qos_algorithm_params", Kind::StrMap, false),
 ];
 
+/// `POST /rest/v0/srs` (XO 6's `CreateSrBody`: `SR.create`'s parameters but `host`, `type`, `physical_size` and
+/// `shared`, which are `hostId`, `SR_type`, `size` and, here, an optional `shared`).
+const SR_KEYS: &[Key] = &[
+    ("name_label", Kind::Str, true),
+    ("SR_type", Kind::Str, true),
+    ("hostId", Kind::Str, true),
+    ("device_config", Kind::StrMap, false),
+    ("name_description", Kind::Str, false),
+    ("content_type", Kind::Str, false),
+    ("sm_config", Kind::StrMap, false),
+    ("size", Kind::Size, false),
+    ("shared", Kind::Bool, false),
+];
+
+/// The SR types XO 6 lists (`CreateSrBody.SR_type`); XAPI answers `SR_UNKNOWN_DRIVER` for one its hosts lack.
+const SR_TYPES: &[&str] = &[
+    "cephfs",
+    "dummy",
+    "ext",
+    "file",
+    "glusterfs",
+    "hba",
+    "iso",
+    "largeblock",
+    "linstor",
+    "lvm",
+    "lvmofcoe",
+    "lvmohba",
+    "lvmoiscsi",
+    "moosefs",
+    "nfs",
+    "shm",
+    "smb",
+    "udev",
+    "xfs",
+    "zfs",
+];
+
+/// Types whose storage is reached over the network, so shared by default (an ISO library when its location is
+/// not a local path).
+const SHARED_TYPES: &[&str] =
+    &["cephfs", "glusterfs", "hba", "linstor", "lvmofcoe", "lvmohba", "lvmoiscsi", "moosefs", "nfs", "smb"];
+
 /// VDI types a client may create (`vdi_type` of XAPI's datamodel, minus those XAPI makes itself).
 const VDI_TYPES: &[&str] =
     &["user", "system", "ephemeral", "crashdump", "suspend", "metadata", "redo_log", "rrd", "pvs_cache"];
@@ -88,6 +131,7 @@ pub async fn create<T: Transport>(
         "vdis" => VDI_KEYS,
         "vbds" => VBD_KEYS,
         "vifs" => VIF_KEYS,
+        "srs" => SR_KEYS,
         other => return Err(ApiError::new(405, format!("{other} cannot be created here"))),
     };
     let body: Value = serde_json::from_slice(&req.body)
@@ -96,6 +140,7 @@ pub async fn create<T: Transport>(
     let made = match coll.name {
         "vdis" => vdi(ctx, &caller, &body).await?,
         "vbds" => vbd(ctx, &caller, &body).await?,
+        "srs" => sr(ctx, &caller, &body).await?,
         _ => vif(ctx, &caller, &body).await?,
     };
     Ok(Reply::json(201, &json!({ "id": made })).with_header("location", format!("/rest/v0/{}/{made}", coll.name)))
@@ -201,6 +246,35 @@ async fn vdi<T: Transport>(ctx: &Ctx<'_, T>, caller: &Caller, body: &Map<String,
     });
     let vdi = ctx.xapi.call("VDI.create", &[s.clone(), record]).await.map_err(|e| e.to_api_error())?;
     ctx.xapi.call("VDI.get_uuid", &[s, vdi]).await.map(uuid_of).map_err(|e| e.to_api_error())
+}
+
+/// `SR.create` as a task, awaited: XAPI makes the SR, a PBD on the host (on every host when shared) and plugs them;
+/// a driver's refusal leaves nothing (XAPI removes the records it made).
+async fn sr<T: Transport>(ctx: &Ctx<'_, T>, caller: &Caller, body: &Map<String, Value>) -> Result<String, ApiError> {
+    let kind = body.get("SR_type").and_then(Value::as_str).unwrap_or_default();
+    if !SR_TYPES.contains(&kind) {
+        return Err(ApiError::bad_request(format!("SR_type must be one of {SR_TYPES:?}")));
+    }
+    let (host, _) = referenced(ctx, caller, "hosts", body, "hostId").await?;
+    let config = strings(body, "device_config");
+    let remote_iso = kind == "iso" && !config["location"].as_str().unwrap_or("/").starts_with('/');
+    let shared = body.get("shared").and_then(Value::as_bool).unwrap_or(SHARED_TYPES.contains(&kind) || remote_iso);
+    let content = text(body, "content_type", if kind == "iso" { "iso" } else { "user" });
+    let s = json!(caller.session);
+    let args = [
+        json!(host),
+        config,
+        json!(size(body, "size").unwrap_or(0)),
+        text(body, "name_label", ""),
+        text(body, "name_description", ""),
+        json!(kind),
+        content,
+        json!(shared),
+        strings(body, "sm_config"),
+    ];
+    let result = super::plans::task(ctx, &s, "SR.create", &args).await.map_err(|e| e.to_api_error())?;
+    let made = result.trim_start_matches("<value>").trim_end_matches("</value>").to_string();
+    ctx.xapi.call("SR.get_uuid", &[s, json!(made)]).await.map(uuid_of).map_err(|e| e.to_api_error())
 }
 
 async fn vbd<T: Transport>(ctx: &Ctx<'_, T>, caller: &Caller, body: &Map<String, Value>) -> Result<String, ApiError> {

@@ -5,6 +5,10 @@
 //!   and the disks that only it and its snapshots use (CD drives' ISOs are never touched).
 //! - VDIs and VDI snapshots: refused with 409 while attached to a running VM; otherwise destroyed.
 //! - VBDs and VIFs: unplugged first if connected to a running VM (as XO does), then destroyed; a VBD's VDI stays.
+//! - SRs: their PBDs unplugged, then `SR.destroy` (the SR's disks with it, as XO does); a refusal plugs the PBDs
+//!   back (`VDI_IN_USE` while a running VM uses a disk there: 409).
+//! - Networks: refused with 409 while a VIF on them is attached or a physical PIF carries them; else their VLANs
+//!   and bonds go, then the network ([`super::infra::delete_network`]).
 //!
 //! 204 when everything is gone. If XAPI refuses a step once something was destroyed, the answer is XAPI's error
 //! with `data.destroyed` and `data.notDestroyed` (uuids), so nothing is half-deleted without the answer saying so.
@@ -28,6 +32,17 @@ pub async fn delete<T: Transport>(
         ("VM", "vms" | "vm-snapshots" | "vm-templates") => vm(ctx, &caller, coll, id).await,
         ("VDI", _) => vdi(ctx, &caller, coll, id).await,
         ("VBD" | "VIF", _) => device(ctx, &caller, coll, id).await,
+        ("SR", _) => {
+            let (reference, _) = find(ctx, &caller, coll, id).await?;
+            let s = json!(caller.session);
+            super::infra::remove_sr(ctx, &s, &reference, true).await.map_err(|e| e.to_api_error())?;
+            Ok(Reply::no_content())
+        }
+        ("network", _) => {
+            let (reference, rec) = find(ctx, &caller, coll, id).await?;
+            super::infra::delete_network(ctx, &json!(caller.session), &reference, &rec).await?;
+            Ok(Reply::no_content())
+        }
         _ => Err(ApiError::new(405, format!("{} cannot be deleted here", coll.name))),
     }
 }

@@ -12,7 +12,8 @@
 //! - [`collections`]: the collections, their objects, a VM's VDIs, waiting for a task.
 //! - [`edit`]: `PATCH` (names, descriptions, tags) and tag `PUT`/`DELETE`.
 //! - [`create`]: `POST` of new VDIs, VBDs and VIFs.
-//! - [`delete`]: `DELETE` of VMs (with their snapshots and own disks), VDIs, VBDs and VIFs.
+//! - [`delete`]: `DELETE` of VMs (with their snapshots and own disks), VDIs, VBDs, VIFs, SRs and networks.
+//! - [`infra`]: the actions of hosts, pools, SRs and PBDs; [`plans`]: actions of several XAPI calls under one task.
 //! - [`tasks`]: watching tasks, an object's tasks, aborting and deleting tasks.
 //! - [`tokens`]: token creation and revocation.
 
@@ -23,6 +24,8 @@ pub mod create;
 pub mod delete;
 pub mod duration;
 pub mod edit;
+pub mod infra;
+pub mod plans;
 pub mod root;
 pub mod router;
 pub mod tasks;
@@ -85,6 +88,8 @@ pub enum Stream {
     Listing(Box<collections::Listing>),
     /// A watch of tasks, one long poll at a time until the client leaves ([`tasks::Watch::next`]).
     Watch(Box<tasks::Watch>),
+    /// Not a body: a plan to run once the answer (`body`) has gone ([`plans::Plan::run`]).
+    Plan(Box<plans::Plan>),
 }
 
 impl Reply {
@@ -198,6 +203,7 @@ where
         // A watch goes on after this returns: it logs the session out when its stream ends.
         match &mut result {
             Ok(Reply { stream: Some(Stream::Watch(w)), .. }) => w.logout = true,
+            Ok(Reply { stream: Some(Stream::Plan(p)), .. }) => p.logout = true,
             _ => {
                 let _ = ctx.xapi.logout(&s).await;
             }

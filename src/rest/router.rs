@@ -45,6 +45,7 @@ const ROUTES: &[(&[&str], &str, Only, Op)] = &[
     (&["POST"], "{coll}", Only::Named("vdis"), Op::Create),
     (&["POST"], "{coll}", Only::Named("vbds"), Op::Create),
     (&["POST"], "{coll}", Only::Named("vifs"), Op::Create),
+    (&["POST"], "{coll}", Only::Named("srs"), Op::Create),
     (READ, "{coll}/{id}", Only::Named("tasks"), Op::Task),
     (READ, "{coll}/{id}", Only::Any, Op::Get),
     (&["PATCH"], "{coll}/{id}", Only::Any, Op::Patch),
@@ -53,6 +54,8 @@ const ROUTES: &[(&[&str], &str, Only, Op)] = &[
     (&["DELETE"], "{coll}/{id}", Only::Named("tasks"), Op::DeleteTask),
     (&["DELETE"], "{coll}/{id}", Only::Named("vbds"), Op::Delete),
     (&["DELETE"], "{coll}/{id}", Only::Named("vifs"), Op::Delete),
+    (&["DELETE"], "{coll}/{id}", Only::Named("srs"), Op::Delete),
+    (&["DELETE"], "{coll}/{id}", Only::Named("networks"), Op::Delete),
     (READ, "{coll}/{id}/vdis", Only::Class("VM"), Op::VmVdis),
     (READ, "{coll}/{id}/tasks", Only::Any, Op::ObjectTasks),
     (&["POST"], "{coll}/{id}/actions/abort", Only::Named("tasks"), Op::AbortTask),
@@ -198,7 +201,8 @@ mod tests {
         assert_eq!(find("PATCH", "vms/abc").unwrap().op, Op::Patch);
         assert_eq!(find("POST", "vms/abc").unwrap_err(), Miss::Method(vec!["GET", "HEAD", "PATCH", "DELETE"]));
         assert_eq!(find("DELETE", "vdi-snapshots/abc").unwrap().op, Op::Delete);
-        assert_eq!(find("DELETE", "srs/abc").unwrap_err(), Miss::Method(vec!["GET", "HEAD", "PATCH"]));
+        assert_eq!(find("DELETE", "srs/abc").unwrap().op, Op::Delete);
+        assert_eq!(find("DELETE", "pifs/abc").unwrap_err(), Miss::Method(vec!["GET", "HEAD", "PATCH"]));
         assert_eq!(find("GET", "nope").unwrap_err(), Miss::NotFound);
         assert_eq!(find("POST", "vbds").unwrap().op, Op::Create);
         assert_eq!(find("GET", "vms/abc/tasks").unwrap().op, Op::ObjectTasks);
@@ -207,7 +211,7 @@ mod tests {
         assert_eq!(find("DELETE", "tasks/abc").unwrap().op, Op::DeleteTask);
         assert_eq!(find("POST", "vms").unwrap_err(), Miss::Method(vec!["GET", "HEAD"]));
         assert_eq!(find("DELETE", "vifs/abc").unwrap().op, Op::Delete);
-        assert_eq!(find("DELETE", "networks/abc").unwrap_err(), Miss::Method(vec!["GET", "HEAD", "PATCH"]));
+        assert_eq!(find("DELETE", "networks/abc").unwrap().op, Op::Delete);
         assert_eq!(find("GET", "vms/abc/nope").unwrap_err(), Miss::NotFound);
         assert_eq!(find("PUT", "vms/abc/tags/%FF").unwrap_err(), Miss::NotFound, "a tag must be UTF-8");
         assert_eq!(find("PUT", "vms/abc/tags/").unwrap_err(), Miss::NotFound);
@@ -220,6 +224,8 @@ mod tests {
             has("POST", "/rest/v0/vbds") && has("DELETE", "/rest/v0/vifs/{id}") && has("GET", "/rest/v0/tasks/{id}")
         );
         assert!(!has("POST", "/rest/v0/srs/{id}/actions/{name}"));
+        assert!(has("POST", "/rest/v0/srs/{id}/actions/scan") && has("POST", "/rest/v0/pbds/{id}/actions/plug"));
+        assert!(has("POST", "/rest/v0/srs") && has("DELETE", "/rest/v0/networks/{id}"));
         // Every spelled-out route is found by the table with its methods.
         for (methods, path) in &all {
             let concrete = path.replace("{id}", "x").replace("{tag}", "t");

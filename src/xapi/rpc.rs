@@ -87,7 +87,27 @@ impl XapiError {
                     | "DEVICE_ALREADY_ATTACHED"
                     | "DEVICE_ALREADY_DETACHED"
                     | "DEVICE_ALREADY_EXISTS"
-                    | "VBD_NOT_UNPLUGGABLE" => {
+                    | "VBD_NOT_UNPLUGGABLE"
+                    // The pool's state forbids it (hosts, storage, networks).
+                    | "HOST_NOT_DISABLED"
+                    | "HOST_IN_USE"
+                    | "HOST_IS_LIVE"
+                    | "HOST_OFFLINE"
+                    | "HOST_DISABLED"
+                    | "HOST_HAS_RESIDENT_VMS"
+                    | "HOST_CANNOT_DESTROY_SELF"
+                    | "HOST_POWER_ON_MODE_DISABLED"
+                    | "CANNOT_EVACUATE_HOST"
+                    | "NO_HOSTS_AVAILABLE"
+                    | "VM_REQUIRES_SR"
+                    | "SR_HAS_PBD"
+                    | "SR_HAS_NO_PBDS"
+                    | "SR_INDESTRUCTIBLE"
+                    | "NETWORK_CONTAINS_VIF"
+                    | "NETWORK_CONTAINS_PIF"
+                    | "PIF_VLAN_EXISTS"
+                    | "PIF_ALREADY_BONDED"
+                    | "PIF_IS_MANAGEMENT_INTERFACE" => {
                         ApiError::new(409, format!("{code}({})", params.join(", "))).with_data(data)
                     }
                     // The request asked for something XAPI cannot make.
@@ -103,7 +123,20 @@ impl XapiError {
                     | "ENUM_INVALID"
                     | "INVALID_VALUE"
                     | "MEMORY_CONSTRAINT_VIOLATION_ORDER"
-                    | "INVALID_IP_ADDRESS_SPECIFIED" => {
+                    | "INVALID_IP_ADDRESS_SPECIFIED"
+                    | "VLAN_TAG_INVALID"
+                    | "PIF_IS_VLAN"
+                    | "PIF_BOND_NEEDS_MORE_MEMBERS"
+                    | "PIF_CANNOT_BOND_CROSS_HOST"
+                    | "PIF_HAS_NO_NETWORK_CONFIGURATION"
+                    | "MTU_RANGE"
+                    | "SR_UNKNOWN_DRIVER"
+                    // The SM drivers' refusals of a device config missing what they need (server, path,
+                    // location, device).
+                    | "SR_BACKEND_FAILURE_37"
+                    | "SR_BACKEND_FAILURE_38"
+                    | "SR_BACKEND_FAILURE_77"
+                    | "SR_BACKEND_FAILURE_90" => {
                         ApiError::bad_request(format!("{code}({})", params.join(", "))).with_data(data)
                     }
                     "SR_BACKEND_FAILURE_44" => ApiError::new(507, "not enough space on the SR").with_data(data),

@@ -107,6 +107,8 @@ const VM_VDI_WRITES: &[&str] = &[
     "VM.unpause",
     "VM.suspend",
     "VM.resume",
+    "VM.start_on",
+    "VM.resume_on",
     "VM.clone",
     "VM.copy",
     "VM.revert",
@@ -536,6 +538,13 @@ async fn dispatch(sim: &Arc<Sim>, session: &Session, name: &str, class: &str, op
             expect_args(name, args, n)?;
             let paused = args.get(1).and_then(Value::as_bool).unwrap_or(false);
             sim.write(|db| vm_power(db, &arg_str(&args[0]), op, paused))
+        }
+        ("VM", "start_on" | "resume_on") => {
+            expect_args(name, args, 4)?;
+            let paused = args[2].as_bool().unwrap_or(false);
+            let (vm, host) = (arg_str(&args[0]), arg_str(&args[1]));
+            obj(&sim.db.lock(), "host", &host)?;
+            sim.write(|db| vm_power_on(db, &vm, op.trim_end_matches("_on"), paused, Some(&host)))
         }
         ("VM", "clone" | "copy") => {
             let copy = op == "copy";
@@ -1065,6 +1074,12 @@ pub(crate) fn lower(s: &str) -> String {
 
 /// Power operations with XAPI's allowed source states.
 pub fn vm_power(db: &mut Db, vm: &str, op: &str, start_paused: bool) -> R<Value> {
+    vm_power_on(db, vm, op, start_paused, None)
+}
+
+/// [`vm_power`], with `on`: the host a start or resume must use (`VM.start_on`, `VM.resume_on`; XAPI checks it as
+/// `Xapi_vm_helpers.assert_can_boot_here`: enabled, live, seeing the VM's storage).
+pub fn vm_power_on(db: &mut Db, vm: &str, op: &str, start_paused: bool, on: Option<&str>) -> R<Value> {
     let rec = obj(db, "VM", vm)?.clone();
     if bool_of(&rec, "is_control_domain") {
         return Err(XapiError::new("OPERATION_NOT_ALLOWED", &["Operations on the control domain are not allowed"]));
@@ -1095,7 +1110,13 @@ pub fn vm_power(db: &mut Db, vm: &str, op: &str, start_paused: bool) -> R<Value>
                 let aff = str_of(&rec, "affinity");
                 let master = db.all("pool").next().map(|(_, p)| str_of(p, "master")).unwrap_or_default();
                 let preferred = if db.get_of("host", &aff).is_some() { aff } else { master };
-                crate::infra::choose_host(db, vm, Some(&preferred), None)?
+                match on {
+                    Some(h) => {
+                        crate::infra::assert_can_boot_here(db, vm, h)?;
+                        h.to_string()
+                    }
+                    None => crate::infra::choose_host(db, vm, Some(&preferred), None)?,
+                }
             };
             if op == "resume" {
                 let sv = str_of(&rec, "suspend_VDI");

@@ -45,6 +45,8 @@ async fn stats(State(sim): State<Arc<Sim>>) -> Json<J> {
                 && !f.get("is_control_domain").and_then(Value::as_bool).unwrap_or(false)
         }).count(),
         "vm_snapshots": flag("VM", "is_a_snapshot"),
+        "enabled_hosts": flag("host", "enabled"),
+        "attached_pbds": flag("PBD", "currently_attached"),
         "vdis": db.count("VDI"),
         "vdi_snapshots": flag("VDI", "is_a_snapshot"),
         "tasks": db.count("task"),

@@ -190,6 +190,22 @@ fn sees(db: &Db, host: &str, sr: &str) -> bool {
     db.all("PBD").any(|(_, p)| str_of(p, "host") == host && str_of(p, "SR") == sr && bool_of(p, "currently_attached"))
 }
 
+/// `Xapi_vm_helpers.assert_can_boot_here`: an enabled (`HOST_DISABLED`), live (`HOST_OFFLINE`) host that sees every
+/// SR the VM's disks use (`VM_REQUIRES_SR`).
+pub fn assert_can_boot_here(db: &Db, vm: &str, host: &str) -> R<()> {
+    let target = obj(db, "host", host)?;
+    if !bool_of(target, "enabled") {
+        return Err(XapiError::new("HOST_DISABLED", &[host]));
+    }
+    if !is_live(db, host) {
+        return Err(XapiError::new("HOST_OFFLINE", &[host]));
+    }
+    if let Some(sr) = unseen_sr(db, vm, host) {
+        return Err(XapiError::new("VM_REQUIRES_SR", &[vm, &sr]));
+    }
+    Ok(())
+}
+
 /// An SR the VM's disks use that `host` does not see, if any.
 pub fn unseen_sr(db: &Db, vm: &str, host: &str) -> Option<String> {
     let rec = db.get_of("VM", vm)?;
@@ -230,12 +246,15 @@ pub fn evacuation_plan(db: &Db, host: &str) -> Vec<(String, Result<String, XapiE
     guests_on(db, host)
         .into_iter()
         .map(|vm| {
-            // Only a running VM migrates (`Xapi_vm_lifecycle.allowed_power_states`, `pool_migrate`).
+            // Only a running VM whose migration is not blocked migrates (`Xapi_vm_lifecycle.check_operation_error`
+            // on `pool_migrate`: `allowed_power_states`, `blocked_operations`).
             let state = db.field_str(&vm, "power_state");
-            let plan = if state == "Running" {
-                choose_host(db, &vm, None, Some(host))
-            } else {
+            let plan = if state != "Running" {
                 Err(crate::api::bad_power_state(&vm, "running", &state))
+            } else if let Err(e) = db.get(&vm).map_or(Ok(()), |r| crate::api::check_blocked(&vm, r, "pool_migrate")) {
+                Err(e)
+            } else {
+                choose_host(db, &vm, None, Some(host))
             };
             (vm, plan)
         })
@@ -301,9 +320,15 @@ fn host_power_off(sim: &Arc<Sim>, host: &str, reboot: bool) -> R<Value> {
         set_live(db, host, false);
         Ok::<_, XapiError>(())
     })?;
+    // The call returns before the host goes (XAPI waits 10 s before running `shutdown`): a master's sessions and
+    // tasks go a moment later.
     let is_master = master(&sim.db.lock()) == host;
     if is_master {
-        sim.restart_master();
+        let (sim, delay) = (sim.clone(), sim.host_boot() / 4);
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            sim.restart_master();
+        });
     }
     if reboot {
         let (sim, host) = (sim.clone(), host.to_string());

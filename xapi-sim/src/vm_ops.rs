@@ -309,21 +309,12 @@ pub fn vm_pool_migrate(db: &mut Db, vm: &str, host: &str) -> R<Value> {
         return Err(XapiError::new("VM_IS_TEMPLATE", &[vm, "pool_migrate"]));
     }
     check_blocked(vm, &rec, "pool_migrate")?;
-    let target = obj(db, "host", host)?;
+    obj(db, "host", host)?;
     let state = str_of(&rec, "power_state");
     if state != "Running" {
         return Err(bad_power_state(vm, "running", &state));
     }
-    // `Xapi_vm_helpers.assert_can_boot_here`: an enabled, live host that sees the VM's storage.
-    if !bool_of(target, "enabled") {
-        return Err(XapiError::new("HOST_DISABLED", &[host]));
-    }
-    if !crate::infra::is_live(db, host) {
-        return Err(XapiError::new("HOST_OFFLINE", &[host]));
-    }
-    if let Some(sr) = crate::infra::unseen_sr(db, vm, host) {
-        return Err(XapiError::new("VM_REQUIRES_SR", &[vm, &sr]));
-    }
+    crate::infra::assert_can_boot_here(db, vm, host)?;
     let from = str_of(&rec, "resident_on");
     db.set_remove(&from, "resident_VMs", vm);
     db.set_push(host, "resident_VMs", vm);

@@ -246,3 +246,29 @@ fn networks_vlans_and_bonds() {
     assert_eq!(code(sim.call("Bond.create", json!([sid, bonded, pifs, "", "lacp"]))), "PIF_CANNOT_BOND_CROSS_HOST");
     assert_eq!(code(sim.call("Bond.create", json!([sid, bonded, pifs, "", "nope"]))), "ENUM_INVALID");
 }
+
+/// `ocaml/xapi/xapi_vm.ml` `start_on`/`resume_on` (`Xapi_vm_helpers.assert_can_boot_here`: `HOST_DISABLED`,
+/// `VM_REQUIRES_SR`), and a VM whose `pool_migrate` is blocked holds up an evacuation
+/// (`Xapi_vm_lifecycle.check_operation_error`, `OPERATION_BLOCKED`).
+#[test]
+fn start_on_resume_on_and_blocked_migration() {
+    let sim = Sim::start();
+    let sid = sim.root();
+    let hosts: Vec<String> = serde_json::from_value(sim.call("host.get_all", json!([sid])).unwrap()).unwrap();
+    let (h1, h2) = (hosts[0].clone(), hosts[1].clone());
+    let web = sim.by_name(&sid, "VM", "Debian 12 web");
+    sim.call("VM.suspend", json!([sid, web])).unwrap();
+    sim.call("host.disable", json!([sid, h2])).unwrap();
+    assert_eq!(code(sim.call("VM.resume_on", json!([sid, web, h2, false, false]))), "HOST_DISABLED");
+    sim.call("host.enable", json!([sid, h2])).unwrap();
+    sim.call("VM.resume_on", json!([sid, web, h2, false, false])).unwrap();
+    assert_eq!(rec(&sim, &sid, "VM", &web)["resident_on"], json!(h2));
+    let rocky = sim.by_name(&sid, "VM", "Rocky Linux 8");
+    sim.call("VM.start_on", json!([sid, rocky, h1, false, false])).unwrap();
+    let db_vm = sim.by_name(&sid, "VM", "Ubuntu 22.04 db");
+    sim.call("VM.hard_shutdown", json!([sid, db_vm])).unwrap();
+    assert_eq!(code(sim.call("VM.start_on", json!([sid, db_vm, h1, false, false]))), "VM_REQUIRES_SR");
+    sim.call("VM.add_to_blocked_operations", json!([sid, rocky, "pool_migrate", "pinned"])).unwrap();
+    let blockers = sim.call("host.get_vms_which_prevent_evacuation", json!([sid, h1])).unwrap();
+    assert_eq!(blockers[&rocky][0], "OPERATION_BLOCKED", "{blockers}");
+}

@@ -230,10 +230,22 @@ impl Log {
     }
 
     /// Like [`answer`](Self::answer), with the configuration a streamed answer may need to reach XAPI.
-    pub async fn answer_with(&self, out: ResponseOutparam, reply: Reply, config: Option<&Config>) {
+    /// A plan the reply carries runs once the answer is sent and logged ([`rest::plans`]).
+    pub async fn answer_with(&self, out: ResponseOutparam, mut reply: Reply, config: Option<&Config>) {
         let status = reply.status;
+        let plan = match reply.stream.take() {
+            Some(rest::Stream::Plan(plan)) => Some(plan),
+            other => {
+                reply.stream = other;
+                None
+            }
+        };
         let (bytes, whole) = response::send(out, reply, self.idle, config).await;
         self.line(if whole { status } else { 499 }, bytes);
+        if let (Some(plan), Some(config)) = (plan, config) {
+            let transport = WasiTransport::new(config);
+            let _ = plan.run(&rest::Ctx::new(config, &transport, now())).await;
+        }
     }
 }
 

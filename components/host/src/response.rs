@@ -93,7 +93,8 @@ pub async fn send(out: ResponseOutparam, reply: Reply, idle: Option<u64>, config
             }
             true
         }
-        None => out.write(&body).await.is_ok(),
+        // A plan is taken out of the reply before (`Log::answer_with`); its answer is the body.
+        None | Some(Stream::Plan(_)) => out.write(&body).await.is_ok(),
     };
     let sent = out.sent;
     if written {
