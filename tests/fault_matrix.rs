@@ -614,3 +614,180 @@ fn device_count(edge: &Edge, uuid: &str, field: &str) -> u64 {
     edge.xapi("session.logout", json!([sid]));
     n
 }
+
+/// What an infrastructure write could leave or lose: SRs, PBDs, plugged PBDs, networks, PIFs, VLANs, enabled
+/// hosts, guests on the master, tasks, sessions.
+fn infra_counts(edge: &Edge) -> [u64; 10] {
+    let s = edge.sim_stats();
+    let o = |c: &str| s["objects"][c].as_u64().unwrap_or(0);
+    let n = |k: &str| s[k].as_u64().unwrap_or(0);
+    let sid = sim_login(edge);
+    let master = edge.xapi("pool.get_all", json!([sid]))["result"][0].clone();
+    let master = edge.xapi("pool.get_master", json!([sid, master]))["result"].clone();
+    let resident = edge.xapi("host.get_resident_VMs", json!([sid, master]))["result"].as_array().unwrap().len() as u64;
+    edge.xapi("session.logout", json!([sid]));
+    [
+        o("SR"),
+        o("PBD"),
+        n("attached_pbds"),
+        o("network"),
+        o("PIF"),
+        o("VLAN"),
+        n("enabled_hosts"),
+        resident,
+        n("tasks"),
+        n("sessions"),
+    ]
+}
+
+/// Issue 17's writes (hosts, SRs, PBDs, networks) under XAPI's faults, each row on a fresh pool: an XAPI error or an
+/// expired session ends with a JSON error and leaves the pool as it was (a plan undoes its steps: a host it disabled
+/// is enabled, PBDs it unplugged are plugged, a network it made is destroyed; its ?sync task is destroyed; an async
+/// plan's task ends failed, read on the task stream, and XAPI's GC removes it). XAPI slower than `xapi_timeout`: 504
+/// and nothing pending or half-made afterwards. The test prints its rows of the README's fault matrix.
+#[test]
+fn every_infrastructure_write_under_every_fault_ends_cleanly() {
+    let mut table: Vec<(&str, &str, String)> = Vec::new();
+    let rows = [
+        "host disable + evacuate (plan, ?sync)",
+        "create_network with a VLAN (plan, ?sync)",
+        "create_network with a VLAN (plan, async)",
+        "POST /srs (NFS)",
+        "SR forget (plan, ?sync)",
+        "PBD unplug (?sync)",
+        "host restart_toolstack (?sync)",
+    ];
+    for (row, name) in rows.into_iter().enumerate() {
+        let edge = Edge::start_with(&[("XO_EDGE_XAPI_TIMEOUT", TIMEOUT)], xapi_sim::Options::default());
+        let token = edge.token("root", "xapi-sim");
+        let post = |path: &str, body: J| -> (u16, J) {
+            let r = edge.http.post(format!("{}{path}", edge.url)).bearer_auth(&token).body(body.to_string());
+            let r = r.send().unwrap();
+            (r.status().as_u16(), r.json().unwrap_or(J::Null))
+        };
+        let master = uuid_of(&edge, "host", "xcp-host1");
+        let host2 = uuid_of(&edge, "host", "xcp-host2");
+        let eth0 = uuid_of(&edge, "network", "Pool-wide network associated with eth0");
+        let pool = {
+            let sid = sim_login(&edge);
+            let p = edge.xapi("pool.get_all", json!([sid]))["result"][0].clone();
+            edge.xapi("pool.get_uuid", json!([sid, p]))["result"].as_str().unwrap().to_string()
+        };
+        let pif = {
+            let sid = sim_login(&edge);
+            let n = edge.xapi("network.get_by_uuid", json!([sid, eth0]))["result"].clone();
+            let p = edge.xapi("network.get_PIFs", json!([sid, n]))["result"][0].clone();
+            edge.xapi("PIF.get_uuid", json!([sid, p]))["result"].as_str().unwrap().to_string()
+        };
+        let nfs = json!({"name_label": "nas", "SR_type": "nfs", "hostId": host2,
+                         "device_config": {"server": "192.0.2.9", "serverpath": "/vms"}});
+        let vlan = json!({"name": "VLAN 7", "pif": pif, "vlan": 7});
+        // (request path, body, the XAPI call it hinges on, whether its failed task stays)
+        let (path, body, hinge, task_stays) = match row {
+            0 => (
+                format!("/rest/v0/hosts/{master}/actions/disable?sync"),
+                json!({"evacuate": true}),
+                "Async.host.evacuate",
+                false,
+            ),
+            1 => (
+                format!("/rest/v0/pools/{pool}/actions/create_network?sync"),
+                vlan,
+                "Async.pool.create_VLAN_from_PIF",
+                false,
+            ),
+            2 => {
+                (format!("/rest/v0/pools/{pool}/actions/create_network"), vlan, "Async.pool.create_VLAN_from_PIF", true)
+            }
+            3 => ("/rest/v0/srs".to_string(), nfs, "Async.SR.create", false),
+            4 | 5 => {
+                let (status, made) = post("/rest/v0/srs", nfs);
+                assert_eq!(status, 201, "{made}");
+                let sr = made["id"].as_str().unwrap().to_string();
+                if row == 4 {
+                    (format!("/rest/v0/srs/{sr}/actions/forget?sync"), json!({}), "Async.SR.forget", false)
+                } else {
+                    let sid = sim_login(&edge);
+                    let r = edge.xapi("SR.get_by_uuid", json!([sid, sr]))["result"].clone();
+                    let pbd = edge.xapi("SR.get_PBDs", json!([sid, r]))["result"][0].clone();
+                    let pbd = edge.xapi("PBD.get_uuid", json!([sid, pbd]))["result"].as_str().unwrap().to_string();
+                    (format!("/rest/v0/pbds/{pbd}/actions/unplug?sync"), json!({}), "Async.PBD.unplug", false)
+                }
+            }
+            _ => (
+                format!("/rest/v0/hosts/{host2}/actions/restart_toolstack?sync"),
+                json!({}),
+                "Async.host.restart_agent",
+                false,
+            ),
+        };
+        let send = || -> End {
+            let r = edge.http.post(format!("{}{path}", edge.url)).bearer_auth(&token).body(body.to_string());
+            r.send().map(classify).unwrap_or(End::Aborted)
+        };
+        let base = edge.settled(&infra_counts(&edge), infra_counts);
+        for (fault, error, want) in [
+            (
+                "XAPI error on the call it hinges on",
+                "INTERNAL_ERROR",
+                if task_stays { End::Done(202) } else { End::Error(502) },
+            ),
+            (
+                "session expired mid-request",
+                "SESSION_INVALID",
+                if task_stays { End::Done(202) } else { End::Error(401) },
+            ),
+        ] {
+            faults(&edge, json!({"fail": [{"method": hinge, "nth": 1, "error": [error, "injected"]}]}));
+            // A 202 plan's outcome is read on the task stream, as it happens (XAPI's GC removes a task a client made
+            // within 30 s of its end).
+            let stream = task_stays.then(|| edge.watch_tasks(&token, "ndjson&watch"));
+            let got = send();
+            if let Some(stream) = stream {
+                let end = loop {
+                    let line = stream.recv_timeout(Duration::from_secs(20)).expect("the plan's task ends");
+                    if line[0] == "update" && line[1]["status"] != "pending" {
+                        break line[1].clone();
+                    }
+                };
+                assert_eq!(
+                    (end["status"].as_str(), end["result"]["code"].as_str()),
+                    (Some("failure"), Some(error)),
+                    "{end}"
+                );
+            }
+            let left = edge.settled(&base, infra_counts);
+            faults(&edge, json!({}));
+            assert_eq!(got, want, "{name} / {fault}");
+            assert_eq!(
+                left, base,
+                "{name} / {fault}: (SRs, PBDs, plugged, networks, PIFs, VLANs, enabled hosts, guests on the master, tasks, sessions)"
+            );
+            let outcome = if task_stays {
+                format!("{got}; its task fails with the error; nothing left")
+            } else {
+                format!("{got}, nothing left")
+            };
+            table.push((name, fault, outcome));
+        }
+        faults(&edge, json!({"latency_ms": {hinge: 4000}}));
+        let got = send();
+        std::thread::sleep(Duration::from_millis(4500));
+        faults(&edge, json!({}));
+        assert_eq!(got, if task_stays { End::Done(202) } else { End::Error(504) }, "{name} / slow");
+        let settled = edge.settled(&0, pending_tasks);
+        assert_eq!(settled, 0, "{name} / slow: a task is still pending");
+        let now = infra_counts(&edge);
+        // XAPI completes the call it was slow on: a new SR's PBDs are plugged, an unplugged PBD stays so; otherwise
+        // no PBD is left unplugged by a plan that gave up.
+        if !matches!(row, 3 | 5) {
+            assert_eq!(now[2], base[2], "{name} / slow: a PBD was left unplugged");
+        }
+        assert_eq!(now[6], base[6], "{name} / slow: a host was left disabled");
+        table.push((name, "XAPI slow beyond the timeout", format!("{got}; nothing pending or half-made")));
+    }
+    println!("| write | fault | outcome |\n|---|---|---|");
+    for (w, fault, got) in &table {
+        println!("| {w} | {fault} | {got} |");
+    }
+}

@@ -72,6 +72,21 @@ fn task_outcome(edge: &Edge, t: &str, location: &str) -> J {
     }
 }
 
+/// Runs a plan (`POST path`, 202) and follows its task on the task stream, opened first: XAPI's GC removes a task a
+/// client made within 30 s of its end (a client cannot set its `finished` time), so a plan's outcome is read as it
+/// happens. Answers the task's last state.
+fn plan(edge: &Edge, t: &str, path: &str, body: J) -> J {
+    let stream = edge.watch_tasks(t, "ndjson&watch");
+    let (status, location, answer) = send(edge, t, "POST", path, body);
+    assert_eq!(status, 202, "{path}: {answer}");
+    loop {
+        let line = stream.recv_timeout(Duration::from_secs(30)).expect("the plan's task ends on the stream");
+        if line[0] == "update" && line[1]["href"] == location.as_str() && line[1]["status"] != "pending" {
+            return line[1].clone();
+        }
+    }
+}
+
 fn until(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !f() {
@@ -209,9 +224,7 @@ fn maintenance_of_a_host() {
     let moving: Vec<String> = guests(&edge);
     assert_eq!(moving.len(), 1);
     // Disable and evacuate: 202 and the edge's task, which ends in success once the VMs have moved.
-    let (status, location, body) = send(&edge, &t, "POST", &act("disable"), json!({"evacuate": true}));
-    assert_eq!(status, 202, "{body}");
-    let task = task_outcome(&edge, &t, &location);
+    let task = plan(&edge, &t, &act("disable"), json!({"evacuate": true}));
     assert_eq!(task["status"], "success", "{task}");
     assert_eq!(task["progress"], 100, "{task}");
     assert!(guests(&edge).is_empty(), "host 2 is empty");
@@ -270,9 +283,7 @@ fn smart_reboot_resumes_the_vms_in_place() {
         assert_eq!((power(&edge, vm), resident_on(&edge, vm)), ("Running".to_string(), h2.clone()));
     }
     let vdis_before = count(&edge, "VDI");
-    let (status, location, _) = send(&edge, &t, "POST", &path, json!({"bypassBlockedSuspend": true}));
-    assert_eq!(status, 202);
-    let task = task_outcome(&edge, &t, &location);
+    let task = plan(&edge, &t, &path, json!({"bypassBlockedSuspend": true}));
     assert_eq!(task["status"], "success", "{task}");
     for vm in &running {
         assert_eq!((power(&edge, vm), resident_on(&edge, vm)), ("Running".to_string(), h2.clone()), "resumed in place");
@@ -381,9 +392,7 @@ fn networks_vlans_and_bonds() {
         send(&edge, &t, "POST", &act("create_network"), json!({"name": "x", "pif": pif, "vlan": 5000}));
     assert_eq!(status, 400, "{e}");
     // An internal network, 202: the task's result names the new network.
-    let (status, location, _) = send(&edge, &t, "POST", &act("create_internal_network"), json!({"name": "backplane"}));
-    assert_eq!(status, 202);
-    let task = task_outcome(&edge, &t, &location);
+    let task = plan(&edge, &t, &act("create_internal_network"), json!({"name": "backplane"}));
     assert_eq!(task["status"], "success", "{task}");
     let internal = task["result"]["id"].as_str().unwrap().to_string();
     assert_eq!(task["result"]["href"], format!("/rest/v0/networks/{internal}"));
@@ -463,9 +472,7 @@ fn toolstack_emergency_detach_and_forget() {
     assert_eq!(get(&edge, &t, "/rest/v0/hosts?fields=uuid").0, 200);
     // Emergency shutdown of host 2: its running VM suspended (the paused one cannot be: it stops with the host), the
     // host down.
-    let (status, location, _) = send(&edge, &t, "POST", &act(&host, "emergency_shutdown"), json!({}));
-    assert_eq!(status, 202);
-    assert_eq!(task_outcome(&edge, &t, &location)["status"], "success");
+    assert_eq!(plan(&edge, &t, &act(&host, "emergency_shutdown"), json!({}))["status"], "success");
     assert!(!live(&edge, &h2));
     assert_eq!(power(&edge, &by_name(&edge, "VM", "Ubuntu 22.04 db")), "Suspended");
     assert_eq!(power(&edge, &by_name(&edge, "VM", "Build agent")), "Halted");

@@ -230,3 +230,45 @@ fn writes_and_the_task_stream_work_under_spin() {
     drop(up);
     let _ = std::fs::remove_dir_all(&state);
 }
+
+/// Issue 17's plans under a real `spin up`: the answer (202) goes first, then the component runs the plan's steps,
+/// which Spin lets a handler do after its response is complete (its HTTP trigger keeps the guest call running).
+#[test]
+fn a_plan_runs_after_its_answer_under_spin() {
+    let Some(bin) = spin() else {
+        eprintln!("skipped: no Spin binary (set SPIN=<path to spin>)");
+        return;
+    };
+    let sim = xapi_sim::start_background(&xapi_sim::Options::default()).unwrap();
+    let state = std::env::temp_dir().join(format!("xo-edge-spin-plans-{}", std::process::id()));
+    std::fs::create_dir_all(&state).unwrap();
+    let up = SpinUp::start(&bin, &sim.url, &state, &[]);
+    let http = reqwest::blocking::Client::new();
+    let token = http.post(format!("{}/rest/v0/users/authentication_tokens", up.url)).basic_auth("root", Some(PASSWORD));
+    let token = token.send().unwrap().json::<serde_json::Value>().unwrap()["token"]["id"].as_str().unwrap().to_string();
+    let get = |path: &str| -> serde_json::Value {
+        http.get(format!("{}{path}", up.url)).bearer_auth(&token).send().unwrap().json().unwrap()
+    };
+    let pool = get("/rest/v0/pools?fields=uuid")[0]["uuid"].as_str().unwrap().to_string();
+    let eth0 = get(
+        "/rest/v0/networks?fields=uuid,PIFs&filter=name_label:%22Pool-wide%20network%20associated%20with%20eth0%22",
+    );
+    let pif = eth0[0]["PIFs"][0].as_str().unwrap().to_string();
+    let started = Instant::now();
+    let r = http
+        .post(format!("{}/rest/v0/pools/{pool}/actions/create_network", up.url))
+        .bearer_auth(&token)
+        .header("accept", "application/json")
+        .body(serde_json::json!({"name": "VLAN 30", "pif": pif, "vlan": 30}).to_string())
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let task = r.json::<serde_json::Value>().unwrap()["taskId"].as_str().unwrap().to_string();
+    let done = get(&format!("/rest/v0/tasks/{task}?wait=result"));
+    assert_eq!(done["status"], "success", "{done}");
+    let net = done["result"]["id"].as_str().unwrap().to_string();
+    assert_eq!(get(&format!("/rest/v0/networks/{net}"))["PIFs"].as_array().unwrap().len(), 2);
+    eprintln!("plan answered and done under Spin in {} ms", started.elapsed().as_millis());
+    drop(up);
+    let _ = std::fs::remove_dir_all(&state);
+}

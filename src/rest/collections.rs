@@ -656,7 +656,7 @@ pub async fn task<T: Transport>(ctx: &Ctx<'_, T>, caller: Caller, req: &Request,
 /// For a successful task whose result is an object ref (`<value>OpaqueRef:…</value>`): the object's `id` and REST
 /// `href`. The class is the one of the task's call (`Async.<class>.<op>`, XAPI's name for the task), the collection
 /// the one the object belongs to now.
-async fn made_object<T: Transport>(ctx: &Ctx<'_, T>, s: &Value, rec: &Value) -> Option<Map<String, Value>> {
+pub(crate) async fn made_object<T: Transport>(ctx: &Ctx<'_, T>, s: &Value, rec: &Value) -> Option<Map<String, Value>> {
     if rec["status"] != "success" {
         return None;
     }

@@ -9,6 +9,10 @@
 //! or `failure` with the failing step's `[code, params…]` in `error_info`. With `?sync` the same steps run before the
 //! answer, which is then their outcome.
 //!
+//! XAPI's GC removes a task a client made within 30 s of its end (`Db_gc_util.timeout_tasks` reads its `finished`
+//! time, which no call sets, so it stays at the epoch; the GC runs every 30 s): a client follows a plan's task as it
+//! runs (`?wait=result`, or the task stream, whose updates carry what it made) or uses `?sync`.
+//!
 //! Each plan undoes what it did when a step fails (a host it disabled is enabled again, a network it made is
 //! destroyed, PBDs it unplugged are plugged back), so nothing is left half-done. What a plan cannot survive is the
 //! end of the instance running it (a runtime restarted mid-plan): its task then stays pending until XAPI's task GC

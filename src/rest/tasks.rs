@@ -106,7 +106,14 @@ impl Watch {
                     let Some(rec) = e.get("snapshot").filter(|r| r.is_object()) else { continue };
                     let uuid = rec["uuid"].as_str().unwrap_or_default().to_string();
                     self.uuids.insert(reference.to_string(), uuid.clone());
-                    let object = objects::build(coll, reference, rec, &self.octx);
+                    let mut object = objects::build(coll, reference, rec, &self.octx);
+                    // What a successful task made, as `GET /rest/v0/tasks/<id>` says it (a plan's task may be
+                    // gone soon after: XAPI's GC removes the tasks clients make within 30 s of their end).
+                    if let Some(made) = super::collections::made_object(ctx, &json!(self.session), rec).await {
+                        if let Some(Value::Object(result)) = object.get_mut("result") {
+                            result.extend(made);
+                        }
+                    }
                     if let Some(f) = &self.q.filter {
                         if !f.matches(&Value::Object(object.clone())) {
                             continue;

@@ -272,3 +272,22 @@ fn start_on_resume_on_and_blocked_migration() {
     let blockers = sim.call("host.get_vms_which_prevent_evacuation", json!([sid, h1])).unwrap();
     assert_eq!(blockers[&rocky][0], "OPERATION_BLOCKED", "{blockers}");
 }
+
+/// `ocaml/xapi/db_gc_util.ml` `timeout_tasks`: completed tasks go once their `finished` time is older than 65
+/// minutes. A task a client made (`task.create`) and ended with `task.set_status` keeps `finished` at the epoch (no
+/// call sets it: `ocaml/xapi/xapi_task.ml`, `set_status`), so the next GC pass removes it; one XAPI completed itself
+/// stays.
+#[test]
+fn a_task_a_client_ended_goes_at_the_next_gc() {
+    let sim = Sim::start();
+    let sid = sim.root();
+    let mine = sim.new_task(&sid);
+    sim.call("task.set_status", json!([sid, mine, "success"])).unwrap();
+    let vm = sim.by_name(&sid, "VM", "Rocky Linux 8");
+    let theirs = sim.call("Async.VM.start", json!([sid, vm, false, false])).unwrap();
+    until("the start is done", || sim.task_status(&sid, theirs.as_str().unwrap()) == "success");
+    std::thread::sleep(Duration::from_millis(1100));
+    sim.call("pool.get_all", json!([sid])).unwrap();
+    assert_eq!(code(sim.call("task.get_status", json!([sid, mine]))), "HANDLE_INVALID");
+    assert_eq!(sim.call("task.get_status", json!([sid, theirs])).unwrap(), "success");
+}
