@@ -347,12 +347,28 @@ fn storage_srs_and_pbds() {
     assert_eq!(get(&edge, &t, &format!("/rest/v0/srs/{local}")).1["shared"], false);
     assert_eq!(send(&edge, &t, "DELETE", &format!("/rest/v0/srs/{local}"), json!(null)).0, 204);
     assert_eq!((count(&edge, "SR"), count(&edge, "PBD")), (srs, 5));
+    // An ISO library on a local path (not shared) and a local LVM SR.
+    let iso = json!({"name_label": "ISOs", "SR_type": "iso", "hostId": host, "device_config": {"location": "/opt/isos", "legacy_mode": "true"}});
+    let (status, _, made) = send(&edge, &t, "POST", "/rest/v0/srs", iso);
+    assert_eq!(status, 201, "{made}");
+    let (_, o) = get(&edge, &t, &format!("/rest/v0/srs/{}", made["id"].as_str().unwrap()));
+    assert_eq!(
+        (o["SR_type"].as_str(), o["shared"].as_bool(), o["content_type"].as_str()),
+        (Some("iso"), Some(false), Some("iso")),
+        "{o}"
+    );
+    let lvm =
+        json!({"name_label": "fast", "SR_type": "lvm", "hostId": host, "device_config": {"device": "/dev/nvme0n1"}});
+    let (status, _, made) = send(&edge, &t, "POST", "/rest/v0/srs", lvm);
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(get(&edge, &t, &format!("/rest/v0/srs/{}", made["id"].as_str().unwrap())).1["SR_type"], "lvm");
+    assert_eq!((count(&edge, "SR"), count(&edge, "PBD")), (srs + 2, 7));
     // Deleting the SR running VMs use: refused (VDI_IN_USE), and the PBDs unplugged meanwhile are plugged back.
     let shared = edge.uuid_of(&t, "srs", "Shared NFS storage");
     let attached = stat(&edge, "attached_pbds");
     let (status, _, e) = send(&edge, &t, "DELETE", &format!("/rest/v0/srs/{shared}"), json!(null));
     assert_eq!((status, e["data"]["code"].as_str()), (409, Some("VDI_IN_USE")), "{e}");
-    assert_eq!((stat(&edge, "attached_pbds"), count(&edge, "SR")), (attached, srs), "nothing lost");
+    assert_eq!((stat(&edge, "attached_pbds"), count(&edge, "SR")), (attached, srs + 2), "nothing lost");
     let pending = sim(&edge, "task.get_all_records_where", json!([r#"field "status"="pending""#]));
     assert_eq!(pending.as_object().unwrap().len(), 0);
 }
@@ -407,6 +423,26 @@ fn networks_vlans_and_bonds() {
     );
     assert_eq!((status, e["data"]["code"].as_str()), (400, Some("PIF_BOND_NEEDS_MORE_MEMBERS")), "{e}");
     assert_eq!(count(&edge, "network"), networks + 2);
+    // eth0 and eth1: as XO, each named PIF stands for its network, so every host gets a bond of its eth0 and eth1.
+    let eth1 = edge.uuid_of(&t, "networks", "Pool-wide network associated with eth1");
+    let (_, n1) = get(&edge, &t, &format!("/rest/v0/networks/{eth1}"));
+    let pif1 = n1["PIFs"][0].as_str().unwrap().to_string();
+    let (status, _, made) = send(
+        &edge,
+        &t,
+        "POST",
+        &format!("{}?sync", act("create_bonded_network")),
+        json!({"name": "bond", "pifIds": [pif, pif1], "bondMode": "active-backup"}),
+    );
+    assert_eq!(status, 201, "{made}");
+    let bonded = made["id"].as_str().unwrap().to_string();
+    let (_, b) = get(&edge, &t, &format!("/rest/v0/networks/{bonded}"));
+    assert_eq!((b["PIFs"].as_array().unwrap().len(), b["isBonded"].as_bool()), (2, Some(true)), "{b}");
+    assert_eq!(count(&edge, "Bond"), 2);
+    assert_eq!(send(&edge, &t, "DELETE", &format!("/rest/v0/networks/{bonded}"), json!(null)).0, 204);
+    assert_eq!(count(&edge, "Bond"), 0);
+    let (_, p) = get(&edge, &t, &format!("/rest/v0/pifs/{pif}"));
+    assert_eq!((p["management"].as_bool(), p["isBondSlave"].as_bool()), (Some(true), Some(false)), "{p}");
     // Tags, then DELETE: the VLANs go with the network.
     assert_eq!(send(&edge, &t, "PUT", &format!("/rest/v0/networks/{vlan_net}/tags/storage"), json!(null)).0, 204);
     assert_eq!(send(&edge, &t, "DELETE", &format!("/rest/v0/networks/{vlan_net}"), json!(null)).0, 204);
@@ -511,4 +547,68 @@ fn emergency_shutdown_of_the_pool() {
         json!([r#"field "power_state"="Running" and field "is_control_domain"="false""#]),
     );
     assert_eq!(running.as_object().unwrap().len(), 0, "every guest suspended or stopped");
+}
+
+/// A clean shutdown evacuates the host first (as XO), then the host goes down; a host emptied of its VMs leaves the
+/// pool with `detach`. XAPI's RBAC refusing a host action or a plan's first step: 403, nothing done. Tags on hosts
+/// and pools.
+#[test]
+fn clean_shutdown_detach_rbac_and_tags() {
+    let edge = Edge::start();
+    let t = edge.token("root", PASSWORD);
+    let (h1, h2) = (by_name(&edge, "host", "xcp-host1"), by_name(&edge, "host", "xcp-host2"));
+    let host = edge.uuid_of(&t, "hosts", "xcp-host2");
+    let act = |name: &str| format!("/rest/v0/hosts/{host}/actions/{name}");
+    let (db_vm, agent) = (by_name(&edge, "VM", "Ubuntu 22.04 db"), by_name(&edge, "VM", "Build agent"));
+    let pool = get(&edge, &t, "/rest/v0/pools?fields=uuid").1[0]["uuid"].as_str().unwrap().to_string();
+    assert_eq!(send(&edge, &t, "PUT", &format!("/rest/v0/pools/{pool}/tags/prod"), json!(null)).0, 204);
+    assert_eq!(send(&edge, &t, "PUT", &format!("/rest/v0/hosts/{host}/tags/rack%201"), json!(null)).0, 204);
+    assert_eq!(sim(&edge, "host.get_tags", json!([h2])), json!(["rack 1"]));
+    assert!(sim(&edge, "pool.get_tags", json!([sim(&edge, "pool.get_all", json!([]))[0]]))
+        .as_array()
+        .unwrap()
+        .contains(&json!("prod")));
+    // XAPI's RBAC refusing (a role changed under a live session; the simulator stands in with XAPI's error): 403.
+    let rbac = |method: &str| json!({"fail": [{"method": method, "nth": 1, "error": ["RBAC_PERMISSION_DENIED", method, "No permission in user session"]}]});
+    let faults = |spec: J| {
+        assert!(edge
+            .http
+            .put(format!("{}/_sim/faults", edge.sim_url))
+            .json(&spec)
+            .send()
+            .unwrap()
+            .status()
+            .is_success());
+    };
+    faults(rbac("Async.host.restart_agent"));
+    let (status, _, e) = send(&edge, &t, "POST", &act("restart_toolstack"), json!({}));
+    assert_eq!((status, e["data"]["code"].as_str()), (403, Some("RBAC_PERMISSION_DENIED")), "{e}");
+    faults(rbac("host.disable"));
+    sim(&edge, "VM.hard_shutdown", json!([db_vm]));
+    sim(&edge, "VM.unpause", json!([agent]));
+    let (status, _, e) = send(&edge, &t, "POST", &format!("{}?sync", act("clean_shutdown")), json!({}));
+    assert_eq!((status, e["data"]["code"].as_str()), (403, Some("RBAC_PERMISSION_DENIED")), "{e}");
+    faults(json!({}));
+    assert!(live(&edge, &h2) && stat(&edge, "enabled_hosts") == 2, "nothing done");
+    assert_eq!(resident_on(&edge, &agent), h2);
+    // The clean shutdown: the agent moves to host 1, host 2 goes down.
+    assert_eq!(send(&edge, &t, "POST", &format!("{}?sync", act("clean_shutdown")), json!({})).0, 204);
+    assert_eq!((resident_on(&edge, &agent), power(&edge, &agent)), (h1.clone(), "Running".to_string()));
+    assert!(!live(&edge, &h2));
+    let (_, o) = get(&edge, &t, &format!("/rest/v0/hosts/{host}"));
+    assert_eq!((o["power_state"].as_str(), o["enabled"].as_bool()), (Some("Halted"), Some(false)), "{o}");
+    // A fresh pool: host 2 emptied (disable + evacuate), then detached; its PIFs, PBDs and local SR go with it.
+    drop(edge);
+    let edge = Edge::start();
+    let t = edge.token("root", PASSWORD);
+    let host = edge.uuid_of(&t, "hosts", "xcp-host2");
+    let act = |name: &str| format!("/rest/v0/hosts/{host}/actions/{name}");
+    sim(&edge, "VM.hard_shutdown", json!([by_name(&edge, "VM", "Ubuntu 22.04 db")]));
+    sim(&edge, "VM.unpause", json!([by_name(&edge, "VM", "Build agent")]));
+    assert_eq!(send(&edge, &t, "POST", &format!("{}?sync", act("disable")), json!({"evacuate": true})).0, 204);
+    let (pifs, srs) = (count(&edge, "PIF"), count(&edge, "SR"));
+    let (status, _, e) = send(&edge, &t, "POST", &format!("{}?sync", act("detach")), json!({}));
+    assert_eq!(status, 204, "{e}");
+    assert_eq!((count(&edge, "host"), count(&edge, "PIF"), count(&edge, "SR")), (1, pifs - 2, srs - 1));
+    assert_eq!(get(&edge, &t, &format!("/rest/v0/hosts/{host}")).0, 404);
 }

@@ -254,6 +254,22 @@ fn a_plan_runs_after_its_answer_under_spin() {
         "/rest/v0/networks?fields=uuid,PIFs&filter=name_label:%22Pool-wide%20network%20associated%20with%20eth0%22",
     );
     let pif = eth0[0]["PIFs"][0].as_str().unwrap().to_string();
+    // The task stream, opened first: the plan's task is followed as it runs (XAPI's GC removes a task a client made
+    // soon after its end).
+    let stream = {
+        use std::io::BufRead;
+        let client = reqwest::blocking::Client::builder().timeout(None).build().unwrap();
+        let r = client.get(format!("{}/rest/v0/tasks?ndjson&watch", up.url)).bearer_auth(&token).send().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(r).lines().map_while(Result::ok).filter(|l| !l.is_empty()) {
+                if tx.send(serde_json::from_str(&line).unwrap()).is_err() {
+                    return;
+                }
+            }
+        });
+        rx
+    };
     let started = Instant::now();
     let r = http
         .post(format!("{}/rest/v0/pools/{pool}/actions/create_network", up.url))
@@ -264,7 +280,13 @@ fn a_plan_runs_after_its_answer_under_spin() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 202);
     let task = r.json::<serde_json::Value>().unwrap()["taskId"].as_str().unwrap().to_string();
-    let done = get(&format!("/rest/v0/tasks/{task}?wait=result"));
+    let href = format!("/rest/v0/tasks/{task}");
+    let done = loop {
+        let line = stream.recv_timeout(Duration::from_secs(20)).expect("the plan's task ends on the stream");
+        if line[0] == "update" && line[1]["href"] == href.as_str() && line[1]["status"] != "pending" {
+            break line[1].clone();
+        }
+    };
     assert_eq!(done["status"], "success", "{done}");
     let net = done["result"]["id"].as_str().unwrap().to_string();
     assert_eq!(get(&format!("/rest/v0/networks/{net}"))["PIFs"].as_array().unwrap().len(), 2);

@@ -1,7 +1,7 @@
 //! Pools to simulate: the demo pool and generated pools of N VMs.
 //!
 //! The demo pool has 2 hosts (each with its control domain), an ISO SR, a shared NFS SR and a host-local LVM SR,
-//! a network with a PIF per host, about ten VMs in every power state (a unicode name, tags, a `[NOSNAP]` disk,
+//! a network with a PIF per host (and a second, unconfigured NIC on its own network), about ten VMs in every power state (a unicode name, tags, a `[NOSNAP]` disk,
 //! blocked operations, a 100 GiB disk holding 10 MiB), snapshots, templates and messages. Disk contents are
 //! synthetic and deterministic. `--vms N` adds N small generated VMs. The API rules live in `api`.
 
@@ -86,6 +86,17 @@ pub fn infrastructure(db: &mut Db) -> Pool {
         f([
             ("name_label", Value::str("Pool-wide network associated with eth0")),
             ("bridge", Value::str("xenbr0")),
+            ("MTU", Value::Int(1500)),
+            ("managed", Value::Bool(true)),
+            ("other_config", Value::map([("automatic", "true")])),
+        ]),
+    );
+    // A second NIC per host, unconfigured, on its own pool-wide network (what a bond is made of).
+    let network1 = db.create(
+        "network",
+        f([
+            ("name_label", Value::str("Pool-wide network associated with eth1")),
+            ("bridge", Value::str("xenbr1")),
             ("MTU", Value::Int(1500)),
             ("managed", Value::Bool(true)),
             ("other_config", Value::map([("automatic", "true")])),
@@ -236,6 +247,36 @@ pub fn infrastructure(db: &mut Db) -> Pool {
         );
         db.set_add(&host, "PIFs", &pif);
         db.set_add(&network, "PIFs", &pif);
+        let eth1_metrics = db.create(
+            "PIF_metrics",
+            f([
+                ("carrier", Value::Bool(true)),
+                ("device_name", Value::str("Ethernet Controller X710")),
+                ("vendor_name", Value::str("Intel Corporation")),
+                ("speed", Value::Int(10000)),
+                ("duplex", Value::Bool(true)),
+                ("last_updated", Value::DateTime(now_datetime())),
+            ]),
+        );
+        let eth1 = db.create(
+            "PIF",
+            f([
+                ("metrics", Value::str(eth1_metrics)),
+                ("primary_address_type", Value::str("IPv4")),
+                ("device", Value::str("eth1")),
+                ("network", Value::str(network1.clone())),
+                ("host", Value::str(host.clone())),
+                ("MAC", Value::str(format!("0c:c4:7a:00:01:0{i}"))),
+                ("MTU", Value::Int(1500)),
+                ("VLAN", Value::Int(-1)),
+                ("physical", Value::Bool(true)),
+                ("currently_attached", Value::Bool(true)),
+                ("ip_configuration_mode", Value::str("None")),
+                ("managed", Value::Bool(true)),
+            ]),
+        );
+        db.set_add(&host, "PIFs", &eth1);
+        db.set_add(&network1, "PIFs", &eth1);
         // Control domain.
         let dom0_metrics =
             db.create("VM_metrics", f([("memory_actual", Value::Int(4 * GIB)), ("VCPUs_number", Value::Int(8))]));

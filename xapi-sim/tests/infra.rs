@@ -141,7 +141,7 @@ fn toolstack_restart_eject_and_forget() {
     assert!(!live(&sim, &sid, &h2), "a shut down host stays down");
     sim.call("host.destroy", json!([sid, h2])).unwrap();
     assert_eq!(sim.call("host.get_all", json!([sid])).unwrap().as_array().unwrap().len(), 1);
-    assert_eq!(sim.call("PIF.get_all", json!([sid])).unwrap().as_array().unwrap().len(), pifs_before - 1);
+    assert_eq!(sim.call("PIF.get_all", json!([sid])).unwrap().as_array().unwrap().len(), pifs_before - 2, "its two");
     assert_eq!(sim.call("SR.get_all", json!([sid])).unwrap().as_array().unwrap().len(), srs_before - 1, "local SR");
 }
 
@@ -245,6 +245,29 @@ fn networks_vlans_and_bonds() {
     let pifs = rec(&sim, &sid, "network", &eth0)["PIFs"].clone();
     assert_eq!(code(sim.call("Bond.create", json!([sid, bonded, pifs, "", "lacp"]))), "PIF_CANNOT_BOND_CROSS_HOST");
     assert_eq!(code(sim.call("Bond.create", json!([sid, bonded, pifs, "", "nope"]))), "ENUM_INVALID");
+    // eth0 and eth1 of host 1: the bond's PIF takes the management role, the members are its slaves; destroyed, the
+    // first member has it back.
+    let eth1 = sim.by_name(&sid, "network", "Pool-wide network associated with eth1");
+    let host = rec(&sim, &sid, "PIF", pif.as_str().unwrap())["host"].clone();
+    let on_host = |net: &str| {
+        rec(&sim, &sid, "network", net)["PIFs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| rec(&sim, &sid, "PIF", p.as_str().unwrap())["host"] == host)
+            .unwrap()
+            .clone()
+    };
+    let members = json!([on_host(&eth0), on_host(&eth1)]);
+    let bond = sim.call("Bond.create", json!([sid, bonded, members, "", "active-backup"])).unwrap();
+    let b = rec(&sim, &sid, "Bond", bond.as_str().unwrap());
+    let master = rec(&sim, &sid, "PIF", b["master"].as_str().unwrap());
+    assert_eq!((master["device"].as_str(), master["management"].as_bool()), (Some("bond0"), Some(true)));
+    assert_eq!(rec(&sim, &sid, "PIF", members[0].as_str().unwrap())["bond_slave_of"], bond);
+    assert_eq!(code(sim.call("Bond.create", json!([sid, bonded, members, "", "lacp"]))), "PIF_ALREADY_BONDED");
+    sim.call("Bond.destroy", json!([sid, bond])).unwrap();
+    assert_eq!(rec(&sim, &sid, "PIF", members[0].as_str().unwrap())["management"], true);
+    assert_eq!(sim.call("Bond.get_all", json!([sid])).unwrap(), json!([]));
 }
 
 /// `ocaml/xapi/xapi_vm.ml` `start_on`/`resume_on` (`Xapi_vm_helpers.assert_can_boot_here`: `HOST_DISABLED`,
