@@ -41,7 +41,8 @@ struct World {
     config: Config,
     /// A token of root's; made again after an input that may have revoked it.
     token: Mutex<String>,
-    /// Uuids of the demo pool that inputs name as `$SR`, `$VDI`, `$VM` (halted) and `$RUNNING`.
+    /// Uuids of the demo pool that inputs name as `$SR`, `$VDI`, `$VM` (halted), `$RUNNING`, `$HOST` (host 2),
+    /// `$MASTER`, `$POOL` and `$NET` (eth0's network).
     names: Vec<(&'static str, String)>,
     /// The demo pool as built, put back after an input deleted something (so `$VM` and the others keep naming
     /// objects).
@@ -106,6 +107,10 @@ async fn names(sim: &Arc<Sim>) -> Vec<(&'static str, String)> {
         ("$VDI", uuid_of("VDI", "rocky root").await),
         ("$VM", uuid_of("VM", "Rocky Linux 8").await),
         ("$RUNNING", uuid_of("VM", "Debian 12 web").await),
+        ("$HOST", uuid_of("host", "xcp-host2").await),
+        ("$MASTER", uuid_of("host", "xcp-host1").await),
+        ("$POOL", uuid_of("pool", "Demo pool").await),
+        ("$NET", uuid_of("network", "Pool-wide network associated with eth0").await),
     ]
 }
 
@@ -211,7 +216,10 @@ fuzz_target!(|data: &[u8]| {
     if req.method != "POST" {
         assert!(after.0 <= before.0 && after.1 <= before.1 && after.2 <= before.2, "left on XAPI: {req:?}");
     }
-    if after != before {
+    // Writes change more than counts (a host disabled or down, sessions dropped by a toolstack restart): every
+    // write's input is followed by the demo pool as built, with its hosts' local state.
+    if after != before || req.method != "GET" && req.method != "HEAD" {
         *w.sim.db.lock() = w.pristine.clone();
+        w.sim.auto_enable_off.lock().clear();
     }
 });

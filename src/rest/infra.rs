@@ -602,8 +602,12 @@ async fn smart_reboot<T: Transport>(
         return Err(e);
     }
     progress(ctx, s, plan, 0.5).await;
-    // Back once live with a new agent start time (the reboot call returns before the host goes down).
-    let started = ctx.xapi.transport().elapsed_ms() / 1000;
+    // Back once live with a new agent start time (the reboot call returns before the host goes down), waiting on
+    // XAPI's events for the host and its metrics between looks (`event.from`'s long poll, at most 10 s each).
+    let metrics = call(ctx, s, "host.get_metrics", std::slice::from_ref(&h)).await?;
+    let watched = json!([format!("host/{host}"), format!("host_metrics/{}", metrics.as_str().unwrap_or_default())]);
+    let mut token = json!("");
+    let mut waited = 0;
     loop {
         let other = call(ctx, s, "host.get_other_config", std::slice::from_ref(&h)).await;
         let metrics = call(ctx, s, "host.get_metrics", std::slice::from_ref(&h)).await;
@@ -615,13 +619,17 @@ async fn smart_reboot<T: Transport>(
         if live && enabled && other.is_ok_and(|o| o["agent_start_time"] != before) {
             break;
         }
-        if (ctx.xapi.transport().elapsed_ms() / 1000).saturating_sub(started) > BOOT_MAX {
+        if waited >= BOOT_MAX {
             return Err(XapiError::Api {
                 code: "HOST_OFFLINE".into(),
                 params: vec![host.into(), format!("not back after {BOOT_MAX} s: its VMs stay suspended")],
             });
         }
-        ctx.xapi.transport().sleep_ms(250).await;
+        // A session lost meanwhile (the toolstack restarted) ends the wait with XAPI's error.
+        let ev = call(ctx, s, "event.from", &[watched.clone(), token.clone(), json!(10.0)]).await?;
+        token = ev.get("token").cloned().unwrap_or(token);
+        // A long poll that saw nothing took its 10 s; one that saw a change, about none (counted as 1 s).
+        waited += if ev["events"].as_array().is_some_and(|e| !e.is_empty()) { 1 } else { 10 };
     }
     progress(ctx, s, plan, 0.8).await;
     let mut not_resumed = Vec::new();

@@ -94,11 +94,11 @@ pub async fn task<T: Transport>(
 ) -> Result<String, XapiError> {
     let t = call(ctx, s, &format!("Async.{method}"), args).await?;
     let t = t.as_str().unwrap_or_default().to_string();
-    let started = ctx.xapi.transport().elapsed_ms() / 1000;
     let mut rec = call(ctx, s, "task.get_record", &[json!(t)]).await?;
-    loop {
+    // Each wait is up to `wait_for_task`'s own bound (10 minutes of `event.from` long polls).
+    for _ in 0..STEP_MAX / 600 {
         rec = wait_for_task(ctx, s, &t, rec).await?;
-        if rec["status"] != "pending" || (ctx.xapi.transport().elapsed_ms() / 1000).saturating_sub(started) > STEP_MAX {
+        if rec["status"] != "pending" {
             break;
         }
     }
