@@ -24,6 +24,29 @@ fn spin() -> Option<String> {
     Some(bin)
 }
 
+/// A token of root's from the token endpoint of `url`.
+fn root_token(http: &reqwest::blocking::Client, url: &str) -> String {
+    let token = http.post(format!("{url}/rest/v0/users/authentication_tokens")).basic_auth("root", Some(PASSWORD));
+    token.send().unwrap().json::<serde_json::Value>().unwrap()["token"]["id"].as_str().unwrap().to_string()
+}
+
+/// `GET /rest/v0/tasks?<query>` (a watch) on `url`: its lines on a channel (heartbeats skipped).
+fn task_stream(url: &str, token: &str, query: &str) -> std::sync::mpsc::Receiver<serde_json::Value> {
+    use std::io::BufRead;
+    let client = reqwest::blocking::Client::builder().timeout(None).build().unwrap();
+    let r = client.get(format!("{url}/rest/v0/tasks?{query}")).bearer_auth(token).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(r).lines().map_while(Result::ok).filter(|l| !l.is_empty()) {
+            if tx.send(serde_json::from_str(&line).unwrap()).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
 /// `spin up` of this repository's `spin.toml` (its components already built by `scripts/build.sh`).
 struct SpinUp {
     url: String,
@@ -156,9 +179,9 @@ fn login_throttling_uses_spins_key_value_store_and_client_address() {
     let _ = std::fs::remove_dir_all(&state);
 }
 
-/// Issue 16 under Spin's per-route `api` component: a `?sync` snapshot and the clone of it made a VM, a new disk
-/// plugged into a running VM, and the task stream, which Spin must keep writing after the handler's head (the
-/// component drives it with XAPI calls between writes).
+/// Issues 16 and 17 under Spin's per-route `api` component: a `?sync` snapshot and the clone of it made a VM, a new
+/// disk plugged into a running VM, the task stream, which Spin must keep writing after the handler's head (the
+/// component drives it with XAPI calls between writes), and a plan run after its answer.
 #[test]
 fn writes_and_the_task_stream_work_under_spin() {
     let Some(bin) = spin() else {
@@ -170,8 +193,7 @@ fn writes_and_the_task_stream_work_under_spin() {
     std::fs::create_dir_all(&state).unwrap();
     let up = SpinUp::start(&bin, &sim.url, &state, &[]);
     let http = reqwest::blocking::Client::new();
-    let token = http.post(format!("{}/rest/v0/users/authentication_tokens", up.url)).basic_auth("root", Some(PASSWORD));
-    let token = token.send().unwrap().json::<serde_json::Value>().unwrap()["token"]["id"].as_str().unwrap().to_string();
+    let token = root_token(&http, &up.url);
     let get = |path: &str| -> serde_json::Value {
         http.get(format!("{}{path}", up.url)).bearer_auth(&token).send().unwrap().json().unwrap()
     };
@@ -188,22 +210,7 @@ fn writes_and_the_task_stream_work_under_spin() {
     };
     let (vm, sr) = (uuid("vms", "Debian 12 web"), uuid("srs", "Shared NFS storage"));
     // The task stream, opened first.
-    let stream = {
-        use std::io::BufRead;
-        let client = reqwest::blocking::Client::builder().timeout(None).build().unwrap();
-        let r = client.get(format!("{}/rest/v0/tasks?ndjson&watch&fields=status", up.url)).bearer_auth(&token);
-        let r = r.send().unwrap();
-        assert_eq!(r.status().as_u16(), 200);
-        let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(r).lines().map_while(Result::ok).filter(|l| !l.is_empty()) {
-                if tx.send(serde_json::from_str(&line).unwrap()).is_err() {
-                    return;
-                }
-            }
-        });
-        rx
-    };
+    let stream = task_stream(&up.url, &token, "ndjson&watch&fields=status,result");
     let (status, snap) = post(&format!("/rest/v0/vms/{vm}/actions/snapshot?sync"), serde_json::json!({}));
     assert_eq!(status, 201, "{snap}");
     let snap = snap["id"].as_str().unwrap().to_string();
@@ -227,60 +234,17 @@ fn writes_and_the_task_stream_work_under_spin() {
     assert_eq!(get(&format!("/rest/v0/vbds/{}", vbd["id"].as_str().unwrap()))["attached"], true);
     let del = http.delete(format!("{}/rest/v0/vms/{clone}", up.url)).bearer_auth(&token).send().unwrap();
     assert_eq!(del.status().as_u16(), 204);
-    drop(up);
-    let _ = std::fs::remove_dir_all(&state);
-}
-
-/// Issue 17's plans under a real `spin up`: the answer (202) goes first, then the component runs the plan's steps,
-/// which Spin lets a handler do after its response is complete (its HTTP trigger keeps the guest call running).
-#[test]
-fn a_plan_runs_after_its_answer_under_spin() {
-    let Some(bin) = spin() else {
-        eprintln!("skipped: no Spin binary (set SPIN=<path to spin>)");
-        return;
-    };
-    let sim = xapi_sim::start_background(&xapi_sim::Options::default()).unwrap();
-    let state = std::env::temp_dir().join(format!("xo-edge-spin-plans-{}", std::process::id()));
-    std::fs::create_dir_all(&state).unwrap();
-    let up = SpinUp::start(&bin, &sim.url, &state, &[]);
-    let http = reqwest::blocking::Client::new();
-    let token = http.post(format!("{}/rest/v0/users/authentication_tokens", up.url)).basic_auth("root", Some(PASSWORD));
-    let token = token.send().unwrap().json::<serde_json::Value>().unwrap()["token"]["id"].as_str().unwrap().to_string();
-    let get = |path: &str| -> serde_json::Value {
-        http.get(format!("{}{path}", up.url)).bearer_auth(&token).send().unwrap().json().unwrap()
-    };
+    // Issue 17's plans: the answer (202) goes first, then the component runs the plan's steps, which Spin lets a
+    // handler do after its response is complete (its HTTP trigger keeps the guest call running). The plan's task is
+    // followed on the stream (XAPI's GC removes a task a client made soon after its end).
     let pool = get("/rest/v0/pools?fields=uuid")[0]["uuid"].as_str().unwrap().to_string();
-    let eth0 = get(
-        "/rest/v0/networks?fields=uuid,PIFs&filter=name_label:%22Pool-wide%20network%20associated%20with%20eth0%22",
-    );
-    let pif = eth0[0]["PIFs"][0].as_str().unwrap().to_string();
-    // The task stream, opened first: the plan's task is followed as it runs (XAPI's GC removes a task a client made
-    // soon after its end).
-    let stream = {
-        use std::io::BufRead;
-        let client = reqwest::blocking::Client::builder().timeout(None).build().unwrap();
-        let r = client.get(format!("{}/rest/v0/tasks?ndjson&watch", up.url)).bearer_auth(&token).send().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(r).lines().map_while(Result::ok).filter(|l| !l.is_empty()) {
-                if tx.send(serde_json::from_str(&line).unwrap()).is_err() {
-                    return;
-                }
-            }
-        });
-        rx
-    };
+    let eth0 = uuid("networks", "Pool-wide%20network%20associated%20with%20eth0");
+    let pif = get(&format!("/rest/v0/networks/{eth0}"))["PIFs"][0].as_str().unwrap().to_string();
     let started = Instant::now();
-    let r = http
-        .post(format!("{}/rest/v0/pools/{pool}/actions/create_network", up.url))
-        .bearer_auth(&token)
-        .header("accept", "application/json")
-        .body(serde_json::json!({"name": "VLAN 30", "pif": pif, "vlan": 30}).to_string())
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 202);
-    let task = r.json::<serde_json::Value>().unwrap()["taskId"].as_str().unwrap().to_string();
-    let href = format!("/rest/v0/tasks/{task}");
+    let body = serde_json::json!({"name": "VLAN 30", "pif": pif, "vlan": 30});
+    let (status, task) = post(&format!("/rest/v0/pools/{pool}/actions/create_network"), body);
+    assert_eq!(status, 202, "{task}");
+    let href = format!("/rest/v0/tasks/{}", task["taskId"].as_str().unwrap());
     let done = loop {
         let line = stream.recv_timeout(Duration::from_secs(20)).expect("the plan's task ends on the stream");
         if line[0] == "update" && line[1]["href"] == href.as_str() && line[1]["status"] != "pending" {

@@ -406,14 +406,7 @@ pub async fn run<T: Transport>(
             (None, _) => Ok(Reply::no_content()),
         },
         Some("pending") => Err(ApiError::new(504, format!("{name} is still running: see {location}"))),
-        _ => {
-            let info: Vec<String> = record["error_info"]
-                .as_array()
-                .map(|a| a.iter().map(|v| v.as_str().unwrap_or_default().to_string()).collect())
-                .unwrap_or_default();
-            let (code, params) = info.split_first().map(|(c, p)| (c.clone(), p.to_vec())).unwrap_or_default();
-            Err(XapiError::Api { code, params }.to_api_error())
-        }
+        _ => Err(super::plans::task_error(&record).to_api_error()),
     }
 }
 

@@ -106,15 +106,18 @@ pub async fn task<T: Transport>(
     match rec["status"].as_str() {
         Some("success") => Ok(rec["result"].as_str().unwrap_or_default().to_string()),
         Some("pending") => Err(XapiError::Api { code: "TASK_TIMEOUT".into(), params: vec![method.into()] }),
-        _ => {
-            let info: Vec<String> = rec["error_info"]
-                .as_array()
-                .map(|a| a.iter().map(|v| v.as_str().unwrap_or_default().to_string()).collect())
-                .unwrap_or_default();
-            let (code, params) = info.split_first().map(|(c, p)| (c.clone(), p.to_vec())).unwrap_or_default();
-            Err(XapiError::Api { code, params })
-        }
+        _ => Err(task_error(&rec)),
     }
+}
+
+/// A failed task's error, from its `error_info` (`[code, params…]`).
+pub fn task_error(rec: &Value) -> XapiError {
+    let info: Vec<String> = rec["error_info"]
+        .as_array()
+        .map(|a| a.iter().map(|v| v.as_str().unwrap_or_default().to_string()).collect())
+        .unwrap_or_default();
+    let (code, params) = info.split_first().map(|(c, p)| (c.clone(), p.to_vec())).unwrap_or_default();
+    XapiError::Api { code, params }
 }
 
 /// Moves the plan's task's progress (best effort: progress is informative).

@@ -212,71 +212,24 @@ pub fn infrastructure(db: &mut Db) -> Pool {
                 ("allowed_operations", Value::strs(["provision", "evacuate", "reboot", "shutdown"])),
             ]),
         );
-        let pif_metrics = db.create(
-            "PIF_metrics",
-            f([
-                ("carrier", Value::Bool(true)),
-                ("device_name", Value::str("Ethernet Controller X710")),
-                ("vendor_name", Value::str("Intel Corporation")),
-                ("speed", Value::Int(10000)),
-                ("duplex", Value::Bool(true)),
-                ("last_updated", Value::DateTime(now_datetime())),
-            ]),
+        // eth0: the management interface, with a static address; eth1: no address.
+        let management = [
+            ("ip_configuration_mode", Value::str("Static")),
+            ("IP", Value::str(format!("192.0.2.1{i}"))),
+            ("netmask", Value::str("255.255.255.0")),
+            ("gateway", Value::str("192.0.2.1")),
+            ("DNS", Value::str("192.0.2.2")),
+            ("management", Value::Bool(true)),
+        ];
+        nic(db, &host, &network, "eth0", &format!("0c:c4:7a:00:00:0{i}"), &management);
+        nic(
+            db,
+            &host,
+            &network1,
+            "eth1",
+            &format!("0c:c4:7a:00:01:0{i}"),
+            &[("ip_configuration_mode", Value::str("None"))],
         );
-        let pif = db.create(
-            "PIF",
-            f([
-                ("metrics", Value::str(pif_metrics)),
-                ("primary_address_type", Value::str("IPv4")),
-                ("device", Value::str("eth0")),
-                ("network", Value::str(network.clone())),
-                ("host", Value::str(host.clone())),
-                ("MAC", Value::str(format!("0c:c4:7a:00:00:0{i}"))),
-                ("MTU", Value::Int(1500)),
-                ("VLAN", Value::Int(-1)),
-                ("physical", Value::Bool(true)),
-                ("currently_attached", Value::Bool(true)),
-                ("ip_configuration_mode", Value::str("Static")),
-                ("IP", Value::str(format!("192.0.2.1{i}"))),
-                ("netmask", Value::str("255.255.255.0")),
-                ("gateway", Value::str("192.0.2.1")),
-                ("DNS", Value::str("192.0.2.2")),
-                ("management", Value::Bool(true)),
-                ("managed", Value::Bool(true)),
-            ]),
-        );
-        db.set_add(&host, "PIFs", &pif);
-        db.set_add(&network, "PIFs", &pif);
-        let eth1_metrics = db.create(
-            "PIF_metrics",
-            f([
-                ("carrier", Value::Bool(true)),
-                ("device_name", Value::str("Ethernet Controller X710")),
-                ("vendor_name", Value::str("Intel Corporation")),
-                ("speed", Value::Int(10000)),
-                ("duplex", Value::Bool(true)),
-                ("last_updated", Value::DateTime(now_datetime())),
-            ]),
-        );
-        let eth1 = db.create(
-            "PIF",
-            f([
-                ("metrics", Value::str(eth1_metrics)),
-                ("primary_address_type", Value::str("IPv4")),
-                ("device", Value::str("eth1")),
-                ("network", Value::str(network1.clone())),
-                ("host", Value::str(host.clone())),
-                ("MAC", Value::str(format!("0c:c4:7a:00:01:0{i}"))),
-                ("MTU", Value::Int(1500)),
-                ("VLAN", Value::Int(-1)),
-                ("physical", Value::Bool(true)),
-                ("currently_attached", Value::Bool(true)),
-                ("ip_configuration_mode", Value::str("None")),
-                ("managed", Value::Bool(true)),
-            ]),
-        );
-        db.set_add(&host, "PIFs", &eth1);
-        db.set_add(&network1, "PIFs", &eth1);
         // Control domain.
         let dom0_metrics =
             db.create("VM_metrics", f([("memory_actual", Value::Int(4 * GIB)), ("VCPUs_number", Value::Int(8))]));
@@ -327,6 +280,40 @@ pub fn infrastructure(db: &mut Db) -> Pool {
         ]),
     );
     Pool { pool, hosts, iso_sr, shared_sr, local_sr, network }
+}
+
+/// A physical NIC of `host` on `network`, plugged, with its metrics; `extra` fields on top.
+fn nic(db: &mut Db, host: &str, network: &str, device: &str, mac: &str, extra: &[(&str, Value)]) {
+    let metrics = db.create(
+        "PIF_metrics",
+        f([
+            ("carrier", Value::Bool(true)),
+            ("device_name", Value::str("Ethernet Controller X710")),
+            ("vendor_name", Value::str("Intel Corporation")),
+            ("speed", Value::Int(10000)),
+            ("duplex", Value::Bool(true)),
+            ("last_updated", Value::DateTime(now_datetime())),
+        ]),
+    );
+    let mut fields = f([
+        ("metrics", Value::str(metrics)),
+        ("primary_address_type", Value::str("IPv4")),
+        ("device", Value::str(device)),
+        ("network", Value::str(network)),
+        ("host", Value::str(host)),
+        ("MAC", Value::str(mac)),
+        ("MTU", Value::Int(1500)),
+        ("VLAN", Value::Int(-1)),
+        ("physical", Value::Bool(true)),
+        ("currently_attached", Value::Bool(true)),
+        ("managed", Value::Bool(true)),
+    ]);
+    for (k, v) in extra {
+        fields.insert(k.to_string(), v.clone());
+    }
+    let pif = db.create("PIF", fields);
+    db.set_add(host, "PIFs", &pif);
+    db.set_add(network, "PIFs", &pif);
 }
 
 fn pbd(db: &mut Db, host: &str, sr: &str) {
