@@ -514,9 +514,15 @@ fn toolstack_emergency_detach_and_forget() {
     assert_eq!(power(&edge, &by_name(&edge, "VM", "Build agent")), "Halted");
     let (_, o) = get(&edge, &t, &format!("/rest/v0/hosts/{host}"));
     assert_eq!(o["power_state"], "Halted", "{o}");
-    // Power on: the simulated hosts have no power-on mode (XAPI's code, 409).
-    let (status, _, e) = send(&edge, &t, "POST", &format!("{}?sync", act(&host, "start")), json!({}));
-    assert_eq!((status, e["data"]["code"].as_str()), (409, Some("HOST_POWER_ON_MODE_DISABLED")), "{e}");
+    // Power on (host 2 has Wake-on-LAN; the master has no power-on mode: XAPI's code, 409), then down again.
+    let (status, _, e) = send(&edge, &t, "POST", &format!("{}?sync", act(&master, "start")), json!({}));
+    assert_eq!((status, e["data"]["code"].as_str()), (409, Some("HOST_IS_LIVE")), "{e}");
+    assert_eq!(send(&edge, &t, "POST", &format!("{}?sync", act(&host, "start")), json!({})).0, 204);
+    assert!(live(&edge, &h2));
+    let (_, o) = get(&edge, &t, &format!("/rest/v0/hosts/{host}"));
+    assert_eq!(o["power_state"], "Running", "{o}");
+    assert_eq!(send(&edge, &t, "POST", &format!("{}?sync", act(&host, "clean_shutdown")), json!({})).0, 204);
+    assert!(!live(&edge, &h2));
     // Forget the dead host: it leaves the pool.
     assert_eq!(send(&edge, &t, "POST", &format!("{}?sync", act(&host, "forget")), json!({})).0, 204);
     assert_eq!(get(&edge, &t, &format!("/rest/v0/hosts/{host}")).0, 404);

@@ -713,7 +713,12 @@ pub async fn delete_network<T: Transport>(ctx: &Ctx<'_, T>, s: &Value, net: &str
         }
     }
     dismantle(ctx, s, net).await.map_err(xapi)?;
-    call(ctx, s, "network.destroy", &[json!(net)]).await.map_err(xapi)?;
+    call(ctx, s, "network.destroy", &[json!(net)]).await.map_err(|e| {
+        // Its VLANs and bonds are gone already: the answer says so (as a VM's deletion names what it destroyed).
+        let mut error = e.to_api_error();
+        error.message = format!("{}: the network's VLANs and bonds were removed, the network was not", error.message);
+        error
+    })?;
     Ok(())
 }
 

@@ -200,6 +200,8 @@ pub fn infrastructure(db: &mut Db) -> Pool {
                 ("chipset_info", Value::map([("iommu", "true")])),
                 ("bios_strings", Value::map([("bios-vendor", "Xen"), ("system-manufacturer", "Xen")])),
                 ("iscsi_iqn", Value::str(format!("iqn.2026-01.lan.example:xcp-host{i}"))),
+                // Host 2 can be powered on remotely (Wake-on-LAN), the master cannot.
+                ("power_on_mode", Value::str(if i == 2 { "wake-on-lan" } else { "" })),
                 (
                     "other_config",
                     Value::map([

@@ -92,8 +92,9 @@ fn maintenance_follows_xapis_rules() {
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(rec(&sim, &sid, "host", &h2)["enabled"], false);
     sim.call("host.enable", json!([sid, h2])).unwrap();
-    // Power: a live host cannot be powered on; without a power-on mode, none can.
-    assert_eq!(code(sim.call("host.power_on", json!([sid, h2]))), "HOST_POWER_ON_MODE_DISABLED");
+    // Power: without a power-on mode, no host can be powered on (the master has none); a live one neither.
+    assert_eq!(code(sim.call("host.power_on", json!([sid, h1]))), "HOST_POWER_ON_MODE_DISABLED");
+    assert_eq!(code(sim.call("host.power_on", json!([sid, h2]))), "HOST_IS_LIVE");
     // A read-only session may ask what prevents evacuation, not disable.
     let ro = sim.login("auditor", "auditor-password");
     sim.call("host.get_vms_which_prevent_evacuation", json!([ro, h2])).unwrap();
@@ -139,6 +140,10 @@ fn toolstack_restart_eject_and_forget() {
     assert!(!live(&sim, &sid, &h2));
     std::thread::sleep(Duration::from_millis(400));
     assert!(!live(&sim, &sid, &h2), "a shut down host stays down");
+    sim.call("host.power_on", json!([sid, h2])).unwrap();
+    assert!(live(&sim, &sid, &h2), "powered on (Wake-on-LAN)");
+    sim.call("host.disable", json!([sid, h2])).unwrap();
+    sim.call("host.shutdown", json!([sid, h2])).unwrap();
     sim.call("host.destroy", json!([sid, h2])).unwrap();
     assert_eq!(sim.call("host.get_all", json!([sid])).unwrap().as_array().unwrap().len(), 1);
     assert_eq!(sim.call("PIF.get_all", json!([sid])).unwrap().as_array().unwrap().len(), pifs_before - 2, "its two");
