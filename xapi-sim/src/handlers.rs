@@ -1,4 +1,5 @@
-//! XAPI's HTTP handlers: `GET /export` (XVA), `GET /export_raw_vdi` (raw or VHD), `PUT /import_raw_vdi`.
+//! XAPI's HTTP handlers: `GET /export` (XVA), `GET /export_raw_vdi` (raw or VHD), `PUT /import_raw_vdi`, `PUT /import`
+//! (XVA, read by [`crate::import`]).
 //!
 //! Each accepts `session_id` (query or cookie) or HTTP Basic credentials (a temporary session), and `task_id`
 //! (query or cookie; without one the handler runs under a task of its own, destroyed at the end). As on XAPI,
@@ -698,4 +699,129 @@ async fn receive(
         p.finish().map_err(|e| Cut(XapiError::new("VDI_IO_ERROR", &[&e.to_string()])))?;
     }
     Ok(())
+}
+
+/// A blocking reader of a request body that arrives as a stream (the XVA importer reads a tar stream).
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<Result<Bytes, String>>,
+    current: Bytes,
+}
+
+impl io::Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.recv() {
+                Ok(Ok(b)) => self.current = b,
+                Ok(Err(e)) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, e)),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current[..n]);
+        self.current = self.current.slice(n..);
+        Ok(n)
+    }
+}
+
+/// `PUT /import?sr_id=|sr_uuid=`: an XVA into a new VM ([`crate::import`]). Checked before the answer: chunked
+/// bodies (403, `IMPORT_ERROR_CANNOT_HANDLE_CHUNKED`: `import.ml`, `Cannot_handle_chunked`), the SR (the pool's
+/// default without one: `DEFAULT_SR_NOT_FOUND`; an ISO SR: `SR_OPERATION_NOT_SUPPORTED`). Then the `200` and the
+/// body, read as it comes; the task ends with the new VM (a set of refs) or the failure, after what the import made
+/// is removed.
+pub async fn import(sim: Arc<Sim>, q: Query, headers: HeaderMap, body: Body) -> Response<Body> {
+    let ctx = match begin(&sim, "/import", &q, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        let _ = axum::body::to_bytes(body, 1 << 20).await;
+        return early_fail(ctx, XapiError::new("IMPORT_ERROR_CANNOT_HANDLE_CHUNKED", &[]), StatusCode::FORBIDDEN);
+    }
+    let sr = match q.get("sr_id").or_else(|| q.get("sr_uuid")) {
+        Some(key) => lookup(&sim, "SR", key),
+        None => {
+            let db = sim.db.lock();
+            let default = db
+                .all("pool")
+                .next()
+                .map(|(_, p)| p.get("default_SR").and_then(Value::as_str).unwrap_or_default().to_string());
+            match default.filter(|d| db.get_of("SR", d).is_some()) {
+                Some(d) => Ok(d),
+                None => Err(XapiError::new("DEFAULT_SR_NOT_FOUND", &[])),
+            }
+        }
+    };
+    let sr = match sr {
+        Ok(sr) => sr,
+        Err(e) => {
+            let _ = axum::body::to_bytes(body, 1 << 20).await;
+            return early_fail(ctx, e, StatusCode::INTERNAL_SERVER_ERROR);
+        }
+    };
+    if sim.db.lock().get(&sr).is_some_and(|r| r.get("content_type").and_then(Value::as_str) == Some("iso")) {
+        let _ = axum::body::to_bytes(body, 1 << 20).await;
+        return early_fail(ctx, XapiError::new("SR_OPERATION_NOT_SUPPORTED", &[&sr]), StatusCode::BAD_REQUEST);
+    }
+    let task = ctx.task.clone();
+    let cut_after = sim.faults.lock().cut_after.get("/import").copied();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Bytes, String>>(16);
+    // The body, forwarded to the importer's thread (bounded: the client is read as fast as the import goes).
+    tokio::spawn(async move {
+        let mut stream = body.into_data_stream();
+        let mut received = 0u64;
+        while let Some(frame) = stream.next().await {
+            let item = match frame {
+                Ok(b) => {
+                    received += b.len() as u64;
+                    if cut_after.is_some_and(|limit| received >= limit) {
+                        let _ = tx.send(Err("connection cut by fault injection".into()));
+                        return;
+                    }
+                    Ok(b)
+                }
+                Err(e) => Err(format!("receive failed: {e}")),
+            };
+            let failed = item.is_err();
+            let tx2 = tx.clone();
+            if tokio::task::spawn_blocking(move || tx2.send(item)).await.map_or(true, |r| r.is_err()) || failed {
+                return;
+            }
+        }
+    });
+    let (done, outcome) = tokio::sync::oneshot::channel::<bool>();
+    let sim2 = sim.clone();
+    tokio::task::spawn_blocking(move || {
+        let reader = ChannelReader { rx, current: Bytes::new() };
+        let mut made = crate::import::Made::default();
+        let cancelled = || ctx.cancelled();
+        let result = crate::import::receive(&sim2, reader, &sr, &mut made, &cancelled);
+        let ok = match result {
+            Ok(vm) => {
+                ctx.finish(Ok(Value::strs([vm])));
+                true
+            }
+            Err(e) => {
+                sim2.write(|db| made.undo(db));
+                let error = if e.kind() == io::ErrorKind::Interrupted {
+                    XapiError::new("TASK_CANCELLED", &[&ctx.task])
+                } else {
+                    XapiError::new("IMPORT_ERROR", &[&e.to_string()])
+                };
+                ctx.finish(Err(error));
+                false
+            }
+        };
+        let _ = done.send(ok);
+    });
+    let end = futures_util::stream::once(async move {
+        match outcome.await {
+            Ok(true) => Ok(Bytes::new()),
+            _ => Err(io::Error::new(io::ErrorKind::ConnectionAborted, "import failed")),
+        }
+    });
+    let mut r = Response::new(Body::from_stream(end));
+    *r.version_mut() = Version::HTTP_10;
+    r.headers_mut().insert("task-id", HeaderValue::from_str(&task).unwrap_or(HeaderValue::from_static("")));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    r
 }

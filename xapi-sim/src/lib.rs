@@ -3,7 +3,7 @@
 //! It speaks XAPI's two RPC protocols (JSON-RPC at `/jsonrpc`, XML-RPC elsewhere) with XAPI's envelopes and
 //! errors, models sessions and RBAC, the datamodel classes the REST API reads, the writes it makes (VDI
 //! create/destroy, snapshots, power operations, tasks, events), and the HTTP handlers that move disks and VMs
-//! (`/export` as XVA, `/export_raw_vdi` as raw or VHD, `/import_raw_vdi`), on sparse disks. Tests steer it and
+//! (`/export` as XVA, `/export_raw_vdi` as raw or VHD, `/import_raw_vdi`, `/import` of an XVA), on sparse disks. Tests steer it and
 //! look inside through a separate control API (`/_sim/...`): fault injection, object and call counters.
 //!
 //! What it is not: a hypervisor (no guest runs), a storage manager (no SM backends, no coalescing), or a full
@@ -20,7 +20,9 @@
 //! - [`api`]: the call surface and its rules.
 //! - [`disk`]: sparse disk contents.
 //! - [`xva`]: the XVA writer and a strict XVA checker.
-//! - [`handlers`]: `/export`, `/export_raw_vdi`, `/import_raw_vdi`.
+//! - [`handlers`]: `/export`, `/export_raw_vdi`, `/import_raw_vdi`, `/import`.
+//! - [`import`]: an XVA read into a new VM (for `/import`).
+//! - [`infra`]: hosts, storage and networks (issue 17's calls).
 //! - [`control`]: the `/_sim/` control API.
 //! - [`scenario`]: the demo pool and generated pools.
 //! - [`server`]: routing of XAPI's endpoints and the control API.
@@ -33,6 +35,7 @@ pub mod db;
 pub mod devices;
 pub mod disk;
 pub mod handlers;
+pub mod import;
 pub mod infra;
 pub mod jsonrpc;
 pub mod scenario;

@@ -104,6 +104,10 @@ async fn import_raw_vdi(State(sim): State<Arc<Sim>>, Query(q): Q, headers: Heade
     handlers::import_raw_vdi(sim, q, headers, body).await
 }
 
+async fn import(State(sim): State<Arc<Sim>>, Query(q): Q, headers: HeaderMap, body: Body) -> Response<Body> {
+    handlers::import(sim, q, headers, body).await
+}
+
 /// The simulator's router.
 pub fn router(sim: Arc<Sim>) -> Router {
     Router::new()
@@ -114,6 +118,8 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route("/export_raw_vdi/", get(export_raw_vdi))
         .route("/import_raw_vdi", put(import_raw_vdi))
         .route("/import_raw_vdi/", put(import_raw_vdi))
+        .route("/import", put(import))
+        .route("/import/", put(import))
         .nest("/_sim", control::router())
         .fallback(xmlrpc_endpoint)
         .with_state(sim)
