@@ -617,7 +617,12 @@ async fn transfer_import(sim: Arc<Sim>, prepared: PreparedImport, body: Body) ->
         };
         let _ = done.send(ok);
     });
-    // The body ends when the import does: cleanly on success, as a dropped connection on failure.
+    accepted_import(&task, outcome)
+}
+
+/// An import handler's answer, sent before the body is read: `200` (HTTP/1.0, `task-id`, no length) whose body ends
+/// when the import does, cleanly on success, as a dropped connection on failure.
+fn accepted_import(task: &str, outcome: tokio::sync::oneshot::Receiver<bool>) -> Response<Body> {
     let end = futures_util::stream::once(async move {
         match outcome.await {
             Ok(true) => Ok(Bytes::new()),
@@ -626,7 +631,7 @@ async fn transfer_import(sim: Arc<Sim>, prepared: PreparedImport, body: Body) ->
     });
     let mut r = Response::new(Body::from_stream(end));
     *r.version_mut() = Version::HTTP_10;
-    r.headers_mut().insert("task-id", HeaderValue::from_str(&task).unwrap_or(HeaderValue::from_static("")));
+    r.headers_mut().insert("task-id", HeaderValue::from_str(task).unwrap_or(HeaderValue::from_static("")));
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
     r
 }
@@ -813,15 +818,5 @@ pub async fn import(sim: Arc<Sim>, q: Query, headers: HeaderMap, body: Body) -> 
         };
         let _ = done.send(ok);
     });
-    let end = futures_util::stream::once(async move {
-        match outcome.await {
-            Ok(true) => Ok(Bytes::new()),
-            _ => Err(io::Error::new(io::ErrorKind::ConnectionAborted, "import failed")),
-        }
-    });
-    let mut r = Response::new(Body::from_stream(end));
-    *r.version_mut() = Version::HTTP_10;
-    r.headers_mut().insert("task-id", HeaderValue::from_str(&task).unwrap_or(HeaderValue::from_static("")));
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-    r
+    accepted_import(&task, outcome)
 }

@@ -35,6 +35,17 @@ fn counts(sim: &Sim) -> (u64, u64, u64, u64) {
     (o("VM"), o("VDI"), o("VBD"), o("VIF"))
 }
 
+/// The VDIs of a VM's disks (empty drives left out).
+fn disks_of(sim: &Sim, sid: &str, vm: &J) -> Vec<String> {
+    vm["VBDs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| rec(sim, sid, "VBD", b.as_str().unwrap())["VDI"].as_str().unwrap().to_string())
+        .filter(|v| v != "OpaqueRef:NULL")
+        .collect()
+}
+
 /// The VM a successful import made (`complete_import`: the task's result is the set of new VM refs).
 fn made_vm(task: &J) -> String {
     let result = task["result"].as_str().unwrap();
@@ -54,13 +65,7 @@ fn an_exported_vm_comes_back_whole_in_every_compression() {
     gz.write_all(&plain).unwrap();
     let gz = gz.finish().unwrap();
     let zst = zstd::encode_all(&plain[..], 3).unwrap();
-    let source_disks: Vec<String> = source["VBDs"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| rec(&sim, &sid, "VBD", b.as_str().unwrap())["VDI"].as_str().unwrap().to_string())
-        .filter(|v| v != "OpaqueRef:NULL")
-        .collect();
+    let source_disks = disks_of(&sim, &sid, &source);
     let digest_of = |vdi: &str| {
         let uuid = rec(&sim, &sid, "VDI", vdi)["uuid"].as_str().unwrap().to_string();
         sim.vdi_info(&uuid)["digest"].as_str().unwrap().to_string()
@@ -77,13 +82,7 @@ fn an_exported_vm_comes_back_whole_in_every_compression() {
         }
         assert_eq!(r["power_state"], "Halted");
         assert_eq!(r["VIFs"].as_array().unwrap().len(), source["VIFs"].as_array().unwrap().len(), "{name}");
-        let disks: Vec<String> = r["VBDs"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|b| rec(&sim, &sid, "VBD", b.as_str().unwrap())["VDI"].as_str().unwrap().to_string())
-            .filter(|v| v != "OpaqueRef:NULL")
-            .collect();
+        let disks = disks_of(&sim, &sid, &r);
         let got: Vec<String> = disks.iter().map(|v| digest_of(v)).collect();
         assert_eq!(got, want, "{name}: the disks' contents");
         for d in &disks {
