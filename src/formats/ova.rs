@@ -122,8 +122,18 @@ fn value(el: &El) -> Result<V, OvaError> {
     })
 }
 
-/// Checks `xml` and returns the ids (`Ref:N`) of the VDIs it declares.
-pub fn check(xml: &str) -> Result<HashSet<String>, OvaError> {
+/// What an `ova.xml` declares of the disks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Declared {
+    /// The ids (`Ref:N`) of every VDI.
+    pub vdis: HashSet<String>,
+    /// The VDIs whose data the archive carries, with their `virtual_size`: those of VBDs that are not CDs, on SRs
+    /// that are not ISO libraries (`ocaml/xapi/import.ml`, `non_cdrom_vdis`).
+    pub data: Vec<(String, u64)>,
+}
+
+/// Checks `xml` and returns the VDIs it declares.
+pub fn check(xml: &str) -> Result<Declared, OvaError> {
     let root = value(&tree(xml)?)?;
     let version = root.member("version").ok_or_else(|| err("no version struct"))?;
     for k in ["hostname", "date", "product_version", "product_brand", "build_number"] {
@@ -140,17 +150,34 @@ pub fn check(xml: &str) -> Result<HashSet<String>, OvaError> {
         return Err(err("no objects array"));
     };
     let mut vdis = HashSet::new();
+    let (mut disk_vbds, mut vdi_of, mut iso_srs) = (Vec::new(), Vec::new(), HashSet::new());
     for o in objects {
         let class = o.member("class").and_then(V::as_str).ok_or_else(|| err("an object without a class"))?;
         let id = o.member("id").and_then(V::as_str).ok_or_else(|| err("an object without an id"))?;
-        if !matches!(o.member("snapshot"), Some(V::Struct(_))) {
-            return Err(err(format!("object {id} has no snapshot struct")));
-        }
-        if class == "VDI" {
-            vdis.insert(id.to_string());
+        let snapshot = o.member("snapshot").filter(|s| matches!(s, V::Struct(_)));
+        let snapshot = snapshot.ok_or_else(|| err(format!("object {id} has no snapshot struct")))?;
+        let field = |k: &str| snapshot.member(k).and_then(V::as_str).unwrap_or_default().to_string();
+        match class {
+            "VDI" => {
+                vdis.insert(id.to_string());
+                let size = field("virtual_size").parse::<u64>().unwrap_or(0);
+                vdi_of.push((id.to_string(), size, field("SR")));
+            }
+            "VBD" if field("type") != "CD" => disk_vbds.push(field("VDI")),
+            "SR" if field("content_type") == "iso" => {
+                iso_srs.insert(id.to_string());
+            }
+            _ => {}
         }
     }
-    Ok(vdis)
+    let mut data: Vec<(String, u64)> = vdi_of
+        .into_iter()
+        .filter(|(id, _, sr)| disk_vbds.contains(id) && !iso_srs.contains(sr))
+        .map(|(id, size, _)| (id, size))
+        .collect();
+    data.sort();
+    data.dedup();
+    Ok(Declared { vdis, data })
 }
 
 #[cfg(test)]
@@ -182,9 +209,39 @@ mod tests {
         )
     }
 
+    fn obj_with(class: &str, id: &str, fields: &[(&str, &str)]) -> String {
+        let members: String =
+            fields.iter().map(|(k, v)| format!("<member><name>{k}</name><value>{v}</value></member>")).collect();
+        format!(
+            "<value><struct><member><name>class</name><value>{class}</value></member>\
+             <member><name>id</name><value>{id}</value></member>\
+             <member><name>snapshot</name><value><struct>{members}</struct></value></member></struct></value>"
+        )
+    }
+
+    #[test]
+    fn the_disks_with_data_are_those_import_ml_streams() {
+        let objects = [
+            obj_with("SR", "Ref:1", &[("content_type", "user")]),
+            obj_with("SR", "Ref:2", &[("content_type", "iso")]),
+            obj_with("VDI", "Ref:3", &[("SR", "Ref:1"), ("virtual_size", "1048577")]),
+            obj_with("VDI", "Ref:4", &[("SR", "Ref:2"), ("virtual_size", "99")]),
+            obj_with("VDI", "Ref:5", &[("SR", "Ref:1"), ("virtual_size", "7")]),
+            obj_with("VDI", "Ref:6", &[("SR", "Ref:1"), ("virtual_size", "8")]),
+            obj_with("VBD", "Ref:7", &[("type", "Disk"), ("VDI", "Ref:3")]),
+            obj_with("VBD", "Ref:8", &[("type", "Disk"), ("VDI", "Ref:4")]),
+            obj_with("VBD", "Ref:9", &[("type", "CD"), ("VDI", "Ref:5")]),
+        ]
+        .concat();
+        let d = check(&doc("<value>1</value>", &objects)).unwrap();
+        assert_eq!(d.vdis.len(), 4);
+        // Ref:4 is on an ISO SR, Ref:5 in a CD drive, Ref:6 in no VBD.
+        assert_eq!(d.data, vec![("Ref:3".to_string(), 1_048_577)]);
+    }
+
     #[test]
     fn accepts_xapis_writing_and_lists_vdis() {
-        let vdis = check(&doc("<value>1</value>", &(obj("VM", "Ref:0") + &obj("VDI", "Ref:3")))).unwrap();
+        let vdis = check(&doc("<value>1</value>", &(obj("VM", "Ref:0") + &obj("VDI", "Ref:3")))).unwrap().vdis;
         assert_eq!(vdis, HashSet::from(["Ref:3".to_string()]));
     }
 

@@ -1,6 +1,12 @@
 //! A push-style structural check of a tar stream (an XVA is one): header checksums, entry sizes, the first entry's
 //! name, and the end-of-archive marker (two zero blocks). It is what tells a complete XVA from one cut short, since
 //! XAPI's `/export` ends by closing the connection; it reads headers only and skips entry data without looking.
+//!
+//! [`TarCheck::xva_upload`] also checks an XVA's disk chunks as XAPI's importer reads them
+//! (`ocaml/xapi/stream_vdi.ml`, `recv_all_vdi` and `verify_inline_checksum`): after `ova.xml`, only chunks
+//! `<disk>/<number>` of the disks it declares, numbers increasing per disk, each chunk followed by its checksum
+//! member (`.xxhash`: XXH64 as 16 upper-case hex digits; `.checksum`: SHA-1 as 40 lower-case ones), whose text must
+//! be exactly the digest of the chunk's data.
 
 use std::fmt;
 
@@ -34,6 +40,8 @@ pub enum TarError {
     UndeclaredDisk {
         name: String,
     },
+    /// An XVA's disk chunks are not as XAPI's importer reads them (order, checksum member, digest).
+    Chunk(String),
 }
 
 impl fmt::Display for TarError {
@@ -46,6 +54,7 @@ impl fmt::Display for TarError {
             TarError::Truncated { position } => write!(f, "the tar archive ends early, at byte {position}"),
             TarError::Ova(e) => f.write_str(e),
             TarError::UndeclaredDisk { name } => write!(f, "entry {name:?} is not a disk ova.xml declares"),
+            TarError::Chunk(e) => f.write_str(e),
         }
     }
 }
@@ -66,7 +75,47 @@ pub struct TarCheck {
     ova: Option<(Vec<u8>, u64)>,
     /// The disk ids `ova.xml` declares, once it was read.
     disks: Option<std::collections::HashSet<String>>,
+    /// Checking an uploaded XVA's chunks: their state, when asked for.
+    chunks: Option<Box<Chunks>>,
+    /// Bytes of the current entry's data (without padding) still to come.
+    data_left: u64,
 }
+
+/// A chunk's checksum member: XXH64 (`.xxhash`) or SHA-1 (`.checksum`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SumKind {
+    Xxhash,
+    Sha1,
+}
+
+/// What is being read of an uploaded XVA's disks.
+#[derive(Default)]
+struct Chunks {
+    /// The checksum kind this archive uses, once its first checksum member was seen (until then both are computed).
+    kind: Option<SumKind>,
+    /// The chunk whose data is being read, with its digests.
+    reading: Option<(String, Option<twox_hash::XxHash64>, Option<sha1::Sha1>)>,
+    /// A chunk read whose checksum member must come next: its name and digests (hex, as XAPI writes them).
+    awaiting: Option<(String, Option<String>, Option<String>)>,
+    /// A checksum member being read: its chunk, the digest it must hold, and its text so far.
+    sum: Option<(String, String, Vec<u8>)>,
+    /// The last chunk number of each disk (as a string: XAPI compares them so).
+    last: std::collections::HashMap<String, String>,
+    /// The disks XAPI reads data for, with their size and how far XAPI's importer has got (`recv_all_vdi`:
+    /// skipped chunks count as the first chunk's length, the archive's first chunk).
+    disks: std::collections::HashMap<String, (u64, u64)>,
+    /// The length of the archive's first chunk.
+    first_len: Option<u64>,
+}
+
+impl fmt::Debug for Chunks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Chunks").field("kind", &self.kind).field("awaiting", &self.awaiting).finish_non_exhaustive()
+    }
+}
+
+/// The longest checksum member (a SHA-1 in hex, with room for a newline).
+const MAX_SUM: u64 = 64;
 
 /// The largest `ova.xml` read (XAPI's are a few hundred KiB for VMs with many devices).
 const MAX_OVA_XML: u64 = 16 << 20;
@@ -108,7 +157,29 @@ impl TarCheck {
             entries: 0,
             ova: None,
             disks: None,
+            chunks: None,
+            data_left: 0,
         }
+    }
+
+    /// A check of an uploaded XVA: `ova.xml` first, then disk chunks checked as XAPI's importer reads them.
+    pub fn xva_upload() -> TarCheck {
+        TarCheck { chunks: Some(Box::default()), ..TarCheck::new(Some("ova.xml")) }
+    }
+
+    /// Whether `ova.xml` was read and is valid.
+    pub fn ova_read(&self) -> bool {
+        self.disks.is_some()
+    }
+
+    /// For an upload: whether everything XAPI's importer reads has come (`ova.xml`, then every disk it streams up to
+    /// its size, each chunk with its checksum): XAPI completes the import then, whatever follows.
+    pub fn importer_has_all(&self) -> bool {
+        let Some(c) = self.chunks.as_ref().filter(|_| self.ova_read()) else { return false };
+        c.reading.is_none()
+            && c.awaiting.is_none()
+            && c.sum.is_none()
+            && c.disks.values().all(|(size, offset)| offset >= size)
     }
 
     /// Whether the end-of-archive marker was read.
@@ -140,8 +211,21 @@ impl TarCheck {
                     if *left == 0 {
                         let text = String::from_utf8_lossy(buf).into_owned();
                         self.ova = None;
-                        let disks = super::ova::check(&text).map_err(|e| TarError::Ova(e.to_string()))?;
-                        self.disks = Some(disks);
+                        let declared = super::ova::check(&text).map_err(|e| TarError::Ova(e.to_string()))?;
+                        if let Some(chunks) = &mut self.chunks {
+                            chunks.disks = declared.data.iter().map(|(d, size)| (d.clone(), (*size, 0))).collect();
+                        }
+                        self.disks = Some(declared.vdis);
+                    }
+                }
+                let data = self.data_left.min(n);
+                if data > 0 {
+                    self.data_left -= data;
+                    if let Some(chunks) = &mut self.chunks {
+                        chunks.data(&input[..data as usize])?;
+                        if self.data_left == 0 {
+                            chunks.end_of_data()?;
+                        }
                     }
                 }
                 self.skip -= n;
@@ -201,17 +285,112 @@ impl TarCheck {
         // Only regular files and the like carry data; links and directories have none.
         let data = if matches!(h[156], b'1' | b'2' | b'3' | b'4' | b'5' | b'6') { 0 } else { size };
         self.skip = data.div_ceil(BLOCK as u64) * BLOCK as u64;
+        self.data_left = data;
+        if self.entries > 0 {
+            if let Some(chunks) = &mut self.chunks {
+                chunks.entry(&entry, data)?;
+                if data == 0 {
+                    chunks.end_of_data()?;
+                }
+            }
+        }
         self.entries += 1;
         Ok(())
     }
 
     /// Ends the stream: an error unless the end-of-archive marker was read.
     pub fn finish(&self) -> Result<(), TarError> {
+        if let Some((chunk, ..)) = self.chunks.as_ref().and_then(|c| c.awaiting.as_ref()) {
+            return Err(TarError::Chunk(format!("chunk {chunk} is not followed by its checksum member")));
+        }
         if self.is_done() {
             Ok(())
         } else {
             Err(TarError::Truncated { position: self.pos })
         }
+    }
+}
+
+fn chunk_error(msg: String) -> TarError {
+    TarError::Chunk(msg)
+}
+
+impl Chunks {
+    /// A new entry after `ova.xml`, of `size` bytes of data.
+    fn entry(&mut self, name: &str, size: u64) -> Result<(), TarError> {
+        if let Some((chunk, xxh, sha)) = self.awaiting.take() {
+            let (kind, want) = if name == format!("{chunk}.xxhash") {
+                (SumKind::Xxhash, xxh)
+            } else if name == format!("{chunk}.checksum") {
+                (SumKind::Sha1, sha)
+            } else {
+                return Err(chunk_error(format!("chunk {chunk} is followed by {name:?}, not by its checksum member")));
+            };
+            if self.kind.is_some_and(|k| k != kind) {
+                return Err(chunk_error(format!("{name}: the archive mixes .xxhash and .checksum members")));
+            }
+            self.kind = Some(kind);
+            let want = want.ok_or_else(|| chunk_error(format!("{name}: unexpected checksum kind")))?;
+            if size > MAX_SUM {
+                return Err(chunk_error(format!("{name}: a checksum member of {size} bytes")));
+            }
+            self.sum = Some((chunk, want, Vec::new()));
+            return Ok(());
+        }
+        let (disk, number) = name
+            .split_once('/')
+            .ok_or_else(|| chunk_error(format!("unexpected member {name:?}: only disk chunks follow ova.xml")))?;
+        if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(chunk_error(format!("unexpected member {name:?}: a chunk is <disk>/<decimal number>")));
+        }
+        if let Some(last) = self.last.get(disk) {
+            if number <= last.as_str() {
+                return Err(chunk_error(format!("chunk {name} comes after {disk}/{last}: numbers must increase")));
+            }
+        }
+        let first_len = *self.first_len.get_or_insert(size);
+        let previous = self.last.get(disk).and_then(|l| l.parse::<u64>().ok());
+        let skipped = number.parse::<u64>().ok().map(|n| previous.map_or(n, |p| n.saturating_sub(p + 1)));
+        if let (Some((_, offset)), Some(skipped)) = (self.disks.get_mut(disk), skipped) {
+            *offset = offset.saturating_add(skipped.saturating_mul(first_len)).saturating_add(size);
+        }
+        self.last.insert(disk.to_string(), number.to_string());
+        let xxh = (self.kind != Some(SumKind::Sha1)).then(|| twox_hash::XxHash64::with_seed(0));
+        let sha = (self.kind != Some(SumKind::Xxhash)).then(<sha1::Sha1 as sha1::Digest>::new);
+        self.reading = Some((name.to_string(), xxh, sha));
+        Ok(())
+    }
+
+    /// Data of the current entry.
+    fn data(&mut self, bytes: &[u8]) -> Result<(), TarError> {
+        if let Some((_, xxh, sha)) = &mut self.reading {
+            if let Some(x) = xxh {
+                std::hash::Hasher::write(x, bytes);
+            }
+            if let Some(s) = sha {
+                sha1::Digest::update(s, bytes);
+            }
+        } else if let Some((_, _, text)) = &mut self.sum {
+            text.extend_from_slice(bytes);
+        }
+        Ok(())
+    }
+
+    /// The current entry's data is complete.
+    fn end_of_data(&mut self) -> Result<(), TarError> {
+        if let Some((name, xxh, sha)) = self.reading.take() {
+            let xxh = xxh.map(|x| format!("{:016X}", std::hash::Hasher::finish(&x)));
+            let sha = sha.map(|s| sha1::Digest::finalize(s).iter().map(|b| format!("{b:02x}")).collect::<String>());
+            self.awaiting = Some((name, xxh, sha));
+        } else if let Some((chunk, want, text)) = self.sum.take() {
+            if text != want.as_bytes() {
+                let found = String::from_utf8_lossy(&text).into_owned();
+                return Err(chunk_error(format!(
+                    "chunk {chunk} fails its checksum: the member says {found:?}, its data digests to {want}"
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -324,5 +503,124 @@ mod tests {
             run(&archive_with(&ova("<value>1</value>"), "Ref:9"), 4096),
             Err(TarError::UndeclaredDisk { .. })
         ));
+    }
+
+    fn member(name: &str, data: &[u8]) -> Vec<u8> {
+        let mut t = header(name, data.len() as u64);
+        t.extend(data);
+        t.extend(vec![0; data.len().div_ceil(BLOCK) * BLOCK - data.len()]);
+        t
+    }
+
+    fn xxh(data: &[u8]) -> String {
+        format!("{:016X}", twox_hash::XxHash64::oneshot(0, data))
+    }
+
+    /// An upload: `ova.xml` declaring `Ref:1`, then the given members.
+    fn upload(members: &[(&str, Vec<u8>)]) -> Vec<u8> {
+        let mut t = member("ova.xml", &ova("<value>1</value>"));
+        for (name, data) in members {
+            t.extend(member(name, data));
+        }
+        t.extend(vec![0; 2 * BLOCK]);
+        t
+    }
+
+    fn check_upload(bytes: &[u8], split: usize) -> Result<(), TarError> {
+        let mut c = TarCheck::xva_upload();
+        for chunk in bytes.chunks(split) {
+            c.push(chunk)?;
+        }
+        c.finish()
+    }
+
+    #[test]
+    fn upload_chunks_are_checked_as_xapi_reads_them() {
+        let (a, b) = (vec![7u8; 1 << 20], vec![9u8; 1000]);
+        let good = upload(&[
+            ("Ref:1/00000000", a.clone()),
+            ("Ref:1/00000000.xxhash", xxh(&a).into_bytes()),
+            ("Ref:1/00000003", b.clone()),
+            ("Ref:1/00000003.xxhash", xxh(&b).into_bytes()),
+            ("Ref:1/00000004", Vec::new()),
+            ("Ref:1/00000004.xxhash", xxh(&[]).into_bytes()),
+        ]);
+        for split in [1000, 4096, 65536, good.len()] {
+            assert_eq!(check_upload(&good, split), Ok(()), "split {split}");
+        }
+        let ova_len = member("ova.xml", &ova("<value>1</value>")).len();
+        let mut c = TarCheck::xva_upload();
+        c.push(&good[..ova_len]).unwrap();
+        // The test's ova.xml declares no VBD, so XAPI streams no disk: it has all it reads from ova.xml on.
+        assert!(c.ova_read() && c.importer_has_all());
+        c.push(&good[ova_len..ova_len + 600]).unwrap();
+        assert!(!c.importer_has_all(), "a chunk being read");
+        // SHA-1 members, as older XAPIs wrote (lower-case hex).
+        let sha = "da39a3ee5e6b4b0d3255bfef95601890afd80709".as_bytes().to_vec();
+        let old = upload(&[("Ref:1/00000000", Vec::new()), ("Ref:1/00000000.checksum", sha)]);
+        assert_eq!(check_upload(&old, 4096), Ok(()));
+        let broken = |members: &[(&str, Vec<u8>)]| match check_upload(&upload(members), 4096) {
+            Err(TarError::Chunk(e)) => e,
+            other => panic!("{other:?}"),
+        };
+        let e = broken(&[("Ref:1/00000000", a.clone()), ("Ref:1/00000000.xxhash", xxh(&b).into_bytes())]);
+        assert!(e.contains("fails its checksum"), "{e}");
+        let lower = xxh(&a).to_lowercase().into_bytes();
+        assert!(broken(&[("Ref:1/00000000", a.clone()), ("Ref:1/00000000.xxhash", lower)]).contains("checksum"));
+        let e = broken(&[("Ref:1/00000000", a.clone()), ("Ref:1/00000001", b.clone())]);
+        assert!(e.contains("not by its checksum member"), "{e}");
+        let e = broken(&[("Ref:1/00000000", a.clone())]);
+        assert!(e.contains("not followed by its checksum"), "{e}");
+        let e = broken(&[
+            ("Ref:1/00000002", b.clone()),
+            ("Ref:1/00000002.xxhash", xxh(&b).into_bytes()),
+            ("Ref:1/00000001", b.clone()),
+        ]);
+        assert!(e.contains("must increase"), "{e}");
+        assert!(broken(&[("stray", Vec::new())]).contains("only disk chunks"));
+        assert!(broken(&[("Ref:1/x1", Vec::new())]).contains("decimal"));
+    }
+
+    #[test]
+    fn the_importer_has_all_after_the_last_chunk_of_the_last_disk() {
+        let m = |k: &str, v: &str| format!("<member><name>{k}</name><value>{v}</value></member>");
+        let obj = |class: &str, id: &str, fields: &str| {
+            format!("<value><struct>{}{}<member><name>snapshot</name><value><struct>{fields}</struct></value></member></struct></value>", m("class", class), m("id", id))
+        };
+        let version: String = ["hostname", "date", "product_version", "product_brand", "build_number"]
+            .iter()
+            .map(|k| m(k, "x"))
+            .chain([m("xapi_major", "1"), m("xapi_minor", "20"), m("export_vsn", "2")])
+            .collect();
+        let size = (2 << 20) + 1000;
+        let objects = [
+            obj("SR", "Ref:0", &m("content_type", "user")),
+            obj("VDI", "Ref:1", &(m("SR", "Ref:0") + &m("virtual_size", &size.to_string()))),
+            obj("VBD", "Ref:2", &(m("type", "Disk") + &m("VDI", "Ref:1"))),
+        ]
+        .concat();
+        let version = m("version", &format!("<struct>{version}</struct>"));
+        let xml = format!(
+            "<value><struct>{version}<member><name>objects</name><value><array><data>{objects}</data></array>\
+             </value></member></struct></value>"
+        );
+        let (a, b) = (vec![1u8; 1 << 20], vec![2u8; 1000]);
+        let t = member("ova.xml", xml.as_bytes());
+        let parts = [
+            member("Ref:1/00000000", &a),
+            member("Ref:1/00000000.xxhash", xxh(&a).as_bytes()),
+            // Chunk 1 is all zeros, left out; chunk 2 is the last.
+            member("Ref:1/00000002", &b),
+        ];
+        let mut c = TarCheck::xva_upload();
+        c.push(&t).unwrap();
+        assert!(c.ova_read() && !c.importer_has_all());
+        for part in &parts {
+            c.push(part).unwrap();
+            assert!(!c.importer_has_all());
+        }
+        c.push(&member("Ref:1/00000002.xxhash", xxh(&b).as_bytes())).unwrap();
+        assert!(c.importer_has_all(), "the last chunk's checksum is in");
+        assert!(c.finish().is_err(), "but the archive has no end yet");
     }
 }

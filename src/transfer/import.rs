@@ -83,18 +83,23 @@ impl Upload {
     }
 }
 
-/// Reads and checks what the request says about its body, before reading it.
-pub fn read_upload(req: &Request, route: ImportRoute) -> Result<Upload, ApiError> {
-    let pairs = params::pairs(&req.query);
-    let param = |k: &str| pairs.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
-    let encoding = match req.header("content-encoding").map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+/// The request's `Content-Encoding`: none, gzip or zstd (anything else: 415).
+pub fn content_encoding(req: &Request) -> Result<Encoding, ApiError> {
+    Ok(match req.header("content-encoding").map(|v| v.trim().to_ascii_lowercase()).as_deref() {
         None | Some("") | Some("identity") => Encoding::Identity,
         Some("gzip") | Some("x-gzip") => Encoding::Gzip,
         Some("zstd") => Encoding::Zstd,
         Some(other) => {
             return Err(ApiError::new(415, format!("Content-Encoding {other} is not supported: use gzip or zstd")))
         }
-    };
+    })
+}
+
+/// Reads and checks what the request says about its body, before reading it.
+pub fn read_upload(req: &Request, route: ImportRoute) -> Result<Upload, ApiError> {
+    let pairs = params::pairs(&req.query);
+    let param = |k: &str| pairs.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+    let encoding = content_encoding(req)?;
     let content_length = match req.header("content-length") {
         None => None,
         Some(v) => Some(v.trim().parse::<u64>().map_err(|_| ApiError::bad_request("invalid Content-Length"))?),
@@ -166,7 +171,7 @@ pub struct ImportPlan {
     pub temporary_session: bool,
 }
 
-fn iso_now(now: u64) -> String {
+pub(crate) fn iso_now(now: u64) -> String {
     // Civil date from days since the epoch (Howard Hinnant's algorithm).
     let (days, secs) = ((now / 86_400) as i64, now % 86_400);
     let z = days + 719_468;

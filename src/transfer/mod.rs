@@ -11,6 +11,7 @@
 //!   the right JSON error.
 //! - [`import`]: plans a VDI import (length, VDI, task) and decides its answer and cleanup.
 //! - [`vm_export`]: plans a VM export (compression, snapshot of a running VM and its cleanup).
+//! - [`vm_import`]: plans a VM import (XVA sniffing and checks, SR, task) and decides its answer and cleanup.
 //! - [`task`]: waiting for an XAPI task to end, then destroying it.
 
 pub mod check;
@@ -21,3 +22,4 @@ pub mod import;
 pub mod range;
 pub mod task;
 pub mod vm_export;
+pub mod vm_import;

@@ -97,36 +97,63 @@ pub async fn settle<T: Transport>(
     task: &str,
     max_wait: f64,
 ) -> Result<Outcome, XapiError> {
+    settle_with_result(xapi, session, task, max_wait).await.map(|(o, _)| o)
+}
+
+/// Waits up to `max_wait` seconds for `task` to end: its record once ended, `None` while still pending.
+pub async fn wait_end<T: Transport>(
+    xapi: &Xapi<'_, T>,
+    session: &str,
+    task: &str,
+    max_wait: f64,
+) -> Result<Option<Value>, XapiError> {
     let s = json!(session);
     let mut token = Value::String(String::new());
     let mut waited = 0.0;
-    let outcome = loop {
-        let rec = match xapi.call("task.get_record", &[s.clone(), json!(task)]).await {
-            Ok(r) => r,
-            Err(e) if e.code() == Some("HANDLE_INVALID") => return Ok(Outcome::Gone),
-            Err(e) => return Err(e),
-        };
-        if let Some(o) = outcome_of(&rec) {
-            break o;
+    loop {
+        let rec = xapi.call("task.get_record", &[s.clone(), json!(task)]).await?;
+        if outcome_of(&rec).is_some() {
+            return Ok(Some(rec));
         }
         if waited >= max_wait {
-            // XAPI only records a cancel (the handler, if one runs, notices it) and defers destroying a pending
-            // task until it completes, which never happens when the handler was never reached: end it as XO's
-            // client does, so that `task.destroy` removes it now. A handler still running finds it ended and
-            // leaves it alone (`TaskHelper.complete` acts on pending tasks only).
-            let _ = xapi.call("task.cancel", &[s.clone(), json!(task)]).await;
-            let _ = xapi.call("task.set_status", &[s.clone(), json!(task), json!("cancelled")]).await;
-            break Outcome::TimedOut;
+            return Ok(None);
         }
         let step = (max_wait - waited).clamp(0.1, 30.0);
         let ev =
             xapi.call("event.from", &[s.clone(), json!([format!("task/{task}")]), token.clone(), json!(step)]).await?;
         token = ev.get("token").cloned().unwrap_or(token);
         waited += step;
+    }
+}
+
+/// [`settle`], answering the task's `result` too (XAPI's text, e.g. the refs an import made).
+pub async fn settle_with_result<T: Transport>(
+    xapi: &Xapi<'_, T>,
+    session: &str,
+    task: &str,
+    max_wait: f64,
+) -> Result<(Outcome, String), XapiError> {
+    let s = json!(session);
+    let (outcome, result) = match wait_end(xapi, session, task, max_wait).await {
+        Err(e) if e.code() == Some("HANDLE_INVALID") => return Ok((Outcome::Gone, String::new())),
+        Err(e) => return Err(e),
+        Ok(Some(rec)) => {
+            let result = rec.get("result").and_then(Value::as_str).unwrap_or_default().to_string();
+            (outcome_of(&rec).unwrap_or(Outcome::Gone), result)
+        }
+        Ok(None) => {
+            // XAPI only records a cancel (the handler, if one runs, notices it) and defers destroying a pending
+            // task until it completes, which never happens when the handler was never reached: end it as XO's
+            // client does, so that `task.destroy` removes it now. A handler still running finds it ended and
+            // leaves it alone (`TaskHelper.complete` acts on pending tasks only).
+            let _ = xapi.call("task.cancel", &[s.clone(), json!(task)]).await;
+            let _ = xapi.call("task.set_status", &[s.clone(), json!(task), json!("cancelled")]).await;
+            (Outcome::TimedOut, String::new())
+        }
     };
     match xapi.call("task.destroy", &[s, json!(task)]).await {
-        Ok(_) => Ok(outcome),
-        Err(e) if e.code() == Some("HANDLE_INVALID") => Ok(outcome),
+        Ok(_) => Ok((outcome, result)),
+        Err(e) if e.code() == Some("HANDLE_INVALID") => Ok((outcome, result)),
         Err(e) => Err(e),
     }
 }

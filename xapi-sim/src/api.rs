@@ -18,8 +18,17 @@ use std::time::{Duration, Instant};
 pub(crate) type R<T> = Result<T, XapiError>;
 
 /// Fields a generic `set_<field>` may change.
-const SETTABLE: &[&str] =
-    &["name_label", "name_description", "tags", "other_config", "blocked_operations", "sm_config", "xenstore_data"];
+/// (`default_SR` is the pool's, read-write in `ocaml/idl/datamodel_pool.ml`.)
+const SETTABLE: &[&str] = &[
+    "name_label",
+    "name_description",
+    "tags",
+    "other_config",
+    "blocked_operations",
+    "sm_config",
+    "xenstore_data",
+    "default_SR",
+];
 
 /// Map fields with `add_to_<field>` / `remove_from_<field>`.
 const MAP_FIELDS: &[&str] = &[

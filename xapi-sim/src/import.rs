@@ -15,6 +15,7 @@ use crate::schema::Fields;
 use crate::sim::Sim;
 use crate::value::Value;
 use crate::xva::{xxhash_hex, CHUNK};
+use sha1::Digest;
 use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read};
 use std::sync::Arc;
@@ -258,8 +259,8 @@ pub fn receive(
     drop(first);
     let disks = sim.write(|db| create_objects(db, &ova_xml, sr, made))?;
     let vm = made.vm.clone().unwrap_or_default();
-    // (disk id, last chunk number) of the chunk whose checksum comes next, and its digest.
-    let mut pending: Option<(String, String)> = None;
+    // The chunk whose checksum comes next, and its data.
+    let mut pending: Option<(String, Vec<u8>)> = None;
     let mut last: HashMap<String, i64> = HashMap::new();
     for entry in entries {
         if cancelled() {
@@ -269,16 +270,26 @@ pub fn receive(
         let name = e.path()?.to_string_lossy().into_owned();
         let mut data = Vec::with_capacity(e.size() as usize);
         e.read_to_end(&mut data)?;
-        if let Some((expect, sum)) = pending.take() {
-            if name == format!("{expect}.xxhash") {
-                if String::from_utf8_lossy(&data) != sum {
-                    return Err(bad(format!("checksum mismatch for {expect}")));
-                }
-                continue;
+        if let Some((expect, chunk)) = pending.take() {
+            // `verify_inline_checksum`: the member's text must be the chunk's digest, exactly.
+            let sum = if name == format!("{expect}.xxhash") {
+                xxhash_hex(&chunk)
             } else if name == format!("{expect}.checksum") {
-                continue;
+                sha1::Sha1::digest(&chunk).iter().map(|b| format!("{b:02x}")).collect()
+            } else {
+                return Err(bad(format!("chunk {expect} is not followed by its checksum (found {name})")));
+            };
+            if String::from_utf8_lossy(&data) != sum {
+                return Err(bad(format!("checksum mismatch for {expect}")));
             }
-            return Err(bad(format!("chunk {expect} is not followed by its checksum (found {name})")));
+            // `recv_all_vdi` reads each disk up to its size and no further: once the last disk's last chunk is
+            // in, the import completes without reading the rest of the archive (its end marker included).
+            let (id, _) = expect.split_once('/').unwrap_or_default();
+            let ended = last.get(id).is_some_and(|&n| disk_ends(&disks, id, n));
+            if ended && disks.iter().all(|(d, _, _)| last.get(d).is_some_and(|&n| disk_ends(&disks, d, n))) {
+                break;
+            }
+            continue;
         }
         let (id, suffix) = name.split_once('/').ok_or_else(|| bad(format!("unexpected member {name}")))?;
         let (_, vdi, size) =
@@ -292,22 +303,25 @@ pub fn receive(
         if offset + data.len() as u64 > *size && !data.is_empty() {
             return Err(bad(format!("chunk {name} beyond the disk's size")));
         }
-        let sum = xxhash_hex(&data);
         sim.write(|db| -> io::Result<()> {
             let disk = db.disks.get_mut(vdi).ok_or_else(|| bad("the VDI disappeared"))?;
             disk.write(offset, &data).map_err(bad)
         })?;
-        pending = Some((name, sum));
+        pending = Some((name, data));
     }
     if let Some((expect, _)) = pending {
         return Err(bad(format!("the archive ends before the checksum of {expect}")));
     }
     // Every disk ends with its last chunk, zero or not (`stream_vdi.ml`: the last chunk is always sent).
-    for (id, _, size) in &disks {
-        let want = (size.max(&1) - 1) / CHUNK;
-        if last.get(id).copied() != Some(want as i64) {
+    for (id, _, _) in &disks {
+        if !last.get(id).is_some_and(|&n| disk_ends(&disks, id, n)) {
             return Err(bad(format!("disk {id} ends before its last chunk")));
         }
     }
     Ok(vm)
+}
+
+/// Whether chunk `n` is the last one of disk `id`.
+fn disk_ends(disks: &[(String, String, u64)], id: &str, n: i64) -> bool {
+    disks.iter().any(|(d, _, size)| d == id && (size.max(&1) - 1) / CHUNK == n as u64)
 }

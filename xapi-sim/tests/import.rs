@@ -140,3 +140,65 @@ fn broken_imports_leave_nothing() {
 fn futures_like(data: Vec<u8>) -> impl Read + Send + 'static {
     std::io::Cursor::new(data)
 }
+
+/// Rewrites an uncompressed XVA member by member: `edit` gets each (name, data) and answers what to write instead.
+fn rewrite(xva: &[u8], mut edit: impl FnMut(&str, Vec<u8>) -> Option<(String, Vec<u8>)>) -> Vec<u8> {
+    let mut out = tar::Builder::new(Vec::new());
+    let mut archive = tar::Archive::new(xva);
+    for entry in archive.entries().unwrap() {
+        let mut e = entry.unwrap();
+        let name = e.path().unwrap().to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        e.read_to_end(&mut data).unwrap();
+        if let Some((name, data)) = edit(&name, data) {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o400);
+            h.set_cksum();
+            out.append_data(&mut h, &name, &data[..]).unwrap();
+        }
+    }
+    out.into_inner().unwrap()
+}
+
+/// `stream_vdi.ml`, `recv_all_vdi`: each disk is read up to its `virtual_size` and no further, so an archive cut
+/// right after the last disk's last checksum (its end-of-archive marker missing) imports; and
+/// `verify_inline_checksum` checks `.checksum` members (SHA-1, lower-case hex, older XAPIs) as it does `.xxhash`.
+#[test]
+fn the_importer_stops_at_the_last_disk_and_checks_sha1_members() {
+    let sim = Sim::start();
+    let sid = sim.root();
+    let vm = sim.by_name(&sid, "VM", "Rocky Linux 8");
+    let plain = export(&sim, &sid, &vm);
+    let before = counts(&sim);
+    let unended = rewrite(&plain, |n, d| Some((n.to_string(), d)));
+    // tar::Builder::into_inner wrote the two zero blocks: take them off.
+    let unended = unended[..unended.len() - 1024].to_vec();
+    let task = import(&sim, &sid, "", unended);
+    assert_eq!(task["status"], "success", "{task}");
+    let made = made_vm(&task);
+    let sha1_hex = |d: &[u8]| {
+        use sha1::Digest;
+        sha1::Sha1::digest(d).iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
+    let mut last = Vec::new();
+    let with_sha1 = rewrite(&plain, |n, d| match n.strip_suffix(".xxhash") {
+        Some(chunk) => Some((format!("{chunk}.checksum"), sha1_hex(&last).into_bytes())),
+        None => {
+            last = d.clone();
+            Some((n.to_string(), d))
+        }
+    });
+    let task = import(&sim, &sid, "", with_sha1.clone());
+    assert_eq!(task["status"], "success", "{task}");
+    let mut bad = with_sha1;
+    // The first checksum member's text, upper-cased: XAPI compares strings exactly.
+    let at = bad.windows(9).position(|w| w == b".checksum").unwrap();
+    let data = (at / 512 + 1) * 512;
+    bad[data..data + 40].make_ascii_uppercase();
+    let task = import(&sim, &sid, "", bad);
+    assert_eq!(task["status"], "failure", "{task}");
+    let after = counts(&sim);
+    assert_eq!(after.0, before.0 + 2, "two VMs made, the failed one removed");
+    sim.call("VM.destroy", json!([sid, made])).unwrap();
+}

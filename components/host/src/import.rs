@@ -22,9 +22,9 @@ use xo_edge::transfer::export::DiskFormat;
 use xo_edge::transfer::import::{self, BodyFailure, Encoding, ImportPlan, Upload};
 
 /// Bytes asked of the client's body per read.
-const READ_SIZE: u64 = 256 * 1024;
+pub(crate) const READ_SIZE: u64 = 256 * 1024;
 /// Largest write to XAPI.
-const BATCH: usize = 256 * 1024;
+pub(crate) const BATCH: usize = 256 * 1024;
 
 /// Most of a refused upload that is still read (and dropped) before answering: a client that is still sending
 /// when its connection closes may lose the answer (TCP resets it), so short uploads get their error read.
@@ -130,23 +130,23 @@ fn invalid(e: CheckError) -> BodyFailure {
     }
 }
 
-fn failure_error(f: BodyFailure) -> ApiError {
+pub(crate) fn failure_error(f: BodyFailure) -> ApiError {
     match f {
         BodyFailure::Invalid(e) => e,
         BodyFailure::Short(why) => ApiError::bad_request(format!("the upload broke off: {why}")),
     }
 }
 
-/// Starts the `PUT` to XAPI's handler: headers out, body to come.
-fn start_put(config: &Config, plan: &ImportPlan) -> Result<Sending, String> {
-    let length = plan.length.to_string();
-    let headers: [(&str, &[u8]); 2] = [("cookie", plan.cookie.as_bytes()), ("content-length", length.as_bytes())];
-    let request = outbound::request(Method::Put, &config.xapi_url, &plan.upstream, &headers)?;
+/// Starts the `PUT` of `length` bytes to XAPI's handler `upstream`: headers out, body to come.
+pub(crate) fn start_put(config: &Config, upstream: &str, cookie: &str, length: u64) -> Result<Sending, String> {
+    let length = length.to_string();
+    let headers: [(&str, &[u8]); 2] = [("cookie", cookie.as_bytes()), ("content-length", length.as_bytes())];
+    let request = outbound::request(Method::Put, &config.xapi_url, upstream, &headers)?;
     request.start().map_err(|e| format!("{e:?}"))
 }
 
 /// Ends the PUT and reads XAPI's answer to its end; answers its status.
-async fn end_put(put: Sending, complete: bool, config: &Config) -> Result<u16, String> {
+pub(crate) async fn end_put(put: Sending, complete: bool, config: &Config) -> Result<u16, String> {
     let deadline = Deadline::after(config.xapi_timeout);
     let answer = put.end(complete, deadline).await.map_err(|e| format!("{e:?}"))?;
     let _ = answer.read_all(1 << 20, deadline).await;
@@ -190,7 +190,7 @@ async fn forward(source: &mut Source, mut check: Check, head: Vec<u8>, put: &Sen
 }
 
 /// Adds the renewed-token cookie a caller past half its token's lifetime gets on success.
-fn with_refresh(reply: Reply, caller: &Caller) -> Reply {
+pub(crate) fn with_refresh(reply: Reply, caller: &Caller) -> Reply {
     match &caller.refresh_cookie {
         Some(cookie) => reply.with_header("set-cookie", cookie.clone()),
         None => reply,
@@ -231,7 +231,7 @@ pub async fn import(
                 return log.answer(out, Reply::error(&e)).await;
             }
         };
-        let (sent, moved) = match start_put(&config, &plan) {
+        let (sent, moved) = match start_put(&config, &plan.upstream, &plan.cookie, plan.length) {
             Ok(put) => {
                 let moved = io::splice_all(&body.stream, &put.stream, Some(plan.length)).await;
                 let complete = moved.as_ref().is_ok_and(|&n| n == plan.length);
@@ -305,7 +305,7 @@ pub async fn import(
             return log.answer(out, Reply::error(&e)).await;
         }
     };
-    let (sent, body_result) = match start_put(&config, &plan) {
+    let (sent, body_result) = match start_put(&config, &plan.upstream, &plan.cookie, plan.length) {
         Ok(put) => {
             let outcome = forward(&mut source, check, head, &put).await;
             if !matches!(outcome, Pumped::Done) {

@@ -27,6 +27,7 @@ pub mod outbound;
 pub mod response;
 pub mod store;
 pub mod transfer;
+pub mod vm_import;
 
 pub use spin_executor::run;
 pub use wasi;

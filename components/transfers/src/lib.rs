@@ -3,6 +3,7 @@
 //! - `PUT /rest/v0/vdis/<id>.vhd|.raw`: import into an existing VDI.
 //! - `POST /rest/v0/srs/<id>/vdis[?raw&name_label=…&name_description=…&size=…]`: import onto an SR as a new VDI.
 //! - `GET|HEAD /rest/v0/vms/<id>.xva[?compress=…]` (and `vm-snapshots`, `vm-templates`): VM export.
+//! - `POST /rest/v0/pools/<id>/vms[?sr=…&size=…]`: VM import from an XVA.
 //!
 //! Authenticate, let the core plan the transfer, let the host layer stream it. Bodies never go through the core's
 //! `Reply`: the host layer splices or checks them between WASI streams.
@@ -10,7 +11,7 @@
 use xo_edge::error::ApiError;
 use xo_edge::rest::{auth, Ctx, Reply};
 use xo_edge::transfer::export::{self, Plan};
-use xo_edge::transfer::{import, vm_export};
+use xo_edge::transfer::{import, vm_export, vm_import};
 use xo_edge_host::wasi::http::types::{IncomingRequest, ResponseOutparam};
 use xo_edge_host::{Log, WasiTransport};
 
@@ -46,6 +47,21 @@ pub async fn handle(request: IncomingRequest, out: ResponseOutparam) {
             }
         };
         return xo_edge_host::import::import(config.clone(), log, caller, upload, request, out).await;
+    }
+    if let Some(pool) = vm_import::vm_import_route(path) {
+        if method != "POST" {
+            release().await;
+            let e = ApiError::new(405, format!("{method} is not supported on {path}: POST an XVA to import a VM"));
+            return log.answer(out, Reply::error(&e).with_header("allow", "POST")).await;
+        }
+        return match vm_import::read_vm_upload(&core_req, pool) {
+            Ok(upload) => xo_edge_host::vm_import::import_vm(config.clone(), log, caller, upload, request, out).await,
+            Err(e) => {
+                xo_edge_host::import::refuse(&request, config.client_timeout).await;
+                release().await;
+                log.answer(out, Reply::error(&e)).await
+            }
+        };
     }
     if let Some(route) = vm_export::vm_route(path) {
         let plan = match method {
