@@ -23,9 +23,11 @@ enum Op {
     VmZstdRunning,
     ImportRaw,
     ImportVhd,
+    ImportVm,
+    ImportVmZstd,
 }
 
-const OPS: [Op; 9] = [
+const OPS: [Op; 11] = [
     Op::Collection,
     Op::VdiRaw,
     Op::VdiVhd,
@@ -35,6 +37,8 @@ const OPS: [Op; 9] = [
     Op::VmZstdRunning,
     Op::ImportRaw,
     Op::ImportVhd,
+    Op::ImportVm,
+    Op::ImportVmZstd,
 ];
 
 impl Op {
@@ -49,7 +53,14 @@ impl Op {
             Op::VmZstdRunning => "VM export zstd at the edge, running",
             Op::ImportRaw => "VDI import .raw",
             Op::ImportVhd => "VDI import .vhd",
+            Op::ImportVm => "VM import, XVA",
+            Op::ImportVmZstd => "VM import, zstd XVA",
         }
+    }
+
+    /// Whether the operation uploads a body.
+    fn uploads(self) -> bool {
+        matches!(self, Op::ImportRaw | Op::ImportVhd | Op::ImportVm | Op::ImportVmZstd)
     }
 
     /// XAPI's HTTP handler the operation streams through.
@@ -59,6 +70,7 @@ impl Op {
             Op::VdiRaw | Op::VdiVhd => Some("/export_raw_vdi"),
             Op::VmPlain | Op::VmZstd | Op::VmRunning | Op::VmZstdRunning => Some("/export"),
             Op::ImportRaw | Op::ImportVhd => Some("/import_raw_vdi"),
+            Op::ImportVm | Op::ImportVmZstd => Some("/import"),
         }
     }
 }
@@ -92,6 +104,10 @@ struct Fixture {
     sr: String,
     /// A 2 MiB dynamic VHD made by qemu-img.
     vhd: Vec<u8>,
+    pool: String,
+    /// The halted VM's XVA, uncompressed and zstd.
+    xva: Vec<u8>,
+    xva_zstd: Vec<u8>,
 }
 
 fn sim_login(edge: &Edge) -> J {
@@ -107,8 +123,17 @@ fn uuid_of(edge: &Edge, class: &str, name: &str) -> String {
 }
 
 fn fixture(edge: &Edge) -> Fixture {
+    let token = edge.token("root", "xapi-sim");
+    let halted = uuid_of(edge, "VM", "Rocky Linux 8");
+    let xva = |q: &str| {
+        let r = edge.get(&format!("/rest/v0/vms/{halted}.xva{q}")).bearer_auth(&token).send().unwrap();
+        r.bytes().unwrap().to_vec()
+    };
     Fixture {
-        token: edge.token("root", "xapi-sim"),
+        pool: uuid_of(edge, "pool", "Demo pool"),
+        xva: xva(""),
+        xva_zstd: xva("?compress=zstd&compress_at=edge"),
+        token,
         disk: edge.sim_disk("matrix disk", 4 << 20, 9),
         halted: uuid_of(edge, "VM", "Rocky Linux 8"),
         running: uuid_of(edge, "VM", "Debian 12 web"),
@@ -143,13 +168,14 @@ fn faults(edge: &Edge, spec: J) {
     assert!(edge.http.put(format!("{}/_sim/faults", edge.sim_url)).json(&spec).send().unwrap().status().is_success());
 }
 
-/// VDIs, VM snapshots, tasks and sessions on the simulator, once they equal `want`, or with no `want` once no
-/// task is left (or after 15 s either way).
-fn counts(edge: &Edge, want: Option<[u64; 4]>) -> [u64; 4] {
+/// VDIs, VM snapshots, tasks, sessions and VMs (all kinds) on the simulator, once they equal `want`, or with no
+/// `want` once no task is left (or after 15 s either way).
+fn counts(edge: &Edge, want: Option<[u64; 5]>) -> [u64; 5] {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let s = edge.sim_stats();
-        let c = ["vdis", "vm_snapshots", "tasks", "sessions"].map(|k| s[k].as_u64().unwrap());
+        let [a, b, c, d] = ["vdis", "vm_snapshots", "tasks", "sessions"].map(|k| s[k].as_u64().unwrap());
+        let c = [a, b, c, d, s["objects"]["VM"].as_u64().unwrap()];
         // With nothing to compare with, "settled" is no task left (the last operation's may still be ending).
         let settled = match want {
             Some(w) => w == c,
@@ -173,6 +199,7 @@ fn path(op: Op, f: &Fixture) -> String {
         Op::VmZstdRunning => format!("/rest/v0/vms/{}.xva?compress=zstd&compress_at=edge", f.running),
         Op::ImportRaw => format!("/rest/v0/srs/{}/vdis?raw&name_label=matrix", f.sr),
         Op::ImportVhd => format!("/rest/v0/srs/{}/vdis?name_label=matrix", f.sr),
+        Op::ImportVm | Op::ImportVmZstd => format!("/rest/v0/pools/{}/vms?sr={}", f.pool, f.sr),
     }
 }
 
@@ -192,6 +219,8 @@ fn run(edge: &Edge, op: Op, f: &Fixture) -> End {
     let r = match op {
         Op::ImportRaw => edge.http.post(url).bearer_auth(&f.token).body(vec![7u8; 2 << 20]).send(),
         Op::ImportVhd => edge.http.post(url).bearer_auth(&f.token).body(f.vhd.clone()).send(),
+        Op::ImportVm => edge.http.post(url).bearer_auth(&f.token).body(f.xva.clone()).send(),
+        Op::ImportVmZstd => edge.http.post(url).bearer_auth(&f.token).body(f.xva_zstd.clone()).send(),
         _ => edge.http.get(url).bearer_auth(&f.token).send(),
     };
     r.map(classify).unwrap_or(End::Aborted)
@@ -202,7 +231,7 @@ fn disconnect(edge: &Edge, op: Op, f: &Fixture) {
     let port = edge.url.rsplit(':').next().unwrap();
     let mut s = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
     let p = path(op, f);
-    if matches!(op, Op::ImportRaw | Op::ImportVhd) {
+    if op.uploads() {
         let head = format!(
             "POST {p} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-length: {}\r\n\r\n",
             f.token,
@@ -226,6 +255,10 @@ fn disconnect(edge: &Edge, op: Op, f: &Fixture) {
 fn upload_start(op: Op, f: &Fixture) -> Vec<u8> {
     if op == Op::ImportVhd {
         f.vhd[..1 << 20].to_vec()
+    } else if op == Op::ImportVm {
+        f.xva[..1 << 20].to_vec()
+    } else if op == Op::ImportVmZstd {
+        f.xva_zstd[..(1 << 20).min(f.xva_zstd.len() / 2)].to_vec()
     } else {
         vec![1u8; 1 << 20]
     }
@@ -288,13 +321,13 @@ fn every_operation_under_every_fault_ends_cleanly_and_leaves_nothing() {
             faults(&edge, json!({}));
             let left = counts(&edge, Some(base));
             assert!(want.contains(&got), "{} / {fault}: got {got}, want one of {want:?}", op.name());
-            assert_eq!(left, base, "{} / {fault}: left behind (VDIs, snapshots, tasks, sessions)", op.name());
+            assert_eq!(left, base, "{} / {fault}: left behind (VDIs, snapshots, tasks, sessions, VMs)", op.name());
             table.push((op, fault, got.to_string()));
         };
         let plain = || run(&edge, op, &f);
         // XAPI slower than xapi_timeout: on the first call the operation makes, or on the handler's answer.
         let slow = match op.handler() {
-            Some(h) if !matches!(op, Op::ImportRaw | Op::ImportVhd) => json!({"latency_ms": {h: 5000}}),
+            Some(h) if !op.uploads() => json!({"latency_ms": {h: 5000}}),
             _ => json!({"latency_ms": {calls[0].clone(): 5000}}),
         };
         // (An upload's answer comes after its body, so for an import it is a call around it that is slow.)
@@ -330,7 +363,7 @@ fn every_operation_under_every_fault_ends_cleanly_and_leaves_nothing() {
                 &[End::Aborted, End::Error(500), End::Error(502)],
                 &plain,
             );
-            if !matches!(op, Op::ImportRaw | Op::ImportVhd) {
+            if !op.uploads() {
                 // A `.raw` export is passed through untouched (its length is known), so the runtime cuts it short
                 // instead; every other export reads the first bytes and answers 502.
                 let want: &[End] = if op == Op::VdiRaw { &[End::Aborted] } else { &[End::Error(502)] };
@@ -339,7 +372,7 @@ fn every_operation_under_every_fault_ends_cleanly_and_leaves_nothing() {
             // XAPI stops sending for longer than xapi_timeout (the simulator at 80 kB/s sends a 256 KiB chunk,
             // then waits 3.3 s). A `.raw` export is passed through without the guest reading it: the client's own
             // timeout applies there.
-            if !matches!(op, Op::VdiRaw | Op::ImportRaw | Op::ImportVhd) {
+            if op != Op::VdiRaw && !op.uploads() {
                 cell("XAPI stalls mid-stream", json!({"throttle_bytes_per_sec": {h: 80_000}}), &[End::Aborted], &plain);
             }
             cell(
@@ -352,7 +385,7 @@ fn every_operation_under_every_fault_ends_cleanly_and_leaves_nothing() {
                 },
             );
         }
-        if matches!(op, Op::ImportRaw | Op::ImportVhd) {
+        if op.uploads() {
             // A raw upload with a length is handed to XAPI untouched, so the edge learns of the short body from
             // XAPI's side of the transfer: 502 (a 400 would be more precise; the client rarely reads it anyway).
             cell(
@@ -361,6 +394,8 @@ fn every_operation_under_every_fault_ends_cleanly_and_leaves_nothing() {
                 &[End::Error(400), End::Error(502)],
                 &|| truncated_upload(&edge, op, &f),
             );
+        }
+        if matches!(op, Op::ImportRaw | Op::ImportVhd) {
             // More than the disk holds, into an existing VDI: refused before anything is written.
             let put =
                 format!("{}/rest/v0/vdis/{}.{}", edge.url, f.disk, if op == Op::ImportVhd { "vhd" } else { "raw" });
@@ -402,6 +437,9 @@ fn fixture_ids(f: &Fixture) -> Fixture {
         running: f.running.clone(),
         sr: f.sr.clone(),
         vhd: f.vhd.clone(),
+        pool: f.pool.clone(),
+        xva: f.xva.clone(),
+        xva_zstd: f.xva_zstd.clone(),
     }
 }
 
