@@ -120,6 +120,7 @@ const VM_VDI_WRITES: &[&str] = &[
     "VM.resume_on",
     "VM.clone",
     "VM.copy",
+    "VM.provision",
     "VM.revert",
     "VM.pool_migrate",
     "VBD.create",
@@ -560,6 +561,10 @@ async fn dispatch(sim: &Arc<Sim>, session: &Session, name: &str, class: &str, op
             expect_args(name, args, if copy { 3 } else { 2 })?;
             let sr = args.get(2).map(arg_str).unwrap_or_default();
             sim.write(|db| crate::vm_ops::vm_clone(db, &arg_str(&args[0]), &arg_str(&args[1]), copy, &sr))
+        }
+        ("VM", "provision") => {
+            expect_args(name, args, 1)?;
+            sim.write(|db| crate::vm_ops::vm_provision(db, &arg_str(&args[0])))
         }
         ("VM", "revert") => {
             expect_args(name, args, 1)?;

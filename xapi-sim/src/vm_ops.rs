@@ -1,4 +1,5 @@
-//! VM operations that make or rearrange VMs: `VM.clone`, `VM.copy`, `VM.revert` and `VM.pool_migrate`.
+//! VM operations that make or rearrange VMs: `VM.clone`, `VM.copy`, `VM.provision`, `VM.revert` and
+//! `VM.pool_migrate`.
 //!
 //! Each follows XAPI's own code, cited per function: which power states and flags allow it
 //! (`ocaml/xapi/xapi_vm_lifecycle.ml`), what the new records hold (`ocaml/xapi/xapi_vm_clone.ml`,
@@ -320,4 +321,145 @@ pub fn vm_pool_migrate(db: &mut Db, vm: &str, host: &str) -> R<Value> {
     db.set_push(host, "resident_VMs", vm);
     db.set(vm, "resident_on", Value::str(host));
     Ok(Value::str(""))
+}
+
+/// One disk of a template's provision XML (`xapi_templates.ml`, `disk_of_xml`).
+struct ProvisionDisk {
+    device: String,
+    size: i64,
+    sr: String,
+    bootable: bool,
+    kind: String,
+}
+
+/// Parses `<provision><disk device= size= sr= bootable= type=/>…</provision>` (`disks_of_xml`; a malformed one
+/// fails as XAPI's `Xml.parse_string` does, with an internal error).
+fn provision_disks(xml: &str) -> R<Vec<ProvisionDisk>> {
+    let bad = |why: String| XapiError::new("INTERNAL_ERROR", &[&format!("provision XML: {why}")]);
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut disks = Vec::new();
+    loop {
+        match reader.read_event().map_err(|e| bad(e.to_string()))? {
+            quick_xml::events::Event::Empty(e) | quick_xml::events::Event::Start(e) if e.name().as_ref() == b"disk" => {
+                let mut attr = std::collections::HashMap::new();
+                for a in e.attributes() {
+                    let a = a.map_err(|e| bad(e.to_string()))?;
+                    let v = a.unescape_value().map_err(|e| bad(e.to_string()))?.into_owned();
+                    attr.insert(String::from_utf8_lossy(a.key.as_ref()).into_owned(), v);
+                }
+                let get = |k: &str| attr.get(k).cloned().ok_or_else(|| bad(format!("a disk without {k}")));
+                disks.push(ProvisionDisk {
+                    device: get("device")?,
+                    size: get("size")?.parse().map_err(|_| bad("a disk size is not an integer".into()))?,
+                    sr: get("sr")?,
+                    bootable: get("bootable")? == "true",
+                    kind: attr.get("type").cloned().unwrap_or_else(|| "system".into()),
+                });
+            }
+            quick_xml::events::Event::Eof => break,
+            _ => {}
+        }
+    }
+    Ok(disks)
+}
+
+/// `VM.provision` (`ocaml/xapi/xapi_vm.ml`, `provision`; `xapi_templates.ml`, `pre_install`, `create_disk`,
+/// `post_install`): the VM stops being a template; each disk of `other_config:disks` becomes a VDI on the SR whose
+/// uuid the XML names (none or an unknown one: `UUID_INVALID`), named after its device, described "Created by
+/// template provisioner", `sm_config:vmhint` the VM's uuid, with a VBD at that device (bootable as the XML says,
+/// unpluggable unless a system disk, `other_config:owner`); then `disks` and `postinstall` leave `other_config`. A
+/// failure destroys the disks made so far.
+pub fn vm_provision(db: &mut Db, vm: &str) -> R<Value> {
+    let rec = obj(db, "VM", vm)?.clone();
+    control_domain(vm, &rec)?;
+    check_blocked(vm, &rec, "provision")?;
+    let state = str_of(&rec, "power_state");
+    if state != "Halted" {
+        return Err(bad_power_state(vm, "halted", &state));
+    }
+    db.set(vm, "is_a_template", Value::Bool(false));
+    let other = rec.get("other_config").cloned().unwrap_or_else(|| Value::Map(Vec::new()));
+    let xml = other.get("disks").and_then(Value::as_str).map(str::to_string);
+    let disks = match &xml {
+        Some(x) => provision_disks(x)?,
+        None => Vec::new(),
+    };
+    let vm_uuid = str_of(&rec, "uuid");
+    let mut made: Vec<(String, String)> = Vec::new();
+    let undo = |db: &mut Db, made: &[(String, String)]| {
+        for (vbd, vdi) in made {
+            let _ = crate::devices::vbd_destroy(db, vbd);
+            let _ = crate::api::vdi_destroy(db, vdi);
+        }
+    };
+    for d in &disks {
+        let Some(sr) = db.all("SR").find(|(_, r)| str_of(r, "uuid") == d.sr).map(|(r, _)| r.clone()) else {
+            undo(db, &made);
+            return Err(XapiError::new("UUID_INVALID", &["sr", &d.sr]));
+        };
+        let kind = if matches!(d.kind.as_str(), "system" | "user" | "ephemeral" | "suspend" | "crashdump") {
+            d.kind.clone()
+        } else {
+            "system".to_string()
+        };
+        let record = Value::Map(fields([
+            ("name_label", Value::str("")),
+            ("name_description", Value::str("Created by template provisioner")),
+            ("SR", Value::str(sr)),
+            ("virtual_size", Value::Int(d.size)),
+            ("type", Value::str(kind.clone())),
+            ("sharable", Value::Bool(false)),
+            ("read_only", Value::Bool(false)),
+            ("other_config", Value::Map(Vec::new())),
+            ("sm_config", Value::map([("vmhint", vm_uuid.as_str())])),
+        ]));
+        let vdi = match crate::api::vdi_create(db, &record) {
+            Ok(v) => arg_string(&v),
+            Err(e) => {
+                undo(db, &made);
+                return Err(e);
+            }
+        };
+        let vbd = Value::Map(fields([
+            ("VM", Value::str(vm)),
+            ("VDI", Value::str(vdi.clone())),
+            ("userdevice", Value::str(d.device.clone())),
+            ("bootable", Value::Bool(d.bootable)),
+            ("mode", Value::str("RW")),
+            ("type", Value::str("Disk")),
+            ("unpluggable", Value::Bool(kind != "system")),
+            ("empty", Value::Bool(false)),
+            ("qos_algorithm_type", Value::str("")),
+            ("qos_algorithm_params", Value::Map(Vec::new())),
+            ("other_config", Value::map([("owner", "")])),
+        ]));
+        match crate::devices::vbd_create(db, &vbd) {
+            Ok(v) => {
+                let vbd = arg_string(&v);
+                let device = db.field_str(&vbd, "userdevice");
+                db.set(&vdi, "name_label", Value::str(device));
+                made.push((vbd, vdi));
+            }
+            Err(e) => {
+                let _ = crate::api::vdi_destroy(db, &vdi);
+                undo(db, &made);
+                return Err(e);
+            }
+        }
+    }
+    let mut other = other;
+    if let Value::Map(m) = &mut other {
+        m.retain(|(k, _)| k != "disks" && k != "postinstall");
+    }
+    db.set(vm, "other_config", other);
+    crate::allowed::update_vm(db, vm);
+    Ok(Value::str(""))
+}
+
+fn fields<const N: usize>(f: [(&str, Value); N]) -> Vec<(String, Value)> {
+    f.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+fn arg_string(v: &Value) -> String {
+    v.as_str().unwrap_or_default().to_string()
 }

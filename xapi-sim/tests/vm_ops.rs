@@ -302,3 +302,62 @@ fn vdi_copy_and_pool_migrate_move_content_between_srs() {
     assert!(sim.call("VDI.get_record", json!([sid, disk])).is_err());
     assert_eq!(rec(&sim, &sid, "VDI", &snap_disk)["snapshot_of"], moved);
 }
+
+/// `VM.provision` (`ocaml/xapi/xapi_vm.ml`, `provision`; `xapi_templates.ml`, `disk_of_xml`, `create_disk`,
+/// `post_install`): a clone of a template becomes a VM; each disk of `other_config:disks` becomes a VDI on the SR
+/// the XML names, named after its device and described "Created by template provisioner", with a VBD at that device;
+/// `disks` leaves `other_config`. An SR that is not a uuid fails with `UUID_INVALID`, and nothing is left.
+#[test]
+fn provision_makes_the_template_disks_on_the_sr_named() {
+    let sim = Sim::start();
+    let sid = sim.root();
+    let tpl = sim.by_name(&sid, "VM", "Debian Bookworm 12");
+    let before = sim.stats()["objects"].clone();
+    // The default template names no SR (sr=""): XAPI cannot resolve it.
+    let clone = sim.call("VM.clone", json!([sid, tpl, "as is"])).unwrap();
+    assert_eq!(rec(&sim, &sid, "VM", clone.as_str().unwrap())["is_a_template"], true, "a clone of a template");
+    assert_eq!(code(sim.call("VM.provision", json!([sid, clone]))), "UUID_INVALID");
+    assert_eq!(sim.stats()["objects"]["VDI"], before["VDI"], "no disk left");
+    // Named: made there.
+    let sr = sim.by_name(&sid, "SR", "Local storage");
+    let sr_uuid = rec(&sim, &sid, "SR", &sr)["uuid"].as_str().unwrap().to_string();
+    let xml = format!(
+        "<provision><disk device=\"0\" size=\"8388608\" sr=\"{sr_uuid}\" bootable=\"true\" type=\"system\"/>\
+         <disk device=\"1\" size=\"4194304\" sr=\"{sr_uuid}\" bootable=\"false\" type=\"user\"/></provision>"
+    );
+    let vm = sim.call("VM.clone", json!([sid, tpl, "provisioned"])).unwrap();
+    sim.call("VM.remove_from_other_config", json!([sid, vm, "disks"])).unwrap();
+    sim.call("VM.add_to_other_config", json!([sid, vm, "disks", xml])).unwrap();
+    sim.call("VM.provision", json!([sid, vm])).unwrap();
+    let r = rec(&sim, &sid, "VM", vm.as_str().unwrap());
+    assert_eq!(r["is_a_template"], false);
+    assert!(r["other_config"].get("disks").is_none());
+    let mut disks: Vec<(String, J, J, J)> = refs(&r["VBDs"])
+        .iter()
+        .map(|b| {
+            let vbd = rec(&sim, &sid, "VBD", b);
+            let vdi = rec(&sim, &sid, "VDI", vbd["VDI"].as_str().unwrap());
+            assert_eq!(vdi["SR"], sr.as_str());
+            assert_eq!(vdi["name_description"], "Created by template provisioner");
+            assert_eq!(vdi["name_label"], vbd["userdevice"], "named after its device");
+            assert_eq!(vbd["unpluggable"], vdi["type"] != "system");
+            (
+                vbd["userdevice"].as_str().unwrap().to_string(),
+                vbd["bootable"].clone(),
+                vdi["virtual_size"].clone(),
+                vdi["type"].clone(),
+            )
+        })
+        .collect();
+    disks.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        disks,
+        [
+            ("0".to_string(), json!(true), json!(8388608), json!("system")),
+            ("1".to_string(), json!(false), json!(4194304), json!("user"))
+        ]
+    );
+    // Provisioning again makes nothing more (the XML is gone).
+    sim.call("VM.provision", json!([sid, vm])).unwrap();
+    assert_eq!(refs(&rec(&sim, &sid, "VM", vm.as_str().unwrap())["VBDs"]).len(), 2);
+}
