@@ -2,6 +2,7 @@
 //!
 //! Nothing here reads from a socket or a file: callers feed bytes and receive values or events.
 
+pub mod config_drive;
 pub mod ova;
 pub mod tar;
 pub mod vhd;

@@ -129,6 +129,7 @@ pub static ACTIONS: &[Action] = &[
     pool("create_network", Op::CreateNetwork, Some("networks")),
     pool("create_bonded_network", Op::CreateBondedNetwork, Some("networks")),
     pool("create_internal_network", Op::CreateInternalNetwork, Some("networks")),
+    pool("create_vm", Op::CreateVm, Some("vms")),
     pool("management_reconfigure", Op::PoolNetwork, None),
     pool("emergency_shutdown", Op::PoolEmergency, None),
     pool("add_host", Op::Unavailable("add_host"), None),
@@ -248,10 +249,21 @@ fn validate(action: &Action, params: &Value) -> Result<(), ApiError> {
         let fits = match spec["type"].as_str() {
             Some("string") => value.is_string(),
             Some("boolean") => value.is_boolean(),
-            Some("integer") => value.is_i64() || value.is_u64(),
+            // (XO's clients send JSON numbers, integral ones possibly with a fraction part of zero.)
+            Some("integer") => value.is_i64() || value.is_u64() || value.as_f64().is_some_and(|f| f.fract() == 0.0),
+            Some("number") => value.is_number(),
+            Some("object") => value.is_object(),
+            Some("array") if spec["items"]["type"] == "object" => {
+                value.as_array().is_some_and(|a| a.iter().all(Value::is_object))
+            }
             Some("array") => value.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
             _ => true,
         };
+        let allowed = spec["enum"].as_array();
+        if fits && allowed.is_some_and(|choices| !choices.contains(value)) {
+            return Err(ApiError::bad_request(format!("{key} must be one of {}", spec["enum"]))
+                .with_data(json!({ "schema": schema })));
+        }
         if !fits {
             return Err(ApiError::bad_request(format!("{key} must be of type {}", spec["type"]))
                 .with_data(json!({ "schema": schema })));

@@ -289,6 +289,19 @@ struct Target<'a> {
     suspend_sr: Option<&'a str>,
 }
 
+/// Applies one `PATCH /vms` field to the VM `vm` (create_vm's settings); `host`: `affinityHost`'s ref.
+pub(crate) async fn apply_vm<T: Transport>(
+    ctx: &Ctx<'_, T>,
+    s: &Value,
+    vm: &str,
+    field: &str,
+    value: &Value,
+    host: Option<&str>,
+) -> Result<(), XapiError> {
+    let target = Target { class: "VM", reference: vm, session: s, host, suspend_sr: None };
+    apply(ctx, &target, field, value).await
+}
+
 /// The XAPI calls of one field, in order (reading the record where the calls depend on its state).
 async fn apply<T: Transport>(ctx: &Ctx<'_, T>, t: &Target<'_>, field: &str, value: &Value) -> Result<(), XapiError> {
     let (class, r, s) = (t.class, t.reference, t.session);

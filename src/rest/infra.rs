@@ -39,6 +39,8 @@ pub enum Op {
     CreateBondedNetwork,
     /// A network with no PIF: a plan.
     CreateInternalNetwork,
+    /// A VM from a template ([`super::create_vm`]): a plan.
+    CreateVm,
     /// Not offered by the edge: 501 with the reason and what to do instead.
     Unavailable(&'static str),
 }
@@ -75,6 +77,8 @@ pub enum Steps {
     SrRemove { sr: String, destroy: bool },
     /// `network.create`, then NBD, a VLAN on each host of `vlan`'s PIF network, or a bond per member group.
     Network { record: Value, nbd: bool, vlan: Option<(String, i64)>, bonds: Vec<Vec<String>>, mode: String },
+    /// A VM from a template.
+    CreateVm(Box<super::create_vm::Spec>),
 }
 
 /// The body's properties and required ones, as JSON Schema pieces.
@@ -142,6 +146,7 @@ pub fn schema(op: Op) -> (Value, Vec<&'static str>) {
         Op::CreateInternalNetwork => (network(json!({})), vec!["name"]),
         Op::Unavailable("add_host") => (json!({ "host": { "type": "string" }, "force": b("") }), vec!["host"]),
         Op::Unavailable(_) => (json!({ "shutdownPinnedVms": b("") }), vec![]),
+        Op::CreateVm => super::create_vm::schema(),
         Op::HostEmergency | Op::PoolEmergency | Op::Trim | Op::SrForget => (json!({}), vec![]),
     }
 }
@@ -259,6 +264,11 @@ pub async fn prepare<T: Transport>(
     let label = |what: &str| format!("{what} {} (xo-edge)", rec["name_label"].as_str().unwrap_or_default());
     match op {
         Op::Unavailable(n) => Err(unavailable(n)),
+        Op::CreateVm => {
+            let spec = super::create_vm::prepare(ctx, caller, rec, body).await?;
+            let name = body["name_label"].as_str().unwrap_or_default();
+            Ok(Prepared::Plan { label: format!("create VM {name} (xo-edge)"), steps: Steps::CreateVm(Box::new(spec)) })
+        }
         Op::HostDisable if !flag("evacuate") => {
             let mut args = vec![json!(reference)];
             if body["autoEnable"] == json!(false) {
@@ -451,7 +461,11 @@ pub async fn prepare<T: Transport>(
 impl Steps {
     /// The collection of what the steps make, if anything.
     pub fn makes(&self) -> Option<&'static str> {
-        matches!(self, Steps::Network { .. }).then_some("networks")
+        match self {
+            Steps::Network { .. } => Some("networks"),
+            Steps::CreateVm(_) => Some("vms"),
+            _ => None,
+        }
     }
 
     /// Runs the steps under the plan's task `plan`.
@@ -483,6 +497,7 @@ impl Steps {
                 Ok(None)
             }
             Steps::SmartReboot { host, unblock } => smart_reboot(ctx, s, plan, host, unblock).await,
+            Steps::CreateVm(spec) => super::create_vm::run(ctx, s, plan, spec).await,
             Steps::Emergency { hosts } => {
                 for (i, host) in hosts.iter().enumerate() {
                     let h = json!(host);

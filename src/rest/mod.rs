@@ -21,6 +21,7 @@ pub mod actions;
 pub mod auth;
 pub mod collections;
 pub mod create;
+pub mod create_vm;
 pub mod delete;
 pub mod duration;
 pub mod edit;

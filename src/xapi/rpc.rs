@@ -24,6 +24,13 @@ pub trait Transport {
         patience: u64,
     ) -> impl Future<Output = Result<(u16, Vec<u8>), TransportError>>;
 
+    /// PUTs a small `body` (a few MiB at most: it is held whole) to one of XAPI's HTTP handlers, `path` with its
+    /// query, authenticated by the `cookie` header; answers the HTTP status.
+    fn put(&self, path: &str, cookie: &str, body: Vec<u8>) -> impl Future<Output = Result<u16, TransportError>> {
+        let _ = (path, cookie, body);
+        std::future::ready(Err(TransportError::Unreachable("this runtime cannot upload to XAPI".into())))
+    }
+
     /// Milliseconds since the request began, for answers that must not come sooner; 0 where unknown.
     fn elapsed_ms(&self) -> u64 {
         0
@@ -201,6 +208,11 @@ pub struct Xapi<'a, T> {
 impl<'a, T: Transport> Xapi<'a, T> {
     pub fn new(transport: &'a T) -> Self {
         Xapi { transport }
+    }
+
+    /// PUTs a small body to one of XAPI's HTTP handlers ([`Transport::put`]).
+    pub async fn put(&self, path: &str, cookie: &str, body: Vec<u8>) -> Result<u16, TransportError> {
+        self.transport.put(path, cookie, body).await
     }
 
     /// The transport calls go through.

@@ -165,6 +165,36 @@ async fn create_vdi(State(sim): State<Arc<Sim>>, Json(spec): Json<NewVdi>) -> Re
     Ok(Json(json!({ "uuid": db.field_str(&r, "uuid"), "ref": r })))
 }
 
+/// `POST /_sim/vms/<uuid>/guest_agent`: the VM's guest agent reports for the first time (the guest booted and its
+/// tools run), as XAPI records it (`ocaml/xapi/xapi_guest_agent.ml`, `all`: a `VM_guest_metrics` object made and
+/// linked to the VM, with the PV drivers detected). The VM must be running.
+async fn guest_agent(
+    State(sim): State<Arc<Sim>>,
+    axum::extract::Path(uuid): axum::extract::Path<String>,
+) -> Result<Json<J>, (StatusCode, String)> {
+    let bad = |m: &str| (StatusCode::BAD_REQUEST, m.to_string());
+    sim.write(|db| {
+        let vm =
+            db.ref_by_uuid(&uuid).cloned().filter(|r| db.get_of("VM", r).is_some()).ok_or_else(|| bad("no such VM"))?;
+        if db.field_str(&vm, "power_state") != "Running" {
+            return Err(bad("the VM is not running"));
+        }
+        let fields = [
+            ("PV_drivers_detected", Value::Bool(true)),
+            ("PV_drivers_up_to_date", Value::Bool(true)),
+            ("PV_drivers_version", Value::map([("major", "9"), ("minor", "4"), ("micro", "0")])),
+            ("os_version", Value::map([("name", "Linux"), ("distro", "linux")])),
+        ];
+        let gm = db.create("VM_guest_metrics", fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect());
+        let old = db.field_str(&vm, "guest_metrics");
+        if old != crate::value::NULL_REF && !old.is_empty() {
+            db.destroy(&old);
+        }
+        db.set(&vm, "guest_metrics", Value::str(gm.clone()));
+        Ok(Json(json!({ "ref": gm })))
+    })
+}
+
 pub fn router() -> Router<Arc<Sim>> {
     Router::new()
         .route("/stats", get(stats))
@@ -173,4 +203,5 @@ pub fn router() -> Router<Arc<Sim>> {
         .route("/sessions/expire", post(expire))
         .route("/vdis", post(create_vdi))
         .route("/vdis/{uuid}", get(vdi))
+        .route("/vms/{uuid}/guest_agent", post(guest_agent))
 }

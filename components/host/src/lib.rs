@@ -88,6 +88,17 @@ impl Transport for WasiTransport {
         Ok((answer.status, bytes))
     }
 
+    async fn put(&self, path: &str, cookie: &str, body: Vec<u8>) -> Result<u16, TransportError> {
+        let deadline = io::Deadline::after(self.timeout);
+        let length = body.len().to_string();
+        let headers: [(&str, &[u8]); 2] = [("cookie", cookie.as_bytes()), ("content-length", length.as_bytes())];
+        let request =
+            outbound::request(Method::Put, &self.base, path, &headers).map_err(TransportError::Unreachable)?;
+        let answer = request.send_whole(&body, deadline).await.map_err(transport_error)?;
+        let _ = answer.read_all(1 << 20, deadline).await;
+        Ok(answer.status)
+    }
+
     fn elapsed_ms(&self) -> u64 {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
