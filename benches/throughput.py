@@ -1,4 +1,4 @@
-"""Prints the throughput rows of benches/vdi_export.sh and vdi_import.sh from their timing file.
+"""Prints the throughput rows of benches/vdi_export.sh, vdi_import.sh and vm_import.sh from their timing file.
 
 Lines: `<label> direct_<fmt>|edge_<fmt> <bytes per second> <bytes>` and `<label> cpu_<fmt> <CPU ticks>`.
 Arguments: the timing file, the clock ticks per second, then pairs of label and title, in print order.
@@ -15,10 +15,12 @@ for line in open(path):
         n[(label, k)] = int(v[1])
 med = {k: statistics.median(v) for k, v in t.items()}
 for label, title in zip(titles[::2], titles[1::2]):
-    if (label, "direct_raw") not in med:
+    if not any(lb == label and k.startswith("direct_") for (lb, k) in med):
         continue
     print(title)
-    for fmt in ["raw", "vhd"]:
+    # The formats, in the order the timing file first names them (raw and vhd for disks, xva and zstd for VMs).
+    fmts = list(dict.fromkeys(k[len("direct_"):] for (lb, k) in med if lb == label and k.startswith("direct_")))
+    for fmt in fmts:
         d, e = med[(label, f"direct_{fmt}")], med[(label, f"edge_{fmt}")]
         size_b = n[(label, f"edge_{fmt}")]
         cpu = med[(label, f"cpu_{fmt}")] / float(hz) / (size_b / 2**30)

@@ -255,6 +255,22 @@ fn writes_and_the_task_stream_work_under_spin() {
     let net = done["result"]["id"].as_str().unwrap().to_string();
     assert_eq!(get(&format!("/rest/v0/networks/{net}"))["PIFs"].as_array().unwrap().len(), 2);
     eprintln!("plan answered and done under Spin in {} ms", started.elapsed().as_millis());
+    // Issue 18 under Spin: an XVA back in through the transfers component (its route in spin.toml), and a VM from a
+    // template whose cloud-init drive the api component uploads to XAPI's /import_raw_vdi.
+    let rocky = uuid("vms", "Rocky%20Linux%208");
+    let xva = http.get(format!("{}/rest/v0/vms/{rocky}.xva?compress=zstd", up.url)).bearer_auth(&token).send().unwrap();
+    let xva = xva.bytes().unwrap().to_vec();
+    let r = http.post(format!("{}/rest/v0/pools/{pool}/vms", up.url)).bearer_auth(&token).body(xva).send().unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let imported = r.text().unwrap();
+    assert_eq!(get(&format!("/rest/v0/vms/{imported}"))["name_label"], "Rocky Linux 8");
+    let template = uuid("vm-templates", "Debian%20Bookworm%2012");
+    let body = serde_json::json!({"name_label": "spin-ci", "template": template, "cloud_config": "#cloud-config\n"});
+    let (status, made) = post(&format!("/rest/v0/pools/{pool}/actions/create_vm?sync"), body);
+    assert_eq!(status, 201, "{made}");
+    let disks = get(&format!("/rest/v0/vms/{}/vdis?fields=name_label", made["id"].as_str().unwrap()));
+    let names: Vec<&str> = disks.as_array().unwrap().iter().filter_map(|d| d["name_label"].as_str()).collect();
+    assert!(names.contains(&"XO CloudConfigDrive") && names.len() == 2, "{names:?}");
     drop(up);
     let _ = std::fs::remove_dir_all(&state);
 }
