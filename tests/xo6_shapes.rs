@@ -31,7 +31,11 @@ const SCHEMAS: &[(&str, &str)] = &[
     ("pifs", "XoPif"),
     ("pbds", "XoPbd"),
     ("messages", "XoMessage"),
+    ("alarms", "XoAlarm"),
     ("tasks", "XoTask"),
+    ("sms", "XoSm"),
+    ("pcis", "XoPci"),
+    ("pgpus", "XoPgpu"),
 ];
 
 /// XO 6's OpenAPI document, from the npm package.

@@ -1,4 +1,4 @@
-//! The XO shapes of networks, VBDs, VIFs, PIFs, messages and XAPI tasks.
+//! The XO shapes of networks, VBDs, VIFs, PIFs, PBDs, SMs, PCIs, PGPUs, messages, alarms and XAPI tasks.
 
 use super::{common, current_operations, num, timestamp, Ctx};
 use serde_json::{json, Map, Value};
@@ -139,6 +139,111 @@ pub fn map_message(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> 
     o
 }
 
+/// XO's storage driver (`xapi-object-to-xo.mjs`, `sm`): XAPI's `type` as `SM_type`, `supported_image_formats` (XAPI
+/// 26.15 and later) empty on older hosts.
+pub fn map_sm(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> {
+    let mut o = common(reference, r, "SM", ctx);
+    o.insert("SM_type".into(), field(r, "type"));
+    for k in ["vendor", "configuration", "features", "driver_filename", "required_cluster_stack"] {
+        o.insert(k.into(), field(r, k));
+    }
+    o.insert("supported_image_formats".into(), r.get("supported_image_formats").cloned().unwrap_or_else(|| json!([])));
+    o
+}
+
+/// XO's PCI device (`pci`).
+pub fn map_pci(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> {
+    let mut o = common(reference, r, "PCI", ctx);
+    for k in ["class_name", "device_name", "pci_id"] {
+        o.insert(k.into(), field(r, k));
+    }
+    o.insert("$host".into(), ctx.link(r.get("host").unwrap_or(&Value::Null)));
+    o
+}
+
+/// XO's physical GPU (`pgpu`): links as uuids; vGPU types and resident vGPUs (classes the edge does not serve) as the
+/// uuids of those it knows, which is none.
+pub fn map_pgpu(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> {
+    let mut o = common(reference, r, "PGPU", ctx);
+    let link = |k: &str| ctx.link(r.get(k).unwrap_or(&Value::Null));
+    let links = |k: &str| ctx.links(r.get(k).unwrap_or(&Value::Null));
+    o.insert("dom0Access".into(), field(r, "dom0_access"));
+    o.insert("enabledVgpuTypes".into(), links("enabled_VGPU_types"));
+    o.insert("gpuGroup".into(), link("GPU_group"));
+    o.insert(
+        "isSystemDisplayDevice".into(),
+        json!(r.get("is_system_display_device").and_then(Value::as_bool) == Some(true)),
+    );
+    o.insert("pci".into(), link("PCI"));
+    o.insert("supportedVgpuTypes".into(), links("supported_VGPU_types"));
+    o.insert("host".into(), link("host"));
+    o.insert("$host".into(), link("host"));
+    o.insert("vgpus".into(), links("resident_VGPUs"));
+    o.insert("$vgpus".into(), links("resident_VGPUs"));
+    o
+}
+
+/// An alarm's body as XO 6 parses it: `value: <v>\nconfig:\n<variable>\n<name value="<name>"/>…` gives the value
+/// in percent with one decimal (as a string: `NaN` and infinities stay words) and the data source's name; another
+/// body (a bond's status, a multipath alert) is the name as it is.
+fn alarm_body(body: &str) -> Value {
+    let parsed = (|| {
+        let rest = body.trim_start().strip_prefix("value:")?.trim_start();
+        let end = rest.find(char::is_whitespace)?;
+        let (value, rest) = rest.split_at(end);
+        let rest = rest.trim_start().strip_prefix("config:")?.trim_start().strip_prefix("<variable>")?.trim_start();
+        let name = rest.strip_prefix("<name value=\"")?;
+        let name = &name[..name.find('"')?];
+        let value = match value.parse::<f64>() {
+            Ok(v) if v.is_finite() && !value.starts_with(['-', '+']) => format!("{:.1}", v * 100.0),
+            _ if matches!(value, "Infinity" | "-Infinity" | "NaN") => value.to_string(),
+            _ => return None,
+        };
+        Some(json!({ "value": value, "name": name }))
+    })();
+    parsed.unwrap_or_else(|| json!({ "name": body }))
+}
+
+/// The REST collection of an XO type (XO 6: the type, lower case, plus `s`).
+fn collection_of(xo_type: &str) -> String {
+    format!("{}s", xo_type.to_ascii_lowercase())
+}
+
+/// XO 6's alarm: the message, its body parsed, `time` in milliseconds, and the object it is about (`type`, `uuid`,
+/// `href`; type `unknown` without `href` when the object is gone).
+pub fn map_alarm(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> {
+    let mut o = common(reference, r, "message", ctx);
+    o.insert("name".into(), field(r, "name"));
+    o.insert("body".into(), alarm_body(r.get("body").and_then(Value::as_str).unwrap_or_default()));
+    o.insert(
+        "time".into(),
+        timestamp(r.get("timestamp")).as_f64().map(|s| json!((s * 1000.0) as i64)).unwrap_or(json!(0)),
+    );
+    let uuid = r.get("obj_uuid").and_then(Value::as_str).unwrap_or_default();
+    let found = (!uuid.is_empty())
+        .then(|| ctx.records.values().find(|rec| rec.get("uuid").and_then(Value::as_str) == Some(uuid)))
+        .flatten();
+    let flag = |rec: &Value, k: &str| rec.get(k).and_then(Value::as_bool) == Some(true);
+    let xo_type = found.and_then(|rec| match r.get("cls").and_then(Value::as_str).unwrap_or_default() {
+        "VM" if flag(rec, "is_control_domain") => Some("VM-controller"),
+        "VM" if flag(rec, "is_a_snapshot") => Some("VM-snapshot"),
+        "VM" if flag(rec, "is_a_template") => Some("VM-template"),
+        "VM" => Some("VM"),
+        "Host" => Some("host"),
+        "SR" => Some("SR"),
+        "Pool" => Some("pool"),
+        "VDI" if flag(rec, "is_a_snapshot") => Some("VDI-snapshot"),
+        "VDI" => Some("VDI"),
+        _ => None,
+    });
+    let object = match xo_type {
+        Some(t) => json!({ "type": t, "uuid": uuid, "href": format!("/rest/v0/{}/{uuid}", collection_of(t)) }),
+        None => json!({ "type": "unknown", "uuid": uuid }),
+    };
+    o.insert("object".into(), object);
+    o
+}
+
 /// An XAPI task in XO 6's task shape (`XoTask`: `id`, `properties`, `start`, `status` in `pending`, `success`,
 /// `failure`, `interrupted`, `end`, `progress` in percent, `result` an object), keeping XAPI's own fields beside it.
 pub fn map_task(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> {
@@ -183,4 +288,22 @@ pub fn map_task(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> {
     o.insert("other_config".into(), r.get("other_config").cloned().unwrap_or_else(|| json!({})));
     o.insert("current_operations".into(), current_operations(r, ctx));
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alarm_bodies_as_xo6_parses_them() {
+        let b = "value: 0.950000\nconfig:\n<variable>\n\t<name value=\"cpu_usage\"/>\n\t<alarm_trigger_level value=\"0.9\"/>\n</variable>\n";
+        assert_eq!(alarm_body(b), json!({"value": "95.0", "name": "cpu_usage"}));
+        assert_eq!(
+            alarm_body("value: NaN\nconfig:\n<variable>\n<name value=\"mem\"/>"),
+            json!({"value": "NaN", "name": "mem"})
+        );
+        let bond = "The status of the eth0+eth1 bond is: 1/2 up";
+        assert_eq!(alarm_body(bond), json!({"name": bond}));
+        assert_eq!(collection_of("VM-snapshot"), "vm-snapshots");
+    }
 }

@@ -104,7 +104,7 @@ pub static COLLECTIONS: &[Collection] = &[
         class: "host",
         xo_type: "host",
         selector: "true",
-        joins: &["host_metrics", "VM", "PIF", "PBD"],
+        joins: &["host_metrics", "VM", "PIF", "PBD", "PCI", "PGPU"],
         map: host::map_host,
     },
     Collection {
@@ -186,6 +186,24 @@ pub static COLLECTIONS: &[Collection] = &[
         selector: r#"not (field "name"="ALARM" or field "name"="BOND_STATUS_CHANGED" or field "name"="MULTIPATH_PERIODIC_ALERT")"#,
         joins: &[],
         map: misc::map_message,
+    },
+    Collection { name: "sms", class: "SM", xo_type: "SM", selector: "true", joins: &[], map: misc::map_sm },
+    Collection { name: "pcis", class: "PCI", xo_type: "PCI", selector: "true", joins: &["host"], map: misc::map_pci },
+    Collection {
+        name: "pgpus",
+        class: "PGPU",
+        xo_type: "PGPU",
+        selector: "true",
+        joins: &["host", "PCI", "GPU_group"],
+        map: misc::map_pgpu,
+    },
+    Collection {
+        name: "alarms",
+        class: "message",
+        xo_type: "message",
+        selector: r#"field "name"="ALARM" or field "name"="BOND_STATUS_CHANGED" or field "name"="MULTIPATH_PERIODIC_ALERT""#,
+        joins: &["VM", "host", "SR", "pool", "VDI"],
+        map: misc::map_alarm,
     },
     Collection {
         name: "tasks",
@@ -324,6 +342,6 @@ mod tests {
         assert_eq!(num(Some(&json!("42"))), json!(42));
         assert_eq!(num(Some(&json!(42))), json!(42));
         assert!(collection("vms").is_some() && collection("nope").is_none());
-        assert_eq!(COLLECTIONS.len(), 16);
+        assert_eq!(COLLECTIONS.len(), 20);
     }
 }

@@ -171,6 +171,8 @@ fn link_fields(class: &str) -> &'static [(&'static str, &'static str)] {
             ("resident_VMs", "VM"),
             ("PIFs", "PIF"),
             ("PBDs", "PBD"),
+            ("PCIs", "PCI"),
+            ("PGPUs", "PGPU"),
             ("control_domain", "VM"),
         ],
         "pool" => &[("master", "host"), ("default_SR", "SR"), ("suspend_image_SR", "SR"), ("crash_dump_SR", "SR")],
@@ -182,6 +184,8 @@ fn link_fields(class: &str) -> &'static [(&'static str, &'static str)] {
         "PIF" => &[("host", "host"), ("network", "network"), ("metrics", "PIF_metrics")],
         "task" => &[("resident_on", "host")],
         "PBD" => &[("host", "host"), ("SR", "SR")],
+        "PCI" => &[("host", "host")],
+        "PGPU" => &[("host", "host"), ("PCI", "PCI"), ("GPU_group", "GPU_group")],
         _ => &[],
     }
 }
@@ -260,7 +264,43 @@ async fn load_links<T: Transport>(
     if class == "VDI" {
         vhd_chain(ctx, &s, rec, octx).await?;
     }
+    if class == "message" {
+        about_object(ctx, &s, rec, octx).await?;
+    }
     Ok(())
+}
+
+/// The record of the object a message is about (an alarm names its type and href), found by its uuid in the class
+/// the message's `cls` gives.
+async fn about_object<T: Transport>(
+    ctx: &Ctx<'_, T>,
+    s: &Value,
+    rec: &Value,
+    octx: &mut objects::Ctx,
+) -> Result<(), ApiError> {
+    let class = match rec.get("cls").and_then(Value::as_str).unwrap_or_default() {
+        "VM" => "VM",
+        "Host" => "host",
+        "SR" => "SR",
+        "Pool" => "pool",
+        "VDI" => "VDI",
+        _ => return Ok(()),
+    };
+    let Some(uuid) = rec.get("obj_uuid").and_then(Value::as_str).filter(|u| !u.is_empty()) else { return Ok(()) };
+    let r = match ctx.xapi.call(&format!("{class}.get_by_uuid"), &[s.clone(), json!(uuid)]).await {
+        Ok(r) => r,
+        Err(e) if matches!(e.code(), Some("UUID_INVALID" | "HANDLE_INVALID")) => return Ok(()),
+        Err(e) => return Err(xapi_err(e)),
+    };
+    let r = r.as_str().unwrap_or_default().to_string();
+    match ctx.xapi.call(&format!("{class}.get_record"), &[s.clone(), json!(r)]).await {
+        Ok(object) => {
+            octx.records.insert(r, object);
+            Ok(())
+        }
+        Err(e) if e.code() == Some("HANDLE_INVALID") => Ok(()),
+        Err(e) => Err(xapi_err(e)),
+    }
 }
 
 /// The VHD parents of a VDI (`sm_config.vhd-parent`, a uuid), one level at a time, for its chain's usage.
@@ -361,6 +401,10 @@ pub(crate) fn member(coll: &Collection, r: &Value) -> bool {
         "vm-controllers" => b("is_control_domain"),
         "vdis" => !b("is_a_snapshot") && b("managed"),
         "vdi-snapshots" => b("is_a_snapshot") && b("managed"),
+        "alarms" => matches!(
+            r.get("name").and_then(Value::as_str),
+            Some("ALARM" | "BOND_STATUS_CHANGED" | "MULTIPATH_PERIODIC_ALERT")
+        ),
         "messages" => !matches!(
             r.get("name").and_then(Value::as_str),
             Some("ALARM" | "BOND_STATUS_CHANGED" | "MULTIPATH_PERIODIC_ALERT")
@@ -470,16 +514,48 @@ pub async fn list<T: Transport>(
     req: &Request,
     coll: &'static Collection,
 ) -> Result<Reply, ApiError> {
+    list_where(ctx, caller, req, coll, None).await
+}
+
+/// `GET /rest/v0/<collection>/<id>/messages|alarms`: the members of `about` (messages or alarms) whose object is
+/// this one (XAPI's `obj_uuid`), as a listing of that collection.
+pub async fn about<T: Transport>(
+    ctx: &Ctx<'_, T>,
+    caller: Caller,
+    req: &Request,
+    coll: &Collection,
+    id: &str,
+    about: &str,
+) -> Result<Reply, ApiError> {
+    let (_, rec) = find(ctx, &caller, coll, id).await?;
+    let uuid = rec.get("uuid").and_then(Value::as_str).unwrap_or_default();
+    let target = objects::collection(about).ok_or_else(|| ApiError::internal(format!("{about} collection missing")))?;
+    // (uuids are hex and dashes: nothing to escape in XAPI's expression.)
+    let uuid: String = uuid.chars().filter(|c| c.is_ascii_hexdigit() || *c == '-').collect();
+    list_where(ctx, caller, req, target, Some(format!(r#"field "obj_uuid"="{uuid}""#))).await
+}
+
+/// A listing of `coll`'s members, narrowed by `narrow` (an XAPI expression) when given.
+async fn list_where<T: Transport>(
+    ctx: &Ctx<'_, T>,
+    caller: Caller,
+    req: &Request,
+    coll: &'static Collection,
+    narrow: Option<String>,
+) -> Result<Reply, ApiError> {
     let q = params::parse_list_query(&req.query)?;
     let p = plan(coll, &q);
     let mut octx = if p.pool { pool_ctx(ctx, &caller).await? } else { objects::Ctx::default() };
     if p.joins {
         load_joins(ctx, &caller, coll, &mut octx).await?;
     }
-    let selector = match pushdown(coll, q.filter.as_ref()) {
+    let mut selector = match pushdown(coll, q.filter.as_ref()) {
         Some(extra) => format!("({}) and {extra}", coll.selector),
         None => coll.selector.to_string(),
     };
+    if let Some(narrow) = narrow {
+        selector = format!("({selector}) and {narrow}");
+    }
     let body = ctx
         .xapi
         .call_raw(&format!("{}.get_all_records_where", coll.class), &[json!(caller.session), json!(selector)])

@@ -123,11 +123,15 @@ impl Reply {
     }
 }
 
-/// The `api` component's requests: `GET /rest/v0`, then the routes of [`router`]; a route that exists under other
+/// The `api` component's requests: `GET /rest/v0`, `GET /rest/v0/ping`, then the routes of [`router`]; a route that exists under other
 /// methods is 405 (with `Allow`), anything else 404, unknown routes being revealed to authenticated callers only.
 pub async fn api<T: Transport>(ctx: &Ctx<'_, T>, req: &Request) -> Reply {
     match (req.method.as_str(), req.normalized_path()) {
         ("GET" | "HEAD", "/rest/v0") => authenticated(ctx, req, |ctx, caller| root::list(ctx, caller, req)).await,
+        // XO 6's liveness probe, unauthenticated: the edge answers, without asking XAPI.
+        ("GET" | "HEAD", "/rest/v0/ping") => {
+            Reply::json(200, &serde_json::json!({ "result": "pong", "timestamp": ctx.now.saturating_mul(1000) }))
+        }
         (_, "/rest/v0") => Reply::error(&ApiError::new(405, "method not allowed")).with_header("allow", "GET, HEAD"),
         _ => authenticated(ctx, req, |ctx, caller| route(ctx, caller, req)).await,
     }
@@ -159,6 +163,8 @@ pub async fn route<T: Transport>(ctx: &Ctx<'_, T>, caller: auth::Caller, req: &R
         Op::Delete => delete::delete(ctx, caller, m.coll, id).await,
         Op::Create => create::create(ctx, caller, req, m.coll).await,
         Op::ObjectTasks => tasks::of_object(ctx, caller, req, m.coll, id).await,
+        Op::ObjectMessages => collections::about(ctx, caller, req, m.coll, id, "messages").await,
+        Op::ObjectAlarms => collections::about(ctx, caller, req, m.coll, id, "alarms").await,
         Op::AbortTask => tasks::abort(ctx, caller, req, id).await,
         Op::DeleteTask => tasks::delete(ctx, caller, id).await,
         Op::Actions => actions::list(ctx, caller, m.coll, id).await,

@@ -23,6 +23,10 @@ pub enum Op {
     RemoveTag,
     Create,
     ObjectTasks,
+    /// The messages (not alarms) about an object.
+    ObjectMessages,
+    /// The alarms about an object.
+    ObjectAlarms,
     AbortTask,
     DeleteTask,
 }
@@ -35,7 +39,26 @@ enum Only {
     Class(&'static str),
     /// This collection.
     Named(&'static str),
+    /// These collections.
+    OneOf(&'static [&'static str]),
 }
+
+/// The collections whose objects have `/messages` and `/alarms` (XO 6).
+const WATCHED: &[&str] = &[
+    "vms",
+    "vm-templates",
+    "vm-snapshots",
+    "vm-controllers",
+    "hosts",
+    "pools",
+    "srs",
+    "vdis",
+    "vdi-snapshots",
+    "vbds",
+    "vifs",
+    "pifs",
+    "networks",
+];
 
 const READ: &[&str] = &["GET", "HEAD"];
 
@@ -58,6 +81,8 @@ const ROUTES: &[(&[&str], &str, Only, Op)] = &[
     (&["DELETE"], "{coll}/{id}", Only::Named("networks"), Op::Delete),
     (READ, "{coll}/{id}/vdis", Only::Class("VM"), Op::VmVdis),
     (READ, "{coll}/{id}/tasks", Only::Any, Op::ObjectTasks),
+    (READ, "{coll}/{id}/messages", Only::OneOf(WATCHED), Op::ObjectMessages),
+    (READ, "{coll}/{id}/alarms", Only::OneOf(WATCHED), Op::ObjectAlarms),
     (&["POST"], "{coll}/{id}/actions/abort", Only::Named("tasks"), Op::AbortTask),
     (READ, "{coll}/{id}/actions", Only::Any, Op::Actions),
     (READ, "{coll}/{id}/actions/{name}", Only::Any, Op::Action),
@@ -76,6 +101,7 @@ pub fn spelled_out() -> Vec<(&'static [&'static str], String)> {
                 Only::Any => true,
                 Only::Class(class) => coll.class == *class,
                 Only::Named(name) => coll.name == *name,
+                Only::OneOf(names) => names.contains(&coll.name),
             };
             if !fits {
                 continue;
@@ -179,6 +205,7 @@ fn matches<'a>(pattern: &str, only: Only, op: Op, segments: &[&'a str]) -> Optio
         Only::Any => true,
         Only::Class(class) => coll.class == class,
         Only::Named(name) => coll.name == name,
+        Only::OneOf(names) => names.contains(&coll.name),
     };
     fits.then_some(Matched { op, coll, id, tag, name })
 }
@@ -206,6 +233,10 @@ mod tests {
         assert_eq!(find("GET", "nope").unwrap_err(), Miss::NotFound);
         assert_eq!(find("POST", "vbds").unwrap().op, Op::Create);
         assert_eq!(find("GET", "vms/abc/tasks").unwrap().op, Op::ObjectTasks);
+        assert_eq!(find("GET", "hosts/abc/alarms").unwrap().op, Op::ObjectAlarms);
+        assert_eq!(find("HEAD", "vdi-snapshots/abc/messages").unwrap().op, Op::ObjectMessages);
+        assert_eq!(find("GET", "tasks/abc/messages").unwrap_err(), Miss::NotFound);
+        assert_eq!(find("GET", "alarms/abc").unwrap().op, Op::Get);
         assert_eq!(find("POST", "tasks/abc/actions/abort").unwrap().op, Op::AbortTask);
         assert_eq!(find("POST", "vms/abc/actions/abort").unwrap().op, Op::RunAction);
         assert_eq!(find("DELETE", "tasks/abc").unwrap().op, Op::DeleteTask);

@@ -13,7 +13,8 @@ import re
 import sys
 
 SERVED = ["pool", "host", "host_metrics", "VM", "VM_metrics", "VM_guest_metrics", "VBD", "VDI", "SR", "PBD",
-          "network", "VIF", "PIF", "PIF_metrics", "Bond", "VLAN", "message", "task", "subject", "role", "session"]
+          "network", "VIF", "PIF", "PIF_metrics", "Bond", "VLAN", "message", "task", "subject", "role", "session",
+          "SM", "PCI", "PGPU", "GPU_group"]
 
 
 # Fields newer than the xenapi.json read (it is regenerated at releases), which real pools return: from the
@@ -24,7 +25,11 @@ NEWER = [
     ("pool", "license_server", "(string -> string) map", "25.6.0"),
     ("pool", "ha_reboot_vm_on_internal_shutdown", "bool", "25.16.0"),
     ("VM_guest_metrics", "netbios_name", "(string -> string) map", "24.28.0"),
+    ("SM", "supported_image_formats", "enum image_format_type set", "26.15.0"),
 ]
+
+# Enums only the newer fields use (ocaml/idl/datamodel.ml, module SM, `formats`).
+NEWER_ENUMS = {"image_format_type": ["raw", "vhd", "qcow2"]}
 
 
 def main():
@@ -43,6 +48,8 @@ def main():
         for cls, field, ty, release in NEWER:
             if cls == name and field not in fields:
                 fields[field] = [ty, "Prototyped " + release]
+                for e in re.findall(r"enum (\w+)", ty):
+                    enums[e] = enum_values.get(e) or NEWER_ENUMS[e]
         classes[name] = fields
     out = {
         "source": "xapi-project/xen-api doc/data/xenapi.json at " + sys.argv[2],

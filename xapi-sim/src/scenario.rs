@@ -264,6 +264,7 @@ pub fn infrastructure(db: &mut Db) -> Pool {
         }
         hosts.push(host);
     }
+    devices(db, &hosts);
     let pool = db.create(
         "pool",
         f([
@@ -282,6 +283,120 @@ pub fn infrastructure(db: &mut Db) -> Pool {
         ]),
     );
     Pool { pool, hosts, iso_sr, shared_sr, local_sr, network }
+}
+
+/// The storage drivers (`SM`) an XCP-ng 8.3 host reports for the SR types of the demo pool, and each host's PCI
+/// devices: a NIC and its on-board VGA, which XAPI also records as a `PGPU` (the system display device, in a
+/// `GPU_group` of its model; `ocaml/xapi/xapi_pgpu.ml`, `update_gpus`, makes one per display device).
+fn devices(db: &mut Db, hosts: &[String]) {
+    for (ty, name, desc, file, features) in [
+        ("nfs", "NFS VHD", "SR plugin which stores disks as VHD files on a remote NFS filesystem", "NFSSR", 14),
+        (
+            "ext",
+            "Local EXT3 VHD",
+            "SR plugin which represents disks as VHD files stored on a local EXT3 filesystem",
+            "EXTSR",
+            14,
+        ),
+        ("iso", "ISO", "Handles CD images stored as files in iso format", "ISOSR", 4),
+        (
+            "lvm",
+            "Local LVM",
+            "SR plugin which represents disks as VHD volumes on a local LVM volume group",
+            "LVMSR",
+            14,
+        ),
+    ] {
+        let names = [
+            "SR_PROBE",
+            "SR_UPDATE",
+            "VDI_CREATE",
+            "VDI_DELETE",
+            "VDI_ATTACH",
+            "VDI_DETACH",
+            "VDI_SNAPSHOT",
+            "VDI_CLONE",
+            "VDI_RESIZE",
+            "VDI_INTRODUCE",
+            "VDI_MIRROR",
+            "VDI_GENERATE_CONFIG",
+            "THIN_PROVISIONING",
+            "VDI_UPDATE",
+        ];
+        let feature_map: Vec<(String, Value)> =
+            names.iter().take(features).map(|n| (n.to_string(), Value::Int(1))).collect();
+        db.create(
+            "SM",
+            f([
+                ("name_label", Value::str(name)),
+                ("name_description", Value::str(desc)),
+                ("type", Value::str(ty)),
+                ("vendor", Value::str("Citrix Systems Inc")),
+                ("copyright", Value::str("(C) 2008 Citrix Systems Inc")),
+                ("version", Value::str("1.0")),
+                ("required_api_version", Value::str("1.0")),
+                ("configuration", Value::map([("location", "local or remote path")])),
+                ("capabilities", Value::strs(names.iter().take(features).copied())),
+                ("features", Value::Map(feature_map)),
+                ("driver_filename", Value::str(format!("/opt/xensource/sm/{file}"))),
+                ("supported_image_formats", Value::strs(["vhd", "raw"])),
+            ]),
+        );
+    }
+    let group = db.create(
+        "GPU_group",
+        f([
+            ("name_label", Value::str("Group of Matrox Electronics Systems Ltd. Integrated Matrox G200eW3 GPUs")),
+            ("GPU_types", Value::strs(["0102:1024"])),
+            ("allocation_algorithm", Value::str("depth_first")),
+        ]),
+    );
+    for (i, host) in hosts.iter().enumerate() {
+        let pci = |db: &mut Db, class: &str, vendor: &str, device: &str, id: &str, driver: &str| {
+            db.create(
+                "PCI",
+                f([
+                    ("class_name", Value::str(class)),
+                    ("vendor_name", Value::str(vendor)),
+                    ("device_name", Value::str(device)),
+                    ("host", Value::str(host.clone())),
+                    ("pci_id", Value::str(id)),
+                    ("driver_name", Value::str(driver)),
+                ]),
+            )
+        };
+        let nic = pci(
+            db,
+            "Ethernet controller",
+            "Intel Corporation",
+            "Ethernet Controller X710 for 10GbE SFP+",
+            "0000:3b:00.0",
+            "i40e",
+        );
+        let vga = pci(
+            db,
+            "VGA compatible controller",
+            "Matrox Electronics Systems Ltd.",
+            "Integrated Matrox G200eW3 Graphics Controller",
+            "0000:03:00.0",
+            "mgag200",
+        );
+        let pgpu = db.create(
+            "PGPU",
+            f([
+                ("PCI", Value::str(vga.clone())),
+                ("GPU_group", Value::str(group.clone())),
+                ("host", Value::str(host.clone())),
+                ("dom0_access", Value::str("enabled")),
+                ("is_system_display_device", Value::Bool(true)),
+                ("other_config", Value::map([("index", i.to_string().as_str())])),
+            ]),
+        );
+        db.set_add(&group, "PGPUs", &pgpu);
+        db.set_add(host, "PCIs", &nic);
+        db.set_add(host, "PCIs", &vga);
+        db.set_add(host, "PGPUs", &pgpu);
+    }
 }
 
 /// A physical NIC of `host` on `network`, plugged, with its metrics; `extra` fields on top.

@@ -34,6 +34,10 @@ pub const CLASSES: &[&str] = &[
     "task",
     "subject",
     "role",
+    "SM",
+    "PCI",
+    "PGPU",
+    "GPU_group",
 ];
 
 /// The class name in XenAPI spelling for any casing (`vm` -> `VM`), as event classes are case-insensitive.

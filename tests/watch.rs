@@ -1,0 +1,128 @@
+//! Issue 19, watching the pool: alarms (XO 6's shape: the body parsed, the object named), the messages and alarms
+//! about one object, and the collections of storage drivers, PCI devices and physical GPUs, end to end through the
+//! runtime against the simulator's demo pool.
+
+mod common;
+use common::Edge;
+use serde_json::{json, Value as J};
+
+fn get(edge: &Edge, token: &str, path: &str) -> (u16, J) {
+    let r = edge.get(path).bearer_auth(token).send().unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or_else(|_| J::String(text)))
+}
+
+#[test]
+fn alarms_and_the_messages_about_an_object() {
+    let edge = Edge::start();
+    let t = edge.token("root", "xapi-sim");
+    let host = edge.uuid_of(&t, "hosts", "xcp-host1");
+    let web = edge.uuid_of(&t, "vms", "Debian 12 web");
+    // The demo's alarm: the master's CPU above its threshold (`value: 0.95`, `cpu_usage`).
+    let (status, alarms) = get(&edge, &t, "/rest/v0/alarms?fields=*");
+    assert_eq!(status, 200);
+    let alarms = alarms.as_array().unwrap().clone();
+    assert_eq!(alarms.len(), 1, "{alarms:?}");
+    let a = &alarms[0];
+    assert_eq!(a["name"], "ALARM");
+    assert_eq!(a["body"], json!({"value": "95.0", "name": "cpu_usage"}));
+    assert_eq!(a["object"], json!({"type": "host", "uuid": host, "href": format!("/rest/v0/hosts/{host}")}));
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let time = a["time"].as_i64().unwrap();
+    assert!((now_ms - time).abs() < 3_600_000, "time in milliseconds: {time}");
+    // One alarm, by id, the same (its object fetched by uuid, not with the whole class).
+    let (status, one) = get(&edge, &t, &format!("/rest/v0/alarms/{}", a["id"].as_str().unwrap()));
+    assert_eq!(status, 200);
+    assert_eq!((one["body"].clone(), one["object"].clone()), (a["body"].clone(), a["object"].clone()));
+    // A message is not an alarm, and an alarm not a message.
+    let (_, messages) = get(&edge, &t, "/rest/v0/messages?fields=name");
+    assert!(messages.as_array().unwrap().iter().all(|m| m["name"] != "ALARM"));
+    let (status, _) = get(&edge, &t, &format!("/rest/v0/messages/{}", a["id"].as_str().unwrap()));
+    assert_eq!(status, 404);
+    // Per object.
+    let (status, host_alarms) = get(&edge, &t, &format!("/rest/v0/hosts/{host}/alarms?fields=name,body"));
+    assert_eq!(status, 200);
+    assert_eq!(
+        host_alarms,
+        json!([{"name": "ALARM", "body": {"value": "95.0", "name": "cpu_usage"}, "href": format!("/rest/v0/alarms/{}", a["id"].as_str().unwrap())}])
+    );
+    let (_, host_messages) = get(&edge, &t, &format!("/rest/v0/hosts/{host}/messages"));
+    assert_eq!(host_messages, json!([]));
+    let (_, vm_messages) = get(&edge, &t, &format!("/rest/v0/vms/{web}/messages?fields=name,body,$object"));
+    assert_eq!(vm_messages[0]["name"], "VM_STARTED");
+    assert_eq!(vm_messages[0]["$object"], web.as_str());
+    assert_eq!(vm_messages.as_array().unwrap().len(), 1);
+    let (_, vm_alarms) = get(&edge, &t, &format!("/rest/v0/vms/{web}/alarms"));
+    assert_eq!(vm_alarms, json!([]));
+    // The listing's parameters work there too.
+    let r = edge.get(&format!("/rest/v0/vms/{web}/messages?ndjson&fields=name")).bearer_auth(&t).send().unwrap();
+    assert_eq!(r.headers()["content-type"], "application/x-ndjson");
+    let lines: Vec<J> = r.text().unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 1);
+    assert_eq!(lines[0]["name"], "VM_STARTED");
+    let (_, none) = get(&edge, &t, &format!("/rest/v0/vms/{web}/messages?filter=name:VM_SHUTDOWN"));
+    assert_eq!(none, json!([]));
+    // A new message about the VM shows up; an unknown object is a 404.
+    let sid = edge.xapi("session.login_with_password", json!(["root", "xapi-sim"]))["result"].clone();
+    edge.xapi("message.create", json!([sid, "VM_REBOOTED", 3, "VM", web, "rebooted"]));
+    let (_, vm_messages) = get(&edge, &t, &format!("/rest/v0/vms/{web}/messages?fields=name&limit=5"));
+    assert_eq!(vm_messages.as_array().unwrap().len(), 2);
+    let (status, _) = get(&edge, &t, "/rest/v0/vms/00000000-0000-0000-0000-000000000000/messages");
+    assert_eq!(status, 404);
+    let (status, _) = get(&edge, &t, &format!("/rest/v0/tasks/{web}/alarms"));
+    assert_eq!(status, 404, "tasks have no alarms");
+}
+
+#[test]
+fn storage_drivers_pci_devices_and_gpus() {
+    let edge = Edge::start();
+    let t = edge.token("root", "xapi-sim");
+    let (status, sms) = get(&edge, &t, "/rest/v0/sms?fields=SM_type,name_label,supported_image_formats");
+    assert_eq!(status, 200);
+    let types: Vec<&str> = sms.as_array().unwrap().iter().map(|s| s["SM_type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["nfs", "ext", "iso", "lvm"]);
+    assert_eq!(sms[0]["supported_image_formats"], json!(["vhd", "raw"]));
+    let (_, nfs) = get(&edge, &t, "/rest/v0/sms?filter=SM_type:nfs&fields=features,driver_filename");
+    assert_eq!(nfs[0]["driver_filename"], "/opt/xensource/sm/NFSSR");
+    assert_eq!(nfs[0]["features"]["VDI_SNAPSHOT"], 1);
+    let host1 = edge.uuid_of(&t, "hosts", "xcp-host1");
+    let (_, pcis) = get(&edge, &t, &format!("/rest/v0/pcis?filter=%24host:{host1}&fields=class_name,pci_id,$host"));
+    let pcis = pcis.as_array().unwrap();
+    assert_eq!(pcis.len(), 2, "{pcis:?}");
+    assert!(pcis.iter().all(|p| p["$host"] == host1.as_str()));
+    let vga = pcis.iter().find(|p| p["class_name"] == "VGA compatible controller").unwrap();
+    let (_, pgpus) = get(&edge, &t, "/rest/v0/pgpus?fields=*");
+    let pgpus = pgpus.as_array().unwrap();
+    assert_eq!(pgpus.len(), 2, "one per host");
+    let mine = pgpus.iter().find(|g| g["host"] == host1.as_str()).unwrap();
+    assert_eq!(mine["pci"], vga["href"].as_str().unwrap().rsplit('/').next().unwrap());
+    assert_eq!((mine["isSystemDisplayDevice"].clone(), mine["dom0Access"].clone()), (json!(true), json!("enabled")));
+    assert!(mine["gpuGroup"].is_string());
+    // One by one: links resolved ref by ref.
+    let (status, one) = get(&edge, &t, &format!("/rest/v0/pgpus/{}", mine["id"].as_str().unwrap()));
+    assert_eq!(status, 200);
+    assert_eq!(
+        (one["pci"].clone(), one["gpuGroup"].clone(), one["$host"].clone()),
+        (mine["pci"].clone(), mine["gpuGroup"].clone(), json!(host1))
+    );
+    // The host lists them.
+    let (_, h) = get(&edge, &t, &format!("/rest/v0/hosts/{host1}"));
+    assert_eq!(h["PGPUs"].as_array().map(Vec::len), Some(1));
+    assert_eq!(h["PCIs"].as_array().map(Vec::len), Some(2));
+}
+
+/// XO 6's `GET /rest/v0/ping`: no credentials needed, no XAPI call made.
+#[test]
+fn ping_answers_without_credentials_or_xapi() {
+    let edge = Edge::start();
+    let calls = edge.sim_calls();
+    let r = edge.get("/rest/v0/ping").send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let body: J = r.json().unwrap();
+    assert_eq!(body["result"], "pong");
+    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as f64;
+    assert!((now_ms - body["timestamp"].as_f64().unwrap()).abs() < 5_000.0, "{body}");
+    assert_eq!(edge.sim_calls(), calls, "XAPI was not asked");
+    assert_eq!(edge.http.post(format!("{}/rest/v0/ping", edge.url)).send().unwrap().status().as_u16(), 401);
+}
