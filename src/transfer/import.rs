@@ -285,21 +285,18 @@ pub enum BodyFailure {
     Short(String),
 }
 
-/// Ends an import: waits for XAPI's task and destroys it, destroys a created VDI unless everything succeeded, logs
-/// out a temporary session, and answers the client. `xapi` is the HTTP status XAPI's handler answered (or why it
-/// could not be called), `body` how reading the client's body went.
-pub async fn finish<T: Transport>(
-    ctx: &Ctx<'_, T>,
-    plan: &ImportPlan,
-    xapi: Result<u16, String>,
-    body: Result<(), BodyFailure>,
-) -> Result<Reply, ApiError> {
-    let wait = if xapi.is_ok() && body.is_ok() { super::export::SETTLE_WAIT } else { 10.0 };
-    let outcome = task::settle(&ctx.xapi, &plan.session, &plan.task, wait).await;
-    let result = match (&body, &xapi, &outcome) {
+/// How an upload to one of XAPI's import handlers ended, from how the body went, what the handler answered and how
+/// XAPI's task ended: `Ok` only when all three succeeded; else the client's fault first, then XAPI's.
+pub(crate) fn upload_outcome(
+    body: &Result<(), BodyFailure>,
+    xapi: &Result<u16, String>,
+    outcome: &Result<Outcome, XapiError>,
+) -> Result<(), ApiError> {
+    match (body, xapi, outcome) {
         (Ok(()), Ok(200), Ok(Outcome::Success)) => Ok(()),
         (Err(BodyFailure::Invalid(e)), _, _) => Err(e.clone()),
         (Err(BodyFailure::Short(why)), _, _) => Err(ApiError::bad_request(format!("the upload broke off: {why}"))),
+        (Ok(()), Ok(403), _) => Err(ApiError::new(403, "XAPI refused the upload: the user may not import")),
         (Ok(()), _, Ok(Outcome::Failure(e @ XapiError::Api { .. }))) => {
             let api = e.to_api_error();
             Err(if api.status == 502 {
@@ -314,7 +311,21 @@ pub async fn finish<T: Transport>(
         (Ok(()), Ok(status), o) => {
             Err(ApiError::bad_gateway(format!("XAPI's import handler answered HTTP {status}, task: {o:?}")))
         }
-    };
+    }
+}
+
+/// Ends an import: waits for XAPI's task and destroys it, destroys a created VDI unless everything succeeded, logs
+/// out a temporary session, and answers the client. `xapi` is the HTTP status XAPI's handler answered (or why it
+/// could not be called), `body` how reading the client's body went.
+pub async fn finish<T: Transport>(
+    ctx: &Ctx<'_, T>,
+    plan: &ImportPlan,
+    xapi: Result<u16, String>,
+    body: Result<(), BodyFailure>,
+) -> Result<Reply, ApiError> {
+    let wait = if xapi.is_ok() && body.is_ok() { super::export::SETTLE_WAIT } else { 10.0 };
+    let outcome = task::settle(&ctx.xapi, &plan.session, &plan.task, wait).await;
+    let result = upload_outcome(&body, &xapi, &outcome);
     if result.is_err() && plan.created {
         let _ = ctx.xapi.call("VDI.destroy", &[json!(plan.session), json!(plan.vdi)]).await;
     }

@@ -24,7 +24,7 @@ use crate::objects;
 use crate::query::params;
 use crate::rest::auth::Caller;
 use crate::rest::{collections, Ctx, Reply, Request};
-use crate::xapi::{Transport, XapiError};
+use crate::xapi::Transport;
 use serde_json::{json, Value};
 
 /// The pool id of `/rest/v0/pools/<id>/vms`.
@@ -425,26 +425,10 @@ pub async fn finish<T: Transport>(
         _ => Vec::new(),
     };
     let outcome = settled.map(|(o, _)| o);
-    let result = match (&body, &xapi, &outcome) {
-        (Ok(()), Ok(200), Ok(Outcome::Success)) if !made.is_empty() => Ok(()),
-        (Err(BodyFailure::Invalid(e)), _, _) => Err(e.clone()),
-        (Err(BodyFailure::Short(why)), _, _) => Err(ApiError::bad_request(format!("the upload broke off: {why}"))),
-        (Ok(()), Ok(403), _) => Err(ApiError::new(403, "XAPI refused the import: the user may not import VMs")),
-        (Ok(()), _, Ok(Outcome::Failure(e @ XapiError::Api { .. }))) => {
-            let api = e.to_api_error();
-            Err(if api.status == 502 {
-                ApiError::bad_gateway("XAPI failed the import").with_data(api.body()["data"].clone())
-            } else {
-                api
-            })
-        }
-        (Ok(()), Err(why), _) => {
-            Err(ApiError::bad_gateway(format!("XAPI's import handler could not be reached: {why}")))
-        }
-        (Ok(()), Ok(status), o) => {
-            Err(ApiError::bad_gateway(format!("XAPI's import handler answered HTTP {status}, task: {o:?}")))
-        }
-    };
+    let result = super::import::upload_outcome(&body, &xapi, &outcome).and_then(|()| match made.is_empty() {
+        true => Err(ApiError::bad_gateway("XAPI's import task succeeded without naming the VM it made")),
+        false => Ok(()),
+    });
     if result.is_err() {
         // XAPI completed an import whose body then proved bad (or answered no VM): it is ours to remove.
         for vm in &made {
