@@ -38,6 +38,7 @@ pub mod handlers;
 pub mod import;
 pub mod infra;
 pub mod jsonrpc;
+pub mod rrd;
 pub mod scenario;
 pub mod schema;
 pub mod server;

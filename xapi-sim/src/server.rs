@@ -108,6 +108,14 @@ async fn import(State(sim): State<Arc<Sim>>, Query(q): Q, headers: HeaderMap, bo
     handlers::import(sim, q, headers, body).await
 }
 
+async fn rrd_updates(
+    State(sim): State<Arc<Sim>>,
+    axum::extract::RawQuery(q): axum::extract::RawQuery,
+    headers: HeaderMap,
+) -> Response<Body> {
+    crate::rrd::rrd_updates(sim, q, headers).await
+}
+
 /// The simulator's router.
 pub fn router(sim: Arc<Sim>) -> Router {
     Router::new()
@@ -120,6 +128,7 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route("/import_raw_vdi/", put(import_raw_vdi))
         .route("/import", put(import))
         .route("/import/", put(import))
+        .route("/rrd_updates", get(rrd_updates))
         .nest("/_sim", control::router())
         .fallback(xmlrpc_endpoint)
         .with_state(sim)
