@@ -126,3 +126,54 @@ fn ping_answers_without_credentials_or_xapi() {
     assert_eq!(edge.sim_calls(), calls, "XAPI was not asked");
     assert_eq!(edge.http.post(format!("{}/rest/v0/ping", edge.url)).send().unwrap().status().as_u16(), 401);
 }
+
+/// Statistics from XAPI's `/rrd_updates`, in XO's shape: series oldest first, CPUs in percent, memory in bytes, VIFs
+/// and disks by device; the granularities; a halted VM has none (409); a bad granularity is a 400.
+#[test]
+fn vm_and_host_statistics() {
+    let edge = Edge::start();
+    let t = edge.token("root", "xapi-sim");
+    let web = edge.uuid_of(&t, "vms", "Debian 12 web");
+    let (status, s) = get(&edge, &t, &format!("/rest/v0/vms/{web}/stats"));
+    assert_eq!(status, 200, "{s}");
+    assert_eq!(s["interval"], 5);
+    let end = s["endTimestamp"].as_i64().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    assert!((now - end).abs() <= 10 && end % 5 == 0, "{end}");
+    let stats = &s["stats"];
+    // Two VCPUs, in percent; 10 minutes of 5-second points, one step short (as XO asks).
+    let cpus = stats["cpus"].as_object().unwrap();
+    assert_eq!(cpus.keys().collect::<Vec<_>>(), ["0", "1"]);
+    let cpu0 = cpus["0"].as_array().unwrap();
+    assert!((118..=120).contains(&cpu0.len()), "{}", cpu0.len());
+    assert!(cpu0.iter().all(|v| (0.0..=100.0).contains(&v.as_f64().unwrap())));
+    assert!(cpu0.iter().any(|v| v.as_f64().unwrap() > 1.0), "percent, not a fraction");
+    assert_eq!(stats["memory"][0], json!((2u64 << 30) as f64));
+    assert!(stats["memoryFree"][0].as_f64().unwrap() > 1e6, "KiB turned into bytes");
+    assert_eq!(stats["vifs"]["rx"]["0"].as_array().map(Vec::len), Some(cpu0.len()));
+    assert!(stats["xvds"]["r"]["a"].is_array() && stats["xvds"]["w"]["b"].is_array());
+    // Coarser granularities.
+    let (_, m) = get(&edge, &t, &format!("/rest/v0/vms/{web}/stats?granularity=minutes"));
+    assert_eq!(m["interval"], 60);
+    assert!(m["stats"]["cpus"]["0"].as_array().unwrap().len() >= 100);
+    let (_, d) = get(&edge, &t, &format!("/rest/v0/vms/{web}/stats?granularity=days"));
+    assert_eq!(d["interval"], 86400);
+    let (status, e) = get(&edge, &t, &format!("/rest/v0/vms/{web}/stats?granularity=weeks"));
+    assert_eq!(status, 400, "{e}");
+    // A halted VM.
+    let rocky = edge.uuid_of(&t, "vms", "Rocky Linux 8");
+    let (status, e) = get(&edge, &t, &format!("/rest/v0/vms/{rocky}/stats"));
+    assert_eq!(status, 409, "{e}");
+    // A host: CPUs, memory, load, PIFs.
+    let host = edge.uuid_of(&t, "hosts", "xcp-host1");
+    let (status, h) = get(&edge, &t, &format!("/rest/v0/hosts/{host}/stats"));
+    assert_eq!(status, 200, "{h}");
+    let hs = &h["stats"];
+    for k in ["cpus", "memory", "memoryFree", "load"] {
+        assert!(!hs[k].is_null(), "{k}: {h}");
+    }
+    assert!(hs["pifs"]["rx"]["0"].is_array() && hs["pifs"]["tx"]["1"].is_array(), "{hs}");
+    assert!(hs.get("vifs").is_none(), "the VMs' sources are not the host's");
+    let (status, _) = get(&edge, &t, &format!("/rest/v0/srs/{host}/stats"));
+    assert_eq!(status, 404);
+}

@@ -87,28 +87,34 @@ struct Schemas {
     validators: Vec<(&'static str, jsonschema::Validator)>,
 }
 
-impl Schemas {
-    fn load() -> Schemas {
-        let mut components = swagger()["components"].clone();
-        nullable_to_json_schema(&mut components);
-        // tsoa writes XO's branded ids (`string & { __brand }`) as `allOf: [string, {required: [null]}]`, which no
-        // value satisfies and no validator compiles: they are strings.
-        for (name, schema) in components["schemas"].as_object_mut().unwrap() {
-            if name.starts_with("Branded_") {
-                if let Some(first) = schema["allOf"].get(0).cloned() {
-                    *schema = first;
-                }
+/// XO 6's schemas, ready for validators.
+fn components() -> J {
+    let mut components = swagger()["components"].clone();
+    nullable_to_json_schema(&mut components);
+    // tsoa writes XO's branded ids (`string & { __brand }`) as `allOf: [string, {required: [null]}]`, which no
+    // value satisfies and no validator compiles: they are strings.
+    for (name, schema) in components["schemas"].as_object_mut().unwrap() {
+        if name.starts_with("Branded_") {
+            if let Some(first) = schema["allOf"].get(0).cloned() {
+                *schema = first;
             }
         }
-        let validators = SCHEMAS
-            .iter()
-            .map(|(coll, ty)| {
-                let name = format!("Unbrand_{ty}_");
-                assert!(components["schemas"].get(&name).is_some(), "{name} is not in XO 6's document");
-                let schema = json!({"$ref": format!("#/components/schemas/{name}"), "components": components});
-                (*coll, jsonschema::validator_for(&schema).unwrap())
-            })
-            .collect();
+    }
+    components
+}
+
+/// A validator of the schema `name` (as `components/schemas/<name>`).
+fn validator(components: &J, name: &str) -> jsonschema::Validator {
+    assert!(components["schemas"].get(name).is_some(), "{name} is not in XO 6's document");
+    let schema = json!({"$ref": format!("#/components/schemas/{name}"), "components": components});
+    jsonschema::validator_for(&schema).unwrap()
+}
+
+impl Schemas {
+    fn load() -> Schemas {
+        let components = components();
+        let validators =
+            SCHEMAS.iter().map(|(coll, ty)| (*coll, validator(&components, &format!("Unbrand_{ty}_")))).collect();
         Schemas { validators }
     }
 
@@ -183,4 +189,25 @@ fn the_schema_check_catches_what_xo6_would_not_send() {
     let mut missing = pool.clone();
     missing.as_object_mut().unwrap().remove("platform_version");
     assert!(!schemas.errors("pools", &missing).is_empty());
+}
+
+/// Issue 19: a running VM's and a host's statistics validate against XO 6's `XapiVmStats` and `XapiHostStats`.
+#[test]
+fn stats_match_xo6_schemas() {
+    let components = components();
+    let edge = Edge::start();
+    let vms = get_json(&edge, "/rest/v0/vms?fields=uuid,power_state&filter=power_state:Running");
+    let vm = vms[0]["uuid"].as_str().unwrap().to_string();
+    let host = get_json(&edge, "/rest/v0/hosts?fields=uuid")[0]["uuid"].as_str().unwrap().to_string();
+    for (path, schema) in [
+        (format!("/rest/v0/vms/{vm}/stats"), "XapiVmStats"),
+        (format!("/rest/v0/vms/{vm}/stats?granularity=hours"), "XapiVmStats"),
+        (format!("/rest/v0/hosts/{host}/stats?granularity=minutes"), "XapiHostStats"),
+    ] {
+        let stats = get_json(&edge, &path);
+        assert!(!stats["stats"].as_object().unwrap().is_empty(), "{path}: {stats}");
+        let v = validator(&components, schema);
+        let errors: Vec<String> = v.iter_errors(&stats).map(|e| format!("{}: {e}", e.instance_path())).collect();
+        assert!(errors.is_empty(), "{path}: {errors:#?}");
+    }
 }

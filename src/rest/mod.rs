@@ -29,6 +29,7 @@ pub mod infra;
 pub mod plans;
 pub mod root;
 pub mod router;
+pub mod stats;
 pub mod tasks;
 pub mod tokens;
 
@@ -165,6 +166,7 @@ pub async fn route<T: Transport>(ctx: &Ctx<'_, T>, caller: auth::Caller, req: &R
         Op::ObjectTasks => tasks::of_object(ctx, caller, req, m.coll, id).await,
         Op::ObjectMessages => collections::about(ctx, caller, req, m.coll, id, "messages").await,
         Op::ObjectAlarms => collections::about(ctx, caller, req, m.coll, id, "alarms").await,
+        Op::Stats => stats::stats(ctx, caller, req, m.coll, id).await,
         Op::AbortTask => tasks::abort(ctx, caller, req, id).await,
         Op::DeleteTask => tasks::delete(ctx, caller, id).await,
         Op::Actions => actions::list(ctx, caller, m.coll, id).await,

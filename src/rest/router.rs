@@ -27,6 +27,8 @@ pub enum Op {
     ObjectMessages,
     /// The alarms about an object.
     ObjectAlarms,
+    /// A VM's or host's RRD statistics.
+    Stats,
     AbortTask,
     DeleteTask,
 }
@@ -83,6 +85,7 @@ const ROUTES: &[(&[&str], &str, Only, Op)] = &[
     (READ, "{coll}/{id}/tasks", Only::Any, Op::ObjectTasks),
     (READ, "{coll}/{id}/messages", Only::OneOf(WATCHED), Op::ObjectMessages),
     (READ, "{coll}/{id}/alarms", Only::OneOf(WATCHED), Op::ObjectAlarms),
+    (READ, "{coll}/{id}/stats", Only::OneOf(&["vms", "hosts"]), Op::Stats),
     (&["POST"], "{coll}/{id}/actions/abort", Only::Named("tasks"), Op::AbortTask),
     (READ, "{coll}/{id}/actions", Only::Any, Op::Actions),
     (READ, "{coll}/{id}/actions/{name}", Only::Any, Op::Action),
@@ -234,6 +237,8 @@ mod tests {
         assert_eq!(find("POST", "vbds").unwrap().op, Op::Create);
         assert_eq!(find("GET", "vms/abc/tasks").unwrap().op, Op::ObjectTasks);
         assert_eq!(find("GET", "hosts/abc/alarms").unwrap().op, Op::ObjectAlarms);
+        assert_eq!(find("GET", "vms/abc/stats").unwrap().op, Op::Stats);
+        assert_eq!(find("GET", "srs/abc/stats").unwrap_err(), Miss::NotFound);
         assert_eq!(find("HEAD", "vdi-snapshots/abc/messages").unwrap().op, Op::ObjectMessages);
         assert_eq!(find("GET", "tasks/abc/messages").unwrap_err(), Miss::NotFound);
         assert_eq!(find("GET", "alarms/abc").unwrap().op, Op::Get);

@@ -31,6 +31,13 @@ pub trait Transport {
         std::future::ready(Err(TransportError::Unreachable("this runtime cannot upload to XAPI".into())))
     }
 
+    /// GETs one of XAPI's small HTTP resources (`/rrd_updates`), `path` with its query, authenticated by the
+    /// `cookie` header; answers the HTTP status and the body (held whole: a few MiB at most).
+    fn get(&self, path: &str, cookie: &str) -> impl Future<Output = Result<(u16, Vec<u8>), TransportError>> {
+        let _ = (path, cookie);
+        std::future::ready(Err(TransportError::Unreachable("this runtime cannot fetch from XAPI".into())))
+    }
+
     /// Milliseconds since the request began, for answers that must not come sooner; 0 where unknown.
     fn elapsed_ms(&self) -> u64 {
         0
@@ -208,6 +215,11 @@ pub struct Xapi<'a, T> {
 impl<'a, T: Transport> Xapi<'a, T> {
     pub fn new(transport: &'a T) -> Self {
         Xapi { transport }
+    }
+
+    /// GETs one of XAPI's small HTTP resources ([`Transport::get`]).
+    pub async fn get(&self, path: &str, cookie: &str) -> Result<(u16, Vec<u8>), TransportError> {
+        self.transport.get(path, cookie).await
     }
 
     /// PUTs a small body to one of XAPI's HTTP handlers ([`Transport::put`]).

@@ -88,6 +88,16 @@ impl Transport for WasiTransport {
         Ok((answer.status, bytes))
     }
 
+    async fn get(&self, path: &str, cookie: &str) -> Result<(u16, Vec<u8>), TransportError> {
+        let deadline = io::Deadline::after(self.timeout);
+        let headers: [(&str, &[u8]); 1] = [("cookie", cookie.as_bytes())];
+        let request =
+            outbound::request(Method::Get, &self.base, path, &headers).map_err(TransportError::Unreachable)?;
+        let answer = request.send_whole(&[], deadline).await.map_err(transport_error)?;
+        let bytes = answer.read_all(64 << 20, deadline).await.map_err(transport_error)?;
+        Ok((answer.status, bytes))
+    }
+
     async fn put(&self, path: &str, cookie: &str, body: Vec<u8>) -> Result<u16, TransportError> {
         let deadline = io::Deadline::after(self.timeout);
         let length = body.len().to_string();
