@@ -177,3 +177,83 @@ fn vm_and_host_statistics() {
     let (status, _) = get(&edge, &t, &format!("/rest/v0/srs/{host}/stats"));
     assert_eq!(status, 404);
 }
+
+/// A venv with Prometheus's own Python client (its text parser), made once.
+fn prometheus_python() -> std::path::PathBuf {
+    use std::process::Command;
+    let venv = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("prometheus-venv");
+    let python = venv.join("bin").join("python");
+    let check = "import importlib.metadata as m; assert m.version('prometheus_client') == '0.23.1'";
+    if !Command::new(&python).args(["-c", check]).status().is_ok_and(|s| s.success()) {
+        assert!(Command::new("python3").args(["-m", "venv"]).arg(&venv).status().unwrap().success());
+        let pip = ["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "prometheus_client==0.23.1"];
+        assert!(Command::new(&python).args(pip).status().unwrap().success(), "pip install prometheus_client");
+    }
+    python
+}
+
+/// A parsed metric family: name, type, samples (name, labels, value as Python writes it).
+type Family = (String, String, Vec<(String, J, String)>);
+
+/// Parses a text exposition with `prometheus_client.parser`.
+fn parse_exposition(text: &str) -> Vec<Family> {
+    use std::io::Write;
+    let script = "import sys, json\n\
+        from prometheus_client.parser import text_string_to_metric_families\n\
+        out = [[f.name, f.type, [[s.name, s.labels, repr(s.value)] for s in f.samples]]\n\
+               for f in text_string_to_metric_families(sys.stdin.read())]\n\
+        print(json.dumps(out))\n";
+    let mut child = std::process::Command::new(prometheus_python())
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "the parser refused it: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `GET …/metrics`: a Prometheus text exposition that Prometheus's own parser reads, per pool, host or VM.
+#[test]
+fn prometheus_metrics_parse_with_prometheus_client() {
+    let edge = Edge::start();
+    let t = edge.token("root", "xapi-sim");
+    let pool = edge.uuid_of(&t, "pools", "Demo pool");
+    let web = edge.uuid_of(&t, "vms", "Debian 12 web");
+    let host = edge.uuid_of(&t, "hosts", "xcp-host1");
+    let scrape = |path: &str| {
+        let r = edge.get(path).bearer_auth(&t).send().unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+        assert_eq!(r.headers()["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+        parse_exposition(&r.text().unwrap())
+    };
+    let families = scrape(&format!("/rest/v0/pools/{pool}/metrics"));
+    let family = |name: &str| families.iter().find(|f| f.0 == name).unwrap_or_else(|| panic!("no {name}"));
+    for name in
+        ["xcp_host_cpu_usage_ratio", "xcp_host_memory_free_bytes", "xcp_vm_cpu_usage_ratio", "xcp_vm_memory_bytes"]
+    {
+        assert_eq!(family(name).1, "gauge", "{name}");
+    }
+    let memory = &family("xcp_vm_memory_bytes").2;
+    let web_memory = memory.iter().find(|s| s.1["vm"] == web.as_str()).expect("the web VM's memory");
+    assert_eq!(web_memory.1["vm_name"], "Debian 12 web");
+    assert_eq!(web_memory.1["pool"], pool.as_str());
+    assert_eq!(web_memory.2.parse::<f64>().unwrap(), (2u64 << 30) as f64);
+    let cpus: Vec<&(String, J, String)> = family("xcp_host_cpu_usage_ratio").2.iter().collect();
+    assert!(cpus.iter().all(|s| s.1["host"] == host.as_str() && s.1["host_name"] == "xcp-host1"));
+    assert!(cpus.iter().all(|s| (0.0..=1.0).contains(&s.2.parse::<f64>().unwrap())));
+    let rx = &family("xcp_vm_network_receive_bytes_per_second").2;
+    assert!(rx.iter().any(|s| s.1["vm"] == web.as_str() && s.1["vif"] == "0"));
+    // One VM: its samples only.
+    let families = scrape(&format!("/rest/v0/vms/{web}/metrics"));
+    assert!(families.iter().all(|f| f.0.starts_with("xcp_vm_")));
+    assert!(families.iter().flat_map(|f| &f.2).all(|s| s.1["vm"] == web.as_str()));
+    // A host: its own and its VMs'.
+    let families = scrape(&format!("/rest/v0/hosts/{host}/metrics"));
+    let web_host =
+        families.iter().flat_map(|f| &f.2).filter(|s| s.1.get("vm").is_some()).all(|s| s.1["host"] == host.as_str());
+    assert!(web_host && families.iter().any(|f| f.0.starts_with("xcp_host_")));
+}

@@ -26,6 +26,7 @@ pub mod delete;
 pub mod duration;
 pub mod edit;
 pub mod infra;
+pub mod metrics;
 pub mod plans;
 pub mod root;
 pub mod router;
@@ -167,6 +168,7 @@ pub async fn route<T: Transport>(ctx: &Ctx<'_, T>, caller: auth::Caller, req: &R
         Op::ObjectMessages => collections::about(ctx, caller, req, m.coll, id, "messages").await,
         Op::ObjectAlarms => collections::about(ctx, caller, req, m.coll, id, "alarms").await,
         Op::Stats => stats::stats(ctx, caller, req, m.coll, id).await,
+        Op::Metrics => metrics::metrics(ctx, caller, m.coll, id).await,
         Op::AbortTask => tasks::abort(ctx, caller, req, id).await,
         Op::DeleteTask => tasks::delete(ctx, caller, id).await,
         Op::Actions => actions::list(ctx, caller, m.coll, id).await,

@@ -29,6 +29,8 @@ pub enum Op {
     ObjectAlarms,
     /// A VM's or host's RRD statistics.
     Stats,
+    /// The latest RRD values as a Prometheus text exposition.
+    Metrics,
     AbortTask,
     DeleteTask,
 }
@@ -86,6 +88,7 @@ const ROUTES: &[(&[&str], &str, Only, Op)] = &[
     (READ, "{coll}/{id}/messages", Only::OneOf(WATCHED), Op::ObjectMessages),
     (READ, "{coll}/{id}/alarms", Only::OneOf(WATCHED), Op::ObjectAlarms),
     (READ, "{coll}/{id}/stats", Only::OneOf(&["vms", "hosts"]), Op::Stats),
+    (READ, "{coll}/{id}/metrics", Only::OneOf(&["pools", "hosts", "vms"]), Op::Metrics),
     (&["POST"], "{coll}/{id}/actions/abort", Only::Named("tasks"), Op::AbortTask),
     (READ, "{coll}/{id}/actions", Only::Any, Op::Actions),
     (READ, "{coll}/{id}/actions/{name}", Only::Any, Op::Action),

@@ -187,6 +187,26 @@ pub fn build(updates: &Value, vm: bool, uuid: &str, fallback_end: u64, step: u64
     json!({ "endTimestamp": end, "interval": interval, "stats": stats })
 }
 
+/// XAPI's `GET /rrd_updates?<pairs>`, as JSON.
+pub(crate) async fn rrd_updates<T: Transport>(
+    ctx: &Ctx<'_, T>,
+    session: &str,
+    pairs: &[(&str, String)],
+) -> Result<Value, ApiError> {
+    let query: String =
+        form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs.iter().map(|(k, v)| (*k, v))).finish();
+    let (status, body) = ctx
+        .xapi
+        .get(&format!("/rrd_updates?{query}"), &format!("session_id={session}"))
+        .await
+        .map_err(|e| crate::xapi::XapiError::Transport(e).to_api_error())?;
+    if status != 200 {
+        return Err(ApiError::bad_gateway(format!("XAPI's /rrd_updates answered HTTP {status}")));
+    }
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_gateway(format!("XAPI's /rrd_updates answered something else than JSON: {e}")))
+}
+
 /// `GET /rest/v0/<vms|hosts>/<id>/stats`.
 pub async fn stats<T: Transport>(
     ctx: &Ctx<'_, T>,
@@ -218,18 +238,7 @@ pub async fn stats<T: Transport>(
     if vm {
         pairs.push(("vm_uuid", uuid.clone()));
     }
-    let query: String =
-        form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs.iter().map(|(k, v)| (*k, v))).finish();
-    let (status, body) = ctx
-        .xapi
-        .get(&format!("/rrd_updates?{query}"), &format!("session_id={}", caller.session))
-        .await
-        .map_err(|e| crate::xapi::XapiError::Transport(e).to_api_error())?;
-    if status != 200 {
-        return Err(ApiError::bad_gateway(format!("XAPI's /rrd_updates answered HTTP {status}")));
-    }
-    let updates: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_gateway(format!("XAPI's /rrd_updates answered something else than JSON: {e}")))?;
+    let updates = rrd_updates(ctx, &caller.session, &pairs).await?;
     if updates["meta"]["step"].as_u64().is_some_and(|s| s != step) {
         return Err(ApiError::bad_gateway(format!(
             "XAPI answered a step of {} s for a granularity of {step} s",
