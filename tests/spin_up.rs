@@ -271,6 +271,15 @@ fn writes_and_the_task_stream_work_under_spin() {
     let disks = get(&format!("/rest/v0/vms/{}/vdis?fields=name_label", made["id"].as_str().unwrap()));
     let names: Vec<&str> = disks.as_array().unwrap().iter().filter_map(|d| d["name_label"].as_str()).collect();
     assert!(names.contains(&"XO CloudConfigDrive") && names.len() == 2, "{names:?}");
+    // Issue 19 under Spin: statistics and the Prometheus exposition, from XAPI's /rrd_updates (a GET the api
+    // component makes beside its JSON-RPC calls).
+    let web = uuid("vms", "Debian%2012%20web");
+    let stats = get(&format!("/rest/v0/vms/{web}/stats"));
+    assert_eq!(stats["interval"], 5, "{stats}");
+    assert!(stats["stats"]["cpus"]["0"].as_array().is_some_and(|a| a.len() > 100), "{stats}");
+    let r = http.get(format!("{}/rest/v0/pools/{pool}/metrics", up.url)).bearer_auth(&token).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.text().unwrap().contains(&format!("xcp_vm_memory_bytes{{pool=\"{pool}\",vm=\"{web}\"")));
     drop(up);
     let _ = std::fs::remove_dir_all(&state);
 }
