@@ -125,7 +125,7 @@ fn asked_disks_install_media_and_a_task_to_follow() {
     let stream = edge.watch_tasks(&token, "ndjson&watch");
     let body = json!({
         "name_label": "db-1", "template": template, "clone": false,
-        "vdis": [{"name_label": "root", "size": 64u64 << 20, "sr": local}, {"name_label": "data", "name_description": "d", "size": 32u64 << 20}],
+        "vdis": [{"name_label": "root", "size": 64u64 << 20, "SR": local}, {"name_label": "data", "name_description": "d", "size": 32u64 << 20}],
         "install": {"method": "cdrom", "repository": iso},
     });
     let (status, location, answer) = send(&edge, &token, &path, body);

@@ -110,7 +110,7 @@ pub fn schema() -> (Value, Vec<&'static str>) {
         },
         "vdis": {
             "type": "array",
-            "description": "disks to add ({size, name_label, name_description, sr}), or the template's to change ({userdevice, name_label, name_description, size}) or remove ({userdevice, destroy: true}); without it, the template's own disks",
+            "description": "disks to add ({size, name_label, name_description, sr (or SR)}), or the template's to change ({userdevice, name_label, name_description, size}) or remove ({userdevice, destroy: true}); without it, the template's own disks",
             "items": { "type": "object" }
         },
         "install": {
@@ -271,7 +271,7 @@ pub async fn prepare<T: Transport>(
                 let what = format!("vdis[{i}]");
                 only(
                     e,
-                    &["name_label", "name_description", "size", "sr", "userdevice", "userdervice", "destroy"],
+                    &["name_label", "name_description", "size", "sr", "SR", "userdevice", "userdervice", "destroy"],
                     &what,
                 )?;
                 let userdevice = text(e, "userdevice")?.or(text(e, "userdervice")?);
@@ -279,7 +279,8 @@ pub async fn prepare<T: Transport>(
                     return Err(bad(format!("{what}.userdevice must be a decimal number")));
                 }
                 let size = e.get("size").map(|v| count(v, &format!("{what}.size"))).transpose()?;
-                let sr = match text(e, "sr")? {
+                // (`sr` as XO 6 names it; `SR` as xo-server's `vm.create` did.)
+                let sr = match text(e, "sr")?.or(text(e, "SR")?) {
                     Some(id) => Some(find(ctx, caller, srs, &id).await?.0),
                     None => None,
                 };
