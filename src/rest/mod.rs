@@ -16,17 +16,22 @@
 //! - [`infra`]: the actions of hosts, pools, SRs and PBDs; [`plans`]: actions of several XAPI calls under one task.
 //! - [`tasks`]: watching tasks, an object's tasks, aborting and deleting tasks.
 //! - [`tokens`]: token creation and revocation.
+//! - [`stats`], [`metrics`]: RRD statistics in XO's shape and as Prometheus text; [`events`]: the Server-Sent
+//!   Events stream and its subscriptions; [`dashboard`]: the dashboards; [`patches`]: missing patches and SMT.
 
 pub mod actions;
 pub mod auth;
 pub mod collections;
 pub mod create;
 pub mod create_vm;
+pub mod dashboard;
 pub mod delete;
 pub mod duration;
 pub mod edit;
+pub mod events;
 pub mod infra;
 pub mod metrics;
+pub mod patches;
 pub mod plans;
 pub mod root;
 pub mod router;
@@ -91,6 +96,8 @@ pub enum Stream {
     Listing(Box<collections::Listing>),
     /// A watch of tasks, one long poll at a time until the client leaves ([`tasks::Watch::next`]).
     Watch(Box<tasks::Watch>),
+    /// Server-Sent Events until the client leaves ([`events::Events::next`]).
+    Events(Box<events::Events>),
     /// Not a body: a plan to run once the answer (`body`) has gone ([`plans::Plan::run`]).
     Plan(Box<plans::Plan>),
 }
@@ -156,29 +163,47 @@ pub async fn route<T: Transport>(ctx: &Ctx<'_, T>, caller: auth::Caller, req: &R
     };
     let id = m.id.unwrap_or("");
     match m.op {
-        Op::List if m.coll.name == "tasks" && tasks::watch_requested(req) => tasks::watch(ctx, caller, req).await,
-        Op::List => collections::list(ctx, caller, req, m.coll).await,
+        Op::Events => return events::open(ctx, caller, req).await,
+        Op::Subscribe => return events::subscribe(ctx, caller, req, id).await,
+        Op::Unsubscribe => return events::unsubscribe(ctx, caller, id, m.name.unwrap_or("")).await,
+        Op::Dashboard => return dashboard::global(ctx, caller).await,
+        _ => {}
+    }
+    let Some(coll) = m.coll else {
+        return Err(ApiError::internal(format!("route {path} has no collection")));
+    };
+    match m.op {
+        Op::List if coll.name == "tasks" && tasks::watch_requested(req) => tasks::watch(ctx, caller, req).await,
+        Op::List => collections::list(ctx, caller, req, coll).await,
         Op::Task => collections::task(ctx, caller, req, id).await,
-        Op::Get => collections::get(ctx, caller, m.coll, id).await,
-        Op::VmVdis => collections::vm_vdis(ctx, caller, req, m.coll, id).await,
-        Op::Patch => edit::patch(ctx, caller, req, m.coll, id).await,
-        Op::Delete => delete::delete(ctx, caller, m.coll, id).await,
-        Op::Create => create::create(ctx, caller, req, m.coll).await,
-        Op::ObjectTasks => tasks::of_object(ctx, caller, req, m.coll, id).await,
-        Op::ObjectMessages => collections::about(ctx, caller, req, m.coll, id, "messages").await,
-        Op::ObjectAlarms => collections::about(ctx, caller, req, m.coll, id, "alarms").await,
-        Op::Stats => stats::stats(ctx, caller, req, m.coll, id).await,
-        Op::Metrics => metrics::metrics(ctx, caller, m.coll, id).await,
+        Op::Get => collections::get(ctx, caller, coll, id).await,
+        Op::VmVdis => collections::vm_vdis(ctx, caller, req, coll, id).await,
+        Op::Patch => edit::patch(ctx, caller, req, coll, id).await,
+        Op::Delete => delete::delete(ctx, caller, coll, id).await,
+        Op::Create => create::create(ctx, caller, req, coll).await,
+        Op::ObjectTasks => tasks::of_object(ctx, caller, req, coll, id).await,
+        Op::ObjectMessages => collections::about(ctx, caller, req, coll, id, "messages").await,
+        Op::ObjectAlarms => collections::about(ctx, caller, req, coll, id, "alarms").await,
+        Op::Stats => stats::stats(ctx, caller, req, coll, id).await,
+        Op::Metrics => metrics::metrics(ctx, caller, coll, id).await,
+        Op::ObjectDashboard => dashboard::of_object(ctx, caller, coll, id).await,
+        Op::MissingPatches => patches::missing(ctx, caller, coll, id).await,
+        Op::Smt => patches::smt(ctx, caller, coll, id).await,
+        Op::Events | Op::Subscribe | Op::Unsubscribe | Op::Dashboard => unreachable_route(path),
         Op::AbortTask => tasks::abort(ctx, caller, req, id).await,
         Op::DeleteTask => tasks::delete(ctx, caller, id).await,
-        Op::Actions => actions::list(ctx, caller, m.coll, id).await,
-        Op::Action => actions::describe(ctx, caller, m.coll, id, m.name.unwrap_or("")).await,
-        Op::RunAction => actions::run(ctx, caller, req, m.coll, id, m.name.unwrap_or("")).await,
+        Op::Actions => actions::list(ctx, caller, coll, id).await,
+        Op::Action => actions::describe(ctx, caller, coll, id, m.name.unwrap_or("")).await,
+        Op::RunAction => actions::run(ctx, caller, req, coll, id, m.name.unwrap_or("")).await,
         Op::AddTag | Op::RemoveTag => {
             let tag = m.tag.as_deref().unwrap_or("");
-            edit::tag(ctx, caller, m.coll, id, tag, m.op == Op::AddTag).await
+            edit::tag(ctx, caller, coll, id, tag, m.op == Op::AddTag).await
         }
     }
+}
+
+fn unreachable_route(path: &str) -> Result<Reply, ApiError> {
+    Err(ApiError::internal(format!("route {path} reached the wrong handler")))
 }
 
 /// Everything a handler gets.
@@ -215,6 +240,7 @@ where
         match &mut result {
             Ok(Reply { stream: Some(Stream::Watch(w)), .. }) => w.logout = true,
             Ok(Reply { stream: Some(Stream::Plan(p)), .. }) => p.logout = true,
+            Ok(Reply { stream: Some(Stream::Events(e)), .. }) => e.logout = true,
             _ => {
                 let _ = ctx.xapi.logout(&s).await;
             }

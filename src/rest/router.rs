@@ -33,6 +33,20 @@ pub enum Op {
     Metrics,
     AbortTask,
     DeleteTask,
+    /// `GET /rest/v0/events`: the Server-Sent Events stream.
+    Events,
+    /// Adding a subscription to an event stream.
+    Subscribe,
+    /// Removing one.
+    Unsubscribe,
+    /// `GET /rest/v0/dashboard`: the pool at a glance.
+    Dashboard,
+    /// A pool's or VM's dashboard.
+    ObjectDashboard,
+    /// A host's or pool's missing patches.
+    MissingPatches,
+    /// Whether a host's SMT (hyper-threading) is on.
+    Smt,
 }
 
 /// Which collections a route serves.
@@ -95,12 +109,24 @@ const ROUTES: &[(&[&str], &str, Only, Op)] = &[
     (&["POST"], "{coll}/{id}/actions/{name}", Only::Any, Op::RunAction),
     (&["PUT"], "{coll}/{id}/tags/{tag}", Only::Any, Op::AddTag),
     (&["DELETE"], "{coll}/{id}/tags/{tag}", Only::Any, Op::RemoveTag),
+    (READ, "{coll}/{id}/dashboard", Only::OneOf(&["pools", "vms"]), Op::ObjectDashboard),
+    (READ, "{coll}/{id}/missing_patches", Only::OneOf(&["pools", "hosts"]), Op::MissingPatches),
+    (READ, "{coll}/{id}/smt", Only::Named("hosts"), Op::Smt),
+];
+
+/// The routes outside the collections: no `{coll}` (`{id}` and `{name}` as above).
+const FREE: &[(&[&str], &str, Op)] = &[
+    (&["GET"], "events", Op::Events),
+    (&["POST"], "events/{id}/subscriptions", Op::Subscribe),
+    (&["DELETE"], "events/{id}/subscriptions/{name}", Op::Unsubscribe),
+    (READ, "dashboard", Op::Dashboard),
 ];
 
 /// Every route of the table spelled out per collection (`{coll}` replaced; an action route once per action of the
 /// collection): `(methods, path)`, for `GET /rest/v0?routes`.
 pub fn spelled_out() -> Vec<(&'static [&'static str], String)> {
-    let mut out = Vec::new();
+    let mut out: Vec<(&'static [&'static str], String)> =
+        FREE.iter().map(|(methods, pattern, _)| (*methods, format!("/rest/v0/{pattern}"))).collect();
     for (methods, pattern, only, op) in ROUTES {
         for coll in objects::COLLECTIONS {
             let fits = match only {
@@ -145,7 +171,8 @@ pub fn spelled_out() -> Vec<(&'static [&'static str], String)> {
 #[derive(Debug)]
 pub struct Matched<'a> {
     pub op: Op,
-    pub coll: &'static Collection,
+    /// The collection (none for the routes outside them).
+    pub coll: Option<&'static Collection>,
     pub id: Option<&'a str>,
     /// The decoded tag.
     pub tag: Option<String>,
@@ -165,8 +192,10 @@ pub enum Miss {
 pub fn find<'a>(method: &str, path: &'a str) -> Result<Matched<'a>, Miss> {
     let segments: Vec<&str> = path.split('/').collect();
     let mut allowed: Vec<&'static str> = Vec::new();
-    for (methods, pattern, only, op) in ROUTES {
-        let Some(m) = matches(pattern, *only, *op, &segments) else { continue };
+    let free = FREE.iter().map(|(methods, pattern, op)| (methods, pattern, None, op));
+    let table = ROUTES.iter().map(|(methods, pattern, only, op)| (methods, pattern, Some(*only), op));
+    for (methods, pattern, only, op) in free.chain(table) {
+        let Some(m) = matches(pattern, only, *op, &segments) else { continue };
         if methods.contains(&method) {
             return Ok(m);
         }
@@ -183,7 +212,7 @@ pub fn find<'a>(method: &str, path: &'a str) -> Result<Matched<'a>, Miss> {
     }
 }
 
-fn matches<'a>(pattern: &str, only: Only, op: Op, segments: &[&'a str]) -> Option<Matched<'a>> {
+fn matches<'a>(pattern: &str, only: Option<Only>, op: Op, segments: &[&'a str]) -> Option<Matched<'a>> {
     let parts: Vec<&str> = pattern.split('/').collect();
     if parts.len() != segments.len() {
         return None;
@@ -206,6 +235,9 @@ fn matches<'a>(pattern: &str, only: Only, op: Op, segments: &[&'a str]) -> Optio
             }
         }
     }
+    let Some(only) = only else {
+        return Some(Matched { op, coll: None, id, tag, name });
+    };
     let coll = coll?;
     let fits = match only {
         Only::Any => true,
@@ -213,7 +245,7 @@ fn matches<'a>(pattern: &str, only: Only, op: Op, segments: &[&'a str]) -> Optio
         Only::Named(name) => coll.name == name,
         Only::OneOf(names) => names.contains(&coll.name),
     };
-    fits.then_some(Matched { op, coll, id, tag, name })
+    fits.then_some(Matched { op, coll: Some(coll), id, tag, name })
 }
 
 #[cfg(test)]
@@ -223,7 +255,13 @@ mod tests {
     #[test]
     fn routes_methods_and_misses() {
         let m = find("GET", "vms").unwrap();
-        assert_eq!((m.op, m.coll.name), (Op::List, "vms"));
+        assert_eq!((m.op, m.coll.map(|c| c.name)), (Op::List, Some("vms")));
+        assert_eq!(find("GET", "events").unwrap().op, Op::Events);
+        let m = find("DELETE", "events/abc/subscriptions/VM").unwrap();
+        assert_eq!((m.op, m.id, m.name, m.coll.is_none()), (Op::Unsubscribe, Some("abc"), Some("VM"), true));
+        assert_eq!(find("PUT", "events").unwrap_err(), Miss::Method(vec!["GET"]));
+        assert_eq!(find("GET", "pools/abc/dashboard").unwrap().op, Op::ObjectDashboard);
+        assert_eq!(find("GET", "hosts/abc/dashboard").unwrap_err(), Miss::NotFound);
         assert_eq!(find("GET", "tasks/abc").unwrap().op, Op::Task);
         assert_eq!(find("GET", "vms/abc").unwrap().op, Op::Get);
         assert_eq!(find("HEAD", "vms/abc/vdis").unwrap().op, Op::VmVdis);

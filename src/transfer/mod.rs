@@ -12,12 +12,14 @@
 //! - [`import`]: plans a VDI import (length, VDI, task) and decides its answer and cleanup.
 //! - [`vm_export`]: plans a VM export (compression, snapshot of a running VM and its cleanup).
 //! - [`vm_import`]: plans a VM import (XVA sniffing and checks, SR, task) and decides its answer and cleanup.
+//! - [`host_logs`]: plans a host's `audit.txt` and `logs.tgz` downloads.
 //! - [`task`]: waiting for an XAPI task to end, then destroying it.
 
 pub mod check;
 pub mod compress;
 pub mod decode;
 pub mod export;
+pub mod host_logs;
 pub mod import;
 pub mod range;
 pub mod task;

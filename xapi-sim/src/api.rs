@@ -189,6 +189,22 @@ pub fn implemented(name: &str) -> bool {
 
 /// Dispatches one XenAPI call. `method` is the full name, e.g. `VM.get_all_records` or `Async.VM.snapshot`.
 pub async fn call(sim: &Arc<Sim>, method: &str, params: Vec<Value>) -> R<Value> {
+    let session = params.first().and_then(|s| sim.session(s).ok());
+    let result = call_inner(sim, method, params).await;
+    // The audit log holds the side-effecting calls of a session (`ocaml/xapi/rbac_audit.ml`: read-only calls to DB
+    // fields are not logged).
+    if let Some(session) = session {
+        let name = method.strip_prefix("Async.").unwrap_or(method);
+        if let Some((class, op)) = name.split_once('.') {
+            if is_write(class, op) && class != "session" {
+                crate::hostlogs::audit(sim, &session, name, &result);
+            }
+        }
+    }
+    result
+}
+
+async fn call_inner(sim: &Arc<Sim>, method: &str, params: Vec<Value>) -> R<Value> {
     sim.before_call(method, true).await?;
     // No session and any arguments: XAPI answers it before its session check (`api_server.ml`, `callback1`
     // and the generated dispatcher's `system.listMethods` arm).

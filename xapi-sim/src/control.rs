@@ -1,7 +1,8 @@
 //! The control API under `/_sim/`: what tests use to look inside the simulator and to inject faults.
 //!
 //! - `GET /_sim/stats`: object counts (VMs, snapshots, VDIs, tasks, …), live sessions, calls per method and
-//!   handler requests, so a test can prove that nothing leaked and that a rejected request cost no XAPI call.
+//!   handler requests, so a test can prove that nothing leaked and that a rejected request cost no XAPI call;
+//!   `in_flight`: the calls running now, by method.
 //! - `POST /_sim/stats/reset`: zero the call counters.
 //! - `PUT /_sim/faults` (JSON [`FaultSpec`]) / `DELETE /_sim/faults`.
 //! - `POST /_sim/sessions/expire` (`{"session": ref}` or `{}` for all).
@@ -57,6 +58,7 @@ async fn stats(State(sim): State<Arc<Sim>>) -> Json<J> {
         "handler_requests": s.handler_requests,
         "rpc_requests": s.rpc_requests,
         "rpc_chunked": s.rpc_chunked,
+        "in_flight": s.in_flight,
         "stored_disk_bytes": stored,
     }))
 }

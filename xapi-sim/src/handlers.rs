@@ -345,6 +345,32 @@ fn stream_response(
     r
 }
 
+/// `GET /audit_log[?since=…]` (`ocaml/xapi/audit_log.ml`, `handler`): the audit lines, `text/plain`.
+pub async fn audit_log(sim: Arc<Sim>, q: Query, headers: HeaderMap) -> Response<Body> {
+    let ctx = match begin(&sim, "/audit_log", &q, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let text = crate::hostlogs::audit_since(&sim, q.get("since").map(String::as_str).unwrap_or(""));
+    stream_response(ctx, "/audit_log", vec![("content-type", "text/plain".to_string())], move |w| {
+        w.write_all(text.as_bytes())?;
+        Ok(Value::str(""))
+    })
+}
+
+/// `GET /host_logs_download` (`ocaml/xapi/xapi_logs_download.ml`, `logs_download_handler`): the logs archive.
+pub async fn host_logs_download(sim: Arc<Sim>, q: Query, headers: HeaderMap) -> Response<Body> {
+    let ctx = match begin(&sim, "/host_logs_download", &q, &headers).await {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let audit = crate::hostlogs::audit_since(&sim, "");
+    stream_response(ctx, "/host_logs_download", Vec::new(), move |w| {
+        w.write_all(&crate::hostlogs::archive(&audit)?)?;
+        Ok(Value::str(""))
+    })
+}
+
 /// Finds an object of `class` by ref or uuid.
 fn lookup(sim: &Sim, class: &str, key: &str) -> Result<String, XapiError> {
     let db = sim.db.lock();

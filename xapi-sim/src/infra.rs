@@ -493,15 +493,29 @@ fn host_destroy(db: &mut Db, host: &str) -> R<Value> {
     Ok(Value::str(""))
 }
 
-/// `host.call_plugin`: the one plugin the simulator has is XCP-ng's `trim` (`do_trim` with `sr_uuid`), which XO
-/// calls to reclaim an SR's free space; others answer XAPI's `XENAPI_MISSING_PLUGIN`.
+/// `host.call_plugin`, with the plugins of an XCP-ng host that XO calls (`xcp-ng-xapi-plugins`):
+/// - `trim` / `do_trim` (`sr_uuid`): reclaims an SR's free space, `"True"`;
+/// - `updater.py` / `check_update`: the packages yum would update, a JSON list (name, version, release, description,
+///   changelog {date, author, description}, url, size, license), [`UPDATES`] on every host;
+/// - `hyperthreading.py` / `get_hyperthreading`: `"true"` or `"false"` (the host's `cpu_info` `threads_per_core`
+///   when set, else `"true"`).
+///
+/// Others answer XAPI's `XENAPI_MISSING_PLUGIN`, unknown functions `UNKNOWN_XENAPI_PLUGIN_FUNCTION`
+/// (`ocaml/xapi/xapi_plugins.ml`, `call_plugin`).
 fn call_plugin(db: &mut Db, host: &str, plugin: &str, function: &str, args: Option<&Value>) -> R<Value> {
-    obj(db, "host", host)?;
-    if plugin != "trim" {
-        return Err(XapiError::new("XENAPI_MISSING_PLUGIN", &[plugin]));
-    }
-    if function != "do_trim" {
-        return Err(XapiError::new("UNKNOWN_XENAPI_PLUGIN_FUNCTION", &[function]));
+    let rec = obj(db, "host", host)?.clone();
+    let unknown = || Err(XapiError::new("UNKNOWN_XENAPI_PLUGIN_FUNCTION", &[function]));
+    match plugin {
+        "trim" if function != "do_trim" => return unknown(),
+        "trim" => {}
+        "updater.py" if function == "check_update" => return Ok(Value::str(UPDATES)),
+        "hyperthreading.py" if function == "get_hyperthreading" => {
+            let threads = rec.get("cpu_info").and_then(|m| m.get("threads_per_core")).map(arg_str);
+            let on = threads.is_none_or(|t| t.parse::<u64>().map_or(true, |n| n > 1));
+            return Ok(Value::str(if on { "true" } else { "false" }));
+        }
+        "updater.py" | "hyperthreading.py" => return unknown(),
+        _ => return Err(XapiError::new("XENAPI_MISSING_PLUGIN", &[plugin])),
     }
     let uuid = args.and_then(|a| a.get("sr_uuid")).map(arg_str).unwrap_or_default();
     let sr = db.ref_by_uuid(&uuid).cloned().filter(|r| db.get_of("SR", r).is_some());
@@ -513,6 +527,10 @@ fn call_plugin(db: &mut Db, host: &str, plugin: &str, function: &str, args: Opti
     }
     Ok(Value::str("True"))
 }
+
+/// What the simulated updater plugin finds missing on every host: `check_update`'s JSON, as the plugin writes it
+/// (`json.dumps` of a list of package objects).
+pub const UPDATES: &str = r#"[{"name": "xapi-core", "version": "25.6.1", "release": "1.2.xcpng8.3", "description": "The xapi toolstack", "changelog": {"date": 1764547200, "author": "Simulated Packager <sim@example.invalid> - 25.6.1-1.2", "description": "- Fix a simulated bug"}, "url": "https://example.invalid/xapi", "size": 5421696, "license": "LGPL-2.1-or-later"}, {"name": "openssh", "version": "7.4p1", "release": "23.3.3.xcpng8.3", "description": "An open source implementation of SSH protocol version 2", "changelog": {"date": 1763942400, "author": "Simulated Packager <sim@example.invalid> - 7.4p1-23.3.3", "description": "- Fix a simulated CVE"}, "url": "http://www.openssh.com/portable.html", "size": 530132, "license": "BSD"}]"#;
 
 /// `pool.create_VLAN_from_PIF` (`Xapi_pool.create_VLAN_from_PIF`, `Xapi_vlan.create_internal`): a tag in 0..=4094
 /// (`VLAN_TAG_INVALID`), on a PIF that is not a VLAN already (`PIF_IS_VLAN`) and has none with this tag

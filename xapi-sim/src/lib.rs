@@ -35,6 +35,7 @@ pub mod db;
 pub mod devices;
 pub mod disk;
 pub mod handlers;
+pub mod hostlogs;
 pub mod import;
 pub mod infra;
 pub mod jsonrpc;

@@ -35,6 +35,31 @@ fn count_rpc(sim: &Sim, headers: &HeaderMap) {
     }
 }
 
+/// A call counted in [`crate::sim::Stats::in_flight`] while it runs.
+struct InFlight<'a> {
+    sim: &'a Sim,
+    method: String,
+}
+
+impl<'a> InFlight<'a> {
+    fn new(sim: &'a Sim, method: &str) -> Self {
+        *sim.stats.lock().in_flight.entry(method.to_string()).or_default() += 1;
+        InFlight { sim, method: method.to_string() }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut s = self.sim.stats.lock();
+        if let Some(n) = s.in_flight.get_mut(&self.method) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                s.in_flight.remove(&self.method);
+            }
+        }
+    }
+}
+
 /// Runs a call to its end even if the client hangs up first, as XAPI does: each call runs in a thread of its own
 /// that does not watch the client's socket (`ocaml/xapi/api_server.ml`, `callback`, called from the HTTP server's
 /// per-connection thread), so a client that gave up on a slow call still gets its effect on the pool.
@@ -44,7 +69,12 @@ async fn run_to_end(
     params: Vec<crate::value::Value>,
 ) -> Result<crate::value::Value, crate::sim::XapiError> {
     let sim = sim.clone();
-    match tokio::spawn(async move { api::call(&sim, &method, params).await }).await {
+    match tokio::spawn(async move {
+        let _running = InFlight::new(&sim, &method);
+        api::call(&sim, &method, params).await
+    })
+    .await
+    {
         Ok(result) => result,
         Err(e) => Err(crate::sim::XapiError::new("INTERNAL_ERROR", &[&e.to_string()])),
     }
@@ -96,6 +126,14 @@ async fn export(State(sim): State<Arc<Sim>>, Query(q): Q, headers: HeaderMap) ->
     handlers::export(sim, q, headers).await
 }
 
+async fn audit_log(State(sim): State<Arc<Sim>>, Query(q): Q, headers: HeaderMap) -> Response<Body> {
+    handlers::audit_log(sim, q, headers).await
+}
+
+async fn host_logs_download(State(sim): State<Arc<Sim>>, Query(q): Q, headers: HeaderMap) -> Response<Body> {
+    handlers::host_logs_download(sim, q, headers).await
+}
+
 async fn export_raw_vdi(State(sim): State<Arc<Sim>>, Query(q): Q, headers: HeaderMap) -> Response<Body> {
     handlers::export_raw_vdi(sim, q, headers).await
 }
@@ -129,6 +167,8 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route("/import", put(import))
         .route("/import/", put(import))
         .route("/rrd_updates", get(rrd_updates))
+        .route("/audit_log", get(audit_log))
+        .route("/host_logs_download", get(host_logs_download))
         .nest("/_sim", control::router())
         .fallback(xmlrpc_endpoint)
         .with_state(sim)

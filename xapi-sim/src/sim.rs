@@ -125,6 +125,9 @@ pub struct Stats {
     pub rpc_chunked: u64,
     /// All RPC requests.
     pub rpc_requests: u64,
+    /// Calls running now, by method (an `event.from` waiting counts): what a test looks at to prove that a client
+    /// which went away left no call behind.
+    pub in_flight: BTreeMap<String, u64>,
 }
 
 /// Simulator configuration fixed at start.
@@ -172,6 +175,8 @@ pub struct Sim {
     /// Hosts disabled with `auto_enable` false: XAPI keeps this in the host's local database (`Localdb`,
     /// `Constants.host_auto_enable`), not in the pool's, so they stay disabled across a reboot.
     pub auto_enable_off: Mutex<HashSet<String>>,
+    /// The audit log's lines, oldest first ([`crate::hostlogs`]).
+    pub audit: Mutex<std::collections::VecDeque<String>>,
     last_task_gc: Mutex<Instant>,
 }
 
@@ -187,6 +192,7 @@ impl Sim {
             changed: tokio::sync::Notify::new(),
             active_tasks: Mutex::new(HashSet::new()),
             auto_enable_off: Mutex::new(HashSet::new()),
+            audit: Mutex::new(std::collections::VecDeque::new()),
             last_task_gc: Mutex::new(Instant::now()),
         }
     }

@@ -30,6 +30,11 @@ impl Deadline {
         Deadline(monotonic_clock::now().saturating_add(seconds.saturating_mul(1_000_000_000)))
     }
 
+    /// `ms` milliseconds from now.
+    pub fn after_ms(ms: u64) -> Deadline {
+        Deadline(monotonic_clock::now().saturating_add(ms.saturating_mul(1_000_000)))
+    }
+
     fn passed(self) -> bool {
         monotonic_clock::now() >= self.0
     }
@@ -60,6 +65,31 @@ pub async fn ready(subscribe: impl Fn() -> Pollable, deadline: Option<Deadline>)
             waiting.push(push_waker_and_get_token(deadline.pollable(), cx.waker().clone()).into());
         }
         waiting.push(push_waker_and_get_token(pollable, cx.waker().clone()).into());
+        Poll::Pending
+    })
+    .await
+}
+
+/// Resolves once the reader of `output` has gone (its `check_write` fails), looking every `every_ms` milliseconds:
+/// how a long-lived answer notices a client that left while the answer waits on something else.
+pub async fn gone(output: &OutputStream, every_ms: u64) {
+    while output.check_write().is_ok() {
+        let d = Deadline::after_ms(every_ms);
+        ready(|| d.pollable(), Some(d)).await;
+    }
+}
+
+/// Runs `a` until it ends (`Some` of its output) or `b` ends first (`None`; `a` is dropped, and with it whatever it
+/// was waiting on, e.g. a request to XAPI).
+pub async fn unless<A: std::future::Future, B: std::future::Future>(a: A, b: B) -> Option<A::Output> {
+    let (mut a, mut b) = (std::pin::pin!(a), std::pin::pin!(b));
+    poll_fn(move |cx| {
+        if let Poll::Ready(v) = a.as_mut().poll(cx) {
+            return Poll::Ready(Some(v));
+        }
+        if b.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
         Poll::Pending
     })
     .await

@@ -9,6 +9,9 @@ use wasi::io::streams::OutputStream;
 use xo_edge::config::Config;
 use xo_edge::rest::{Ctx, Reply, Stream};
 
+/// How often a long-lived answer looks whether its client is still there, in milliseconds.
+const GONE_CHECK_MS: u64 = 500;
+
 /// A response body being written.
 pub struct Body {
     pub stream: OutputStream,
@@ -90,6 +93,23 @@ pub async fn send(out: ResponseOutparam, reply: Reply, idle: Option<u64>, config
                 if let Some(session) = watch.session_to_end() {
                     let _ = Ctx::new(config, &transport, crate::now()).xapi.logout(session).await;
                 }
+            }
+            true
+        }
+        Some(Stream::Events(mut events)) => {
+            // Until the client leaves (a write fails, or its connection closes while the stream waits on XAPI: the
+            // pending `event.from` is then dropped) or the stream's task is gone; either way the stream was whole.
+            if let Some(config) = config {
+                let transport = crate::WasiTransport::new(config);
+                loop {
+                    let ctx = Ctx::new(config, &transport, crate::now());
+                    let next = io::unless(events.next(&ctx, crate::now_ms()), io::gone(&out.stream, GONE_CHECK_MS));
+                    let Some(Some(bytes)) = next.await else { break };
+                    if out.write(&bytes).await.is_err() || io::flush(&out.stream).await.is_err() {
+                        break;
+                    }
+                }
+                events.close(&Ctx::new(config, &transport, crate::now())).await;
             }
             true
         }

@@ -4,6 +4,7 @@
 //! - `POST /rest/v0/srs/<id>/vdis[?raw&name_label=…&name_description=…&size=…]`: import onto an SR as a new VDI.
 //! - `GET|HEAD /rest/v0/vms/<id>.xva[?compress=…]` (and `vm-snapshots`, `vm-templates`): VM export.
 //! - `POST /rest/v0/pools/<id>/vms[?sr=…&size=…]`: VM import from an XVA.
+//! - `GET /rest/v0/hosts/<id>/audit.txt|logs.tgz`: a host's audit log and logs archive.
 //!
 //! Authenticate, let the core plan the transfer, let the host layer stream it. Bodies never go through the core's
 //! `Reply`: the host layer splices or checks them between WASI streams.
@@ -11,7 +12,7 @@
 use xo_edge::error::ApiError;
 use xo_edge::rest::{auth, Ctx, Reply};
 use xo_edge::transfer::export::{self, Plan};
-use xo_edge::transfer::{import, vm_export, vm_import};
+use xo_edge::transfer::{host_logs, import, vm_export, vm_import};
 use xo_edge_host::wasi::http::types::{IncomingRequest, ResponseOutparam};
 use xo_edge_host::{Log, WasiTransport};
 
@@ -60,6 +61,23 @@ pub async fn handle(request: IncomingRequest, out: ResponseOutparam) {
                 xo_edge_host::import::refuse(&request, config.client_timeout).await;
                 release().await;
                 log.answer(out, Reply::error(&e)).await
+            }
+        };
+    }
+    if let Some((id, file)) = host_logs::host_file_route(path) {
+        if method != "GET" {
+            release().await;
+            let e = ApiError::new(405, format!("{method} is not supported on {path}"));
+            return log.answer(out, Reply::error(&e).with_header("allow", "GET")).await;
+        }
+        return match host_logs::plan_host_file(&ctx, &caller, &core_req, &id, file).await {
+            Err(e) => {
+                release().await;
+                log.answer(out, Reply::error(&e)).await
+            }
+            Ok(mut plan) => {
+                plan.headers.extend(caller.refresh_cookie.clone().map(|c| ("set-cookie".to_string(), c)));
+                xo_edge_host::transfer::export(config.clone(), log, plan, out).await
             }
         };
     }
