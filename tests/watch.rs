@@ -257,3 +257,208 @@ fn prometheus_metrics_parse_with_prometheus_client() {
         families.iter().flat_map(|f| &f.2).filter(|s| s.1.get("vm").is_some()).all(|s| s.1["host"] == host.as_str());
     assert!(web_host && families.iter().any(|f| f.0.starts_with("xcp_host_")));
 }
+
+fn faults(edge: &Edge, spec: J) {
+    assert!(edge.http.put(format!("{}/_sim/faults", edge.sim_url)).json(&spec).send().unwrap().status().is_success());
+}
+
+fn num(v: &J) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+/// Whether `items` go by `key` from the largest down, five at most.
+fn top_five(items: &J, key: &str) -> bool {
+    let a = items.as_array().unwrap();
+    a.len() <= 5 && a.windows(2).all(|w| num(&w[0][key]) >= num(&w[1][key]))
+}
+
+#[test]
+fn dashboards_add_up_to_the_pool() {
+    let edge = Edge::start();
+    let t = edge.token("root", "xapi-sim");
+    let (status, d) = get(&edge, &t, "/rest/v0/dashboard");
+    assert_eq!(status, 200, "{d}");
+    let (_, hosts) = get(&edge, &t, "/rest/v0/hosts?fields=uuid,cpus,memory");
+    let (_, vms) = get(&edge, &t, "/rest/v0/vms?fields=uuid,power_state,CPUs");
+    let (_, srs) = get(&edge, &t, "/rest/v0/srs?fields=uuid,size,physical_usage");
+    let hosts = hosts.as_array().unwrap().clone();
+    let vms = vms.as_array().unwrap().clone();
+    let running = vms.iter().filter(|v| v["power_state"] == "Running").count();
+    assert_eq!((d["nPools"].clone(), d["nHosts"].clone()), (json!(1), json!(hosts.len())));
+    assert_eq!(d["vmsStatus"]["total"], json!(vms.len()));
+    assert_eq!(d["vmsStatus"]["running"], json!(running));
+    assert_eq!(num(&d["vmsStatus"]["active"]) + num(&d["vmsStatus"]["inactive"]), vms.len() as f64);
+    assert_eq!(d["hostsStatus"], json!({"running": hosts.len(), "disabled": 0, "halted": 0, "unknown": 0, "total": hosts.len()}));
+    let cores: f64 = hosts.iter().map(|h| num(&h["cpus"]["cores"])).sum();
+    let memory: f64 = hosts.iter().map(|h| num(&h["memory"]["size"])).sum();
+    let sr_total: f64 = srs.as_array().unwrap().iter().map(|s| num(&s["size"])).filter(|s| *s > 0.0).sum();
+    assert_eq!(d["resourcesOverview"], json!({"nCpus": cores, "memorySize": memory, "srSize": sr_total}));
+    let size = &d["storageRepositories"]["size"];
+    assert_eq!(num(&size["total"]), sr_total);
+    assert_eq!(num(&size["available"]) + num(&size["used"]), sr_total);
+    // The simulator's updater plugin finds two packages missing on every host.
+    assert_eq!(d["missingPatches"]["hasAuthorization"], true);
+    assert_eq!(d["missingPatches"]["nHostsWithMissingPatches"], json!(hosts.len()));
+    assert_eq!(d["missingPatches"]["nPoolsWithMissingPatches"], 1);
+    // A change shows at once: a VM started, a host disabled.
+    let rocky = edge.uuid_of(&t, "vms", "Rocky Linux 8");
+    let r = edge.http.post(format!("{}/rest/v0/vms/{rocky}/actions/start?sync", edge.url)).bearer_auth(&t).send().unwrap();
+    assert!(r.status().is_success());
+    let sid = edge.xapi("session.login_with_password", json!(["root", "xapi-sim"]))["result"].clone();
+    let second = edge.uuid_of(&t, "hosts", "xcp-host2");
+    let host_ref = edge.xapi("host.get_by_uuid", json!([sid, second]))["result"].clone();
+    edge.xapi("host.disable", json!([sid, host_ref]));
+    let (_, d) = get(&edge, &t, "/rest/v0/dashboard");
+    assert_eq!(d["vmsStatus"]["running"], json!(running + 1));
+    assert_eq!(d["hostsStatus"]["disabled"], 1);
+    assert_eq!(d["hostsStatus"]["running"], json!(hosts.len() - 1));
+
+    // The pool's dashboard.
+    let pool = get(&edge, &t, "/rest/v0/pools?fields=uuid").1[0]["uuid"].as_str().unwrap().to_string();
+    let (status, p) = get(&edge, &t, &format!("/rest/v0/pools/{pool}/dashboard"));
+    assert_eq!(status, 200, "{p}");
+    assert_eq!(p["hosts"]["status"], json!({"running": hosts.len() - 1, "disabled": 1, "halted": 0, "total": hosts.len()}));
+    assert_eq!(p["vms"]["status"]["running"], json!(running + 1));
+    for (part, key) in [(&p["hosts"]["topFiveUsage"]["cpu"], "percent"), (&p["hosts"]["topFiveUsage"]["ram"], "percent"),
+                        (&p["vms"]["topFiveUsage"]["cpu"], "percent"), (&p["vms"]["topFiveUsage"]["ram"], "percent"),
+                        (&p["srs"]["topFiveUsage"], "percent")] {
+        assert!(!part.as_array().unwrap().is_empty() && top_five(part, key), "{part}");
+        assert!(part.as_array().unwrap().iter().all(|i| (0.0..=100.0).contains(&num(&i["percent"]))), "{part}");
+    }
+    // The running (and paused) VMs are what the top fives rank (from the RRDs), and the CPU provisioning is their
+    // VCPUs.
+    let (_, vms) = get(&edge, &t, "/rest/v0/vms?fields=uuid,power_state,CPUs");
+    let live: Vec<&J> =
+        vms.as_array().unwrap().iter().filter(|v| v["power_state"] == "Running" || v["power_state"] == "Paused").collect();
+    let live_ids: Vec<&str> = live.iter().map(|v| v["uuid"].as_str().unwrap()).collect();
+    assert!(p["vms"]["topFiveUsage"]["cpu"].as_array().unwrap().iter().all(|v| live_ids.contains(&v["id"].as_str().unwrap())));
+    let vcpus: f64 = live.iter().map(|v| num(&v["CPUs"]["number"])).sum();
+    assert_eq!(p["cpuProvisioning"]["assigned"], json!(vcpus));
+    assert_eq!(p["cpuProvisioning"]["total"], json!(cores));
+    let fullest = &p["srs"]["topFiveUsage"][0];
+    assert!((num(&fullest["percent"]) - num(&fullest["physical_usage"]) / num(&fullest["size"]) * 100.0).abs() < 1e-9);
+    let (_, alarms) = get(&edge, &t, "/rest/v0/alarms");
+    assert_eq!(p["alarms"], alarms, "the pool's alarms, as hrefs");
+    assert_eq!(p["hosts"]["missingPatches"]["missingPatches"].as_array().unwrap().len(), 2);
+
+    // A VM's dashboard.
+    let (status, v) = get(&edge, &t, &format!("/rest/v0/vms/{rocky}/dashboard"));
+    assert_eq!(status, 200, "{v}");
+    let (_, object) = get(&edge, &t, &format!("/rest/v0/vms/{rocky}"));
+    let q = &v["quickInfo"];
+    assert_eq!((q["id"].clone(), q["power_state"].clone()), (json!(rocky), json!("Running")));
+    assert_eq!(q["CPUs"], json!({"number": object["CPUs"]["number"]}));
+    assert_eq!(q["memory"], json!({"size": object["memory"]["size"]}));
+    assert_eq!(q["host"], object["$container"]);
+    assert_eq!(v["alarms"], json!([]));
+    assert_eq!(v["backupsInfo"]["vmProtection"], "not-in-active-job");
+    let master = edge.uuid_of(&t, "hosts", "xcp-host1");
+    let (_, host_alarms) = get(&edge, &t, &format!("/rest/v0/hosts/{master}/alarms"));
+    assert_eq!(host_alarms.as_array().unwrap().len(), 1);
+    // Errors: an unknown VM, a collection without dashboards.
+    assert_eq!(get(&edge, &t, "/rest/v0/vms/00000000-0000-0000-0000-000000000000/dashboard").0, 404);
+    assert_eq!(get(&edge, &t, &format!("/rest/v0/hosts/{master}/dashboard")).0, 404);
+}
+
+#[test]
+fn missing_patches_and_smt_come_from_the_hosts_plugins() {
+    let edge = Edge::start();
+    let t = edge.token("root", "xapi-sim");
+    let master = edge.uuid_of(&t, "hosts", "xcp-host1");
+    let pool = get(&edge, &t, "/rest/v0/pools?fields=uuid").1[0]["uuid"].as_str().unwrap().to_string();
+    // XCP-ng's updater plugin (xapi-sim/src/infra.rs, UPDATES): XO's XcpPatches, each package once per pool.
+    let (status, patches) = get(&edge, &t, &format!("/rest/v0/hosts/{master}/missing_patches"));
+    assert_eq!(status, 200, "{patches}");
+    let names: Vec<&str> = patches.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["xapi-core", "openssh"]);
+    assert_eq!(patches[1]["changelog"]["date"], 1_763_942_400);
+    let (status, pool_patches) = get(&edge, &t, &format!("/rest/v0/pools/{pool}/missing_patches"));
+    assert_eq!((status, pool_patches), (200, patches));
+    assert_eq!(edge.sim_calls_of("host.call_plugin"), 3, "one call per host for the pool");
+    // The plugin failing is XAPI's error, not an empty list.
+    faults(&edge, json!({"fail": [{"method": "host.call_plugin", "nth": 1, "error": ["XENAPI_PLUGIN_FAILURE", "check_update", "yum", "busy"]}]}));
+    let (status, e) = get(&edge, &t, &format!("/rest/v0/hosts/{master}/missing_patches"));
+    assert_eq!((status, e["data"]["code"].as_str()), (502, Some("XENAPI_PLUGIN_FAILURE")), "{e}");
+    // SMT: the hyperthreading plugin where XAPI's cpu_info has no threads_per_core (as on 8.2); null when the host
+    // has no such plugin (XO's answer).
+    let (status, smt) = get(&edge, &t, &format!("/rest/v0/hosts/{master}/smt"));
+    assert_eq!((status, smt), (200, json!({"enabled": true})));
+    faults(&edge, json!({"fail": [{"method": "host.call_plugin", "nth": 1, "error": ["XENAPI_MISSING_PLUGIN", "hyperthreading.py"]}]}));
+    let (status, smt) = get(&edge, &t, &format!("/rest/v0/hosts/{master}/smt"));
+    assert_eq!((status, smt), (200, json!({"enabled": null})));
+    assert_eq!(get(&edge, &t, &format!("/rest/v0/pools/{pool}/smt")).0, 404, "hosts only");
+}
+
+fn gunzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("gzip")
+        .args(["-dc"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = data.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(out.status.success(), "not gzip");
+    out.stdout
+}
+
+#[test]
+fn a_hosts_audit_log_and_logs_archive_download() {
+    let edge = Edge::start();
+    let t = edge.token("root", "xapi-sim");
+    let master = edge.uuid_of(&t, "hosts", "xcp-host1");
+    let web = edge.uuid_of(&t, "vms", "Debian 12 web");
+    // A write through the edge is in XAPI's audit log (xapi-sim/src/hostlogs.rs, after ocaml/xapi/rbac_audit.ml).
+    let r = edge.http.patch(format!("{}/rest/v0/vms/{web}", edge.url)).bearer_auth(&t)
+        .json(&json!({"name_description": "audited"})).send().unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let tasks = edge.sim_stats()["tasks"].clone();
+    let client = reqwest::blocking::Client::builder().build().unwrap();
+    let r = client.get(format!("{}/rest/v0/hosts/{master}/audit.txt", edge.url)).bearer_auth(&t).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["content-type"], "text/plain; charset=utf-8");
+    assert!(r.headers().get("content-encoding").is_none());
+    let plain = r.text().unwrap();
+    let line = plain.lines().find(|l| l.contains("'VM.set_name_description'")).unwrap_or_else(|| panic!("{plain}"));
+    assert!(line.contains("'ALLOWED' 'OK' 'API'") && line.contains("|audit|"), "{line}");
+    // gzip'd at the edge when accepted: the same text.
+    let r = client.get(format!("{}/rest/v0/hosts/{master}/audit.txt", edge.url)).bearer_auth(&t)
+        .header("accept-encoding", "gzip").send().unwrap();
+    assert_eq!(r.headers()["content-encoding"], "gzip");
+    let text = String::from_utf8(gunzip(&r.bytes().unwrap())).unwrap();
+    assert!(text.starts_with(&plain), "the gzip'd log holds what the plain one did");
+    // since: XAPI's filter on the lines' timestamps.
+    let r = client.get(format!("{}/rest/v0/hosts/{master}/audit.txt?since=2099-01-01T00:00:00Z", edge.url))
+        .bearer_auth(&t).send().unwrap();
+    assert_eq!((r.status().as_u16(), r.text().unwrap()), (200, String::new()));
+    // The logs archive: XAPI's tar.gz as it comes, streamed.
+    let r = client.get(format!("{}/rest/v0/hosts/{master}/logs.tgz", edge.url)).bearer_auth(&t).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["content-type"], "application/gzip");
+    assert!(r.headers()["content-disposition"].to_str().unwrap().contains(&format!("{master}-logs.tgz")));
+    let tar = gunzip(&r.bytes().unwrap());
+    let mut archive = tar::Archive::new(std::io::Cursor::new(tar));
+    let files: Vec<(String, u64)> = archive.entries().unwrap()
+        .map(|e| { let e = e.unwrap(); (e.path().unwrap().display().to_string(), e.size()) }).collect();
+    assert_eq!(files.len(), 3, "{files:?}");
+    assert_eq!(files[0].0, "var/log/xensource.log");
+    assert!(files[0].1 >= xapi_sim::hostlogs::XENSOURCE_LOG_BYTES as u64);
+    // Each download ran under a task of the edge's, gone afterwards.
+    assert_eq!(edge.settled(&tasks, |e| e.sim_stats()["tasks"].clone()), tasks);
+    assert_eq!(edge.sim_calls_of("task.create"), 4);
+    // Another host's logs are on that host: refused rather than answered with the master's.
+    let other = edge.uuid_of(&t, "hosts", "xcp-host2");
+    let (status, e) = get(&edge, &t, &format!("/rest/v0/hosts/{other}/logs.tgz"));
+    assert_eq!(status, 501, "{e}");
+    assert_eq!(get(&edge, &t, "/rest/v0/hosts/00000000-0000-0000-0000-000000000000/audit.txt").0, 404);
+    // XAPI failing mid-way: the body is cut, never ended as if whole, and the task still goes.
+    faults(&edge, json!({"cut_after": {"/host_logs_download": 100000}}));
+    let r = client.get(format!("{}/rest/v0/hosts/{master}/logs.tgz", edge.url)).bearer_auth(&t).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.bytes().is_err(), "a cut archive must not look complete");
+    assert_eq!(edge.settled(&tasks, |e| e.sim_stats()["tasks"].clone()), tasks);
+}

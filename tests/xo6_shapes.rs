@@ -211,3 +211,23 @@ fn stats_match_xo6_schemas() {
         assert!(errors.is_empty(), "{path}: {errors:#?}");
     }
 }
+
+/// Issue 19: the dashboards validate against XO 6's `XoaDashboard`, `PoolDashboard` and `UnbrandedVmDashboard`.
+#[test]
+fn dashboards_match_xo6_schemas() {
+    let components = components();
+    let edge = Edge::start();
+    let pool = get_json(&edge, "/rest/v0/pools?fields=uuid")[0]["uuid"].as_str().unwrap().to_string();
+    let vms = get_json(&edge, "/rest/v0/vms?fields=uuid,power_state&filter=power_state:Running");
+    let vm = vms[0]["uuid"].as_str().unwrap().to_string();
+    for (path, schema) in [
+        ("/rest/v0/dashboard".to_string(), "XoaDashboard"),
+        (format!("/rest/v0/pools/{pool}/dashboard"), "PoolDashboard"),
+        (format!("/rest/v0/vms/{vm}/dashboard"), "UnbrandedVmDashboard"),
+    ] {
+        let d = get_json(&edge, &path);
+        let v = validator(&components, schema);
+        let errors: Vec<String> = v.iter_errors(&d).map(|e| format!("{}: {e}", e.instance_path())).collect();
+        assert!(errors.is_empty(), "{path}: {errors:#?}\n{d}");
+    }
+}

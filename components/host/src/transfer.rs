@@ -62,15 +62,24 @@ pub async fn export(config: Config, log: Log, mut plan: ExportPlan, out: Respons
             let length = header(&plan, "content-length").and_then(|v| v.parse::<u64>().ok());
             let moved = io::copy_batched(&upstream.stream, &body.stream, length, BATCH, body.idle).await;
             drop(upstream);
-            // The client has all it asked for once every byte moved: end its body before XAPI's task is settled.
-            let whole = match moved {
-                Ok(n) if length.is_none_or(|l| l == n) => body.finish().await,
+            // With a length, the client has all it asked for once every byte moved: its body ends before XAPI's task
+            // is settled. Without one, only XAPI's task says whether the body was whole: settled first.
+            let (whole, outcome) = match (moved.as_ref(), length) {
+                (Ok(n), Some(l)) if *n == l => (body.finish().await, finish(&config, &plan).await),
+                (Ok(_), None) => {
+                    let outcome = finish(&config, &plan).await;
+                    if outcome == Some(Outcome::Success) {
+                        (body.finish().await, outcome)
+                    } else {
+                        body.abort();
+                        (false, outcome)
+                    }
+                }
                 _ => {
                     body.abort();
-                    false
+                    (false, finish(&config, &plan).await)
                 }
             };
-            let outcome = finish(&config, &plan).await;
             let good = whole && outcome == Some(Outcome::Success);
             let sent = moved.unwrap_or(0);
             log.line(if good { plan.status } else { 499 }, if good { sent as usize } else { 0 });
