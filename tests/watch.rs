@@ -288,7 +288,10 @@ fn dashboards_add_up_to_the_pool() {
     assert_eq!(d["vmsStatus"]["total"], json!(vms.len()));
     assert_eq!(d["vmsStatus"]["running"], json!(running));
     assert_eq!(num(&d["vmsStatus"]["active"]) + num(&d["vmsStatus"]["inactive"]), vms.len() as f64);
-    assert_eq!(d["hostsStatus"], json!({"running": hosts.len(), "disabled": 0, "halted": 0, "unknown": 0, "total": hosts.len()}));
+    assert_eq!(
+        d["hostsStatus"],
+        json!({"running": hosts.len(), "disabled": 0, "halted": 0, "unknown": 0, "total": hosts.len()})
+    );
     let cores: f64 = hosts.iter().map(|h| num(&h["cpus"]["cores"])).sum();
     let memory: f64 = hosts.iter().map(|h| num(&h["memory"]["size"])).sum();
     let sr_total: f64 = srs.as_array().unwrap().iter().map(|s| num(&s["size"])).filter(|s| *s > 0.0).sum();
@@ -302,7 +305,8 @@ fn dashboards_add_up_to_the_pool() {
     assert_eq!(d["missingPatches"]["nPoolsWithMissingPatches"], 1);
     // A change shows at once: a VM started, a host disabled.
     let rocky = edge.uuid_of(&t, "vms", "Rocky Linux 8");
-    let r = edge.http.post(format!("{}/rest/v0/vms/{rocky}/actions/start?sync", edge.url)).bearer_auth(&t).send().unwrap();
+    let r =
+        edge.http.post(format!("{}/rest/v0/vms/{rocky}/actions/start?sync", edge.url)).bearer_auth(&t).send().unwrap();
     assert!(r.status().is_success());
     let sid = edge.xapi("session.login_with_password", json!(["root", "xapi-sim"]))["result"].clone();
     let second = edge.uuid_of(&t, "hosts", "xcp-host2");
@@ -317,21 +321,36 @@ fn dashboards_add_up_to_the_pool() {
     let pool = get(&edge, &t, "/rest/v0/pools?fields=uuid").1[0]["uuid"].as_str().unwrap().to_string();
     let (status, p) = get(&edge, &t, &format!("/rest/v0/pools/{pool}/dashboard"));
     assert_eq!(status, 200, "{p}");
-    assert_eq!(p["hosts"]["status"], json!({"running": hosts.len() - 1, "disabled": 1, "halted": 0, "total": hosts.len()}));
+    assert_eq!(
+        p["hosts"]["status"],
+        json!({"running": hosts.len() - 1, "disabled": 1, "halted": 0, "total": hosts.len()})
+    );
     assert_eq!(p["vms"]["status"]["running"], json!(running + 1));
-    for (part, key) in [(&p["hosts"]["topFiveUsage"]["cpu"], "percent"), (&p["hosts"]["topFiveUsage"]["ram"], "percent"),
-                        (&p["vms"]["topFiveUsage"]["cpu"], "percent"), (&p["vms"]["topFiveUsage"]["ram"], "percent"),
-                        (&p["srs"]["topFiveUsage"], "percent")] {
+    for (part, key) in [
+        (&p["hosts"]["topFiveUsage"]["cpu"], "percent"),
+        (&p["hosts"]["topFiveUsage"]["ram"], "percent"),
+        (&p["vms"]["topFiveUsage"]["cpu"], "percent"),
+        (&p["vms"]["topFiveUsage"]["ram"], "percent"),
+        (&p["srs"]["topFiveUsage"], "percent"),
+    ] {
         assert!(!part.as_array().unwrap().is_empty() && top_five(part, key), "{part}");
         assert!(part.as_array().unwrap().iter().all(|i| (0.0..=100.0).contains(&num(&i["percent"]))), "{part}");
     }
     // The running (and paused) VMs are what the top fives rank (from the RRDs), and the CPU provisioning is their
     // VCPUs.
     let (_, vms) = get(&edge, &t, "/rest/v0/vms?fields=uuid,power_state,CPUs");
-    let live: Vec<&J> =
-        vms.as_array().unwrap().iter().filter(|v| v["power_state"] == "Running" || v["power_state"] == "Paused").collect();
+    let live: Vec<&J> = vms
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["power_state"] == "Running" || v["power_state"] == "Paused")
+        .collect();
     let live_ids: Vec<&str> = live.iter().map(|v| v["uuid"].as_str().unwrap()).collect();
-    assert!(p["vms"]["topFiveUsage"]["cpu"].as_array().unwrap().iter().all(|v| live_ids.contains(&v["id"].as_str().unwrap())));
+    assert!(p["vms"]["topFiveUsage"]["cpu"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|v| live_ids.contains(&v["id"].as_str().unwrap())));
     let vcpus: f64 = live.iter().map(|v| num(&v["CPUs"]["number"])).sum();
     assert_eq!(p["cpuProvisioning"]["assigned"], json!(vcpus));
     assert_eq!(p["cpuProvisioning"]["total"], json!(cores));
@@ -376,14 +395,20 @@ fn missing_patches_and_smt_come_from_the_hosts_plugins() {
     assert_eq!((status, pool_patches), (200, patches));
     assert_eq!(edge.sim_calls_of("host.call_plugin"), 3, "one call per host for the pool");
     // The plugin failing is XAPI's error, not an empty list.
-    faults(&edge, json!({"fail": [{"method": "host.call_plugin", "nth": 1, "error": ["XENAPI_PLUGIN_FAILURE", "check_update", "yum", "busy"]}]}));
+    faults(
+        &edge,
+        json!({"fail": [{"method": "host.call_plugin", "nth": 1, "error": ["XENAPI_PLUGIN_FAILURE", "check_update", "yum", "busy"]}]}),
+    );
     let (status, e) = get(&edge, &t, &format!("/rest/v0/hosts/{master}/missing_patches"));
     assert_eq!((status, e["data"]["code"].as_str()), (502, Some("XENAPI_PLUGIN_FAILURE")), "{e}");
     // SMT: the hyperthreading plugin where XAPI's cpu_info has no threads_per_core (as on 8.2); null when the host
     // has no such plugin (XO's answer).
     let (status, smt) = get(&edge, &t, &format!("/rest/v0/hosts/{master}/smt"));
     assert_eq!((status, smt), (200, json!({"enabled": true})));
-    faults(&edge, json!({"fail": [{"method": "host.call_plugin", "nth": 1, "error": ["XENAPI_MISSING_PLUGIN", "hyperthreading.py"]}]}));
+    faults(
+        &edge,
+        json!({"fail": [{"method": "host.call_plugin", "nth": 1, "error": ["XENAPI_MISSING_PLUGIN", "hyperthreading.py"]}]}),
+    );
     let (status, smt) = get(&edge, &t, &format!("/rest/v0/hosts/{master}/smt"));
     assert_eq!((status, smt), (200, json!({"enabled": null})));
     assert_eq!(get(&edge, &t, &format!("/rest/v0/pools/{pool}/smt")).0, 404, "hosts only");
@@ -413,8 +438,13 @@ fn a_hosts_audit_log_and_logs_archive_download() {
     let master = edge.uuid_of(&t, "hosts", "xcp-host1");
     let web = edge.uuid_of(&t, "vms", "Debian 12 web");
     // A write through the edge is in XAPI's audit log (xapi-sim/src/hostlogs.rs, after ocaml/xapi/rbac_audit.ml).
-    let r = edge.http.patch(format!("{}/rest/v0/vms/{web}", edge.url)).bearer_auth(&t)
-        .json(&json!({"name_description": "audited"})).send().unwrap();
+    let r = edge
+        .http
+        .patch(format!("{}/rest/v0/vms/{web}", edge.url))
+        .bearer_auth(&t)
+        .json(&json!({"name_description": "audited"}))
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 204);
     let tasks = edge.sim_stats()["tasks"].clone();
     let client = reqwest::blocking::Client::builder().build().unwrap();
@@ -426,14 +456,21 @@ fn a_hosts_audit_log_and_logs_archive_download() {
     let line = plain.lines().find(|l| l.contains("'VM.set_name_description'")).unwrap_or_else(|| panic!("{plain}"));
     assert!(line.contains("'ALLOWED' 'OK' 'API'") && line.contains("|audit|"), "{line}");
     // gzip'd at the edge when accepted: the same text.
-    let r = client.get(format!("{}/rest/v0/hosts/{master}/audit.txt", edge.url)).bearer_auth(&t)
-        .header("accept-encoding", "gzip").send().unwrap();
+    let r = client
+        .get(format!("{}/rest/v0/hosts/{master}/audit.txt", edge.url))
+        .bearer_auth(&t)
+        .header("accept-encoding", "gzip")
+        .send()
+        .unwrap();
     assert_eq!(r.headers()["content-encoding"], "gzip");
     let text = String::from_utf8(gunzip(&r.bytes().unwrap())).unwrap();
     assert!(text.starts_with(&plain), "the gzip'd log holds what the plain one did");
     // since: XAPI's filter on the lines' timestamps.
-    let r = client.get(format!("{}/rest/v0/hosts/{master}/audit.txt?since=2099-01-01T00:00:00Z", edge.url))
-        .bearer_auth(&t).send().unwrap();
+    let r = client
+        .get(format!("{}/rest/v0/hosts/{master}/audit.txt?since=2099-01-01T00:00:00Z", edge.url))
+        .bearer_auth(&t)
+        .send()
+        .unwrap();
     assert_eq!((r.status().as_u16(), r.text().unwrap()), (200, String::new()));
     // The logs archive: XAPI's tar.gz as it comes, streamed.
     let r = client.get(format!("{}/rest/v0/hosts/{master}/logs.tgz", edge.url)).bearer_auth(&t).send().unwrap();
@@ -442,8 +479,14 @@ fn a_hosts_audit_log_and_logs_archive_download() {
     assert!(r.headers()["content-disposition"].to_str().unwrap().contains(&format!("{master}-logs.tgz")));
     let tar = gunzip(&r.bytes().unwrap());
     let mut archive = tar::Archive::new(std::io::Cursor::new(tar));
-    let files: Vec<(String, u64)> = archive.entries().unwrap()
-        .map(|e| { let e = e.unwrap(); (e.path().unwrap().display().to_string(), e.size()) }).collect();
+    let files: Vec<(String, u64)> = archive
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (e.path().unwrap().display().to_string(), e.size())
+        })
+        .collect();
     assert_eq!(files.len(), 3, "{files:?}");
     assert_eq!(files[0].0, "var/log/xensource.log");
     assert!(files[0].1 >= xapi_sim::hostlogs::XENSOURCE_LOG_BYTES as u64);
@@ -461,4 +504,52 @@ fn a_hosts_audit_log_and_logs_archive_download() {
     assert_eq!(r.status().as_u16(), 200);
     assert!(r.bytes().is_err(), "a cut archive must not look complete");
     assert_eq!(edge.settled(&tasks, |e| e.sim_stats()["tasks"].clone()), tasks);
+}
+
+#[test]
+fn pool_stats_and_data_sources() {
+    let edge = Edge::start();
+    let t = edge.token("root", "xapi-sim");
+    let pool = get(&edge, &t, "/rest/v0/pools?fields=uuid").1[0]["uuid"].as_str().unwrap().to_string();
+    let master = edge.uuid_of(&t, "hosts", "xcp-host1");
+    let other = edge.uuid_of(&t, "hosts", "xcp-host2");
+    // Each host by uuid: the master's statistics (as its own route answers them), the other host's an error that
+    // says why rather than the master's numbers under its name.
+    let (status, stats) = get(&edge, &t, &format!("/rest/v0/pools/{pool}/stats?granularity=minutes"));
+    assert_eq!(status, 200, "{stats}");
+    assert_eq!(stats[&master]["interval"], 60);
+    assert!(stats[&master]["stats"]["cpus"]["0"].as_array().unwrap().len() > 100);
+    let (_, alone) = get(&edge, &t, &format!("/rest/v0/hosts/{master}/stats?granularity=minutes"));
+    assert_eq!(
+        stats[&master]["stats"].as_object().unwrap().keys().collect::<Vec<_>>(),
+        alone["stats"].as_object().unwrap().keys().collect::<Vec<_>>()
+    );
+    assert_eq!(stats[&other]["error"]["code"], "HOST_NOT_REACHED");
+    // Data sources: an optional one is recorded, then in the VM's RRD; forgotten, it is gone again.
+    let web = edge.uuid_of(&t, "vms", "Debian 12 web");
+    let has = |edge: &Edge| {
+        let sid = edge.xapi("session.login_with_password", json!(["root", "xapi-sim"]))["result"].clone();
+        let vm = edge.xapi("VM.get_by_uuid", json!([sid, web]))["result"].clone();
+        let ds = edge.xapi("VM.get_data_sources", json!([sid, vm]))["result"].clone();
+        ds.as_array().unwrap().iter().any(|d| d["name_label"] == "memory_target" && d["enabled"] == true)
+    };
+    assert!(!has(&edge));
+    let put = |path: &str| edge.http.put(format!("{}{path}", edge.url)).bearer_auth(&t).send().unwrap();
+    let path = format!("/rest/v0/vms/{web}/stats/data_source/memory_target");
+    assert_eq!(put(&path).status().as_u16(), 204);
+    assert!(has(&edge));
+    let r = edge.get(&format!("/rest/v0/vms/{web}/metrics")).bearer_auth(&t).send().unwrap();
+    assert!(r.text().unwrap().contains("ds=\"memory_target\""), "the recorded source is in the RRD");
+    assert_eq!(put(&path).status().as_u16(), 204, "idempotent");
+    let r = edge.http.delete(format!("{}{path}", edge.url)).bearer_auth(&t).send().unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    assert!(!has(&edge));
+    // Unknown source: 404 naming those there are; a halted VM: 409; hosts have no such route.
+    let r = put(&format!("/rest/v0/vms/{web}/stats/data_source/nope"));
+    assert_eq!(r.status().as_u16(), 404);
+    let e: J = r.json().unwrap();
+    assert!(e["data"]["data_sources"].as_array().unwrap().iter().any(|n| n == "memory_target"), "{e}");
+    let rocky = edge.uuid_of(&t, "vms", "Rocky Linux 8");
+    assert_eq!(put(&format!("/rest/v0/vms/{rocky}/stats/data_source/memory_target")).status().as_u16(), 409);
+    assert_eq!(put(&format!("/rest/v0/hosts/{master}/stats/data_source/cpu0")).status().as_u16(), 404);
 }

@@ -187,6 +187,8 @@ pub async fn route<T: Transport>(ctx: &Ctx<'_, T>, caller: auth::Caller, req: &R
         Op::Stats => stats::stats(ctx, caller, req, coll, id).await,
         Op::Metrics => metrics::metrics(ctx, caller, coll, id).await,
         Op::ObjectDashboard => dashboard::of_object(ctx, caller, coll, id).await,
+        Op::AddDataSource => stats::data_source(ctx, caller, coll, id, m.name.unwrap_or(""), true).await,
+        Op::ForgetDataSource => stats::data_source(ctx, caller, coll, id, m.name.unwrap_or(""), false).await,
         Op::MissingPatches => patches::missing(ctx, caller, coll, id).await,
         Op::Smt => patches::smt(ctx, caller, coll, id).await,
         Op::Events | Op::Subscribe | Op::Unsubscribe | Op::Dashboard => unreachable_route(path),

@@ -43,6 +43,10 @@ pub enum Op {
     Dashboard,
     /// A pool's or VM's dashboard.
     ObjectDashboard,
+    /// Recording one of a VM's optional RRD data sources.
+    AddDataSource,
+    /// Forgetting a VM's RRD data source (its archives).
+    ForgetDataSource,
     /// A host's or pool's missing patches.
     MissingPatches,
     /// Whether a host's SMT (hyper-threading) is on.
@@ -101,7 +105,9 @@ const ROUTES: &[(&[&str], &str, Only, Op)] = &[
     (READ, "{coll}/{id}/tasks", Only::Any, Op::ObjectTasks),
     (READ, "{coll}/{id}/messages", Only::OneOf(WATCHED), Op::ObjectMessages),
     (READ, "{coll}/{id}/alarms", Only::OneOf(WATCHED), Op::ObjectAlarms),
-    (READ, "{coll}/{id}/stats", Only::OneOf(&["vms", "hosts"]), Op::Stats),
+    (READ, "{coll}/{id}/stats", Only::OneOf(&["vms", "hosts", "pools"]), Op::Stats),
+    (&["PUT"], "{coll}/{id}/stats/data_source/{name}", Only::Named("vms"), Op::AddDataSource),
+    (&["DELETE"], "{coll}/{id}/stats/data_source/{name}", Only::Named("vms"), Op::ForgetDataSource),
     (READ, "{coll}/{id}/metrics", Only::OneOf(&["pools", "hosts", "vms"]), Op::Metrics),
     (&["POST"], "{coll}/{id}/actions/abort", Only::Named("tasks"), Op::AbortTask),
     (READ, "{coll}/{id}/actions", Only::Any, Op::Actions),
@@ -280,6 +286,11 @@ mod tests {
         assert_eq!(find("GET", "hosts/abc/alarms").unwrap().op, Op::ObjectAlarms);
         assert_eq!(find("GET", "vms/abc/stats").unwrap().op, Op::Stats);
         assert_eq!(find("GET", "srs/abc/stats").unwrap_err(), Miss::NotFound);
+        assert_eq!(find("GET", "pools/abc/stats").unwrap().op, Op::Stats);
+        let m = find("PUT", "vms/abc/stats/data_source/memory_target").unwrap();
+        assert_eq!((m.op, m.name), (Op::AddDataSource, Some("memory_target")));
+        assert_eq!(find("DELETE", "vms/abc/stats/data_source/x").unwrap().op, Op::ForgetDataSource);
+        assert_eq!(find("PUT", "hosts/abc/stats/data_source/x").unwrap_err(), Miss::NotFound);
         assert_eq!(find("HEAD", "vdi-snapshots/abc/messages").unwrap().op, Op::ObjectMessages);
         assert_eq!(find("GET", "tasks/abc/messages").unwrap_err(), Miss::NotFound);
         assert_eq!(find("GET", "alarms/abc").unwrap().op, Op::Get);

@@ -6,6 +6,9 @@
 //! matched against XO's table of data sources (`cpu<n>` → `cpus.<n>` in percent, `memory_free_kib` → `memoryFree`
 //! in bytes, `vif_<n>_rx` → `vifs.rx.<n>`, `vbd_xvd<x>_read` → `xvds.r.<x>`, …), the rows put oldest first, each
 //! value a number or `null` for XAPI's `NaN`. A VM that runs nowhere has no live statistics (409, as XO).
+//!
+//! Also `GET /rest/v0/pools/<id>/stats` (each host's, by uuid: [`pool_stats`]) and `PUT`/`DELETE
+//! /rest/v0/vms/<id>/stats/data_source/<name>` (record or forget an RRD data source: [`data_source`]).
 
 use super::auth::Caller;
 use super::collections::find;
@@ -217,6 +220,9 @@ pub async fn stats<T: Transport>(
 ) -> Result<Reply, ApiError> {
     let (step, points) = granularity(&req.query)?;
     let (_, rec) = find(ctx, &caller, coll, id).await?;
+    if coll.class == "pool" {
+        return pool_stats(ctx, &caller, &rec, step, points).await;
+    }
     let uuid = rec.get("uuid").and_then(Value::as_str).unwrap_or_default().to_string();
     let vm = coll.class == "VM";
     if vm {
@@ -246,6 +252,84 @@ pub async fn stats<T: Transport>(
         )));
     }
     Ok(Reply::json(200, &build(&updates, vm, &uuid, ctx.now, step)))
+}
+
+/// `GET /rest/v0/pools/<id>/stats`: each host's statistics by host uuid (XO's `XapiPoolStats`). XAPI answers
+/// `/rrd_updates` with the RRDs of the host it runs on (`ocaml/xapi/rrdd_proxy.ml`, `get_rrd_updates_forwarder`
+/// hands the request to the local xcp-rrdd): the master's come through the pool's address; another host's need a
+/// connection to that host, which the edge does not make yet, so its entry is an error naming the host (XO's shape
+/// for a host it cannot read) rather than the master's numbers under its name.
+async fn pool_stats<T: Transport>(
+    ctx: &Ctx<'_, T>,
+    caller: &Caller,
+    pool: &Value,
+    step: u64,
+    points: u64,
+) -> Result<Reply, ApiError> {
+    let s = json!(caller.session);
+    let hosts = ctx.xapi.call("host.get_all_records", std::slice::from_ref(&s)).await.map_err(|e| e.to_api_error())?;
+    let master = pool.get("master").and_then(Value::as_str).unwrap_or_default();
+    let start = ctx.now.saturating_sub(step * points) + step;
+    let pairs: Vec<(&str, String)> = vec![
+        ("cf", "AVERAGE".into()),
+        ("host", "true".into()),
+        ("interval", step.to_string()),
+        ("json", "true".into()),
+        ("start", start.to_string()),
+    ];
+    let mut out = Map::new();
+    for (r, h) in hosts.as_object().into_iter().flatten() {
+        let uuid = h.get("uuid").and_then(Value::as_str).unwrap_or_default();
+        let entry = if r == master {
+            match rrd_updates(ctx, &caller.session, &pairs).await {
+                Ok(updates) => build(&updates, false, uuid, ctx.now, step),
+                Err(e) => json!({ "error": { "code": "RRD_UNAVAILABLE", "params": [r], "message": e.message } }),
+            }
+        } else {
+            json!({ "error": {
+                "code": "HOST_NOT_REACHED",
+                "params": [r],
+                "message": "this host's statistics are on the host itself, which xo-edge does not reach yet \
+                            (it talks to the pool master only)",
+            }})
+        };
+        out.insert(uuid.to_string(), entry);
+    }
+    Ok(Reply::json(200, &Value::Object(out)))
+}
+
+/// `PUT` (`record`) and `DELETE` of `/rest/v0/vms/<id>/stats/data_source/<name>`: `VM.record_data_source` and
+/// `VM.forget_data_source_archives`, for a data source the VM's RRD offers (`VM.get_data_sources`): 204; 404 naming
+/// the ones it has otherwise; 409 for a VM that does not run (xcp-rrdd keeps RRDs of running VMs only).
+pub async fn data_source<T: Transport>(
+    ctx: &Ctx<'_, T>,
+    caller: Caller,
+    coll: &Collection,
+    id: &str,
+    name: &str,
+    record: bool,
+) -> Result<Reply, ApiError> {
+    let (vm, rec) = find(ctx, &caller, coll, id).await?;
+    let s = json!(caller.session);
+    let xapi = |e: crate::xapi::XapiError| e.to_api_error();
+    let sources = ctx.xapi.call("VM.get_data_sources", &[s.clone(), json!(vm)]).await.map_err(xapi)?;
+    let sources = sources.as_array().cloned().unwrap_or_default();
+    if sources.is_empty() {
+        let state = rec.get("power_state").cloned().unwrap_or(Value::Null);
+        return Err(ApiError::new(409, "the VM does not run: it has no statistics to record or forget")
+            .with_data(json!({ "property": "power_state", "actual": state })));
+    }
+    let Some(ds) = sources.iter().find(|d| d["name_label"] == name) else {
+        let names: Vec<&str> = sources.iter().filter_map(|d| d["name_label"].as_str()).collect();
+        return Err(ApiError::not_found(format!("the VM has no data source {name:?}"))
+            .with_data(json!({ "data_sources": names })));
+    };
+    if record && ds["enabled"] == true {
+        return Ok(Reply::no_content());
+    }
+    let method = if record { "VM.record_data_source" } else { "VM.forget_data_source_archives" };
+    ctx.xapi.call(method, &[s, json!(vm), json!(name)]).await.map_err(xapi)?;
+    Ok(Reply::no_content())
 }
 
 #[cfg(test)]

@@ -98,6 +98,9 @@ const OPERATIONS: &[&str] = &[
     "task.set_error_info",
     "message.create",
     "message.destroy",
+    "VM.get_data_sources",
+    "VM.record_data_source",
+    "VM.forget_data_source_archives",
 ];
 
 /// The writes to VMs and VDIs, which only a pool admin may make.
@@ -521,6 +524,9 @@ async fn dispatch(sim: &Arc<Sim>, session: &Session, name: &str, class: &str, op
                 }
                 Ok(Value::str(""))
             })
+        }
+        ("VM", "get_data_sources" | "record_data_source" | "forget_data_source_archives") => {
+            data_source_call(sim, name, op, args)
         }
         ("VDI", "create") => {
             expect_args(name, args, 1)?;
@@ -953,6 +959,45 @@ fn generic(sim: &Sim, name: &str, class: &str, op: &str, args: &[Value]) -> R<Va
                 });
             }
             Err(unknown())
+        }
+    }
+}
+
+/// A VM's RRD data sources (`ocaml/xapi/xapi_vm.ml`, `get_data_sources`, `record_data_source`,
+/// `forget_data_source_archives`, over xcp-rrdd's `query_possible_vm_dss`, `add_vm_ds`, `forget_vm_ds`): recording
+/// needs the VM's RRD (a running VM) and a source it offers, else xcp-rrdd's `Datasource_missing` (an
+/// `INTERNAL_ERROR` here); forgetting drops an optional source's recording and never fails.
+fn data_source_call(sim: &Sim, name: &str, op: &str, args: &[Value]) -> R<Value> {
+    expect_args(name, args, if op == "get_data_sources" { 1 } else { 2 })?;
+    let vm = arg_str(&args[0]);
+    let db = sim.db.lock();
+    let rec = obj(&db, "VM", &vm)?.clone();
+    let uuid = str_of(&rec, "uuid");
+    let mut recorded = sim.data_sources.lock();
+    let mine = recorded.entry(uuid.clone()).or_default();
+    let sources = crate::rrd::vm_data_sources(&db, mine, &rec);
+    match op {
+        "get_data_sources" => Ok(Value::Array(sources)),
+        "record_data_source" => {
+            let ds = arg_str(&args[1]);
+            let offered = sources.iter().any(|s| s.get("name_label").and_then(Value::as_str) == Some(ds.as_str()));
+            if sources.is_empty() {
+                return Err(XapiError::new(
+                    "INTERNAL_ERROR",
+                    &[&format!("Rrdd_error(Datasource_missing(\"VM: {uuid}\"))")],
+                ));
+            }
+            if !offered {
+                return Err(XapiError::new("INTERNAL_ERROR", &[&format!("Rrdd_error(Datasource_missing(\"{ds}\"))")]));
+            }
+            if crate::rrd::OPTIONAL_VM_SOURCES.iter().any(|(n, _, _)| *n == ds) {
+                mine.insert(ds);
+            }
+            Ok(Value::str(""))
+        }
+        _ => {
+            mine.remove(&arg_str(&args[1]));
+            Ok(Value::str(""))
         }
     }
 }

@@ -90,6 +90,79 @@ fn vm_sources(uuid: &str, vcpus: i64, memory: i64, vifs: &[String], vbds: &[Stri
     out
 }
 
+/// The data sources xcp-rrdd offers for a VM but does not record until asked (`VM.record_data_source`): name,
+/// description, units, and value as a function of time and memory.
+pub const OPTIONAL_VM_SOURCES: &[(&str, &str, &str)] = &[
+    ("memory_target", "Target of VM balloon driver", "B"),
+    ("runstate_fullrun", "Fraction of time that all VCPUs are running", "(fraction)"),
+];
+
+fn optional_source(uuid: &str, name: &str, memory: i64) -> Option<(String, Box<dyn Fn(i64) -> f64>)> {
+    let key = format!("{uuid}{name}");
+    let mem = memory.max(1) as f64;
+    match name {
+        "memory_target" => Some((name.to_string(), Box::new(move |_| mem))),
+        "runstate_fullrun" => Some((name.to_string(), Box::new(move |t| wave(&key, t, 0.3, 0.2).clamp(0.0, 1.0)))),
+        _ => None,
+    }
+}
+
+/// `VM.get_data_sources` (`ocaml/xapi/xapi_vm.ml`, `get_data_sources`; xcp-rrdd's `query_possible_vm_dss`): the
+/// sources of a running VM, the standard ones enabled, the optional ones enabled once recorded; none for a VM that
+/// does not run (xcp-rrdd has no RRD for it).
+pub fn vm_data_sources(db: &crate::db::Db, recorded: &std::collections::BTreeSet<String>, vm: &Fields) -> Vec<Value> {
+    let running = matches!(vm.get("power_state").and_then(Value::as_str), Some("Running" | "Paused"));
+    if !running {
+        return Vec::new();
+    }
+    let uuid = vm.get("uuid").and_then(Value::as_str).unwrap_or_default();
+    let (vifs, vbds) = devices(db, vm);
+    let record = |name: &str, description: &str, units: &str, enabled: bool, standard: bool| {
+        Value::Map(vec![
+            ("name_label".into(), Value::str(name)),
+            ("name_description".into(), Value::str(description)),
+            ("enabled".into(), Value::Bool(enabled)),
+            ("standard".into(), Value::Bool(standard)),
+            ("units".into(), Value::str(units)),
+            ("min".into(), Value::Float(0.0)),
+            ("max".into(), Value::Float(f64::INFINITY)),
+            ("value".into(), Value::Float(0.0)),
+        ])
+    };
+    let mut out: Vec<Value> =
+        vm_sources(uuid, int(vm, "VCPUs_at_startup"), int(vm, "memory_dynamic_max"), &vifs, &vbds)
+            .iter()
+            .map(|(name, _)| record(name, "", "", true, true))
+            .collect();
+    for (name, description, units) in OPTIONAL_VM_SOURCES {
+        out.push(record(name, description, units, recorded.contains(*name), false));
+    }
+    out
+}
+
+/// A VM's VIF devices and disk device names (`xvd<letter>`).
+fn devices(db: &crate::db::Db, vm: &Fields) -> (Vec<String>, Vec<String>) {
+    let refs_of = |r: &Fields, k: &str| -> Vec<String> {
+        r.get(k)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .unwrap_or_default()
+    };
+    let vifs: Vec<String> = refs_of(vm, "VIFs")
+        .iter()
+        .filter_map(|v| db.get(v))
+        .filter_map(|v| v.get("device").and_then(Value::as_str).map(str::to_string))
+        .collect();
+    let vbds: Vec<String> = refs_of(vm, "VBDs")
+        .iter()
+        .filter_map(|b| db.get(b))
+        .filter(|b| b.get("type").and_then(Value::as_str) == Some("Disk"))
+        .filter_map(|b| b.get("userdevice").and_then(Value::as_str).and_then(|d| d.parse::<u8>().ok()))
+        .map(|d| format!("xvd{}", char::from(b'a' + d.min(25))))
+        .collect();
+    (vifs, vbds)
+}
+
 /// The data sources of a host (`cpu<n>`, `cpu_avg`, `memory_total_kib`, `memory_free_kib`, `loadavg`,
 /// `pif_<device>_rx`/`tx`).
 fn host_sources(uuid: &str, cpus: i64, total: i64, pifs: &[String]) -> Sources {
@@ -195,6 +268,7 @@ pub async fn rrd_updates(sim: Arc<Sim>, raw_query: Option<String>, headers: Head
     // The objects: (prefix, data sources).
     let mut objects: Vec<(String, Sources)> = Vec::new();
     {
+        let recorded = sim.data_sources.lock().clone();
         let db = sim.db.lock();
         let refs_of = |r: &Fields, k: &str| -> Vec<String> {
             r.get(k)
@@ -230,19 +304,12 @@ pub async fn rrd_updates(sim: Arc<Sim>, raw_query: Option<String>, headers: Head
             if !running || control || (!only.is_empty() && !only.contains(&uuid)) {
                 continue;
             }
-            let vifs: Vec<String> = refs_of(vm, "VIFs")
-                .iter()
-                .filter_map(|v| db.get(v))
-                .filter_map(|v| v.get("device").and_then(Value::as_str).map(str::to_string))
-                .collect();
-            let vbds: Vec<String> = refs_of(vm, "VBDs")
-                .iter()
-                .filter_map(|b| db.get(b))
-                .filter(|b| b.get("type").and_then(Value::as_str) == Some("Disk"))
-                .filter_map(|b| b.get("userdevice").and_then(Value::as_str).and_then(|d| d.parse::<u8>().ok()))
-                .map(|d| format!("xvd{}", char::from(b'a' + d.min(25))))
-                .collect();
-            let sources = vm_sources(&uuid, int(vm, "VCPUs_at_startup"), int(vm, "memory_dynamic_max"), &vifs, &vbds);
+            let (vifs, vbds) = devices(&db, vm);
+            let mut sources =
+                vm_sources(&uuid, int(vm, "VCPUs_at_startup"), int(vm, "memory_dynamic_max"), &vifs, &vbds);
+            for name in recorded.get(&uuid).into_iter().flatten() {
+                sources.extend(optional_source(&uuid, name, int(vm, "memory_dynamic_max")));
+            }
             objects.push((format!("vm:{uuid}:"), sources));
         }
     }

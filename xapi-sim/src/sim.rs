@@ -175,6 +175,8 @@ pub struct Sim {
     /// Hosts disabled with `auto_enable` false: XAPI keeps this in the host's local database (`Localdb`,
     /// `Constants.host_auto_enable`), not in the pool's, so they stay disabled across a reboot.
     pub auto_enable_off: Mutex<HashSet<String>>,
+    /// The optional RRD data sources recorded per VM uuid (`VM.record_data_source`; [`crate::rrd`]).
+    pub data_sources: Mutex<HashMap<String, std::collections::BTreeSet<String>>>,
     /// The audit log's lines, oldest first ([`crate::hostlogs`]).
     pub audit: Mutex<std::collections::VecDeque<String>>,
     last_task_gc: Mutex<Instant>,
@@ -193,6 +195,7 @@ impl Sim {
             active_tasks: Mutex::new(HashSet::new()),
             auto_enable_off: Mutex::new(HashSet::new()),
             audit: Mutex::new(std::collections::VecDeque::new()),
+            data_sources: Mutex::new(HashMap::new()),
             last_task_gc: Mutex::new(Instant::now()),
         }
     }
