@@ -25,7 +25,8 @@ use axum::http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use std::sync::Arc;
 
 /// An object's data sources: name, and value as a function of time.
-type Sources = Vec<(String, Box<dyn Fn(i64) -> f64>)>;
+type Source = (String, Box<dyn Fn(i64) -> f64>);
+type Sources = Vec<Source>;
 
 /// xcp-rrdd's archives: (step in seconds, rows).
 const ARCHIVES: [(i64, i64); 4] = [(5, 120), (60, 120), (3600, 168), (86400, 366)];
@@ -97,7 +98,7 @@ pub const OPTIONAL_VM_SOURCES: &[(&str, &str, &str)] = &[
     ("runstate_fullrun", "Fraction of time that all VCPUs are running", "(fraction)"),
 ];
 
-fn optional_source(uuid: &str, name: &str, memory: i64) -> Option<(String, Box<dyn Fn(i64) -> f64>)> {
+fn optional_source(uuid: &str, name: &str, memory: i64) -> Option<Source> {
     let key = format!("{uuid}{name}");
     let mem = memory.max(1) as f64;
     match name {
