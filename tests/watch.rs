@@ -553,3 +553,41 @@ fn pool_stats_and_data_sources() {
     assert_eq!(put(&format!("/rest/v0/vms/{rocky}/stats/data_source/memory_target")).status().as_u16(), 409);
     assert_eq!(put(&format!("/rest/v0/hosts/{master}/stats/data_source/cpu0")).status().as_u16(), 404);
 }
+
+/// The simulator raises alarms by thresholds as XAPI's perfmon does (xen-api `python3/bin/perfmon`: a variable of
+/// `other_config:perfmon` past its level for its whole trigger period, then quiet for its inhibit period); the
+/// edge shows them as XO's alarms.
+#[test]
+fn thresholds_raise_alarms() {
+    let edge = Edge::start();
+    let t = edge.token("root", "xapi-sim");
+    let web = edge.uuid_of(&t, "vms", "Debian 12 web");
+    let sid = edge.xapi("session.login_with_password", json!(["root", "xapi-sim"]))["result"].clone();
+    let vm = edge.xapi("VM.get_by_uuid", json!([sid, web]))["result"].clone();
+    let perfmon =
+        |edge: &Edge| -> J { edge.http.post(format!("{}/_sim/perfmon", edge.sim_url)).send().unwrap().json().unwrap() };
+    // A level the VM's CPUs are always above (their usage moves between 0.1 and 0.5), one they never reach.
+    let config = r#"<config><variable><name value="cpu_usage"/><alarm_trigger_level value="0.01"/><alarm_trigger_period value="10"/></variable><variable><name value="network_usage"/><alarm_trigger_level value="1e12"/></variable></config>"#;
+    edge.xapi("VM.add_to_other_config", json!([sid, vm, "perfmon", config]));
+    let raised = perfmon(&edge);
+    assert_eq!(raised, json!([{"object": web, "variable": "cpu_usage"}]));
+    let (status, alarms) = get(&edge, &t, &format!("/rest/v0/vms/{web}/alarms?fields=name,body,object"));
+    assert_eq!(status, 200);
+    let alarms = alarms.as_array().unwrap().clone();
+    assert_eq!(alarms.len(), 1, "{alarms:?}");
+    assert_eq!(alarms[0]["body"]["name"], "cpu_usage");
+    let percent: f64 = alarms[0]["body"]["value"].as_str().unwrap().parse().unwrap();
+    assert!((1.0..=100.0).contains(&percent), "XO's percent of the CPU: {percent}");
+    assert_eq!(alarms[0]["object"]["uuid"], web.as_str());
+    // Inhibited for an hour: no second alarm.
+    assert_eq!(perfmon(&edge), json!([]));
+    // A host's free memory below a level (the low sense is free memory's default).
+    let master = edge.uuid_of(&t, "hosts", "xcp-host1");
+    let host = edge.xapi("host.get_by_uuid", json!([sid, master]))["result"].clone();
+    let config =
+        r#"<config><variable><name value="memory_free_kib"/><alarm_trigger_level value="1e15"/></variable></config>"#;
+    edge.xapi("host.add_to_other_config", json!([sid, host, "perfmon", config]));
+    assert_eq!(perfmon(&edge), json!([{"object": master, "variable": "memory_free_kib"}]));
+    let (_, host_alarms) = get(&edge, &t, &format!("/rest/v0/hosts/{master}/alarms?fields=body"));
+    assert!(host_alarms.as_array().unwrap().iter().any(|a| a["body"]["name"] == "memory_free_kib"), "{host_alarms}");
+}

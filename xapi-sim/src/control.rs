@@ -11,6 +11,8 @@
 //!   default SR whose whole content is synthetic disk-like data (benchmarks and large-transfer tests), plugged into
 //!   the VM `attach_to` (uuid or ref) when given; answers its uuid and ref.
 //!
+//! - `POST /_sim/perfmon`: one perfmon evaluation now (it also runs every 5 s); answers the alarms raised.
+//!
 //! Nothing here is reachable through XAPI's protocols.
 
 use crate::disk::{SparseDisk, Synthetic};
@@ -61,6 +63,11 @@ async fn stats(State(sim): State<Arc<Sim>>) -> Json<J> {
         "in_flight": s.in_flight,
         "stored_disk_bytes": stored,
     }))
+}
+
+async fn perfmon(State(sim): State<Arc<Sim>>) -> Json<J> {
+    let raised = crate::perfmon::run(&sim, crate::perfmon::now());
+    Json(json!(raised.into_iter().map(|(uuid, name)| json!({ "object": uuid, "variable": name })).collect::<Vec<_>>()))
 }
 
 async fn reset(State(sim): State<Arc<Sim>>) -> StatusCode {
@@ -206,4 +213,5 @@ pub fn router() -> Router<Arc<Sim>> {
         .route("/vdis", post(create_vdi))
         .route("/vdis/{uuid}", get(vdi))
         .route("/vms/{uuid}/guest_agent", post(guest_agent))
+        .route("/perfmon", post(perfmon))
 }

@@ -39,6 +39,7 @@ pub mod hostlogs;
 pub mod import;
 pub mod infra;
 pub mod jsonrpc;
+pub mod perfmon;
 pub mod rrd;
 pub mod scenario;
 pub mod schema;
@@ -102,6 +103,7 @@ pub async fn start(options: &Options, addr: &str) -> std::io::Result<(std::net::
     tokio::spawn(async move {
         let _ = server::serve(s, listener).await;
     });
+
     Ok((local, sim))
 }
 

@@ -25,7 +25,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Response, StatusCode};
 use std::sync::Arc;
 
 /// An object's data sources: name, and value as a function of time.
-type Source = (String, Box<dyn Fn(i64) -> f64>);
+pub(crate) type Source = (String, Box<dyn Fn(i64) -> f64>);
 type Sources = Vec<Source>;
 
 /// xcp-rrdd's archives: (step in seconds, rows).
@@ -162,6 +162,44 @@ fn devices(db: &crate::db::Db, vm: &Fields) -> (Vec<String>, Vec<String>) {
         .map(|d| format!("xvd{}", char::from(b'a' + d.min(25))))
         .collect();
     (vifs, vbds)
+}
+
+/// The data sources of a running VM or of a host, by ref, as `/rrd_updates` has them (for [`crate::perfmon`]).
+pub(crate) fn sources_of(
+    db: &crate::db::Db,
+    recorded: &std::collections::BTreeSet<String>,
+    r: &str,
+) -> Option<Sources> {
+    let rec = db.get(r)?;
+    let uuid = rec.get("uuid").and_then(Value::as_str).unwrap_or_default().to_string();
+    if db.get_of("host", r).is_some() {
+        let cpus = rec
+            .get("cpu_info")
+            .and_then(|c| c.get("cpu_count"))
+            .and_then(Value::as_str)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(4);
+        let total =
+            rec.get("metrics").and_then(Value::as_str).and_then(|m| db.get(m)).map_or(0, |m| int(m, "memory_total"));
+        let pifs: Vec<String> = rec
+            .get("PIFs")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.as_str().and_then(|p| db.get(p)))
+            .filter_map(|p| p.get("device").and_then(Value::as_str).map(str::to_string))
+            .collect();
+        return Some(host_sources(&uuid, cpus, total, &pifs));
+    }
+    if !matches!(rec.get("power_state").and_then(Value::as_str), Some("Running" | "Paused")) {
+        return None;
+    }
+    let (vifs, vbds) = devices(db, rec);
+    let mut sources = vm_sources(&uuid, int(rec, "VCPUs_at_startup"), int(rec, "memory_dynamic_max"), &vifs, &vbds);
+    for name in recorded {
+        sources.extend(optional_source(&uuid, name, int(rec, "memory_dynamic_max")));
+    }
+    Some(sources)
 }
 
 /// The data sources of a host (`cpu<n>`, `cpu_avg`, `memory_total_kib`, `memory_free_kib`, `loadavg`,

@@ -176,5 +176,16 @@ pub fn router(sim: Arc<Sim>) -> Router {
 
 /// Serves `sim` on `listener` until the process ends.
 pub async fn serve(sim: Arc<Sim>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    axum::serve(listener, router(sim)).await
+    // perfmon: alarms by thresholds, evaluated every RRD step while the server runs.
+    let s = sim.clone();
+    let perfmon = tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(crate::perfmon::STEP as u64));
+        loop {
+            every.tick().await;
+            crate::perfmon::run(&s, crate::perfmon::now());
+        }
+    });
+    let served = axum::serve(listener, router(sim)).await;
+    perfmon.abort();
+    served
 }

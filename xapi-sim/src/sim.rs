@@ -177,6 +177,8 @@ pub struct Sim {
     pub auto_enable_off: Mutex<HashSet<String>>,
     /// The optional RRD data sources recorded per VM uuid (`VM.record_data_source`; [`crate::rrd`]).
     pub data_sources: Mutex<HashMap<String, std::collections::BTreeSet<String>>>,
+    /// When perfmon last raised each alarm, by `<object uuid>/<variable>` ([`crate::perfmon`]).
+    pub perfmon_last: Mutex<HashMap<String, i64>>,
     /// The audit log's lines, oldest first ([`crate::hostlogs`]).
     pub audit: Mutex<std::collections::VecDeque<String>>,
     last_task_gc: Mutex<Instant>,
@@ -196,6 +198,7 @@ impl Sim {
             auto_enable_off: Mutex::new(HashSet::new()),
             audit: Mutex::new(std::collections::VecDeque::new()),
             data_sources: Mutex::new(HashMap::new()),
+            perfmon_last: Mutex::new(HashMap::new()),
             last_task_gc: Mutex::new(Instant::now()),
         }
     }
