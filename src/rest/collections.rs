@@ -203,7 +203,7 @@ fn refs(v: Option<&Value>) -> Vec<String> {
 /// Fetches, ref by ref, the records one object links to (and, for VMs and SRs, the disks' SRs and their hosts that
 /// `$container` needs), instead of whole classes: an object GET costs a few small calls, whatever the pool size.
 /// The calls of one level go out together (one round trip per level, not per link).
-async fn load_links<T: Transport>(
+pub(crate) async fn load_links<T: Transport>(
     ctx: &Ctx<'_, T>,
     caller: &Caller,
     class: &str,

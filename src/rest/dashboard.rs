@@ -12,7 +12,7 @@
 //! XO's backup and backup-repository parts of the global dashboard are XO-only and left out (optional there).
 
 use super::auth::Caller;
-use super::collections::{find, load_joins, member, pool_ctx};
+use super::collections::{find, load_links, member, pool_ctx};
 use super::patches;
 use super::stats::rrd_updates;
 use super::{Ctx, Reply};
@@ -98,12 +98,15 @@ fn cpus(host: &Value) -> f64 {
     f(&host["cpu_info"]["cpu_count"])
 }
 
+/// Whether XO's replication made this VM (`start` blocked, `xo:backup:job` set).
+fn is_replica(vm: &Value) -> bool {
+    vm["blocked_operations"].get("start").is_some() && vm["other_config"].get("xo:backup:job").is_some()
+}
+
 /// The SRs XO counts (`size > 0`: writable ones and ISO libraries) and what XO's replicas (VMs its replication made,
 /// `start` blocked and `xo:backup:job` set) use of them.
 fn sr_sizes(srs: &Records, vdis: &Records, vbds: &Records, vms: &Records) -> Value {
-    let replica = |vm: &Value| {
-        vm["blocked_operations"].get("start").is_some() && vm["other_config"].get("xo:backup:job").is_some()
-    };
+    let replica = is_replica;
     let (mut total, mut used, mut replicated) = (0.0, 0.0, 0.0);
     let mut any = false;
     for sr in srs.values().filter(|sr| f(&sr["physical_size"]) > 0.0) {
@@ -136,8 +139,12 @@ pub async fn global<T: Transport>(ctx: &Ctx<'_, T>, caller: Caller) -> Result<Re
     let metrics = all(ctx, &caller, "host_metrics").await?;
     let vms = all(ctx, &caller, "VM").await?;
     let srs = all(ctx, &caller, "SR").await?;
-    let vdis = all(ctx, &caller, "VDI").await?;
-    let vbds = all(ctx, &caller, "VBD").await?;
+    // Disks and their VBDs only matter when XO's replication made VMs here (their usage is "replicated").
+    let (vdis, vbds) = if vms.values().any(is_replica) {
+        (all(ctx, &caller, "VDI").await?, all(ctx, &caller, "VBD").await?)
+    } else {
+        (Map::new(), Map::new())
+    };
     let (running, disabled, halted) = hosts_status(&hosts, &metrics);
     let memory: f64 = hosts.values().filter_map(|h| metrics.get(s(&h["metrics"]))).map(|m| f(&m["memory_total"])).sum();
     let sr_total: f64 = srs.values().map(|sr| f(&sr["physical_size"])).filter(|x| *x > 0.0).sum();
@@ -205,11 +212,21 @@ fn percent(part: f64, whole: f64) -> f64 {
 /// The hrefs of the pool's alarms, or those about one object.
 async fn alarms<T: Transport>(ctx: &Ctx<'_, T>, caller: &Caller, about: Option<&str>) -> Result<Value, ApiError> {
     let coll = objects::collection("alarms").ok_or_else(|| ApiError::internal("alarms collection missing"))?;
-    let messages = all(ctx, caller, "message").await?;
+    // The alarms XAPI selects (about one object: its messages only).
+    let selector = match about {
+        Some(uuid) => format!(r#"field "obj_uuid"="{uuid}" and ({})"#, coll.selector),
+        None => coll.selector.to_string(),
+    };
+    let messages = ctx
+        .xapi
+        .call("message.get_all_records_where", &[json!(caller.session), json!(selector)])
+        .await
+        .map_err(|e| e.to_api_error())?;
     let hrefs = messages
-        .values()
+        .as_object()
+        .into_iter()
+        .flat_map(|m| m.values())
         .filter(|m| member(coll, m))
-        .filter(|m| about.is_none_or(|uuid| m["obj_uuid"] == uuid))
         .map(|m| json!(format!("/rest/v0/alarms/{}", s(&m["uuid"]))))
         .collect();
     Ok(Value::Array(hrefs))
@@ -321,8 +338,9 @@ async fn vm<T: Transport>(
     reference: &str,
     rec: &Value,
 ) -> Result<Reply, ApiError> {
+    // The VM's own links only (as `GET /rest/v0/vms/<id>`), not whole classes.
     let mut octx = pool_ctx(ctx, &caller).await?;
-    load_joins(ctx, &caller, coll, &mut octx).await?;
+    load_links(ctx, &caller, coll.class, rec, &mut octx).await?;
     let o = objects::build(coll, reference, rec, &octx);
     let mut quick = Map::new();
     for k in [

@@ -241,9 +241,9 @@ pub async fn stats<T: Transport>(
         ("json", "true".into()),
         ("start", start.to_string()),
     ];
-    if vm {
-        pairs.push(("vm_uuid", uuid.clone()));
-    }
+    // A VM's own RRD; for a host, `vm_uuid=<the host's uuid>` (no VM has it) leaves every VM's out: xcp-rrdd
+    // includes only the VMs named once any is (`rrdd_http_handler.ml`, `uuids_filter_of`, `get_host_stats`).
+    pairs.push(("vm_uuid", uuid.clone()));
     let updates = rrd_updates(ctx, &caller.session, &pairs).await?;
     if updates["meta"]["step"].as_u64().is_some_and(|s| s != step) {
         return Err(ApiError::bad_gateway(format!(
@@ -281,6 +281,8 @@ async fn pool_stats<T: Transport>(
     for (r, h) in hosts.as_object().into_iter().flatten() {
         let uuid = h.get("uuid").and_then(Value::as_str).unwrap_or_default();
         let entry = if r == master {
+            let mut pairs = pairs.clone();
+            pairs.push(("vm_uuid", uuid.to_string()));
             match rrd_updates(ctx, &caller.session, &pairs).await {
                 Ok(updates) => build(&updates, false, uuid, ctx.now, step),
                 Err(e) => json!({ "error": { "code": "RRD_UNAVAILABLE", "params": [r], "message": e.message } }),
