@@ -283,3 +283,111 @@ fn writes_and_the_task_stream_work_under_spin() {
     drop(up);
     let _ = std::fs::remove_dir_all(&state);
 }
+
+/// Issue 19's live events under Spin: the stream (an SSE body the api component writes while it waits on XAPI),
+/// a subscription from another connection, a VM's change seen, and the client leaving: Spin's host must let the
+/// component notice (no stream task and no `event.from` left on XAPI). Also a host's logs through the transfers
+/// component.
+#[test]
+fn live_events_and_host_logs_under_spin() {
+    use std::io::{BufReader, Read, Write};
+    let Some(bin) = spin() else {
+        eprintln!("skipped: no Spin binary (set SPIN=<path to spin>)");
+        return;
+    };
+    let sim = xapi_sim::start_background(&xapi_sim::Options::default()).unwrap();
+    let state = std::env::temp_dir().join(format!("xo-edge-spin-events-{}", std::process::id()));
+    std::fs::create_dir_all(&state).unwrap();
+    let up = SpinUp::start(&bin, &sim.url, &state, &[]);
+    let http = reqwest::blocking::Client::new();
+    let token = root_token(&http, &up.url);
+    let addr = up.url.trim_start_matches("http://").to_string();
+    let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+    write!(conn, "GET /rest/v0/events HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {token}\r\n\r\n").unwrap();
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    // Head, then the init event (chunked: sizes skipped, lines kept).
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        let mut text = String::new();
+        loop {
+            let Ok(n) = reader.read(&mut buf) else { return };
+            if n == 0 {
+                return;
+            }
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+            while let Some(i) = text.find("\n\n") {
+                let event: String = text.drain(..i + 2).collect();
+                if tx.send(event).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let first = rx.recv_timeout(Duration::from_secs(20)).expect("the stream's head and init event");
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    // The head ends in CRLF CRLF, so the first piece cut at a blank line holds the head and the init event.
+    let init =
+        if first.contains("event: init") { first.clone() } else { rx.recv_timeout(Duration::from_secs(20)).unwrap() };
+    let id = init.split("\"id\":\"").nth(1).and_then(|r| r.split('"').next()).expect("init's id").to_string();
+    let sub = http
+        .post(format!("{}/rest/v0/events/{id}/subscriptions", up.url))
+        .bearer_auth(&token)
+        .body(r#"{"collection": "VM", "fields": ["name_label"]}"#)
+        .send()
+        .unwrap();
+    assert_eq!(sub.status().as_u16(), 201);
+    let sid = {
+        let body = r#"{"jsonrpc":"2.0","method":"session.login_with_password","params":["root","xapi-sim"],"id":1}"#;
+        let r: serde_json::Value = http.post(format!("{}/jsonrpc", sim.url)).body(body).send().unwrap().json().unwrap();
+        r["result"].clone()
+    };
+    let call = |method: &str, params: serde_json::Value| -> serde_json::Value {
+        let body = serde_json::json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 1});
+        let r: serde_json::Value =
+            http.post(format!("{}/jsonrpc", sim.url)).json(&body).send().unwrap().json().unwrap();
+        r["result"].clone()
+    };
+    let vms = call("VM.get_all_records_where", serde_json::json!([sid, "field \"name_label\"=\"Rocky Linux 8\""]));
+    let vm = vms.as_object().unwrap().keys().next().unwrap().clone();
+    std::thread::sleep(Duration::from_millis(500));
+    call("VM.set_name_label", serde_json::json!([sid, vm, "renamed under spin"]));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let event = rx.recv_timeout(Duration::from_secs(20)).expect("the rename as an event");
+        if event.contains("event: update") && event.contains("renamed under spin") {
+            break;
+        }
+        assert!(Instant::now() < deadline);
+    }
+    // The client leaves.
+    conn.shutdown(std::net::Shutdown::Both).unwrap();
+    drop(rx);
+    let stats = |http: &reqwest::blocking::Client| -> serde_json::Value {
+        http.get(format!("{}/_sim/stats", sim.url)).send().unwrap().json().unwrap()
+    };
+    let started = Instant::now();
+    loop {
+        let s = stats(&http);
+        if s["in_flight"].get("event.from").is_none() && s["pending_tasks"] == 0 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(40), "the stream outlived its client under Spin: {s}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("a client that left was noticed under Spin in {} ms", started.elapsed().as_millis());
+    // A host's logs archive, streamed by the transfers component.
+    let host = call("pool.get_all_records", serde_json::json!([sid]));
+    let master = host.as_object().unwrap().values().next().unwrap()["master"].clone();
+    let uuid = call("host.get_uuid", serde_json::json!([sid, master]));
+    let r = http
+        .get(format!("{}/rest/v0/hosts/{}/logs.tgz", up.url, uuid.as_str().unwrap()))
+        .bearer_auth(&token)
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let bytes = r.bytes().unwrap();
+    assert!(bytes.len() > 10_000 && bytes[..2] == [0x1f, 0x8b], "a gzip'd archive: {} bytes", bytes.len());
+    drop(up);
+    let _ = std::fs::remove_dir_all(&state);
+}
