@@ -5,8 +5,7 @@ mod common;
 use common::Edge;
 use serde_json::{json, Value as J};
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 fn login(edge: &Edge) -> J {
@@ -64,16 +63,7 @@ fn xva_digests(bytes: &[u8]) -> BTreeSet<String> {
     contents.disks.values().map(|(_, d)| d.clone()).collect()
 }
 
-fn cli(tool: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
-    let mut child = Command::new(tool).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let data = input.to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&data));
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
-    assert!(out.status.success(), "{tool} {args:?} failed");
-    out.stdout
-}
+use common::cli;
 
 /// (VMs incl. snapshots, VDIs, tasks) once the edge is done.
 fn counts(edge: &Edge) -> (u64, u64, u64) {

@@ -8,7 +8,6 @@ use common::Edge;
 use serde_json::{json, Value as J};
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 fn login(edge: &Edge) -> J {
@@ -61,16 +60,7 @@ fn summary(edge: &Edge, vm: &str) -> (J, BTreeSet<String>, BTreeSet<String>) {
     (head, disks, vifs)
 }
 
-fn cli(tool: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
-    let mut child = Command::new(tool).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let data = input.to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&data));
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
-    assert!(out.status.success(), "{tool} {args:?} failed");
-    out.stdout
-}
+use common::cli;
 
 fn export(edge: &Edge, token: &str, uuid: &str, query: &str) -> Vec<u8> {
     let r = edge.get(&format!("/rest/v0/vms/{uuid}.xva{query}")).bearer_auth(token).send().unwrap();

@@ -415,20 +415,7 @@ fn missing_patches_and_smt_come_from_the_hosts_plugins() {
 }
 
 fn gunzip(data: &[u8]) -> Vec<u8> {
-    use std::io::Write;
-    let mut child = std::process::Command::new("gzip")
-        .args(["-dc"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = data.to_vec();
-    let writer = std::thread::spawn(move || stdin.write_all(&input));
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
-    assert!(out.status.success(), "not gzip");
-    out.stdout
+    common::cli("gzip", &["-dc"], data)
 }
 
 #[test]

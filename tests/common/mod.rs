@@ -253,3 +253,17 @@ impl Edge {
         self.http.post(format!("{}/jsonrpc", self.sim_url)).json(&body).send().unwrap().json().unwrap()
     }
 }
+
+/// Runs a command-line tool (gzip, zstd, …) on `input`; its output.
+pub fn cli(tool: &str, args: &[&str], input: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = Command::new(tool).args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let data = input.to_vec();
+    let writer = std::thread::spawn(move || stdin.write_all(&data));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(out.status.success(), "{tool} {args:?} failed");
+    out.stdout
+}

@@ -309,47 +309,24 @@ pub async fn rrd_updates(sim: Arc<Sim>, raw_query: Option<String>, headers: Head
     {
         let recorded = sim.data_sources.lock().clone();
         let db = sim.db.lock();
-        let refs_of = |r: &Fields, k: &str| -> Vec<String> {
-            r.get(k)
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
-                .unwrap_or_default()
-        };
+        let none = std::collections::BTreeSet::new();
         if with_host {
             let master =
                 db.all("pool").next().and_then(|(_, p)| p.get("master").and_then(Value::as_str).map(str::to_string));
-            if let Some(h) = master.and_then(|m| db.get(&m).cloned()) {
-                let uuid = h.get("uuid").and_then(Value::as_str).unwrap_or_default().to_string();
-                let cpus = h
-                    .get("cpu_info")
-                    .and_then(|c| c.get("cpu_count"))
-                    .and_then(Value::as_str)
-                    .and_then(|c| c.parse().ok())
-                    .unwrap_or(4);
-                let metrics = h.get("metrics").and_then(Value::as_str).and_then(|m| db.get(m));
-                let total = metrics.map_or(0, |m| int(m, "memory_total"));
-                let pifs: Vec<String> = refs_of(&h, "PIFs")
-                    .iter()
-                    .filter_map(|p| db.get(p))
-                    .filter_map(|p| p.get("device").and_then(Value::as_str).map(str::to_string))
-                    .collect();
-                objects.push((format!("host:{uuid}:"), host_sources(&uuid, cpus, total, &pifs)));
+            if let Some((m, sources)) = master.and_then(|m| sources_of(&db, &none, &m).map(|s| (m, s))) {
+                objects.push((format!("host:{}:", db.field_str(&m, "uuid")), sources));
             }
         }
-        for (_, vm) in db.all("VM") {
-            let running = matches!(vm.get("power_state").and_then(Value::as_str), Some("Running" | "Paused"));
+        for (r, vm) in db.all("VM") {
             let uuid = vm.get("uuid").and_then(Value::as_str).unwrap_or_default().to_string();
             let control = vm.get("is_control_domain").and_then(Value::as_bool) == Some(true);
-            if !running || control || (!only.is_empty() && !only.contains(&uuid)) {
+            if control || (!only.is_empty() && !only.contains(&uuid)) {
                 continue;
             }
-            let (vifs, vbds) = devices(&db, vm);
-            let mut sources =
-                vm_sources(&uuid, int(vm, "VCPUs_at_startup"), int(vm, "memory_dynamic_max"), &vifs, &vbds);
-            for name in recorded.get(&uuid).into_iter().flatten() {
-                sources.extend(optional_source(&uuid, name, int(vm, "memory_dynamic_max")));
+            // Running VMs only: a halted VM has no sources.
+            if let Some(sources) = sources_of(&db, recorded.get(&uuid).unwrap_or(&none), r) {
+                objects.push((format!("vm:{uuid}:"), sources));
             }
-            objects.push((format!("vm:{uuid}:"), sources));
         }
     }
     let mut legend = Vec::new();
