@@ -227,3 +227,21 @@ fn vm_ref(edge: &Edge, uuid: &str) -> J {
 fn host_ref(edge: &Edge, uuid: &str) -> J {
     edge.xapi("host.get_by_uuid", json!([sid(edge), uuid]))["result"].clone()
 }
+
+/// A stream without events pings every 30 s (XO's interval), so that proxies do not cut it; the ping's data is the
+/// time in milliseconds.
+#[test]
+fn a_quiet_stream_pings() {
+    let edge = Edge::start();
+    let t = edge.token("root", "xapi-sim");
+    let (rx, _conn) = open(&edge, &t);
+    let (name, _) = rx.recv_timeout(Duration::from_secs(10)).expect("init");
+    assert_eq!(name, "init");
+    let started = Instant::now();
+    let (name, data) = rx.recv_timeout(Duration::from_secs(45)).expect("a ping");
+    assert_eq!(name, "ping");
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(25) && waited <= Duration::from_secs(40), "{waited:?}");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    assert!((now - data["ping"].as_i64().unwrap()).abs() < 5_000, "{data} vs {now}");
+}

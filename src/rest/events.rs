@@ -206,9 +206,10 @@ pub async fn open<T: Transport>(ctx: &Ctx<'_, T>, caller: Caller, _req: &Request
 }
 
 impl Events {
-    /// The next bytes of the stream: `init` first, then the events of one long poll (a `ping` if it saw none);
-    /// `None` once the stream cannot go on (its task was destroyed, the session ended, XAPI failed).
-    pub async fn next<T: Transport>(&mut self, ctx: &Ctx<'_, T>, now_ms: u64) -> Option<Vec<u8>> {
+    /// The next bytes of the stream: `init` first, then the events of one long poll (a `ping` if it saw none,
+    /// stamped by `clock`, milliseconds since the epoch, when the poll ends); `None` once the stream cannot go on
+    /// (its task was destroyed, the session ended, XAPI failed).
+    pub async fn next<T: Transport>(&mut self, ctx: &Ctx<'_, T>, clock: &dyn Fn() -> u64) -> Option<Vec<u8>> {
         if !self.started {
             self.started = true;
             return Some(sse("init", &json!({ "id": self.id })));
@@ -278,7 +279,7 @@ impl Events {
             }
         }
         if out.is_empty() {
-            out = sse("ping", &json!({ "ping": now_ms }));
+            out = sse("ping", &json!({ "ping": clock() }));
         }
         Some(out)
     }

@@ -103,7 +103,7 @@ pub async fn send(out: ResponseOutparam, reply: Reply, idle: Option<u64>, config
                 let transport = crate::WasiTransport::new(config);
                 loop {
                     let ctx = Ctx::new(config, &transport, crate::now());
-                    let next = io::unless(events.next(&ctx, crate::now_ms()), io::gone(&out.stream, GONE_CHECK_MS));
+                    let next = io::unless(events.next(&ctx, &crate::now_ms), io::gone(&out.stream, GONE_CHECK_MS));
                     let Some(Some(bytes)) = next.await else { break };
                     if out.write(&bytes).await.is_err() || io::flush(&out.stream).await.is_err() {
                         break;
