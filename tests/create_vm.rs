@@ -290,16 +290,7 @@ fn bad_requests_are_refused_before_any_write_and_failures_leave_nothing() {
     assert_eq!((counts(&edge), edge.sim_calls_of("Async.VM.clone")), before);
     sim(&edge, "pool.set_default_SR", json!([pool, default]));
     // XAPI fails mid-plan: each of these calls once; the VM and everything it got go, nothing is left.
-    let faults = |spec: J| {
-        assert!(edge
-            .http
-            .put(format!("{}/_sim/faults", edge.sim_url))
-            .json(&spec)
-            .send()
-            .unwrap()
-            .status()
-            .is_success());
-    };
+    let faults = |spec: J| edge.faults(spec);
     // (The second VDI.create and VBD.create are the config drive's.)
     for (method, nth) in [
         ("Async.VM.clone", 1),

@@ -123,7 +123,7 @@ fn a_delete_failing_half_way_says_what_was_destroyed() {
     assert!(!vdis.is_empty());
     let faults =
         json!({"fail": [{"method": "VDI.destroy", "nth": 1, "error": ["SR_BACKEND_FAILURE_1200", "", "busy", ""]}]});
-    assert!(edge.http.put(format!("{}/_sim/faults", edge.sim_url)).json(&faults).send().unwrap().status().is_success());
+    edge.faults(faults);
     let (code, e) = delete(&edge, &t, &format!("/rest/v0/vms/{vm}"));
     assert!(code >= 400, "{e}");
     assert!(e["error"].as_str().unwrap().starts_with("deleted in part"), "{e}");

@@ -186,7 +186,7 @@ fn bad_bodies_and_missing_ids_are_refused_before_any_write() {
     // changed under a live session; the simulator stands in with XAPI's error): 403, nothing made.
     let spec = json!({"fail": [{"method": "VDI.create", "nth": 1,
                                 "error": ["RBAC_PERMISSION_DENIED", "VDI.create", "No permission in user session"]}]});
-    assert!(edge.http.put(format!("{}/_sim/faults", edge.sim_url)).json(&spec).send().unwrap().status().is_success());
+    edge.faults(spec);
     let (got, _, e) = send(&edge, &t, "POST", "/rest/v0/vdis", json!({"srId": sr, "virtual_size": 1024}));
     assert_eq!((got, e["data"]["code"].as_str()), (403, Some("RBAC_PERMISSION_DENIED")), "{e}");
     assert_eq!(counts(&edge), before.1);
@@ -200,7 +200,7 @@ fn a_failed_plug_leaves_no_device() {
     let net = edge.uuid_of(&t, "networks", "Pool-wide network associated with eth0");
     let start = counts(&edge);
     let spec = json!({"fail": [{"method": "VIF.plug", "nth": 1, "error": ["INTERNAL_ERROR", "plug failed"]}]});
-    assert!(edge.http.put(format!("{}/_sim/faults", edge.sim_url)).json(&spec).send().unwrap().status().is_success());
+    edge.faults(spec);
     let (status, _, e) = send(&edge, &t, "POST", "/rest/v0/vifs", json!({"vmId": vm, "networkId": net}));
     assert_eq!((status, e["data"]["code"].as_str()), (502, Some("INTERNAL_ERROR")), "{e}");
     assert_eq!(counts(&edge), start, "the unplugged VIF was destroyed");

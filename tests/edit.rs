@@ -111,7 +111,7 @@ fn a_partial_patch_says_what_was_applied() {
     let t = edge.token("root", PASSWORD);
     let vm = first(&edge, &t, "vms");
     let faults = json!({"fail": [{"method": "VM.set_tags", "nth": 1, "error": ["INTERNAL_ERROR", "disk full"]}]});
-    assert!(edge.http.put(format!("{}/_sim/faults", edge.sim_url)).json(&faults).send().unwrap().status().is_success());
+    edge.faults(faults);
     let body = r#"{"name_label":"half","name_description":"done too","tags":["never"]}"#;
     let (status, e) = patch(&edge, &t, &format!("/rest/v0/vms/{vm}"), body);
     assert_eq!(status, 502, "{e}");

@@ -164,10 +164,6 @@ fn qemu_vhd(filled: bool) -> Vec<u8> {
     vhd
 }
 
-fn faults(edge: &Edge, spec: J) {
-    assert!(edge.http.put(format!("{}/_sim/faults", edge.sim_url)).json(&spec).send().unwrap().status().is_success());
-}
-
 /// VDIs, VM snapshots, tasks, sessions and VMs (all kinds) on the simulator, once they equal `want`, or with no
 /// `want` once no task is left (or after 15 s either way).
 fn counts(edge: &Edge, want: Option<[u64; 5]>) -> [u64; 5] {
@@ -316,9 +312,9 @@ fn every_operation_under_every_fault_ends_cleanly_and_leaves_nothing() {
         // (A successful import adds its VDI: the baseline is taken after that run.)
         let base = counts(&edge, None);
         let mut cell = |fault: &'static str, spec: J, want: &[End], how: &dyn Fn() -> End| {
-            faults(&edge, spec);
+            edge.faults(spec);
             let got = how();
-            faults(&edge, json!({}));
+            edge.faults(json!({}));
             let left = counts(&edge, Some(base));
             assert!(want.contains(&got), "{} / {fault}: got {got}, want one of {want:?}", op.name());
             assert_eq!(left, base, "{} / {fault}: left behind (VDIs, snapshots, tasks, sessions, VMs)", op.name());
@@ -583,18 +579,18 @@ fn every_write_under_every_fault_ends_cleanly_and_leaves_nothing() {
             ("XAPI error on the call it hinges on", "INTERNAL_ERROR", End::Error(502)),
             ("session expired mid-request", "SESSION_INVALID", End::Error(401)),
         ] {
-            faults(&edge, json!({"fail": [{"method": w.hinge, "nth": 1, "error": [error, "injected"]}]}));
+            edge.faults(json!({"fail": [{"method": w.hinge, "nth": 1, "error": [error, "injected"]}]}));
             let got = send();
-            faults(&edge, json!({}));
+            edge.faults(json!({}));
             let left = edge.settled(&base, write_counts);
             assert_eq!(got, want, "{name} / {fault}");
             assert_eq!(left, base, "{name} / {fault}: left behind (VMs, VDIs, VBDs, VIFs, tasks, sessions)");
             table.push((name, fault, format!("{got}, nothing left")));
         }
-        faults(&edge, json!({"latency_ms": {w.hinge: 4000}}));
+        edge.faults(json!({"latency_ms": {w.hinge: 4000}}));
         let got = send();
         std::thread::sleep(Duration::from_millis(4500));
-        faults(&edge, json!({}));
+        edge.faults(json!({}));
         assert_eq!(got, End::Error(504), "{name} / slow");
         let settled = edge.settled(&0, pending_tasks);
         assert_eq!(settled, 0, "{name} / slow: a task is still pending");
@@ -612,7 +608,7 @@ fn every_write_under_every_fault_ends_cleanly_and_leaves_nothing() {
     let token = edge.token("root", "xapi-sim");
     let halted = uuid_of(&edge, "VM", "Rocky Linux 8");
     let base = edge.settled(&write_counts(&edge), write_counts);
-    faults(&edge, json!({"op_duration_ms": {"VM.clone": 1500}}));
+    edge.faults(json!({"op_duration_ms": {"VM.clone": 1500}}));
     let port = edge.url.rsplit(':').next().unwrap();
     let mut s = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).unwrap();
     let head = format!(
@@ -627,7 +623,7 @@ fn every_write_under_every_fault_ends_cleanly_and_leaves_nothing() {
     want[2] += base_vbds_of(&edge, &halted);
     want[3] += base_vifs_of(&edge, &halted);
     let left = edge.settled(&want, write_counts);
-    faults(&edge, json!({}));
+    edge.faults(json!({}));
     assert_eq!(left, want, "the clone is whole and its task is gone");
     table.push(("action, ?sync (clone)", "client leaves while XAPI works", "completes; its task destroyed".into()));
     println!("| write | fault | outcome |\n|---|---|---|");
@@ -776,7 +772,7 @@ fn every_infrastructure_write_under_every_fault_ends_cleanly() {
                 if task_stays { End::Done(202) } else { End::Error(401) },
             ),
         ] {
-            faults(&edge, json!({"fail": [{"method": hinge, "nth": 1, "error": [error, "injected"]}]}));
+            edge.faults(json!({"fail": [{"method": hinge, "nth": 1, "error": [error, "injected"]}]}));
             // A 202 plan's outcome is read on the task stream, as it happens (XAPI's GC removes a task a client made
             // within 30 s of its end).
             let stream = task_stays.then(|| edge.watch_tasks(&token, "ndjson&watch"));
@@ -795,7 +791,7 @@ fn every_infrastructure_write_under_every_fault_ends_cleanly() {
                 );
             }
             let left = edge.settled(&base, infra_counts);
-            faults(&edge, json!({}));
+            edge.faults(json!({}));
             assert_eq!(got, want, "{name} / {fault}");
             assert_eq!(
                 left, base,
@@ -808,10 +804,10 @@ fn every_infrastructure_write_under_every_fault_ends_cleanly() {
             };
             table.push((name, fault, outcome));
         }
-        faults(&edge, json!({"latency_ms": {hinge: 4000}}));
+        edge.faults(json!({"latency_ms": {hinge: 4000}}));
         let got = send();
         std::thread::sleep(Duration::from_millis(4500));
-        faults(&edge, json!({}));
+        edge.faults(json!({}));
         assert_eq!(got, if task_stays { End::Done(202) } else { End::Error(504) }, "{name} / slow");
         let settled = edge.settled(&0, pending_tasks);
         assert_eq!(settled, 0, "{name} / slow: a task is still pending");

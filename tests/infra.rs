@@ -576,16 +576,7 @@ fn clean_shutdown_detach_rbac_and_tags() {
         .contains(&json!("prod")));
     // XAPI's RBAC refusing (a role changed under a live session; the simulator stands in with XAPI's error): 403.
     let rbac = |method: &str| json!({"fail": [{"method": method, "nth": 1, "error": ["RBAC_PERMISSION_DENIED", method, "No permission in user session"]}]});
-    let faults = |spec: J| {
-        assert!(edge
-            .http
-            .put(format!("{}/_sim/faults", edge.sim_url))
-            .json(&spec)
-            .send()
-            .unwrap()
-            .status()
-            .is_success());
-    };
+    let faults = |spec: J| edge.faults(spec);
     faults(rbac("Async.host.restart_agent"));
     let (status, _, e) = send(&edge, &t, "POST", &act("restart_toolstack"), json!({}));
     assert_eq!((status, e["data"]["code"].as_str()), (403, Some("RBAC_PERMISSION_DENIED")), "{e}");

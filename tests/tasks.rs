@@ -21,10 +21,6 @@ fn post(edge: &Edge, t: &str, path: &str, body: &str) -> reqwest::blocking::Resp
     r.body(body.to_string()).send().unwrap()
 }
 
-fn faults(edge: &Edge, spec: J) {
-    assert!(edge.http.put(format!("{}/_sim/faults", edge.sim_url)).json(&spec).send().unwrap().status().is_success());
-}
-
 /// Lines until one satisfies `done` (at most 15 s between lines).
 fn until(rx: &mpsc::Receiver<J>, done: impl Fn(&J) -> bool) -> Vec<J> {
     let mut seen = Vec::new();
@@ -83,7 +79,7 @@ fn a_running_operation_shows_progress_on_its_object_and_can_be_aborted() {
     let t = edge.token("root", PASSWORD);
     let vm = edge.uuid_of(&t, "vms", "Rocky Linux 8");
     let vms = edge.sim_stats()["objects"]["VM"].clone();
-    faults(&edge, json!({"op_duration_ms": {"VM.clone": 3000}}));
+    edge.faults(json!({"op_duration_ms": {"VM.clone": 3000}}));
     let r = post(&edge, &t, &format!("/rest/v0/vms/{vm}/actions/clone"), r#"{"name_label":"slow"}"#);
     assert_eq!(r.status().as_u16(), 202);
     let id = r.json::<J>().unwrap()["taskId"].as_str().unwrap().to_string();

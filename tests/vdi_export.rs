@@ -33,11 +33,6 @@ fn digest(bytes: &[u8]) -> String {
     d.finish(bytes.len() as u64)
 }
 
-fn faults(edge: &Edge, spec: J) {
-    let r = edge.http.put(format!("{}/_sim/faults", edge.sim_url)).json(&spec).send().unwrap();
-    assert!(r.status().is_success());
-}
-
 /// Waits until the simulator has no task left and `sessions` live sessions (the edge ends tasks and temporary
 /// sessions once a transfer is over); answers its stats.
 fn settled(edge: &Edge, sessions: &J) -> J {
@@ -217,14 +212,14 @@ fn errors_before_the_first_byte_are_json() {
         [(json!(["VDI_IN_USE", "OpaqueRef:x", "export"]), 409), (json!(["SR_BACKEND_FAILURE_46"]), 502)]
     {
         for fmt in ["raw", "vhd"] {
-            faults(&edge, json!({"fail": [{"method": "/export_raw_vdi", "nth": 1, "error": error}]}));
+            edge.faults(json!({"fail": [{"method": "/export_raw_vdi", "nth": 1, "error": error}]}));
             let g = fetch(&edge, &token, &format!("/rest/v0/vdis/{uuid}.{fmt}"), None);
             assert_eq!(g.status, status, "{error} {fmt}");
             assert_eq!(json_error(&g)["data"]["code"], error[0], "{fmt}");
         }
     }
     // An HTTP error inside a 200 body (xen-api#4603) is caught before the first byte of a VHD.
-    faults(&edge, json!({"http_error_in_body": ["/export_raw_vdi"]}));
+    edge.faults(json!({"http_error_in_body": ["/export_raw_vdi"]}));
     let g = fetch(&edge, &token, &format!("/rest/v0/vdis/{uuid}.vhd"), None);
     assert_eq!(g.status, 502);
     assert!(json_error(&g)["error"].as_str().unwrap().contains("HTTP error"));
@@ -242,7 +237,7 @@ fn mid_stream_failures_never_look_complete() {
         [json!({"cut_after": {"/export_raw_vdi": 3_000_000}}), json!({"http_error_in_body": ["/export_raw_vdi"]})]
     {
         for fmt in ["raw", "vhd"] {
-            faults(&edge, spec.clone());
+            edge.faults(spec.clone());
             let g = fetch(&edge, &token, &format!("/rest/v0/vdis/{uuid}.{fmt}"), None);
             if g.status == 200 {
                 assert!(g.body.is_err(), "{spec} {fmt}: a broken export ended like a complete one");
@@ -270,7 +265,7 @@ fn a_client_that_goes_away_leaves_nothing_behind() {
     let token = edge.token("root", "xapi-sim");
     let uuid = vdi(&edge, "rocky root", false);
     let sessions = edge.sim_stats()["sessions"].clone();
-    faults(&edge, json!({"throttle_bytes_per_sec": {"/export_raw_vdi": 8_000_000}}));
+    edge.faults(json!({"throttle_bytes_per_sec": {"/export_raw_vdi": 8_000_000}}));
     for (fmt, basic) in [("raw", false), ("vhd", false), ("raw", true), ("vhd", true)] {
         let req = edge.get(&format!("/rest/v0/vdis/{uuid}.{fmt}"));
         let req = if basic { req.basic_auth("root", Some("xapi-sim")) } else { req.bearer_auth(&token) };

@@ -91,10 +91,6 @@ fn sim_digest(edge: &Edge, uuid: &str) -> String {
     v["digest"].as_str().unwrap().to_string()
 }
 
-fn faults(edge: &Edge, spec: J) {
-    assert!(edge.http.put(format!("{}/_sim/faults", edge.sim_url)).json(&spec).send().unwrap().status().is_success());
-}
-
 /// VDIs, tasks and sessions on the simulator once the edge is done (waits for the tasks to go).
 fn counts(edge: &Edge) -> (u64, u64, u64) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -342,7 +338,7 @@ fn failed_imports_leave_no_vdi_and_no_task() {
             502,
         ),
     ] {
-        faults(&edge, fault.clone());
+        edge.faults(fault.clone());
         let (got, err) = send(&edge, "POST", &path, &token, &[], body);
         assert_eq!(got, status, "{fault}: {err}");
         assert_eq!(
@@ -351,7 +347,7 @@ fn failed_imports_leave_no_vdi_and_no_task() {
             "{fault}: something was left behind"
         );
     }
-    faults(&edge, json!({}));
+    edge.faults(json!({}));
     // The client hangs up in the middle: pass-through raw, and a VHD read through the guest.
     send_short(&edge, &new_raw, &token, raw.len(), &raw[..raw.len() / 2]);
     assert_eq!(edge.settled(&(vdis, 0, sessions), counts), (vdis, 0, sessions), "abandoned raw upload");

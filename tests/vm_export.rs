@@ -78,10 +78,6 @@ fn counts(edge: &Edge) -> (u64, u64, u64) {
     }
 }
 
-fn faults(edge: &Edge, spec: J) {
-    assert!(edge.http.put(format!("{}/_sim/faults", edge.sim_url)).json(&spec).send().unwrap().status().is_success());
-}
-
 #[test]
 fn every_kind_of_vm_exports_as_a_valid_xva() {
     let edge = Edge::start();
@@ -215,7 +211,7 @@ fn failures_leave_no_snapshot_vdi_or_task() {
             "",
         ),
     ] {
-        faults(&edge, fault);
+        edge.faults(fault);
         let got = fetch(&edge, &token, &format!("/rest/v0/vms/{vm}.xva{query}"));
         if got.status == 200 {
             assert!(got.body.is_err(), "{what}: a broken export ended like a complete one");
@@ -227,7 +223,7 @@ fn failures_leave_no_snapshot_vdi_or_task() {
         assert_eq!(edge.settled(&before, counts), before, "{what}: something was left behind");
     }
     // The client goes away in the middle.
-    faults(&edge, json!({"throttle_bytes_per_sec": {"/export": 4_000_000}}));
+    edge.faults(json!({"throttle_bytes_per_sec": {"/export": 4_000_000}}));
     let mut r = edge.get(&format!("/rest/v0/vms/{running}.xva")).bearer_auth(&token).send().unwrap();
     let mut buf = vec![0u8; 65536];
     let mut got = 0;
@@ -248,7 +244,7 @@ fn failures_leave_no_snapshot_vdi_or_task() {
     let s = edge.sim_stats();
     assert_eq!(s["objects"]["VM"].as_u64().unwrap(), before.0 + 1, "the cut-off export's snapshot is still there");
     std::thread::sleep(Duration::from_secs(4));
-    faults(&edge, json!({}));
+    edge.faults(json!({}));
     let (other, _) = vm(&edge, "XOA 🎷");
     let got = fetch(&edge, &token, &format!("/rest/v0/vms/{other}.xva"));
     assert_eq!(got.status, 200);

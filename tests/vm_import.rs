@@ -352,16 +352,7 @@ fn broken_xvas_leave_nothing_behind() {
     drop(s);
     check("the client leaves", 400, &[400]);
     // XAPI fails mid-import (its handler cut after 1 MiB).
-    let faults = |spec: J| {
-        assert!(edge
-            .http
-            .put(format!("{}/_sim/faults", edge.sim_url))
-            .json(&spec)
-            .send()
-            .unwrap()
-            .status()
-            .is_success())
-    };
+    let faults = |spec: J| edge.faults(spec);
     faults(json!({"cut_after": {"/import": 1 << 20}}));
     let (status, _, body) = import(&edge, &token, &pool, "", plain.clone(), &[]);
     faults(json!({}));

@@ -258,10 +258,6 @@ fn prometheus_metrics_parse_with_prometheus_client() {
     assert!(web_host && families.iter().any(|f| f.0.starts_with("xcp_host_")));
 }
 
-fn faults(edge: &Edge, spec: J) {
-    assert!(edge.http.put(format!("{}/_sim/faults", edge.sim_url)).json(&spec).send().unwrap().status().is_success());
-}
-
 fn num(v: &J) -> f64 {
     v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
@@ -395,9 +391,7 @@ fn missing_patches_and_smt_come_from_the_hosts_plugins() {
     assert_eq!((status, pool_patches), (200, patches));
     assert_eq!(edge.sim_calls_of("host.call_plugin"), 3, "one call per host for the pool");
     // The plugin failing is XAPI's error, not an empty list.
-    faults(
-        &edge,
-        json!({"fail": [{"method": "host.call_plugin", "nth": 1, "error": ["XENAPI_PLUGIN_FAILURE", "check_update", "yum", "busy"]}]}),
+    edge.faults(json!({"fail": [{"method": "host.call_plugin", "nth": 1, "error": ["XENAPI_PLUGIN_FAILURE", "check_update", "yum", "busy"]}]}),
     );
     let (status, e) = get(&edge, &t, &format!("/rest/v0/hosts/{master}/missing_patches"));
     assert_eq!((status, e["data"]["code"].as_str()), (502, Some("XENAPI_PLUGIN_FAILURE")), "{e}");
@@ -405,9 +399,7 @@ fn missing_patches_and_smt_come_from_the_hosts_plugins() {
     // has no such plugin (XO's answer).
     let (status, smt) = get(&edge, &t, &format!("/rest/v0/hosts/{master}/smt"));
     assert_eq!((status, smt), (200, json!({"enabled": true})));
-    faults(
-        &edge,
-        json!({"fail": [{"method": "host.call_plugin", "nth": 1, "error": ["XENAPI_MISSING_PLUGIN", "hyperthreading.py"]}]}),
+    edge.faults(json!({"fail": [{"method": "host.call_plugin", "nth": 1, "error": ["XENAPI_MISSING_PLUGIN", "hyperthreading.py"]}]}),
     );
     let (status, smt) = get(&edge, &t, &format!("/rest/v0/hosts/{master}/smt"));
     assert_eq!((status, smt), (200, json!({"enabled": null})));
@@ -486,7 +478,7 @@ fn a_hosts_audit_log_and_logs_archive_download() {
     assert_eq!(status, 501, "{e}");
     assert_eq!(get(&edge, &t, "/rest/v0/hosts/00000000-0000-0000-0000-000000000000/audit.txt").0, 404);
     // XAPI failing mid-way: the body is cut, never ended as if whole, and the task still goes.
-    faults(&edge, json!({"cut_after": {"/host_logs_download": 100000}}));
+    edge.faults(json!({"cut_after": {"/host_logs_download": 100000}}));
     let r = client.get(format!("{}/rest/v0/hosts/{master}/logs.tgz", edge.url)).bearer_auth(&t).send().unwrap();
     assert_eq!(r.status().as_u16(), 200);
     assert!(r.bytes().is_err(), "a cut archive must not look complete");

@@ -95,19 +95,25 @@ pub fn content_encoding(req: &Request) -> Result<Encoding, ApiError> {
     })
 }
 
+/// The lengths an upload announces: its `Content-Length` and its `size=` parameter (either may be absent).
+pub(crate) fn declared_lengths(req: &Request, size: Option<String>) -> Result<(Option<u64>, Option<u64>), ApiError> {
+    let content_length = match req.header("content-length") {
+        None => None,
+        Some(v) => Some(v.trim().parse::<u64>().map_err(|_| ApiError::bad_request("invalid Content-Length"))?),
+    };
+    let size = match size {
+        None => None,
+        Some(v) => Some(v.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid size {v:?}")))?),
+    };
+    Ok((content_length, size))
+}
+
 /// Reads and checks what the request says about its body, before reading it.
 pub fn read_upload(req: &Request, route: ImportRoute) -> Result<Upload, ApiError> {
     let pairs = params::pairs(&req.query);
     let param = |k: &str| pairs.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
     let encoding = content_encoding(req)?;
-    let content_length = match req.header("content-length") {
-        None => None,
-        Some(v) => Some(v.trim().parse::<u64>().map_err(|_| ApiError::bad_request("invalid Content-Length"))?),
-    };
-    let size = match param("size") {
-        None => None,
-        Some(v) => Some(v.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid size {v:?}")))?),
-    };
+    let (content_length, size) = declared_lengths(req, param("size"))?;
     let plain_length = content_length.filter(|_| encoding == Encoding::Identity);
     let length = match route.format {
         DiskFormat::Vhd => plain_length,

@@ -53,14 +53,7 @@ pub fn read_vm_upload(req: &Request, pool: String) -> Result<VmUpload, ApiError>
     let pairs = params::pairs(&req.query);
     let param = |k: &str| pairs.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
     let encoding = content_encoding(req)?;
-    let content_length = match req.header("content-length") {
-        None => None,
-        Some(v) => Some(v.trim().parse::<u64>().map_err(|_| ApiError::bad_request("invalid Content-Length"))?),
-    };
-    let size = match param("size") {
-        None => None,
-        Some(v) => Some(v.parse::<u64>().map_err(|_| ApiError::bad_request(format!("invalid size {v:?}")))?),
-    };
+    let (content_length, size) = super::import::declared_lengths(req, param("size"))?;
     if let (Some(s), Some(l)) = (size, content_length) {
         if s != l {
             return Err(ApiError::bad_request(format!("size={s} but the body has {l} bytes")));

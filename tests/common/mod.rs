@@ -247,6 +247,12 @@ impl Edge {
         self.sim_stats()["total_calls"].as_u64().unwrap()
     }
 
+    /// Sets the simulator's faults (`PUT /_sim/faults`, a `FaultSpec`), replacing any set before.
+    pub fn faults(&self, spec: J) {
+        let r = self.http.put(format!("{}/_sim/faults", self.sim_url)).json(&spec).send().unwrap();
+        assert!(r.status().is_success(), "faults refused: {spec}");
+    }
+
     /// A JSON-RPC call straight to the simulator.
     pub fn xapi(&self, method: &str, params: J) -> J {
         let body = json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 1});
