@@ -12,6 +12,8 @@
 //!   the VM `attach_to` (uuid or ref) when given; answers its uuid and ref.
 //!
 //! - `POST /_sim/perfmon`: one perfmon evaluation now (it also runs every 5 s); answers the alarms raised.
+//! - `GET /_sim/hosts`: each host's URL, whether it is up and which is the master; `PUT /_sim/hosts/{uuid}/link`
+//!   (`{"up"}`): a host off the network or back; `POST /_sim/failover`: an HA failover to another live host.
 //!
 //! Nothing here is reachable through XAPI's protocols.
 
@@ -204,6 +206,57 @@ async fn guest_agent(
     })
 }
 
+/// `POST /_sim/failover`: an HA failover ([`crate::infra::fail_over`]): the master goes off the network and another
+/// live host takes over. Answers the new master's uuid and URL first (the answer may be going out through the master),
+/// then fails over, 50 ms later.
+async fn failover(State(sim): State<Arc<Sim>>) -> Result<Json<J>, (StatusCode, String)> {
+    let new = crate::infra::failover_target(&sim).ok_or((StatusCode::CONFLICT, "no other live host".to_string()))?;
+    let uuid = sim.db.lock().field_str(&new, "uuid");
+    let url = crate::pool_net::url_of(&sim, &new);
+    let s = sim.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        crate::infra::fail_over(&s, &new);
+    });
+    Ok(Json(json!({ "master": uuid, "url": url })))
+}
+
+/// `PUT /_sim/hosts/{uuid}/link` (`{"up": bool}`): takes a host off the network or puts it back (nothing else
+/// about it changes: a network outage, not a host failure).
+async fn link(
+    State(sim): State<Arc<Sim>>,
+    axum::extract::Path(uuid): axum::extract::Path<String>,
+    Json(body): Json<J>,
+) -> Result<Json<J>, (StatusCode, String)> {
+    let up = body.get("up").and_then(J::as_bool).ok_or((StatusCode::BAD_REQUEST, "{\"up\": bool}".to_string()))?;
+    let host = sim.db.lock().ref_by_uuid(&uuid).cloned().ok_or((StatusCode::NOT_FOUND, "no such host".to_string()))?;
+    if !crate::pool_net::set_link(&sim, &host, up) {
+        return Err((StatusCode::NOT_FOUND, "that host has no endpoint".to_string()));
+    }
+    Ok(Json(json!({ "up": up })))
+}
+
+/// `GET /_sim/hosts`: each host's uuid, name, URL, whether it is up and whether it is the master.
+async fn hosts(State(sim): State<Arc<Sim>>) -> Json<J> {
+    let master = sim.master();
+    let mut refs: Vec<String> = sim.endpoints.lock().keys().cloned().collect();
+    let db = sim.db.lock();
+    refs.sort_by_key(|h| (*h != master, db.field_str(h, "name_label")));
+    Json(J::Array(
+        refs.iter()
+            .map(|h| {
+                json!({
+                    "uuid": db.field_str(h, "uuid"),
+                    "name_label": db.field_str(h, "name_label"),
+                    "url": crate::pool_net::url_of(&sim, h),
+                    "up": crate::pool_net::is_up(&sim, h),
+                    "master": *h == master,
+                })
+            })
+            .collect(),
+    ))
+}
+
 pub fn router() -> Router<Arc<Sim>> {
     Router::new()
         .route("/stats", get(stats))
@@ -214,4 +267,7 @@ pub fn router() -> Router<Arc<Sim>> {
         .route("/vdis/{uuid}", get(vdi))
         .route("/vms/{uuid}/guest_agent", post(guest_agent))
         .route("/perfmon", post(perfmon))
+        .route("/failover", post(failover))
+        .route("/hosts", get(hosts))
+        .route("/hosts/{uuid}/link", axum::routing::put(link))
 }

@@ -27,6 +27,128 @@ use xo_edge::formats::vhd::{DynamicLayout, PushError, VhdEvent, VhdStreamParser,
 
 type Query = HashMap<String, String>;
 
+/// Where a handler request arrived: the host it reached, and the request's path and query (kept as sent for a
+/// redirect).
+pub struct At {
+    pub here: crate::pool_net::Here,
+    pub uri: axum::http::Uri,
+}
+
+/// What a handler needs to see to serve a request here: the storage of a VDI, of a VM's disks, or an SR (the
+/// pool's default one when `None`).
+enum Needs<'a> {
+    Nothing,
+    Vdi(&'a str),
+    Vm(&'a str),
+    Sr(Option<&'a str>),
+}
+
+/// Where a request is served.
+enum Where {
+    Here,
+    /// At another host: a `302` to this URL.
+    There(String),
+    /// Nowhere: no live host sees the storage.
+    Nowhere,
+}
+
+/// The SRs a request needs ([`Needs`]); empty when its object is unknown (the handler then fails as it would).
+fn needed_srs(db: &crate::db::Db, needs: &Needs) -> Vec<String> {
+    let find = |class: &str, key: &str| -> Option<String> {
+        if db.get_of(class, key).is_some() {
+            return Some(key.to_string());
+        }
+        db.ref_by_uuid(key).filter(|r| db.get_of(class, r).is_some()).cloned()
+    };
+    match needs {
+        Needs::Nothing => Vec::new(),
+        Needs::Vdi(key) => find("VDI", key).map(|v| db.field_str(&v, "SR")).into_iter().collect(),
+        Needs::Sr(Some(key)) => find("SR", key).into_iter().collect(),
+        Needs::Sr(None) => db
+            .all("pool")
+            .next()
+            .and_then(|(_, p)| p.get("default_SR").and_then(Value::as_str))
+            .filter(|sr| db.get_of("SR", sr).is_some())
+            .map(str::to_string)
+            .into_iter()
+            .collect(),
+        Needs::Vm(key) => {
+            let Some(vm) = find("VM", key) else { return Vec::new() };
+            let vm_rec = db.get(&vm).cloned().unwrap_or_default();
+            // `Xapi_vm_helpers.assert_can_see_SRs`: the VDIs of its non-empty VBDs, and a suspended VM's image.
+            let mut vdis: Vec<String> = vm_rec
+                .get("VBDs")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|b| b.as_str().and_then(|b| db.get(b)))
+                .filter(|b| b.get("empty").and_then(Value::as_bool) != Some(true))
+                .filter_map(|b| b.get("VDI").and_then(Value::as_str).map(str::to_string))
+                .collect();
+            if vm_rec.get("power_state").and_then(Value::as_str) == Some("Suspended") {
+                vdis.push(db.field_str(&vm, "suspend_VDI"));
+            }
+            let mut srs: Vec<String> =
+                vdis.iter().filter(|v| db.get_of("VDI", v).is_some()).map(|v| db.field_str(v, "SR")).collect();
+            srs.sort();
+            srs.dedup();
+            srs
+        }
+    }
+}
+
+/// Whether `host` sees every SR of `srs`: a plugged PBD of each (`Xapi_vm_helpers.assert_can_see_specified_SRs`).
+fn sees(db: &crate::db::Db, host: &str, srs: &[String]) -> bool {
+    srs.iter().all(|sr| {
+        db.all("PBD").any(|(_, p)| {
+            p.get("host").and_then(Value::as_str) == Some(host)
+                && p.get("SR").and_then(Value::as_str) == Some(sr.as_str())
+                && p.get("currently_attached").and_then(Value::as_bool) == Some(true)
+        })
+    })
+}
+
+/// Where a request needing `needs` is served, as XAPI decides it (`ocaml/xapi/importexport.ml`,
+/// `check_sr_availability` then `find_host_for_sr`; `export.ml`, `check_vm_host_SRs` then `find_host_for_VM`): here
+/// if this host sees the storage, else at a live host that does (its URL, the same path and query: `importexport.ml`,
+/// `return_302_redirect`).
+fn route(sim: &Sim, at: &At, needs: &Needs) -> Where {
+    if at.here.0.is_empty() {
+        return Where::Here;
+    }
+    let (target, srs) = {
+        let db = sim.db.lock();
+        let srs = needed_srs(&db, needs);
+        if srs.is_empty() || sees(&db, &at.here.0, &srs) {
+            return Where::Here;
+        }
+        let mut hosts: Vec<String> = db
+            .all("host")
+            .map(|(r, _)| r.clone())
+            .filter(|h| crate::infra::is_live(&db, h) && sees(&db, h, &srs))
+            .collect();
+        hosts.sort_by_key(|h| db.field_str(h, "name_label"));
+        (hosts.into_iter().next(), srs)
+    };
+    let _ = srs;
+    match target.and_then(|h| crate::pool_net::url_of(sim, &h)) {
+        Some(base) => {
+            let path_and_query = at.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+            Where::There(format!("{base}{path_and_query}"))
+        }
+        None => Where::Nowhere,
+    }
+}
+
+fn redirect(location: &str) -> Response<Body> {
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::FOUND;
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    r
+}
+
 fn html(status: StatusCode, title: &str, text: &str) -> Response<Body> {
     let mut r =
         Response::new(Body::from(format!("<html><body><h1>HTTP {} {title}</h1>{text}</body></html>", status.as_u16())));
@@ -112,7 +234,14 @@ impl Ctx {
 }
 
 /// Authenticates and sets up the task, or answers as XAPI does (401 HTML, 403 for RBAC).
-async fn begin(sim: &Arc<Sim>, path: &str, q: &Query, headers: &HeaderMap) -> Result<Ctx, Response<Body>> {
+async fn begin(
+    sim: &Arc<Sim>,
+    at: &At,
+    needs: Needs<'_>,
+    path: &str,
+    q: &Query,
+    headers: &HeaderMap,
+) -> Result<Ctx, Response<Body>> {
     *sim.stats.lock().handler_requests.entry(path.to_string()).or_default() += 1;
     let (session, temp) = if let Some(s) = param(q, headers, "session_id") {
         (s, false)
@@ -134,6 +263,14 @@ async fn begin(sim: &Arc<Sim>, path: &str, q: &Query, headers: &HeaderMap) -> Re
         }
         return Err(html(StatusCode::FORBIDDEN, "forbidden", "Access denied."));
     }
+    // Decided before the task is touched: a redirected request's task is the client's to carry to the other host.
+    let place = route(sim, at, &needs);
+    if let Where::There(location) = &place {
+        if temp {
+            sim.logout(&session);
+        }
+        return Err(redirect(location));
+    }
     let (task, own) = match param(q, headers, "task_id") {
         Some(t) => {
             if sim.db.lock().get_of("task", &t).is_none() {
@@ -149,6 +286,12 @@ async fn begin(sim: &Arc<Sim>, path: &str, q: &Query, headers: &HeaderMap) -> Re
     sim.active_tasks.lock().insert(task.clone());
     sim.write(|db| set_cancellable(db, &task));
     let ctx = Ctx { sim: sim.clone(), session, temp_session: temp, task, own_task: own };
+    if let Where::Nowhere = place {
+        // No live host sees the storage (`Xapi_vm_helpers.choose_host` finds none).
+        let e = XapiError::new("NO_HOSTS_AVAILABLE", &[]);
+        ctx.finish(Err(e.clone()));
+        return Err(internal_error(&e));
+    }
     if let Err(e) = sim.before_call(path, false).await {
         ctx.finish(Err(e.clone()));
         return Err(internal_error(&e));
@@ -346,12 +489,20 @@ fn stream_response(
 }
 
 /// `GET /audit_log[?since=…]` (`ocaml/xapi/audit_log.ml`, `handler`): the audit lines, `text/plain`.
-pub async fn audit_log(sim: Arc<Sim>, q: Query, headers: HeaderMap) -> Response<Body> {
-    let ctx = match begin(&sim, "/audit_log", &q, &headers).await {
+///
+/// The audit log is the master's: other hosts send their lines there (`ocaml/xapi/xapi_http.ml`,
+/// `append_to_master_audit_log`), so another host's is empty.
+pub async fn audit_log(sim: Arc<Sim>, at: At, q: Query, headers: HeaderMap) -> Response<Body> {
+    let ctx = match begin(&sim, &at, Needs::Nothing, "/audit_log", &q, &headers).await {
         Ok(c) => c,
         Err(r) => return r,
     };
-    let text = crate::hostlogs::audit_since(&sim, q.get("since").map(String::as_str).unwrap_or(""));
+    let on_master = sim.slave_refusal(&at.here.0).is_none();
+    let text = if on_master {
+        crate::hostlogs::audit_since(&sim, q.get("since").map(String::as_str).unwrap_or(""))
+    } else {
+        String::new()
+    };
     stream_response(ctx, "/audit_log", vec![("content-type", "text/plain".to_string())], move |w| {
         w.write_all(text.as_bytes())?;
         Ok(Value::str(""))
@@ -359,12 +510,14 @@ pub async fn audit_log(sim: Arc<Sim>, q: Query, headers: HeaderMap) -> Response<
 }
 
 /// `GET /host_logs_download` (`ocaml/xapi/xapi_logs_download.ml`, `logs_download_handler`): the logs archive.
-pub async fn host_logs_download(sim: Arc<Sim>, q: Query, headers: HeaderMap) -> Response<Body> {
-    let ctx = match begin(&sim, "/host_logs_download", &q, &headers).await {
+pub async fn host_logs_download(sim: Arc<Sim>, at: At, q: Query, headers: HeaderMap) -> Response<Body> {
+    let ctx = match begin(&sim, &at, Needs::Nothing, "/host_logs_download", &q, &headers).await {
         Ok(c) => c,
         Err(r) => return r,
     };
-    let audit = crate::hostlogs::audit_since(&sim, "");
+    // The host's own logs: the audit lines are on the master only.
+    let on_master = sim.slave_refusal(&at.here.0).is_none();
+    let audit = if on_master { crate::hostlogs::audit_since(&sim, "") } else { String::new() };
     stream_response(ctx, "/host_logs_download", Vec::new(), move |w| {
         w.write_all(&crate::hostlogs::archive(&audit)?)?;
         Ok(Value::str(""))
@@ -395,12 +548,12 @@ fn early_fail(ctx: Ctx, e: XapiError, status: StatusCode) -> Response<Body> {
 }
 
 /// `GET /export?ref=|uuid=&use_compression=`: the VM as an XVA.
-pub async fn export(sim: Arc<Sim>, q: Query, headers: HeaderMap) -> Response<Body> {
-    let ctx = match begin(&sim, "/export", &q, &headers).await {
+pub async fn export(sim: Arc<Sim>, at: At, q: Query, headers: HeaderMap) -> Response<Body> {
+    let key = q.get("ref").or_else(|| q.get("uuid")).cloned().unwrap_or_default();
+    let ctx = match begin(&sim, &at, Needs::Vm(&key), "/export", &q, &headers).await {
         Ok(c) => c,
         Err(r) => return r,
     };
-    let key = q.get("ref").or_else(|| q.get("uuid")).cloned().unwrap_or_default();
     let vm = match lookup(&sim, "VM", &key) {
         Ok(v) => v,
         Err(e) => return early_fail(ctx, e, StatusCode::INTERNAL_SERVER_ERROR),
@@ -462,8 +615,9 @@ pub async fn export(sim: Arc<Sim>, q: Query, headers: HeaderMap) -> Response<Bod
 }
 
 /// `GET /export_raw_vdi?vdi=&format=raw|vhd`.
-pub async fn export_raw_vdi(sim: Arc<Sim>, q: Query, headers: HeaderMap) -> Response<Body> {
-    let ctx = match begin(&sim, "/export_raw_vdi", &q, &headers).await {
+pub async fn export_raw_vdi(sim: Arc<Sim>, at: At, q: Query, headers: HeaderMap) -> Response<Body> {
+    let needs = Needs::Vdi(q.get("vdi").map(String::as_str).unwrap_or(""));
+    let ctx = match begin(&sim, &at, needs, "/export_raw_vdi", &q, &headers).await {
         Ok(c) => c,
         Err(r) => return r,
     };
@@ -541,8 +695,8 @@ fn write_vhd(disk: &SparseDisk, uuid: [u8; 16], w: &mut impl Write) -> io::Resul
 }
 
 /// `PUT /import_raw_vdi?vdi=|sr_id=&format=raw|vhd`: writes the body onto the VDI.
-pub async fn import_raw_vdi(sim: Arc<Sim>, q: Query, headers: HeaderMap, body: Body) -> Response<Body> {
-    match prepare_import(&sim, &q, &headers).await {
+pub async fn import_raw_vdi(sim: Arc<Sim>, at: At, q: Query, headers: HeaderMap, body: Body) -> Response<Body> {
+    match prepare_import(&sim, &at, &q, &headers).await {
         Ok(prepared) => transfer_import(sim, prepared, body).await,
         Err(refusal) => {
             // Read (up to 1 MiB of) what the client is still sending: closing a connection with unread data resets it,
@@ -563,8 +717,19 @@ struct PreparedImport {
 }
 
 /// Checks an import's request and finds (or creates, raw onto an SR) its VDI; the refusal answer otherwise.
-async fn prepare_import(sim: &Arc<Sim>, q: &Query, headers: &HeaderMap) -> Result<PreparedImport, Response<Body>> {
-    let ctx = begin(sim, "/import_raw_vdi", q, headers).await?;
+async fn prepare_import(
+    sim: &Arc<Sim>,
+    at: &At,
+    q: &Query,
+    headers: &HeaderMap,
+) -> Result<PreparedImport, Response<Body>> {
+    // `import_raw_vdi.ml`, `import`: the VDI's SR, or the SR named; decided before the body is read.
+    let needs = match (q.get("vdi"), q.get("sr_id").or_else(|| q.get("sr_uuid"))) {
+        (Some(v), _) => Needs::Vdi(v),
+        (None, Some(sr)) => Needs::Sr(Some(sr)),
+        (None, None) => Needs::Nothing,
+    };
+    let ctx = begin(sim, at, needs, "/import_raw_vdi", q, headers).await?;
     if headers.contains_key(header::TRANSFER_ENCODING) {
         return Err(early_fail(
             ctx,
@@ -759,10 +924,18 @@ impl io::Read for ChannelReader {
 /// default without one: `DEFAULT_SR_NOT_FOUND`; an ISO SR: `SR_OPERATION_NOT_SUPPORTED`). Then the `200` and the
 /// body, read as it comes; the task ends with the new VM (a set of refs) or the failure, after what the import made
 /// is removed.
-pub async fn import(sim: Arc<Sim>, q: Query, headers: HeaderMap, body: Body) -> Response<Body> {
-    let ctx = match begin(&sim, "/import", &q, &headers).await {
+pub async fn import(sim: Arc<Sim>, at: At, q: Query, headers: HeaderMap, body: Body) -> Response<Body> {
+    // `import.ml`, `handler`: the SR named or the pool's default, checked before the body is read.
+    let needs = Needs::Sr(q.get("sr_id").or_else(|| q.get("sr_uuid")).map(String::as_str));
+    let ctx = match begin(&sim, &at, needs, "/import", &q, &headers).await {
         Ok(c) => c,
-        Err(r) => return r,
+        Err(r) => {
+            if r.status() == StatusCode::FOUND {
+                // Nothing of the body was read: the client sends it to the other host.
+                let _ = axum::body::to_bytes(body, 1 << 20).await;
+            }
+            return r;
+        }
     };
     if headers.contains_key(header::TRANSFER_ENCODING) {
         let _ = axum::body::to_bytes(body, 1 << 20).await;

@@ -32,6 +32,7 @@ pub const CALLS: &[&str] = &[
     "pool.eject",
     "pool.management_reconfigure",
     "pool.create_VLAN_from_PIF",
+    "pool.designate_new_master",
     "SR.create",
     "SR.destroy",
     "SR.forget",
@@ -114,6 +115,7 @@ pub async fn call(sim: &Arc<Sim>, class: &str, op: &str, args: &[Value]) -> R<Va
             Ok(Value::str(""))
         }
         ("pool", "eject") => sim.write(|db| pool_eject(db, &a(0))),
+        ("pool", "designate_new_master") => designate_new_master(sim, &a(0)),
         ("pool", "management_reconfigure") => sim.write(|db| {
             let network = a(0);
             let pifs = refs_of(obj(db, "network", &network)?, "PIFs");
@@ -366,7 +368,7 @@ fn boot_up(db: &mut Db, host: &str, auto_enable: bool) {
 
 /// `other_config:agent_start_time`, which XAPI sets when it starts (`dbsync_slave.ml`, `record_host_memory_properties`
 /// and its neighbours) and clients watch to know a toolstack restart is done.
-fn stamp_agent_start(db: &mut Db, host: &str) {
+pub(crate) fn stamp_agent_start(db: &mut Db, host: &str) {
     let now = format!("{:.1}", time::OffsetDateTime::now_utc().unix_timestamp_nanos() as f64 / 1e9);
     db.update(host, |h| {
         if let Some(Value::Map(m)) = h.get_mut("other_config") {
@@ -405,6 +407,84 @@ fn restart_agent(sim: &Arc<Sim>, host: &str) -> R<Value> {
         sim.write(|db| stamp_agent_start(db, &host));
     });
     Ok(Value::str(""))
+}
+
+/// `pool.designate_new_master(host)` (`ocaml/xapi/xapi_pool.ml`, `designate_new_master`, and
+/// `xapi_pool_transition.ml`, `attempt_two_phase_commit_of_new_master`): refused while HA is on
+/// (`HA_IS_ENABLED`); a no-op on the master itself. Otherwise the call returns, then the master moves: both
+/// toolstacks restart on the new roles, so every session and task is gone (they are not persisted), and the new
+/// master posts `POOL_MASTER_TRANSITION` (`consider_sending_alert`).
+fn designate_new_master(sim: &Arc<Sim>, host: &str) -> R<Value> {
+    {
+        let db = sim.db.lock();
+        obj(&db, "host", host)?;
+        let pool = db.all("pool").next().map(|(_, p)| p.clone()).unwrap_or_default();
+        if bool_of(&pool, "ha_enabled") {
+            return Err(XapiError::new("HA_IS_ENABLED", &[]));
+        }
+        if str_of(&pool, "master") == host {
+            return Ok(Value::str(""));
+        }
+        if !is_live(&db, host) {
+            return Err(XapiError::new("HOST_OFFLINE", &[host]));
+        }
+    }
+    let (sim, host) = (sim.clone(), host.to_string());
+    let delay = sim.host_boot() / 4;
+    tokio::spawn(async move {
+        tokio::time::sleep(delay).await;
+        move_master(&sim, &host);
+    });
+    Ok(Value::str(""))
+}
+
+/// The master moves to `new` (a designation, or an HA failover): every session and task is gone, `pool.master`
+/// names `new`, the toolstacks of the old and new master have a new start time, and the new master posts
+/// `POOL_MASTER_TRANSITION` (`ocaml/xapi-consts/api_messages.ml`, priority 4).
+pub fn move_master(sim: &Sim, new: &str) {
+    sim.restart_master();
+    sim.write(|db| {
+        let old = master(db);
+        let pool = db.all("pool").next().map(|(r, _)| r.clone());
+        if let Some(pool) = pool {
+            db.set(&pool, "master", Value::str(new));
+        }
+        for h in [old.as_str(), new] {
+            if db.get_of("host", h).is_some() && is_live(db, h) {
+                stamp_agent_start(db, h);
+            }
+        }
+        let uuid = db.field_str(new, "uuid");
+        let f = Fields::from([
+            ("name".into(), Value::str("POOL_MASTER_TRANSITION")),
+            ("priority".into(), Value::Int(4)),
+            ("cls".into(), Value::str("Host")),
+            ("obj_uuid".into(), Value::str(uuid)),
+            ("body".into(), Value::str("")),
+            ("timestamp".into(), Value::DateTime(now_datetime())),
+        ]);
+        db.create("message", f);
+    });
+}
+
+/// An HA failover: the master dies (off the network, not live) and the first other live host takes over
+/// (`ocaml/xapi/xapi_ha.ml`: the surviving hosts elect a master, which restarts as master): `new`, chosen by
+/// [`failover_target`]. The VMs the dead host ran are left as they were.
+pub fn fail_over(sim: &Sim, new: &str) {
+    let old = master(&sim.db.lock());
+    crate::pool_net::set_link(sim, &old, false);
+    sim.write(|db| set_live(db, &old, false));
+    move_master(sim, new);
+}
+
+/// The host an HA failover makes master: the first other live host by name.
+pub fn failover_target(sim: &Sim) -> Option<String> {
+    let db = sim.db.lock();
+    let old = master(&db);
+    let mut others: Vec<String> =
+        db.all("host").map(|(r, _)| r.clone()).filter(|h| *h != old && is_live(&db, h)).collect();
+    others.sort_by_key(|h| db.field_str(h, "name_label"));
+    others.into_iter().next()
 }
 
 /// `host.management_reconfigure(pif)` / `pool.management_reconfigure(network)` (`Xapi_host.management_reconfigure`,

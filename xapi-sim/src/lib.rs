@@ -26,6 +26,7 @@
 //! - [`control`]: the `/_sim/` control API.
 //! - [`scenario`]: the demo pool and generated pools.
 //! - [`server`]: routing of XAPI's endpoints and the control API.
+//! - [`pool_net`]: every host on an address of its own; hosts going down and coming back.
 
 pub mod allowed;
 pub mod api;
@@ -40,6 +41,7 @@ pub mod import;
 pub mod infra;
 pub mod jsonrpc;
 pub mod perfmon;
+pub mod pool_net;
 pub mod rrd;
 pub mod scenario;
 pub mod schema;
@@ -97,13 +99,25 @@ pub fn build(options: &Options) -> Arc<sim::Sim> {
 /// Starts a simulator on `addr` in the current tokio runtime; returns its bound address.
 pub async fn start(options: &Options, addr: &str) -> std::io::Result<(std::net::SocketAddr, Arc<sim::Sim>)> {
     let sim = build(options);
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
+    // Port 0: another port when one of the other hosts' addresses is taken on the one picked.
+    let mut tries = if addr.ends_with(":0") { 20 } else { 1 };
+    let (local, hosts) = loop {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        match server::bind(&sim, listener).await {
+            Ok(hosts) => break (local, hosts),
+            Err(e) => {
+                tries -= 1;
+                if tries == 0 {
+                    return Err(e);
+                }
+            }
+        }
+    };
     let s = sim.clone();
     tokio::spawn(async move {
-        let _ = server::serve(s, listener).await;
+        let _ = server::serve(s, hosts).await;
     });
-
     Ok((local, sim))
 }
 

@@ -47,6 +47,7 @@ async fn main() -> std::io::Result<()> {
     let sim = xapi_sim::build(&options);
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     let addr = listener.local_addr()?;
+    let hosts = xapi_sim::server::bind(&sim, listener).await?;
     let vms = sim.db.lock().count("VM");
     println!("XAPI_SIM_URL=http://{addr}");
     println!("xapi-sim: {vms} VM records built in {:?}", started.elapsed());
@@ -54,5 +55,13 @@ async fn main() -> std::io::Result<()> {
     if let Some(p) = &args.port_file {
         std::fs::write(p, addr.port().to_string())?;
     }
-    xapi_sim::server::serve(sim, listener).await
+    for (host, _) in &hosts {
+        let db = sim.db.lock();
+        println!(
+            "xapi-sim: host {} on {}",
+            db.field_str(host, "name_label"),
+            xapi_sim::pool_net::url_of(&sim, host).unwrap_or_default()
+        );
+    }
+    xapi_sim::server::serve(sim, hosts).await
 }

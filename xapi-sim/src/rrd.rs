@@ -256,7 +256,12 @@ fn f_to_s(f: f64) -> String {
 }
 
 /// `GET /rrd_updates`.
-pub async fn rrd_updates(sim: Arc<Sim>, raw_query: Option<String>, headers: HeaderMap) -> Response<Body> {
+pub async fn rrd_updates(
+    sim: Arc<Sim>,
+    here: &crate::pool_net::Here,
+    raw_query: Option<String>,
+    headers: HeaderMap,
+) -> Response<Body> {
     let q = query_pairs(raw_query.as_deref().unwrap_or(""));
     let get = |k: &str| q.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
     let session = get("session_id").or_else(|| {
@@ -310,10 +315,16 @@ pub async fn rrd_updates(sim: Arc<Sim>, raw_query: Option<String>, headers: Head
         let recorded = sim.data_sources.lock().clone();
         let db = sim.db.lock();
         let none = std::collections::BTreeSet::new();
+        // The host that was asked (the master where the simulator serves no per-host endpoint): xcp-rrdd answers
+        // for its own host and the VMs resident on it, and nothing else (`ocaml/xapi/rrdd_proxy.ml`,
+        // `get_rrd_updates_forwarder`, hands the request to the local xcp-rrdd).
+        let this_host = if here.0.is_empty() {
+            db.all("pool").next().and_then(|(_, p)| p.get("master").and_then(Value::as_str).map(str::to_string))
+        } else {
+            Some(here.0.clone())
+        };
         if with_host {
-            let master =
-                db.all("pool").next().and_then(|(_, p)| p.get("master").and_then(Value::as_str).map(str::to_string));
-            if let Some((m, sources)) = master.and_then(|m| sources_of(&db, &none, &m).map(|s| (m, s))) {
+            if let Some((m, sources)) = this_host.clone().and_then(|m| sources_of(&db, &none, &m).map(|s| (m, s))) {
                 objects.push((format!("host:{}:", db.field_str(&m, "uuid")), sources));
             }
         }
@@ -321,6 +332,9 @@ pub async fn rrd_updates(sim: Arc<Sim>, raw_query: Option<String>, headers: Head
             let uuid = vm.get("uuid").and_then(Value::as_str).unwrap_or_default().to_string();
             let control = vm.get("is_control_domain").and_then(Value::as_bool) == Some(true);
             if control || (!only.is_empty() && !only.contains(&uuid)) {
+                continue;
+            }
+            if !here.0.is_empty() && this_host.as_deref() != vm.get("resident_on").and_then(Value::as_str) {
                 continue;
             }
             // Running VMs only: a halted VM has no sources.

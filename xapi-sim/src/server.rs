@@ -5,12 +5,14 @@
 //! trailing slash) are the HTTP handlers. `/_sim/...` is the control API for tests (faults, counters, disk
 //! digests); it is not part of XAPI and no xo-edge code may call it.
 
+use crate::pool_net::Here;
 use crate::sim::Sim;
 use crate::{api, control, handlers, jsonrpc, xmlrpc};
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use axum::routing::{get, post, put};
+use axum::Extension;
 use axum::Router;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -80,13 +82,39 @@ async fn run_to_end(
     }
 }
 
-async fn jsonrpc_endpoint(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> Response<Body> {
+/// What a host that is not the master answers instead of running a call: logins and calls with an ordinary
+/// session get `HOST_IS_SLAVE`, an unknown session `SESSION_INVALID` (`ocaml/xapi/session_check.ml`, `check`: the
+/// session is looked up first); `system.*` needs no session and is answered anywhere.
+fn refused_here(sim: &Sim, here: &Here, method: &str, params: &[crate::value::Value]) -> Option<crate::sim::XapiError> {
+    let refusal = sim.slave_refusal(&here.0)?;
+    if method.starts_with("system.") {
+        return None;
+    }
+    if method.starts_with("session.login") {
+        return Some(refusal);
+    }
+    let session = params.first().cloned().unwrap_or(crate::value::Value::str(""));
+    match sim.session(&session) {
+        Ok(_) => Some(refusal),
+        Err(e) => Some(e),
+    }
+}
+
+async fn jsonrpc_endpoint(
+    State(sim): State<Arc<Sim>>,
+    Extension(here): Extension<Here>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response<Body> {
     count_rpc(&sim, &headers);
     let req = match jsonrpc::parse(&body) {
         Ok(r) => r,
         Err(_) => return malformed(),
     };
-    let result = run_to_end(&sim, req.method.clone(), req.params.clone()).await;
+    let result = match refused_here(&sim, &here, &req.method, &req.params) {
+        Some(e) => Err(e),
+        None => run_to_end(&sim, req.method.clone(), req.params.clone()).await,
+    };
     let mut r = Response::new(Body::from(jsonrpc::reply(&req, &result).to_string()));
     r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
@@ -94,6 +122,7 @@ async fn jsonrpc_endpoint(State(sim): State<Arc<Sim>>, headers: HeaderMap, body:
 
 async fn xmlrpc_endpoint(
     State(sim): State<Arc<Sim>>,
+    Extension(here): Extension<Here>,
     method: Method,
     headers: HeaderMap,
     body: Bytes,
@@ -111,7 +140,11 @@ async fn xmlrpc_endpoint(
         Ok(c) => c,
         Err(_) => return malformed(),
     };
-    let xml = match run_to_end(&sim, name.clone(), params).await {
+    let result = match refused_here(&sim, &here, &name, &params) {
+        Some(e) => Err(e),
+        None => run_to_end(&sim, name.clone(), params).await,
+    };
+    let xml = match result {
         // XAPI sends this one reply bare, without the `Status`/`Value` struct (`api_server.ml`, `callback`).
         Ok(v) if name == "system.listMethods" => xmlrpc::bare(&v),
         Ok(v) => xmlrpc::success(&v),
@@ -122,40 +155,80 @@ async fn xmlrpc_endpoint(
     r
 }
 
-async fn export(State(sim): State<Arc<Sim>>, Query(q): Q, headers: HeaderMap) -> Response<Body> {
-    handlers::export(sim, q, headers).await
+async fn export(
+    State(sim): State<Arc<Sim>>,
+    Extension(here): Extension<Here>,
+    uri: axum::http::Uri,
+    Query(q): Q,
+    headers: HeaderMap,
+) -> Response<Body> {
+    handlers::export(sim, handlers::At { here, uri }, q, headers).await
 }
 
-async fn audit_log(State(sim): State<Arc<Sim>>, Query(q): Q, headers: HeaderMap) -> Response<Body> {
-    handlers::audit_log(sim, q, headers).await
+async fn audit_log(
+    State(sim): State<Arc<Sim>>,
+    Extension(here): Extension<Here>,
+    uri: axum::http::Uri,
+    Query(q): Q,
+    headers: HeaderMap,
+) -> Response<Body> {
+    handlers::audit_log(sim, handlers::At { here, uri }, q, headers).await
 }
 
-async fn host_logs_download(State(sim): State<Arc<Sim>>, Query(q): Q, headers: HeaderMap) -> Response<Body> {
-    handlers::host_logs_download(sim, q, headers).await
+async fn host_logs_download(
+    State(sim): State<Arc<Sim>>,
+    Extension(here): Extension<Here>,
+    uri: axum::http::Uri,
+    Query(q): Q,
+    headers: HeaderMap,
+) -> Response<Body> {
+    handlers::host_logs_download(sim, handlers::At { here, uri }, q, headers).await
 }
 
-async fn export_raw_vdi(State(sim): State<Arc<Sim>>, Query(q): Q, headers: HeaderMap) -> Response<Body> {
-    handlers::export_raw_vdi(sim, q, headers).await
+async fn export_raw_vdi(
+    State(sim): State<Arc<Sim>>,
+    Extension(here): Extension<Here>,
+    uri: axum::http::Uri,
+    Query(q): Q,
+    headers: HeaderMap,
+) -> Response<Body> {
+    handlers::export_raw_vdi(sim, handlers::At { here, uri }, q, headers).await
 }
 
-async fn import_raw_vdi(State(sim): State<Arc<Sim>>, Query(q): Q, headers: HeaderMap, body: Body) -> Response<Body> {
-    handlers::import_raw_vdi(sim, q, headers, body).await
+async fn import_raw_vdi(
+    State(sim): State<Arc<Sim>>,
+    Extension(here): Extension<Here>,
+    uri: axum::http::Uri,
+    Query(q): Q,
+    headers: HeaderMap,
+    body: Body,
+) -> Response<Body> {
+    handlers::import_raw_vdi(sim, handlers::At { here, uri }, q, headers, body).await
 }
 
-async fn import(State(sim): State<Arc<Sim>>, Query(q): Q, headers: HeaderMap, body: Body) -> Response<Body> {
-    handlers::import(sim, q, headers, body).await
+async fn import(
+    State(sim): State<Arc<Sim>>,
+    Extension(here): Extension<Here>,
+    uri: axum::http::Uri,
+    Query(q): Q,
+    headers: HeaderMap,
+    body: Body,
+) -> Response<Body> {
+    handlers::import(sim, handlers::At { here, uri }, q, headers, body).await
 }
 
 async fn rrd_updates(
     State(sim): State<Arc<Sim>>,
+    Extension(here): Extension<Here>,
     axum::extract::RawQuery(q): axum::extract::RawQuery,
     headers: HeaderMap,
 ) -> Response<Body> {
-    crate::rrd::rrd_updates(sim, q, headers).await
+    crate::rrd::rrd_updates(sim, &here, q, headers).await
 }
 
-/// The simulator's router.
-pub fn router(sim: Arc<Sim>) -> Router {
+/// The router of one host of the simulated pool (`here`): XAPI's endpoints as that host answers them, and the
+/// control API.
+pub fn router(sim: Arc<Sim>, here: Here) -> Router {
     Router::new()
         .route("/jsonrpc", post(jsonrpc_endpoint))
         .route("/export", get(export))
@@ -171,11 +244,21 @@ pub fn router(sim: Arc<Sim>) -> Router {
         .route("/host_logs_download", get(host_logs_download))
         .nest("/_sim", control::router())
         .fallback(xmlrpc_endpoint)
+        .layer(Extension(here))
         .with_state(sim)
 }
 
-/// Serves `sim` on `listener` until the process ends.
-pub async fn serve(sim: Arc<Sim>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+/// Binds every host of the pool, the master on `listener` ([`crate::pool_net::bind`]); fails if an address is
+/// taken.
+pub async fn bind(
+    sim: &Arc<Sim>,
+    listener: tokio::net::TcpListener,
+) -> std::io::Result<Vec<(String, crate::pool_net::HostListener)>> {
+    crate::pool_net::bind(sim, listener).await
+}
+
+/// Serves every bound host of `sim` until the process ends.
+pub async fn serve(sim: Arc<Sim>, hosts: Vec<(String, crate::pool_net::HostListener)>) -> std::io::Result<()> {
     // perfmon: alarms by thresholds, evaluated every RRD step while the server runs.
     let s = sim.clone();
     let perfmon = tokio::spawn(async move {
@@ -185,7 +268,17 @@ pub async fn serve(sim: Arc<Sim>, listener: tokio::net::TcpListener) -> std::io:
             crate::perfmon::run(&s, crate::perfmon::now());
         }
     });
-    let served = axum::serve(listener, router(sim)).await;
+    let mut served = tokio::task::JoinSet::new();
+    for (host, listener) in hosts {
+        let app = router(sim.clone(), Here(host));
+        served.spawn(async move { axum::serve(listener, app).await });
+    }
+    let mut result = Ok(());
+    while let Some(done) = served.join_next().await {
+        if let Ok(Err(e)) = done {
+            result = Err(e);
+        }
+    }
     perfmon.abort();
-    served
+    result
 }

@@ -181,6 +181,8 @@ pub struct Sim {
     pub perfmon_last: Mutex<HashMap<String, i64>>,
     /// The audit log's lines, oldest first ([`crate::hostlogs`]).
     pub audit: Mutex<std::collections::VecDeque<String>>,
+    /// Where each host (by ref) answers ([`crate::pool_net`]); empty for a simulator not serving HTTP.
+    pub endpoints: Mutex<BTreeMap<String, crate::pool_net::Endpoint>>,
     last_task_gc: Mutex<Instant>,
 }
 
@@ -199,6 +201,7 @@ impl Sim {
             audit: Mutex::new(std::collections::VecDeque::new()),
             data_sources: Mutex::new(HashMap::new()),
             perfmon_last: Mutex::new(HashMap::new()),
+            endpoints: Mutex::new(BTreeMap::new()),
             last_task_gc: Mutex::new(Instant::now()),
         }
     }
@@ -363,6 +366,30 @@ impl Sim {
                 db.destroy(&t);
             }
         });
+    }
+
+    /// The pool master's ref.
+    pub fn master(&self) -> String {
+        self.db
+            .lock()
+            .all("pool")
+            .next()
+            .and_then(|(_, p)| p.get("master").and_then(Value::as_str))
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// What a host that is not the master answers to a login or to a call made with an ordinary session:
+    /// `HOST_IS_SLAVE [master address]` (`ocaml/xapi/xapi_session.ml`, `login_with_password`;
+    /// `ocaml/xapi/session_check.ml`, `check`, `Non_master_login_on_slave`). `None` on the master, or where no host
+    /// is named (a simulator not serving HTTP).
+    pub fn slave_refusal(&self, here: &str) -> Option<XapiError> {
+        let master = self.master();
+        if here.is_empty() || here == master {
+            return None;
+        }
+        let address = self.db.lock().field_str(&master, "address");
+        Some(XapiError::new("HOST_IS_SLAVE", &[&address]))
     }
 
     /// The subject ref and role names of an external user, for `subject`/`role` records.
