@@ -10,6 +10,7 @@ use crate::error::ApiError;
 /// Every configuration key, with its default (`None`: required).
 pub const KEYS: &[(&str, Option<&str>)] = &[
     ("xapi_url", None),
+    ("pool_hosts", Some(crate::xapi::pool::NO_OTHER_HOSTS)),
     ("token_secret", None),
     ("token_secret_previous", Some("")),
     ("token_lifetime", Some("86400")),
@@ -43,6 +44,8 @@ pub const MIN_SECRET_LEN: usize = 32;
 pub struct Config {
     /// Base URL of the pool master's XAPI, e.g. `https://192.0.2.10` (no trailing slash).
     pub xapi_url: String,
+    /// Where the edge may send requests: `xapi_url`'s host and the `pool_hosts` pattern (the pool's other hosts).
+    pub fence: crate::xapi::pool::Fence,
     /// The secret token keys are derived from.
     pub token_secret: Vec<u8>,
     /// The secret before the last rotation: its tokens are still accepted (and renewed under the current one).
@@ -77,6 +80,7 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("xapi_url", &self.xapi_url)
+            .field("fence", &self.fence)
             .field("token_secret", &"<redacted>")
             .field("token_secret_previous", &self.token_secret_previous.as_ref().map(|_| "<redacted>"))
             .field("token_lifetime", &self.token_lifetime)
@@ -137,6 +141,8 @@ impl Config {
         if !(xapi_url.starts_with("http://") || xapi_url.starts_with("https://")) {
             return Err(ApiError::internal("configuration: xapi_url must start with http:// or https://"));
         }
+        let fence = crate::xapi::pool::Fence::new(&xapi_url, &get("pool_hosts")?)
+            .map_err(|e| ApiError::internal(format!("configuration: {e}")))?;
         let token_secret = get("token_secret")?.into_bytes();
         if token_secret.len() < MIN_SECRET_LEN {
             return Err(ApiError::internal(format!(
@@ -179,6 +185,7 @@ impl Config {
         let login_window = number("login_window", &get("login_window")?)?;
         Ok(Config {
             xapi_url,
+            fence,
             token_secret,
             token_secret_previous,
             token_lifetime,

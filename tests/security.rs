@@ -755,16 +755,19 @@ fn token_cookies_are_http_only_same_site_and_scoped() {
 }
 
 #[test]
-fn every_component_may_reach_the_xapi_url_only() {
+fn every_component_may_reach_the_pools_hosts_only() {
     let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/spin.toml")).unwrap();
     let spin: toml::Value = toml::from_str(&manifest).unwrap();
     let components = spin["component"].as_table().unwrap();
     assert!(components.len() >= 3);
     for (name, c) in components {
         let hosts = c.get("allowed_outbound_hosts").and_then(|h| h.as_array()).cloned().unwrap_or_default();
-        assert_eq!(hosts, [toml::Value::String("{{ xapi_url }}".into())], "component {name}");
+        let want = ["{{ xapi_url }}", "{{ pool_hosts }}"].map(|h| toml::Value::String(h.into()));
+        assert_eq!(hosts, want, "component {name}");
     }
-    // And the variable behind it has no default: the operator names the pool master.
+    // The variables behind them: the operator names the pool master; the other hosts default to none at all.
     let vars = spin["variables"]["xapi_url"].as_table().unwrap();
     assert_eq!(vars.get("required").and_then(|v| v.as_bool()), Some(true));
+    let default = spin["variables"]["pool_hosts"]["default"].as_str().unwrap();
+    assert_eq!(default, xo_edge::xapi::pool::NO_OTHER_HOSTS);
 }

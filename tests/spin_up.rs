@@ -391,3 +391,61 @@ fn live_events_and_host_logs_under_spin() {
     drop(up);
     let _ = std::fs::remove_dir_all(&state);
 }
+
+/// Issue 20 under Spin: `allowed_outbound_hosts = ["{{ xapi_url }}", "{{ pool_hosts }}"]` with a CIDR range and a
+/// port lets the components follow XAPI to the pool's other hosts (a disk on the second host's local storage,
+/// imported and exported through the redirect; a slave as `xapi_url`), and the default `pool_hosts` (RFC 6666's
+/// discard prefix, which Spin must accept) reaches no other host: the redirect is refused with a 502 naming the
+/// variable.
+#[test]
+fn a_pool_of_hosts_under_spin() {
+    let Some(bin) = spin() else {
+        eprintln!("skipped: no Spin binary (set SPIN=<path to spin>)");
+        return;
+    };
+    let sim = xapi_sim::start_background(&xapi_sim::Options::default()).unwrap();
+    let port = sim.url.rsplit(':').next().unwrap().to_string();
+    let master = sim.sim.master();
+    let host2 = sim.sim.db.lock().all("host").map(|(r, _)| r.clone()).find(|h| *h != master).unwrap();
+    let slave_url = xapi_sim::pool_net::url_of(&sim.sim, &host2).unwrap();
+    let state = std::env::temp_dir().join(format!("xo-edge-spin-pool-{}", std::process::id()));
+    std::fs::create_dir_all(&state).unwrap();
+    let pool_hosts = format!("http://127.0.0.0/24:{port}");
+    let up = SpinUp::start(&bin, &slave_url, &state, &[("SPIN_VARIABLE_POOL_HOSTS", pool_hosts.as_str())]);
+    let http = reqwest::blocking::Client::new();
+    // xapi_url is a slave: the login and every call go on to the master it names.
+    let token = root_token(&http, &up.url);
+    let find = |coll: &str, name: &str| -> String {
+        let r: serde_json::Value = http
+            .get(format!("{}/rest/v0/{coll}?fields=uuid,name_label", up.url))
+            .bearer_auth(&token)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let found = r.as_array().unwrap().iter().find(|o| o["name_label"] == name).cloned();
+        found.unwrap_or_else(|| panic!("no {coll} {name}: {r}"))["uuid"].as_str().unwrap().to_string()
+    };
+    let local = find("srs", "Local storage");
+    let disk: Vec<u8> = (0..1usize << 20).map(|i| (i * 13 % 241) as u8).collect();
+    let r = http
+        .post(format!("{}/rest/v0/srs/{local}/vdis?raw&name_label=spin-local", up.url))
+        .bearer_auth(&token)
+        .body(disk.clone())
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let uuid = r.text().unwrap();
+    let r = http.get(format!("{}/rest/v0/vdis/{uuid}.raw", up.url)).bearer_auth(&token).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.bytes().unwrap() == disk, "the disk came back through the redirect");
+    drop(up);
+
+    // The default pool_hosts: Spin starts with it, and no other host is reachable.
+    let up = SpinUp::start(&bin, &sim.url, &state, &[]);
+    let token = root_token(&http, &up.url);
+    let r = http.get(format!("{}/rest/v0/vdis/{uuid}.raw", up.url)).bearer_auth(&token).send().unwrap();
+    assert_eq!(r.status().as_u16(), 502);
+    assert!(r.text().unwrap().contains("pool_hosts"));
+    let _ = std::fs::remove_dir_all(&state);
+}

@@ -472,10 +472,19 @@ fn a_hosts_audit_log_and_logs_archive_download() {
     // Each download ran under a task of the edge's, gone afterwards.
     assert_eq!(edge.settled(&tasks, |e| e.sim_stats()["tasks"].clone()), tasks);
     assert_eq!(edge.sim_calls_of("task.create"), 4);
-    // Another host's logs are on that host: refused rather than answered with the master's.
+    // Another host's logs are read on that host (`pool_hosts` covers it): its own, not the master's.
     let other = edge.uuid_of(&t, "hosts", "xcp-host2");
-    let (status, e) = get(&edge, &t, &format!("/rest/v0/hosts/{other}/logs.tgz"));
-    assert_eq!(status, 501, "{e}");
+    let before = edge.sim_stats()["handler_requests"].clone();
+    let r = client.get(format!("{}/rest/v0/hosts/{other}/audit.txt", edge.url)).bearer_auth(&t).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.text().unwrap(), "", "a member's audit lines are on the master");
+    let r = client.get(format!("{}/rest/v0/hosts/{other}/logs.tgz", edge.url)).bearer_auth(&t).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.headers()["content-disposition"].to_str().unwrap().contains(&format!("{other}-logs.tgz")));
+    assert!(!gunzip(&r.bytes().unwrap()).is_empty());
+    let after = edge.sim_stats()["handler_requests"].clone();
+    assert_eq!(after["/audit_log"].as_u64(), before["/audit_log"].as_u64().map(|n| n + 1));
+    assert_eq!(edge.settled(&tasks, |e| e.sim_stats()["tasks"].clone()), tasks);
     assert_eq!(get(&edge, &t, "/rest/v0/hosts/00000000-0000-0000-0000-000000000000/audit.txt").0, 404);
     // XAPI failing mid-way: the body is cut, never ended as if whole, and the task still goes.
     edge.faults(json!({"cut_after": {"/host_logs_download": 100000}}));
@@ -492,8 +501,8 @@ fn pool_stats_and_data_sources() {
     let pool = get(&edge, &t, "/rest/v0/pools?fields=uuid").1[0]["uuid"].as_str().unwrap().to_string();
     let master = edge.uuid_of(&t, "hosts", "xcp-host1");
     let other = edge.uuid_of(&t, "hosts", "xcp-host2");
-    // Each host by uuid: the master's statistics (as its own route answers them), the other host's an error that
-    // says why rather than the master's numbers under its name.
+    // Each host by uuid, each read on the host itself (its own xcp-rrdd): the master's as its own route answers
+    // them, the other host's too.
     let (status, stats) = get(&edge, &t, &format!("/rest/v0/pools/{pool}/stats?granularity=minutes"));
     assert_eq!(status, 200, "{stats}");
     assert_eq!(stats[&master]["interval"], 60);
@@ -503,7 +512,16 @@ fn pool_stats_and_data_sources() {
         stats[&master]["stats"].as_object().unwrap().keys().collect::<Vec<_>>(),
         alone["stats"].as_object().unwrap().keys().collect::<Vec<_>>()
     );
-    assert_eq!(stats[&other]["error"]["code"], "HOST_NOT_REACHED");
+    assert_eq!(stats[&other]["interval"], 60, "{}", stats[&other]);
+    assert!(stats[&other]["stats"]["cpus"]["0"].as_array().unwrap().len() > 100);
+    let (_, alone) = get(&edge, &t, &format!("/rest/v0/hosts/{other}/stats?granularity=minutes"));
+    assert_eq!(alone["interval"], 60, "{alone}");
+    // A VM's statistics come from the host it runs on: the db VM runs on the second host, whose xcp-rrdd alone has
+    // its RRD.
+    let db = edge.uuid_of(&t, "vms", "Ubuntu 22.04 db");
+    let (status, vm) = get(&edge, &t, &format!("/rest/v0/vms/{db}/stats?granularity=minutes"));
+    assert_eq!(status, 200, "{vm}");
+    assert!(vm["stats"]["cpus"]["0"].as_array().is_some_and(|a| a.len() > 100), "{vm}");
     // Data sources: an optional one is recorded, then in the VM's RRD; forgotten, it is gone again.
     let web = edge.uuid_of(&t, "vms", "Debian 12 web");
     let has = |edge: &Edge| {

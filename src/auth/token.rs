@@ -44,7 +44,14 @@ pub struct TokenClaims {
     pub exp: u64,
     /// The absolute expiry fixed when the first token of this session was created: no renewal goes past it.
     pub max: u64,
+    /// The addresses of the pool's hosts when the token was made (at most [`MAX_HOSTS`]): where to look for the
+    /// master when `xapi_url` does not answer.
+    #[serde(rename = "h", default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
 }
+
+/// Most pool host addresses a token carries (a token must fit in a cookie).
+pub const MAX_HOSTS: usize = 16;
 
 /// Why a token was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,7 +84,15 @@ impl TokenClaims {
             iat: now,
             exp: now.saturating_add(lifetime),
             max: now.saturating_add(ceiling.max(lifetime)),
+            hosts: Vec::new(),
         }
+    }
+
+    /// The same claims, carrying the pool's host addresses (the first [`MAX_HOSTS`]).
+    pub fn with_hosts(mut self, mut hosts: Vec<String>) -> Self {
+        hosts.truncate(MAX_HOSTS);
+        self.hosts = hosts;
+        self
     }
 
     /// True once more than half of the token's lifetime has passed and a renewal would extend it.

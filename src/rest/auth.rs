@@ -163,6 +163,8 @@ pub async fn authenticate<T: Transport>(ctx: &Ctx<'_, T>, req: &Request) -> Resu
                 let secure = secure_cookies(ctx.config, req);
                 credentials::token_cookie(&token::seal(&renewed, &ctx.config.token_secret), lifetime, secure)
             });
+            // The pool's hosts the token knows: where to look for the master if xapi_url does not answer.
+            ctx.xapi.transport().set_candidates(claims.hosts.clone());
             Ok(Caller {
                 session: claims.session.clone(),
                 user: claims.user.clone(),

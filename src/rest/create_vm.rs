@@ -699,14 +699,14 @@ async fn config_drive<T: Transport>(
         "/import_raw_vdi?{}",
         crate::transfer::export::query(&[("vdi", &vdi), ("format", "raw"), ("task_id", &t)])
     );
-    let sent = ctx.xapi.put(&path, &format!("session_id={session}"), image).await;
+    let sent = ctx.xapi.put(&path, session, image).await;
     let outcome = transfer_task::settle(&ctx.xapi, session, &t, crate::transfer::export::SETTLE_WAIT).await?;
     match (sent, outcome) {
         (Ok(200), transfer_task::Outcome::Success) => {}
         (Ok(status), transfer_task::Outcome::Success) => {
             return Err(failed(format!("/import_raw_vdi answered {status}")))
         }
-        (Err(e), _) => return Err(failed(format!("/import_raw_vdi: {e:?}"))),
+        (Err(e), _) => return Err(failed(format!("/import_raw_vdi: {}", e.message))),
         (_, transfer_task::Outcome::Failure(e)) => return Err(e),
         (_, other) => return Err(failed(format!("the config drive's upload ended {other:?}"))),
     }

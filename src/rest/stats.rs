@@ -190,19 +190,27 @@ pub fn build(updates: &Value, vm: bool, uuid: &str, fallback_end: u64, step: u64
     json!({ "endTimestamp": end, "interval": interval, "stats": stats })
 }
 
-/// XAPI's `GET /rrd_updates?<pairs>`, as JSON.
+/// XAPI's `GET /rrd_updates?<pairs>` of the master, as JSON.
 pub(crate) async fn rrd_updates<T: Transport>(
     ctx: &Ctx<'_, T>,
     session: &str,
     pairs: &[(&str, String)],
 ) -> Result<Value, ApiError> {
+    rrd_updates_at(ctx, session, None, pairs).await
+}
+
+/// [`rrd_updates`] of the pool host at `address` (`None`: the master): each host's xcp-rrdd keeps the RRDs of that
+/// host and of the VMs running on it, and XAPI serves `/rrd_updates` from the local one
+/// (`ocaml/xapi/rrdd_proxy.ml`, `get_rrd_updates_forwarder`), so another host's numbers are read on that host.
+pub(crate) async fn rrd_updates_at<T: Transport>(
+    ctx: &Ctx<'_, T>,
+    session: &str,
+    address: Option<&str>,
+    pairs: &[(&str, String)],
+) -> Result<Value, ApiError> {
     let query: String =
         form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs.iter().map(|(k, v)| (*k, v))).finish();
-    let (status, body) = ctx
-        .xapi
-        .get(&format!("/rrd_updates?{query}"), &format!("session_id={session}"))
-        .await
-        .map_err(|e| crate::xapi::XapiError::Transport(e).to_api_error())?;
+    let (status, body) = ctx.xapi.get_at(address, &format!("/rrd_updates?{query}"), session).await?;
     if status != 200 {
         return Err(ApiError::bad_gateway(format!("XAPI's /rrd_updates answered HTTP {status}")));
     }
@@ -219,19 +227,24 @@ pub async fn stats<T: Transport>(
     id: &str,
 ) -> Result<Reply, ApiError> {
     let (step, points) = granularity(&req.query)?;
-    let (_, rec) = find(ctx, &caller, coll, id).await?;
+    let (reference, rec) = find(ctx, &caller, coll, id).await?;
     if coll.class == "pool" {
         return pool_stats(ctx, &caller, &rec, step, points).await;
     }
     let uuid = rec.get("uuid").and_then(Value::as_str).unwrap_or_default().to_string();
     let vm = coll.class == "VM";
-    if vm {
+    // The host whose xcp-rrdd has the RRD: the VM's, or the host itself.
+    let host = if vm {
         let host = rec.get("resident_on").and_then(Value::as_str).unwrap_or("OpaqueRef:NULL");
         if host.is_empty() || host == "OpaqueRef:NULL" {
             return Err(ApiError::new(409, "the VM runs on no host: it has no live statistics")
                 .with_data(json!({ "property": "resident_on", "actual": null })));
         }
-    }
+        host.to_string()
+    } else {
+        reference
+    };
+    let address = address_unless_master(ctx, &caller.session, &host).await?;
     // As XO: one step short of the archive's whole span, so as not to cross into the next archive.
     let start = ctx.now.saturating_sub(step * points) + step;
     let mut pairs: Vec<(&str, String)> = vec![
@@ -244,7 +257,7 @@ pub async fn stats<T: Transport>(
     // A VM's own RRD; for a host, `vm_uuid=<the host's uuid>` (no VM has it) leaves every VM's out: xcp-rrdd
     // includes only the VMs named once any is (`rrdd_http_handler.ml`, `uuids_filter_of`, `get_host_stats`).
     pairs.push(("vm_uuid", uuid.clone()));
-    let updates = rrd_updates(ctx, &caller.session, &pairs).await?;
+    let updates = rrd_updates_at(ctx, &caller.session, address.as_deref(), &pairs).await?;
     if updates["meta"]["step"].as_u64().is_some_and(|s| s != step) {
         return Err(ApiError::bad_gateway(format!(
             "XAPI answered a step of {} s for a granularity of {step} s",
@@ -254,11 +267,27 @@ pub async fn stats<T: Transport>(
     Ok(Reply::json(200, &build(&updates, vm, &uuid, ctx.now, step)))
 }
 
-/// `GET /rest/v0/pools/<id>/stats`: each host's statistics by host uuid (XO's `XapiPoolStats`). XAPI answers
-/// `/rrd_updates` with the RRDs of the host it runs on (`ocaml/xapi/rrdd_proxy.ml`, `get_rrd_updates_forwarder`
-/// hands the request to the local xcp-rrdd): the master's come through the pool's address; another host's need a
-/// connection to that host, which the edge does not make yet, so its entry is an error naming the host (XO's shape
-/// for a host it cannot read) rather than the master's numbers under its name.
+/// The address of `host` to read its RRDs at, or `None` when it is the pool's master (reached as every call is).
+async fn address_unless_master<T: Transport>(
+    ctx: &Ctx<'_, T>,
+    session: &str,
+    host: &str,
+) -> Result<Option<String>, ApiError> {
+    let s = json!(session);
+    let xapi = |e: crate::xapi::XapiError| e.to_api_error();
+    let pools = ctx.xapi.call("pool.get_all", std::slice::from_ref(&s)).await.map_err(xapi)?;
+    let pool = pools.get(0).cloned().unwrap_or(Value::Null);
+    let master = ctx.xapi.call("pool.get_master", &[s.clone(), pool]).await.map_err(xapi)?;
+    if master.as_str() == Some(host) {
+        return Ok(None);
+    }
+    let address = ctx.xapi.call("host.get_address", &[s, json!(host)]).await.map_err(xapi)?;
+    Ok(address.as_str().map(str::to_string))
+}
+
+/// `GET /rest/v0/pools/<id>/stats`: each host's statistics by host uuid (XO's `XapiPoolStats`), each read on the
+/// host itself ([`rrd_updates_at`]). A host that cannot be read (down, or outside `pool_hosts`) gets an error entry
+/// naming it (XO's shape for a host it cannot read).
 async fn pool_stats<T: Transport>(
     ctx: &Ctx<'_, T>,
     caller: &Caller,
@@ -280,20 +309,12 @@ async fn pool_stats<T: Transport>(
     let mut out = Map::new();
     for (r, h) in hosts.as_object().into_iter().flatten() {
         let uuid = h.get("uuid").and_then(Value::as_str).unwrap_or_default();
-        let entry = if r == master {
-            let mut pairs = pairs.clone();
-            pairs.push(("vm_uuid", uuid.to_string()));
-            match rrd_updates(ctx, &caller.session, &pairs).await {
-                Ok(updates) => build(&updates, false, uuid, ctx.now, step),
-                Err(e) => json!({ "error": { "code": "RRD_UNAVAILABLE", "params": [r], "message": e.message } }),
-            }
-        } else {
-            json!({ "error": {
-                "code": "HOST_NOT_REACHED",
-                "params": [r],
-                "message": "this host's statistics are on the host itself, which xo-edge does not reach yet \
-                            (it talks to the pool master only)",
-            }})
+        let address = (r != master).then(|| h.get("address").and_then(Value::as_str).unwrap_or_default());
+        let mut pairs = pairs.clone();
+        pairs.push(("vm_uuid", uuid.to_string()));
+        let entry = match rrd_updates_at(ctx, &caller.session, address, &pairs).await {
+            Ok(updates) => build(&updates, false, uuid, ctx.now, step),
+            Err(e) => json!({ "error": { "code": "HOST_NOT_REACHED", "params": [r], "message": e.message } }),
         };
         out.insert(uuid.to_string(), entry);
     }

@@ -67,7 +67,13 @@ async fn create_inner<T: Transport>(ctx: &Ctx<'_, T>, req: &Request) -> Result<R
         }
     };
     let session = auth::basic_login(ctx, req, &user, &password).await?;
-    let claims = TokenClaims::new(session, user.clone(), ctx.now, lifetime, ctx.config.token_max_lifetime);
+    // The pool's hosts, for finding the master when xapi_url does not answer (a failover): best effort.
+    let hosts = match ctx.xapi.call_raw("host.get_all_records", &[json!(session)]).await {
+        Ok(records) => crate::xapi::pool::addresses_of(&records).unwrap_or_default(),
+        Err(_) => Vec::new(),
+    };
+    let claims =
+        TokenClaims::new(session, user.clone(), ctx.now, lifetime, ctx.config.token_max_lifetime).with_hosts(hosts);
     let t = token::seal(&claims, &ctx.config.token_secret);
     let mut record = json!({
         "id": t,

@@ -92,6 +92,9 @@ pub struct ExportPlan {
     pub snapshot: Option<String>,
     /// Compression at the edge (VM exports), applied to what the check lets through.
     pub compressor: Option<super::compress::Compressor>,
+    /// The address of the pool host whose handler serves this (a host's own logs); `None`: the master, and wherever
+    /// it redirects.
+    pub host: Option<String>,
 }
 
 /// What to do with a request: answer at once (HEAD, 416) or stream.
@@ -181,6 +184,7 @@ pub async fn plan_vdi_export<T: Transport>(
         temporary_session: caller.basic,
         snapshot: None,
         compressor: None,
+        host: None,
     }))
 }
 
@@ -195,17 +199,26 @@ pub enum StartFailure {
     Body(String),
     /// XAPI's handler did not answer within `xapi_timeout` seconds.
     Timeout(u64),
+    /// XAPI redirected to a host the edge does not follow there (outside the pool or the fence, a loop), or whose
+    /// hosts could not be read: the error the client gets. The handler never started, so neither did the task.
+    Redirect(ApiError),
 }
 
 /// Ends the plan's task and temporary session after a failed start; answers the client's error. XAPI's own error
 /// (from the task) decides the status when there is one: 404 for an unknown object, 409 when busy, else 502.
 pub async fn failed_start<T: Transport>(ctx: &Ctx<'_, T>, plan: &ExportPlan, why: StartFailure) -> ApiError {
+    if let StartFailure::Redirect(e) = why {
+        // Nothing runs the task: it is ended now, not waited for.
+        let _ = end(ctx, plan, 0.0).await;
+        return e;
+    }
     let outcome = end(ctx, plan, 5.0).await;
     let detail = match &why {
         StartFailure::Status(s) => format!("XAPI's export handler answered HTTP {s}"),
         StartFailure::Transport(e) => format!("XAPI's export handler could not be reached: {e}"),
         StartFailure::Body(e) => e.clone(),
         StartFailure::Timeout(s) => format!("XAPI's export handler did not answer within {s} s"),
+        StartFailure::Redirect(e) => e.message.clone(),
     };
     match outcome {
         Ok(Outcome::Failure(e @ XapiError::Api { .. })) => {

@@ -6,10 +6,9 @@
 //!   as XO answers it. `logs.tgz` is XAPI's archive as it comes (already gzip'd).
 //! - XAPI sends neither with a length: the body ends when XAPI closes it, and only XAPI's task says whether it was
 //!   whole (a failed task aborts the client's body, never ends it cleanly).
-//! - Both files are the pool master's: XAPI serves them for the host it runs on (its members forward their audit
-//!   lines to the master: `ocaml/xapi/xapi_http.ml`, `append_to_master_audit_log`). Another host's logs need a
-//!   connection to that host, which the edge does not make yet: 501 saying so, rather than the master's logs under
-//!   the other host's name.
+//! - XAPI serves both for the host it runs on, so they are read on the host named (its address, within
+//!   `pool_hosts`): the master's audit log has the pool's API calls, another host's its own (its members forward
+//!   their handler lines to the master: `ocaml/xapi/xapi_http.ml`, `append_to_master_audit_log`).
 
 use super::compress::Compressor;
 use super::export::{query, ExportPlan, Streaming};
@@ -51,7 +50,8 @@ pub fn accepts_gzip(req: &Request) -> bool {
     })
 }
 
-/// Plans the download: the host (the master only), a task, the handler's URL, the answer's headers.
+/// Plans the download: the host (its address, unless it is the master), a task, the handler's URL, the answer's
+/// headers.
 pub async fn plan_host_file<T: Transport>(
     ctx: &Ctx<'_, T>,
     caller: &Caller,
@@ -65,13 +65,10 @@ pub async fn plan_host_file<T: Transport>(
     let pools = ctx.xapi.call("pool.get_all_records", std::slice::from_ref(&s)).await.map_err(|e| e.to_api_error())?;
     let master =
         pools.as_object().and_then(|p| p.values().next()).and_then(|p| p["master"].as_str()).unwrap_or_default();
-    if master != host {
-        return Err(ApiError::new(
-            501,
-            "only the pool master's logs can be downloaded for now: XAPI serves a host's logs on that host, and \
-             xo-edge talks to the master only",
-        )
-        .with_data(json!({ "master": master })));
+    let address = (master != host).then(|| rec.get("address").and_then(Value::as_str).unwrap_or_default().to_string());
+    if let Some(address) = &address {
+        // Refused before a task is made: the fence decides, as it will for the download.
+        ctx.xapi.transport().host_base(address).map_err(ApiError::bad_gateway)?;
     }
     let uuid = rec.get("uuid").and_then(Value::as_str).unwrap_or(id).to_string();
     let (label, handler) = match file {
@@ -113,6 +110,7 @@ pub async fn plan_host_file<T: Transport>(
         temporary_session: caller.basic,
         snapshot: None,
         compressor: gzip.then(Compressor::gzip),
+        host: address,
     })
 }
 

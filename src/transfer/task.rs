@@ -158,6 +158,27 @@ pub async fn settle_with_result<T: Transport>(
     }
 }
 
+/// Ends an upload that never reached a handler (XAPI redirected it where the edge does not follow): the task XAPI
+/// never worked on is ended now rather than waited for, a VDI the edge created for it (`created`) is destroyed, a
+/// temporary session logged out. Answers `error`, for the client.
+pub async fn abandon<T: Transport>(
+    xapi: &Xapi<'_, T>,
+    session: &str,
+    task: &str,
+    created: Option<&str>,
+    temporary_session: bool,
+    error: crate::error::ApiError,
+) -> crate::error::ApiError {
+    let _ = settle(xapi, session, task, 0.0).await;
+    if let Some(vdi) = created {
+        let _ = xapi.call("VDI.destroy", &[json!(session), json!(vdi)]).await;
+    }
+    if temporary_session {
+        let _ = xapi.logout(session).await;
+    }
+    error
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

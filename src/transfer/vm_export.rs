@@ -173,6 +173,7 @@ pub async fn plan_vm_export<T: Transport>(
         temporary_session: caller.basic,
         snapshot,
         compressor,
+        host: None,
     })
 }
 

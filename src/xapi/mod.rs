@@ -5,6 +5,7 @@
 //! [`XapiError`] and then an [`ApiError`](crate::error::ApiError) with the right status. Nothing here logs a
 //! session ref or a password.
 
+pub mod pool;
 pub mod rpc;
 
 pub use rpc::{Transport, TransportError, Xapi, XapiError};

@@ -24,18 +24,30 @@ pub trait Transport {
         patience: u64,
     ) -> impl Future<Output = Result<(u16, Vec<u8>), TransportError>>;
 
-    /// PUTs a small `body` (a few MiB at most: it is held whole) to one of XAPI's HTTP handlers, `path` with its
-    /// query, authenticated by the `cookie` header; answers the HTTP status.
-    fn put(&self, path: &str, cookie: &str, body: Vec<u8>) -> impl Future<Output = Result<u16, TransportError>> {
-        let _ = (path, cookie, body);
+    /// PUTs a small `body` (a few MiB at most: it is held whole) to one of XAPI's HTTP handlers at `base` (a pool
+    /// host's base URL), `path` with its query, authenticated by the `cookie` header.
+    fn put(
+        &self,
+        base: &str,
+        path: &str,
+        cookie: &str,
+        body: Vec<u8>,
+    ) -> impl Future<Output = Result<HttpAnswer, TransportError>> {
+        let _ = (base, path, cookie, body);
         std::future::ready(Err(TransportError::Unreachable("this runtime cannot upload to XAPI".into())))
     }
 
-    /// GETs one of XAPI's small HTTP resources (`/rrd_updates`), `path` with its query, authenticated by the
-    /// `cookie` header; answers the HTTP status and the body (held whole: a few MiB at most).
-    fn get(&self, path: &str, cookie: &str) -> impl Future<Output = Result<(u16, Vec<u8>), TransportError>> {
-        let _ = (path, cookie);
+    /// GETs one of XAPI's small HTTP resources (`/rrd_updates`) at `base`, `path` with its query, authenticated by
+    /// the `cookie` header (the body is held whole: a few MiB at most).
+    fn get(&self, base: &str, path: &str, cookie: &str) -> impl Future<Output = Result<HttpAnswer, TransportError>> {
+        let _ = (base, path, cookie);
         std::future::ready(Err(TransportError::Unreachable("this runtime cannot fetch from XAPI".into())))
+    }
+
+    /// The base URL of the pool host at `address`, if the fence allows it
+    /// ([`crate::xapi::pool::Fence::host_base`]).
+    fn host_base(&self, address: &str) -> Result<String, String> {
+        Err(format!("this runtime cannot reach {address}"))
     }
 
     /// Milliseconds since the request began, for answers that must not come sooner; 0 where unknown.
@@ -52,6 +64,53 @@ pub trait Transport {
     /// The store every instance of the app shares (login throttling), where the host has one.
     fn shared_store(&self) -> Option<&dyn crate::auth::throttle::Store> {
         None
+    }
+
+    /// Sends this request's calls (and those of every transport of the same request) to the pool host at
+    /// `address` from now on: the master moved there. Refused where the fence does not allow it
+    /// ([`crate::xapi::pool::Fence::host_base`]) or the runtime cannot.
+    fn retarget(&self, address: &str) -> Result<(), String> {
+        Err(format!("this runtime cannot reach {address}"))
+    }
+
+    /// The base URL calls go to now (`xapi_url`, or the host [`Transport::retarget`] moved them to).
+    fn base(&self) -> String {
+        String::new()
+    }
+
+    /// The addresses of the pool's hosts this request knows of (from its token), tried in turn when the master
+    /// does not answer.
+    fn candidates(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Records the pool's host addresses for [`Transport::candidates`].
+    fn set_candidates(&self, addresses: Vec<String>) {
+        let _ = addresses;
+    }
+}
+
+/// An answer of one of XAPI's HTTP handlers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpAnswer {
+    pub status: u16,
+    /// The `Location` of a redirect.
+    pub location: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// Most moves from host to host for one call (`HOST_IS_SLAVE`, or a master that does not answer).
+const MAX_MOVES: usize = 4;
+
+/// The master a `HOST_IS_SLAVE` reply names.
+fn slave_of(reply: &[u8]) -> Option<String> {
+    const CODE: &[u8] = b"HOST_IS_SLAVE";
+    if !reply.windows(CODE.len()).any(|w| w == CODE) {
+        return None;
+    }
+    match decode_reply(200, reply) {
+        Err(XapiError::Api { code, params }) if code == "HOST_IS_SLAVE" => params.into_iter().next(),
+        _ => None,
     }
 }
 
@@ -85,6 +144,13 @@ impl XapiError {
                 let data = json!({ "code": code, "params": safe });
                 match code.as_str() {
                     "SESSION_INVALID" => ApiError::unauthorized("XAPI session expired or revoked"),
+                    // Only left when the master named could not be followed (see `Xapi::exchange`).
+                    "HOST_IS_SLAVE" => ApiError::bad_gateway(format!(
+                        "the pool's master is now {}, which this edge may not reach: set pool_hosts (and Spin's \
+                         allowed_outbound_hosts with it) to cover every host of the pool",
+                        params.first().map(String::as_str).unwrap_or("another host")
+                    ))
+                    .with_data(data),
                     "SESSION_AUTHENTICATION_FAILED" => ApiError::unauthorized("wrong user name or password"),
                     "RBAC_PERMISSION_DENIED" => {
                         ApiError::forbidden("not enough permissions on the pool").with_data(data)
@@ -217,14 +283,58 @@ impl<'a, T: Transport> Xapi<'a, T> {
         Xapi { transport }
     }
 
-    /// GETs one of XAPI's small HTTP resources ([`Transport::get`]).
-    pub async fn get(&self, path: &str, cookie: &str) -> Result<(u16, Vec<u8>), TransportError> {
-        self.transport.get(path, cookie).await
+    /// GETs one of XAPI's small HTTP resources from the master ([`Transport::get`]), following a redirect to the
+    /// pool host it names ([`Xapi::follow`]); `session` authenticates the read of the pool's hosts that needs.
+    pub async fn get(&self, path: &str, session: &str) -> Result<(u16, Vec<u8>), ApiError> {
+        self.get_at(None, path, session).await
     }
 
-    /// PUTs a small body to one of XAPI's HTTP handlers ([`Transport::put`]).
-    pub async fn put(&self, path: &str, cookie: &str, body: Vec<u8>) -> Result<u16, TransportError> {
-        self.transport.put(path, cookie, body).await
+    /// [`Xapi::get`] from the pool host at `address` (`None`: the master), for what XAPI serves on each host only
+    /// (`/rrd_updates`, a host's logs).
+    pub async fn get_at(&self, address: Option<&str>, path: &str, session: &str) -> Result<(u16, Vec<u8>), ApiError> {
+        let mut base = match address {
+            Some(a) => self.transport.host_base(a).map_err(ApiError::bad_gateway)?,
+            None => self.transport.base(),
+        };
+        let cookie = format!("session_id={session}");
+        let mut visited = vec![base.clone()];
+        loop {
+            let answer =
+                self.transport.get(&base, path, &cookie).await.map_err(|e| XapiError::Transport(e).to_api_error())?;
+            match (answer.status, &answer.location) {
+                (302, Some(location)) => base = self.follow(location, session, &mut visited).await?,
+                _ => return Ok((answer.status, answer.body)),
+            }
+        }
+    }
+
+    /// PUTs a small body to one of XAPI's HTTP handlers on the master ([`Transport::put`]), following a redirect to
+    /// the pool host it names: XAPI decides before it reads a byte (`ocaml/xapi/import_raw_vdi.ml`, `import`), and
+    /// the body, held whole, goes again to the other host.
+    pub async fn put(&self, path: &str, session: &str, body: Vec<u8>) -> Result<u16, ApiError> {
+        let mut base = self.transport.base();
+        let cookie = format!("session_id={session}");
+        let mut visited = vec![base.clone()];
+        loop {
+            let answer = self
+                .transport
+                .put(&base, path, &cookie, body.clone())
+                .await
+                .map_err(|e| XapiError::Transport(e).to_api_error())?;
+            match (answer.status, &answer.location) {
+                (302, Some(location)) => base = self.follow(location, session, &mut visited).await?,
+                _ => return Ok(answer.status),
+            }
+        }
+    }
+
+    /// Where an HTTP handler's redirect to `location` leads: the base URL of the pool host it names, checked against
+    /// the pool's hosts (`host.get_all_records`, read with `session`) and the fence ([`crate::xapi::pool::follow`]).
+    pub async fn follow(&self, location: &str, session: &str, visited: &mut Vec<String>) -> Result<String, ApiError> {
+        let records = self.call_raw("host.get_all_records", &[json!(session)]).await.map_err(|e| e.to_api_error())?;
+        let pool = super::pool::addresses_of(&records).map_err(ApiError::bad_gateway)?;
+        super::pool::follow_with(location, &pool, visited, |a| self.transport.host_base(a))
+            .map_err(|refused| ApiError::bad_gateway(refused.reason()))
     }
 
     /// The transport calls go through.
@@ -234,22 +344,64 @@ impl<'a, T: Transport> Xapi<'a, T> {
 
     /// One call; `params` include the session first where the method needs one.
     pub async fn call(&self, method: &str, params: &[Value]) -> Result<Value, XapiError> {
-        let (status, body) = self
-            .transport
-            .post_json("/jsonrpc", encode_call(method, params, 1), patience(method, params))
-            .await
-            .map_err(XapiError::Transport)?;
+        let (status, body) = self.exchange(method, params).await?;
         decode_reply(status, &body)
+    }
+
+    /// Sends one call to the pool's master, wherever it is now: a host answering `HOST_IS_SLAVE` sends the call on
+    /// to the master it names (`ocaml/xapi/session_check.ml`, `check`; `xapi_session.ml`, login), and when the
+    /// master does not answer, the pool's other known hosts are asked in turn (one of them is the new master, the
+    /// others name it). A call whose master broke off is never sent to that master again: it may have run there.
+    async fn exchange(&self, method: &str, params: &[Value]) -> Result<(u16, Vec<u8>), XapiError> {
+        let body = encode_call(method, params, 1);
+        let patience = patience(method, params);
+        let mut unreachable: Vec<String> = Vec::new();
+        let mut others: Option<Vec<String>> = None;
+        let mut moves = 0;
+        loop {
+            let tried = self.transport.base();
+            match self.transport.post_json("/jsonrpc", body.clone(), patience).await {
+                Ok((status, reply)) => {
+                    let Some(master) = slave_of(&reply) else { return Ok((status, reply)) };
+                    if moves >= MAX_MOVES || self.transport.retarget(&master).is_err() {
+                        return Ok((status, reply));
+                    }
+                    if unreachable.contains(&self.transport.base()) {
+                        return Err(XapiError::Transport(TransportError::Unreachable(
+                            "the pool's master broke off the call".into(),
+                        )));
+                    }
+                    moves += 1;
+                }
+                Err(TransportError::Unreachable(why)) => {
+                    unreachable.push(tried);
+                    let queue = others.get_or_insert_with(|| {
+                        let mut c = self.transport.candidates();
+                        c.reverse();
+                        c
+                    });
+                    loop {
+                        let Some(next) = queue.pop() else {
+                            return Err(XapiError::Transport(TransportError::Unreachable(why)));
+                        };
+                        if self.transport.retarget(&next).is_ok() && !unreachable.contains(&self.transport.base()) {
+                            break;
+                        }
+                    }
+                    moves += 1;
+                    if moves > MAX_MOVES {
+                        return Err(XapiError::Transport(TransportError::Unreachable(why)));
+                    }
+                }
+                Err(e) => return Err(XapiError::Transport(e)),
+            }
+        }
     }
 
     /// One call whose reply is returned undecoded (large `get_all_records` answers are then parsed record by
     /// record, borrowing from this buffer). XAPI errors are still decoded.
     pub async fn call_raw(&self, method: &str, params: &[Value]) -> Result<Vec<u8>, XapiError> {
-        let (status, body) = self
-            .transport
-            .post_json("/jsonrpc", encode_call(method, params, 1), patience(method, params))
-            .await
-            .map_err(XapiError::Transport)?;
+        let (status, body) = self.exchange(method, params).await?;
         #[derive(serde::Deserialize)]
         struct Probe<'a> {
             #[serde(borrow)]
@@ -336,5 +488,118 @@ mod tests {
         assert_eq!(e.to_api_error().status, 409);
         assert_eq!(XapiError::Transport(TransportError::Timeout).to_api_error().status, 504);
         assert_eq!(XapiError::Transport(TransportError::Unreachable("x".into())).to_api_error().status, 502);
+    }
+
+    /// A pool on paper: each base URL answers a fixed reply or is unreachable; every request is logged.
+    struct Pool {
+        base: std::cell::RefCell<String>,
+        answers: std::collections::HashMap<&'static str, Option<&'static str>>,
+        candidates: Vec<String>,
+        log: std::cell::RefCell<Vec<String>>,
+    }
+
+    impl Pool {
+        fn new(answers: &[(&'static str, Option<&'static str>)], candidates: &[&str]) -> Pool {
+            Pool {
+                base: std::cell::RefCell::new("http://a".into()),
+                answers: answers.iter().copied().collect(),
+                candidates: candidates.iter().map(|c| c.to_string()).collect(),
+                log: std::cell::RefCell::new(Vec::new()),
+            }
+        }
+    }
+
+    impl Transport for Pool {
+        fn post_json(
+            &self,
+            _: &str,
+            _: Vec<u8>,
+            _: u64,
+        ) -> impl Future<Output = Result<(u16, Vec<u8>), TransportError>> {
+            let base = self.base.borrow().clone();
+            self.log.borrow_mut().push(base.clone());
+            std::future::ready(match self.answers.get(base.as_str()).copied().flatten() {
+                Some(reply) => Ok((200, reply.as_bytes().to_vec())),
+                None => Err(TransportError::Unreachable("refused".into())),
+            })
+        }
+        fn host_base(&self, address: &str) -> Result<String, String> {
+            if address == "fenced" {
+                return Err("fenced is not allowed".into());
+            }
+            Ok(format!("http://{address}"))
+        }
+        fn retarget(&self, address: &str) -> Result<(), String> {
+            *self.base.borrow_mut() = self.host_base(address)?;
+            Ok(())
+        }
+        fn base(&self) -> String {
+            self.base.borrow().clone()
+        }
+        fn candidates(&self) -> Vec<String> {
+            self.candidates.clone()
+        }
+    }
+
+    fn run<F: Future>(f: F) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        loop {
+            if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+                return v;
+            }
+        }
+    }
+
+    const OK: &str = r#"{"jsonrpc":"2.0","result":"done","id":1}"#;
+    const SLAVE_OF_B: &str = r#"{"jsonrpc":"2.0","error":{"code":1,"message":"HOST_IS_SLAVE","data":["b"]},"id":1}"#;
+    const SLAVE_OF_A: &str = r#"{"jsonrpc":"2.0","error":{"code":1,"message":"HOST_IS_SLAVE","data":["a"]},"id":1}"#;
+
+    #[test]
+    fn calls_follow_the_master_a_slave_names() {
+        let pool = Pool::new(&[("http://a", Some(SLAVE_OF_B)), ("http://b", Some(OK))], &[]);
+        let xapi = Xapi::new(&pool);
+        assert_eq!(run(xapi.call("VM.get_all", &[json!("s")])), Ok(json!("done")));
+        // The rest of the request goes straight to the master.
+        assert_eq!(run(xapi.call("VM.get_all", &[json!("s")])), Ok(json!("done")));
+        assert_eq!(*pool.log.borrow(), ["http://a", "http://b", "http://b"]);
+    }
+
+    #[test]
+    fn a_master_that_does_not_answer_is_looked_for_among_the_known_hosts() {
+        // a is down; c is down too; d is a slave naming b, the new master.
+        let answers = [("http://a", None), ("http://c", None), ("http://d", Some(SLAVE_OF_B)), ("http://b", Some(OK))];
+        let pool = Pool::new(&answers, &["a", "c", "d"]);
+        let xapi = Xapi::new(&pool);
+        assert_eq!(run(xapi.call("VM.get_all", &[json!("s")])), Ok(json!("done")));
+        assert_eq!(*pool.log.borrow(), ["http://a", "http://c", "http://d", "http://b"]);
+        // Without known hosts, the master's silence is the answer.
+        let pool = Pool::new(&[("http://a", None)], &[]);
+        let e = run(Xapi::new(&pool).call("VM.get_all", &[json!("s")])).unwrap_err();
+        assert_eq!(e.to_api_error().status, 502);
+    }
+
+    #[test]
+    fn a_call_the_master_broke_off_is_not_sent_to_it_again() {
+        // a (the master) fails the call; the other host names a as the master: the call may have run there.
+        let pool = Pool::new(&[("http://a", None), ("http://d", Some(SLAVE_OF_A))], &["d"]);
+        let e = run(Xapi::new(&pool).call("VM.destroy", &[json!("s"), json!("vm")])).unwrap_err();
+        assert!(matches!(e, XapiError::Transport(TransportError::Unreachable(_))), "{e:?}");
+        assert_eq!(*pool.log.borrow(), ["http://a", "http://d"]);
+    }
+
+    #[test]
+    fn a_master_outside_the_fence_is_not_followed_and_says_what_to_set() {
+        const SLAVE_OF_FENCED: &str =
+            r#"{"jsonrpc":"2.0","error":{"code":1,"message":"HOST_IS_SLAVE","data":["fenced"]},"id":1}"#;
+        let pool = Pool::new(&[("http://a", Some(SLAVE_OF_FENCED))], &[]);
+        let e = run(Xapi::new(&pool).call("VM.get_all", &[json!("s")])).unwrap_err().to_api_error();
+        assert_eq!(e.status, 502);
+        assert!(e.message.contains("pool_hosts"), "{}", e.message);
+        assert_eq!(*pool.log.borrow(), ["http://a"]);
+        // Two slaves naming each other: a bounded number of moves, then XAPI's answer.
+        let pool = Pool::new(&[("http://a", Some(SLAVE_OF_B)), ("http://b", Some(SLAVE_OF_A))], &[]);
+        assert!(run(Xapi::new(&pool).call("VM.get_all", &[json!("s")])).is_err());
+        assert_eq!(pool.log.borrow().len(), MAX_MOVES + 1);
     }
 }

@@ -97,6 +97,12 @@ impl Edge {
         if !env.iter().any(|(k, _)| *k == "XO_EDGE_XAPI_URL") {
             vars.push(format!("XO_EDGE_XAPI_URL={sim_url}"));
         }
+        // The simulator's other hosts listen on the next loopback addresses, same port: the fence covers them as an
+        // operator's `pool_hosts` covers the pool's subnet.
+        if !env.iter().any(|(k, _)| *k == "XO_EDGE_POOL_HOSTS") {
+            let port = sim_url.rsplit(':').next().unwrap_or_default();
+            vars.push(format!("XO_EDGE_POOL_HOSTS=http://127.0.0.0/24:{port}"));
+        }
         vars.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
         // A state directory (login throttling) is preopened at the same path inside the guest.
         if let Some((_, dir)) = env.iter().find(|(k, _)| *k == "XO_EDGE_STATE_DIR") {
@@ -128,6 +134,22 @@ impl Edge {
         let _ = self.child.wait();
         self.child = spawn(&self.command, &self.log);
         self.wait_up();
+    }
+
+    /// Restarts the runtime with `env` (`XO_EDGE_*` variables) replacing the ones it had of the same names.
+    pub fn restart_runtime_with(&mut self, env: &[(&str, &str)]) {
+        for (k, v) in env {
+            let prefix = format!("{k}=");
+            match self.command.iter().position(|a| a.starts_with(&prefix)) {
+                Some(i) => self.command[i] = format!("{k}={v}"),
+                None => {
+                    let at = self.command.len() - 1;
+                    self.command.insert(at, format!("{k}={v}"));
+                    self.command.insert(at, "--env".into());
+                }
+            }
+        }
+        self.restart_runtime();
     }
 
     /// The runtime process's resident memory now (`VmRSS`), in KiB.
@@ -188,8 +210,19 @@ impl Edge {
         r["uuid"].as_str().unwrap().to_string()
     }
 
+    /// The simulator, in this process.
+    pub fn sim(&self) -> &std::sync::Arc<xapi_sim::sim::Sim> {
+        &self._sim.sim
+    }
+
+    /// The URL of the pool's master now (it moves on failover; the control API answers on every host that is up).
+    pub fn control_url(&self) -> String {
+        let sim = self.sim();
+        xapi_sim::pool_net::url_of(sim, &sim.master()).unwrap_or_else(|| self.sim_url.clone())
+    }
+
     pub fn sim_stats(&self) -> J {
-        self.http.get(format!("{}/_sim/stats", self.sim_url)).send().unwrap().json().unwrap()
+        self.http.get(format!("{}/_sim/stats", self.control_url())).send().unwrap().json().unwrap()
     }
 
     /// What `read` gives once it equals `want`, or whatever it gives after 20 s. The edge cleans up after a failed or
@@ -249,14 +282,14 @@ impl Edge {
 
     /// Sets the simulator's faults (`PUT /_sim/faults`, a `FaultSpec`), replacing any set before.
     pub fn faults(&self, spec: J) {
-        let r = self.http.put(format!("{}/_sim/faults", self.sim_url)).json(&spec).send().unwrap();
+        let r = self.http.put(format!("{}/_sim/faults", self.control_url())).json(&spec).send().unwrap();
         assert!(r.status().is_success(), "faults refused: {spec}");
     }
 
     /// A JSON-RPC call straight to the simulator.
     pub fn xapi(&self, method: &str, params: J) -> J {
         let body = json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 1});
-        self.http.post(format!("{}/jsonrpc", self.sim_url)).json(&body).send().unwrap().json().unwrap()
+        self.http.post(format!("{}/jsonrpc", self.control_url())).json(&body).send().unwrap().json().unwrap()
     }
 }
 

@@ -221,8 +221,9 @@ async fn failover(State(sim): State<Arc<Sim>>) -> Result<Json<J>, (StatusCode, S
     Ok(Json(json!({ "master": uuid, "url": url })))
 }
 
-/// `PUT /_sim/hosts/{uuid}/link` (`{"up": bool}`): takes a host off the network or puts it back (nothing else
-/// about it changes: a network outage, not a host failure).
+/// `PUT /_sim/hosts/{uuid}/link` (`{"up": bool, "live"?: bool}`): takes a host off the network or puts it back;
+/// nothing else about it changes (a network outage), unless `live` says whether it now runs (a failed host back up,
+/// as a member of the pool).
 async fn link(
     State(sim): State<Arc<Sim>>,
     axum::extract::Path(uuid): axum::extract::Path<String>,
@@ -232,6 +233,9 @@ async fn link(
     let host = sim.db.lock().ref_by_uuid(&uuid).cloned().ok_or((StatusCode::NOT_FOUND, "no such host".to_string()))?;
     if !crate::pool_net::set_link(&sim, &host, up) {
         return Err((StatusCode::NOT_FOUND, "that host has no endpoint".to_string()));
+    }
+    if let Some(live) = body.get("live").and_then(J::as_bool) {
+        sim.write(|db| crate::infra::set_live(db, &host, live));
     }
     Ok(Json(json!({ "up": up })))
 }

@@ -116,6 +116,18 @@ fn route(sim: &Sim, at: &At, needs: &Needs) -> Where {
     if at.here.0.is_empty() {
         return Where::Here;
     }
+    let path_and_query = at.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let forced = sim.faults.lock().redirect.get(at.uri.path().trim_end_matches('/')).cloned();
+    if let Some(target) = forced {
+        let base = if target == "next" {
+            let hosts: Vec<String> = sim.endpoints.lock().keys().cloned().collect();
+            let next = hosts.iter().position(|h| *h == at.here.0).map(|i| hosts[(i + 1) % hosts.len()].clone());
+            next.and_then(|h| crate::pool_net::url_of(sim, &h)).unwrap_or_default()
+        } else {
+            target
+        };
+        return Where::There(format!("{base}{path_and_query}"));
+    }
     let (target, srs) = {
         let db = sim.db.lock();
         let srs = needed_srs(&db, needs);
@@ -132,12 +144,18 @@ fn route(sim: &Sim, at: &At, needs: &Needs) -> Where {
     };
     let _ = srs;
     match target.and_then(|h| crate::pool_net::url_of(sim, &h)) {
-        Some(base) => {
-            let path_and_query = at.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-            Where::There(format!("{base}{path_and_query}"))
-        }
+        Some(base) => Where::There(format!("{base}{path_and_query}")),
         None => Where::Nowhere,
     }
+}
+
+/// Reads (up to 1 MiB of) what a refused upload's client is still sending, after the answer has gone: XAPI answers
+/// a refusal (or a redirect) before it reads any of the body, and a client that waits for the answer before it
+/// sends must get it; one that sent already must not have its connection reset under the answer.
+fn drain_later(body: Body) {
+    tokio::spawn(async move {
+        let _ = axum::body::to_bytes(body, 1 << 20).await;
+    });
 }
 
 fn redirect(location: &str) -> Response<Body> {
@@ -699,9 +717,7 @@ pub async fn import_raw_vdi(sim: Arc<Sim>, at: At, q: Query, headers: HeaderMap,
     match prepare_import(&sim, &at, &q, &headers).await {
         Ok(prepared) => transfer_import(sim, prepared, body).await,
         Err(refusal) => {
-            // Read (up to 1 MiB of) what the client is still sending: closing a connection with unread data resets it,
-            // and the client could lose the answer.
-            let _ = axum::body::to_bytes(body, 1 << 20).await;
+            drain_later(body);
             refusal
         }
     }
@@ -930,15 +946,13 @@ pub async fn import(sim: Arc<Sim>, at: At, q: Query, headers: HeaderMap, body: B
     let ctx = match begin(&sim, &at, needs, "/import", &q, &headers).await {
         Ok(c) => c,
         Err(r) => {
-            if r.status() == StatusCode::FOUND {
-                // Nothing of the body was read: the client sends it to the other host.
-                let _ = axum::body::to_bytes(body, 1 << 20).await;
-            }
+            // Nothing of the body was read (a redirect: the client sends it to the other host).
+            drain_later(body);
             return r;
         }
     };
     if headers.contains_key(header::TRANSFER_ENCODING) {
-        let _ = axum::body::to_bytes(body, 1 << 20).await;
+        drain_later(body);
         return early_fail(ctx, XapiError::new("IMPORT_ERROR_CANNOT_HANDLE_CHUNKED", &[]), StatusCode::FORBIDDEN);
     }
     let sr = match q.get("sr_id").or_else(|| q.get("sr_uuid")) {
@@ -958,12 +972,12 @@ pub async fn import(sim: Arc<Sim>, at: At, q: Query, headers: HeaderMap, body: B
     let sr = match sr {
         Ok(sr) => sr,
         Err(e) => {
-            let _ = axum::body::to_bytes(body, 1 << 20).await;
+            drain_later(body);
             return early_fail(ctx, e, StatusCode::INTERNAL_SERVER_ERROR);
         }
     };
     if sim.db.lock().get(&sr).is_some_and(|r| r.get("content_type").and_then(Value::as_str) == Some("iso")) {
-        let _ = axum::body::to_bytes(body, 1 << 20).await;
+        drain_later(body);
         return early_fail(ctx, XapiError::new("SR_OPERATION_NOT_SUPPORTED", &[&sr]), StatusCode::BAD_REQUEST);
     }
     let task = ctx.task.clone();

@@ -158,7 +158,7 @@ pub fn is_live(db: &Db, host: &str) -> bool {
     db.get(host).map(|h| str_of(h, "metrics")).and_then(|m| db.get(&m).map(|m| bool_of(m, "live"))).unwrap_or(false)
 }
 
-fn set_live(db: &mut Db, host: &str, live: bool) {
+pub(crate) fn set_live(db: &mut Db, host: &str, live: bool) {
     let metrics = db.field_str(host, "metrics");
     db.update(&metrics, |m| {
         m.insert("live".into(), Value::Bool(live));

@@ -113,6 +113,11 @@ pub struct FaultSpec {
     /// quarter of it.
     #[serde(default)]
     pub host_boot_ms: Option<u64>,
+    /// Handlers (by path) that answer `302` whatever the storage: to this base URL (`http://host:port`), or with
+    /// `"next"` to the next host of the pool (the hosts then send the request round in a loop). What a broken or
+    /// hostile pool member could answer; XAPI itself redirects only to the host that sees the storage.
+    #[serde(default)]
+    pub redirect: HashMap<String, String>,
 }
 
 /// Counters tests read through `GET /_sim/stats`.

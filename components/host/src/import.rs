@@ -137,12 +137,54 @@ pub(crate) fn failure_error(f: BodyFailure) -> ApiError {
     }
 }
 
-/// Starts the `PUT` of `length` bytes to XAPI's handler `upstream`: headers out, body to come.
-pub(crate) fn start_put(config: &Config, upstream: &str, cookie: &str, length: u64) -> Result<Sending, String> {
+/// Why a `PUT` to XAPI's handler did not open for its body.
+pub(crate) enum PutStart {
+    /// XAPI could not be reached, or did not answer in time.
+    Failed(String),
+    /// XAPI answered this status before the body (a refusal: its task says why).
+    Answered(u16),
+    /// XAPI redirected where the edge does not follow (outside the pool or the fence, a loop): the client's error.
+    Refused(ApiError),
+}
+
+/// Starts the `PUT` of `length` bytes to XAPI's handler `upstream`, on the master, and waits for XAPI's answer
+/// before any of the body goes: XAPI accepts (200) or redirects to the host that sees the storage (302) before
+/// it reads a byte (`ocaml/xapi/import_raw_vdi.ml`, `import`; `import.ml`, `handler`), so a redirect costs the
+/// body nothing and the same request goes to the host named, within the pool ([`xo_edge::xapi::Xapi::follow`]).
+/// XO's client probes with an empty PUT first instead, which on the right host starts an empty import.
+pub(crate) async fn start_put(
+    config: &Config,
+    session: &str,
+    upstream: &str,
+    cookie: &str,
+    length: u64,
+) -> Result<Sending, PutStart> {
     let length = length.to_string();
     let headers: [(&str, &[u8]); 2] = [("cookie", cookie.as_bytes()), ("content-length", length.as_bytes())];
-    let request = outbound::request(Method::Put, &config.xapi_url, upstream, &headers)?;
-    request.start().map_err(|e| format!("{e:?}"))
+    let mut base = crate::master_base(config);
+    let mut visited = vec![base.clone()];
+    loop {
+        let request = outbound::request(Method::Put, &base, upstream, &headers).map_err(PutStart::Failed)?;
+        let mut put = request.start().map_err(|e| PutStart::Failed(format!("{e:?}")))?;
+        let deadline = Deadline::after(config.xapi_timeout);
+        let (status, location) = match put.head(deadline).await {
+            Ok(head) => (head.status, head.location.clone()),
+            Err(e) => return Err(PutStart::Failed(format!("{e:?}"))),
+        };
+        match (status, location) {
+            (200, _) => return Ok(put),
+            (302, Some(location)) => {
+                let _ = put.end(false, deadline).await;
+                let transport = WasiTransport::new(config);
+                let xapi = xo_edge::xapi::Xapi::new(&transport);
+                base = xapi.follow(&location, session, &mut visited).await.map_err(PutStart::Refused)?;
+            }
+            (status, _) => {
+                let _ = put.end(false, deadline).await;
+                return Err(PutStart::Answered(status));
+            }
+        }
+    }
 }
 
 /// Ends the PUT and reads XAPI's answer to its end; answers its status.
@@ -231,7 +273,7 @@ pub async fn import(
                 return log.answer(out, Reply::error(&e)).await;
             }
         };
-        let (sent, moved) = match start_put(&config, &plan.upstream, &plan.cookie, plan.length) {
+        let (sent, moved) = match start_put(&config, &plan.session, &plan.upstream, &plan.cookie, plan.length).await {
             Ok(put) => {
                 let moved = io::splice_all(&body.stream, &put.stream, Some(plan.length)).await;
                 let complete = moved.as_ref().is_ok_and(|&n| n == plan.length);
@@ -241,7 +283,25 @@ pub async fn import(
                 }
                 (end_put(put, complete, &config).await, moved)
             }
-            Err(e) => {
+            Err(PutStart::Refused(e)) => {
+                body.drain(config.client_timeout).await;
+                let vdi = plan.created.then_some(plan.vdi.as_str());
+                let e = xo_edge::transfer::task::abandon(
+                    &ctx.xapi,
+                    &plan.session,
+                    &plan.task,
+                    vdi,
+                    plan.temporary_session,
+                    e,
+                )
+                .await;
+                return log.answer(out, Reply::error(&e)).await;
+            }
+            Err(PutStart::Answered(status)) => {
+                body.drain(config.client_timeout).await;
+                (Ok(status), Err(IoError::Output(String::new())))
+            }
+            Err(PutStart::Failed(e)) => {
                 body.drain(config.client_timeout).await;
                 (Err(e), Err(IoError::Output(String::new())))
             }
@@ -305,7 +365,7 @@ pub async fn import(
             return log.answer(out, Reply::error(&e)).await;
         }
     };
-    let (sent, body_result) = match start_put(&config, &plan.upstream, &plan.cookie, plan.length) {
+    let (sent, body_result) = match start_put(&config, &plan.session, &plan.upstream, &plan.cookie, plan.length).await {
         Ok(put) => {
             let outcome = forward(&mut source, check, head, &put).await;
             if !matches!(outcome, Pumped::Done) {
@@ -321,7 +381,22 @@ pub async fn import(
             };
             (sent, body_result)
         }
-        Err(e) => (Err(e), Ok(())),
+        Err(PutStart::Refused(e)) => {
+            source.drain().await;
+            let vdi = plan.created.then_some(plan.vdi.as_str());
+            let e =
+                xo_edge::transfer::task::abandon(&ctx.xapi, &plan.session, &plan.task, vdi, plan.temporary_session, e)
+                    .await;
+            return log.answer(out, Reply::error(&e)).await;
+        }
+        Err(PutStart::Answered(status)) => {
+            source.drain().await;
+            (Ok(status), Ok(()))
+        }
+        Err(PutStart::Failed(e)) => {
+            source.drain().await;
+            (Err(e), Ok(()))
+        }
     };
     finish(&ctx, &plan, sent, body_result, &caller, &log, out).await;
 }

@@ -19,6 +19,7 @@ use wasi::http::types::{IncomingRequest, Method, ResponseOutparam};
 use xo_edge::config::Config;
 use xo_edge::error::ApiError;
 use xo_edge::rest::{self, Reply};
+use xo_edge::xapi::rpc::HttpAnswer;
 use xo_edge::xapi::{Transport, TransportError};
 
 pub mod import;
@@ -53,9 +54,25 @@ macro_rules! export_handler {
     };
 }
 
+thread_local! {
+    /// Where the pool's master answers, once a call of this request found it elsewhere than `xapi_url`
+    /// (`HOST_IS_SLAVE`, or `xapi_url` not answering). An instance serves one request, so this lives as long as the
+    /// request: every transport of the request (an export's cleanup, a snapshot's heartbeat) goes straight there.
+    static MASTER: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+    /// The pool's host addresses this request's token knew, tried when the master does not answer.
+    static CANDIDATES: std::cell::RefCell<Vec<String>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The base URL of the pool's master for this request: `xapi_url`, or where a call found the master since.
+pub fn master_base(config: &Config) -> String {
+    MASTER.with(|m| m.borrow().clone()).unwrap_or_else(|| config.xapi_url.clone())
+}
+
 /// XAPI over `wasi:http/outgoing-handler`.
 pub struct WasiTransport {
-    pub base: String,
+    /// `xapi_url` and the `pool_hosts` pattern: where requests may go.
+    fence: xo_edge::xapi::pool::Fence,
+    xapi_url: String,
     /// Seconds a call may take (`xapi_timeout`).
     pub timeout: u64,
     /// When the request began (the transport is made per request).
@@ -67,7 +84,8 @@ pub struct WasiTransport {
 impl WasiTransport {
     pub fn new(config: &Config) -> Self {
         WasiTransport {
-            base: config.xapi_url.clone(),
+            fence: config.fence.clone(),
+            xapi_url: config.xapi_url.clone(),
             timeout: config.xapi_timeout,
             started: Instant::now(),
             store: std::cell::OnceCell::new(),
@@ -82,31 +100,66 @@ impl Transport for WasiTransport {
         let headers: [(&str, &[u8]); 2] =
             [("content-type", b"application/json"), ("content-length", length.as_bytes())];
         let request =
-            outbound::request(Method::Post, &self.base, path, &headers).map_err(TransportError::Unreachable)?;
+            outbound::request(Method::Post, &self.base(), path, &headers).map_err(TransportError::Unreachable)?;
         let answer = request.send_whole(&body, deadline).await.map_err(transport_error)?;
         let bytes = answer.read_all(usize::MAX, deadline).await.map_err(transport_error)?;
         Ok((answer.status, bytes))
     }
 
-    async fn get(&self, path: &str, cookie: &str) -> Result<(u16, Vec<u8>), TransportError> {
+    async fn get(&self, base: &str, path: &str, cookie: &str) -> Result<HttpAnswer, TransportError> {
         let deadline = io::Deadline::after(self.timeout);
         let headers: [(&str, &[u8]); 1] = [("cookie", cookie.as_bytes())];
-        let request =
-            outbound::request(Method::Get, &self.base, path, &headers).map_err(TransportError::Unreachable)?;
+        let request = outbound::request(Method::Get, base, path, &headers).map_err(TransportError::Unreachable)?;
         let answer = request.send_whole(&[], deadline).await.map_err(transport_error)?;
-        let bytes = answer.read_all(64 << 20, deadline).await.map_err(transport_error)?;
-        Ok((answer.status, bytes))
+        let body = answer.read_all(64 << 20, deadline).await.map_err(transport_error)?;
+        Ok(HttpAnswer { status: answer.status, location: answer.location.clone(), body })
     }
 
-    async fn put(&self, path: &str, cookie: &str, body: Vec<u8>) -> Result<u16, TransportError> {
+    async fn put(&self, base: &str, path: &str, cookie: &str, body: Vec<u8>) -> Result<HttpAnswer, TransportError> {
         let deadline = io::Deadline::after(self.timeout);
         let length = body.len().to_string();
         let headers: [(&str, &[u8]); 2] = [("cookie", cookie.as_bytes()), ("content-length", length.as_bytes())];
-        let request =
-            outbound::request(Method::Put, &self.base, path, &headers).map_err(TransportError::Unreachable)?;
-        let answer = request.send_whole(&body, deadline).await.map_err(transport_error)?;
+        let request = outbound::request(Method::Put, base, path, &headers).map_err(TransportError::Unreachable)?;
+        // XAPI answers (a 200, or a 302 to another host) before it reads the body: nothing is sent before that.
+        let mut sending = request.start().map_err(transport_error)?;
+        let head = sending.head(deadline).await.map_err(transport_error)?;
+        if head.status != 200 {
+            let location = head.location.clone();
+            let status = head.status;
+            let _ = sending.end(false, deadline).await;
+            return Ok(HttpAnswer { status, location, body: Vec::new() });
+        }
+        io::write_all(&sending.stream, &body).await.map_err(|e| TransportError::Unreachable(format!("{e:?}")))?;
+        let answer = sending.end(true, deadline).await.map_err(transport_error)?;
         let _ = answer.read_all(1 << 20, deadline).await;
-        Ok(answer.status)
+        Ok(HttpAnswer { status: answer.status, location: None, body: Vec::new() })
+    }
+
+    fn host_base(&self, address: &str) -> Result<String, String> {
+        self.fence.host_base(address)
+    }
+
+    fn retarget(&self, address: &str) -> Result<(), String> {
+        let base = self.fence.host_base(address)?;
+        MASTER.with(|m| *m.borrow_mut() = Some(base));
+        Ok(())
+    }
+
+    fn base(&self) -> String {
+        MASTER.with(|m| m.borrow().clone()).unwrap_or_else(|| self.xapi_url.clone())
+    }
+
+    fn candidates(&self) -> Vec<String> {
+        let known = CANDIDATES.with(|c| c.borrow().clone());
+        if known.is_empty() {
+            self.fence.addresses()
+        } else {
+            known
+        }
+    }
+
+    fn set_candidates(&self, addresses: Vec<String>) {
+        CANDIDATES.with(|c| *c.borrow_mut() = addresses);
     }
 
     fn elapsed_ms(&self) -> u64 {

@@ -32,18 +32,25 @@ pub struct Outgoing {
 /// A response from XAPI whose body is open for reading.
 pub struct Upstream {
     pub status: u16,
+    /// The `Location` of a redirect.
+    pub location: Option<String>,
     pub stream: InputStream,
     // Dropped after `stream` (fields drop in order): the body outlives its stream.
     _body: IncomingBody,
     _response: IncomingResponse,
 }
 
-/// A request on its way: its body still open for writing, the answer to come.
+/// A request on its way: its body still open for writing, the answer to come (or come: [`Sending::head`]).
 pub struct Sending {
     pub stream: OutputStream,
     body: OutgoingBody,
     answer: FutureIncomingResponse,
+    head: Option<Upstream>,
 }
+
+/// Seconds a connection to a pool host may take to open: a host that is down must not hold a request for the whole
+/// `xapi_timeout` before the pool's other hosts are tried.
+pub const CONNECT_TIMEOUT: u64 = 5;
 
 /// A request to `base` (XAPI's URL: scheme and authority) + `path_with_query`.
 pub fn request(
@@ -83,9 +90,11 @@ impl Outgoing {
     }
 
     fn options(&self) -> Option<RequestOptions> {
-        let seconds = self.idle?;
         let options = RequestOptions::new();
-        let _ = options.set_between_bytes_timeout(Some(seconds.saturating_mul(1_000_000_000)));
+        let _ = options.set_connect_timeout(Some(CONNECT_TIMEOUT * 1_000_000_000));
+        if let Some(seconds) = self.idle {
+            let _ = options.set_between_bytes_timeout(Some(seconds.saturating_mul(1_000_000_000)));
+        }
         Some(options)
     }
 
@@ -106,7 +115,7 @@ impl Outgoing {
             OutgoingBody::finish(out, None).map_err(failed)?;
             answer
         };
-        wait(answer, deadline).await
+        wait(&answer, deadline).await
     }
 
     /// Hands the request to the host now; its body is written afterwards ([`Sending`]).
@@ -114,14 +123,24 @@ impl Outgoing {
         let options = self.options();
         let Outgoing { request, body, stream, .. } = self;
         let answer = outgoing_handler::handle(request, options).map_err(failed)?;
-        Ok(Sending { stream, body, answer })
+        Ok(Sending { stream, body, answer, head: None })
     }
 }
 
 impl Sending {
+    /// Waits for the answer's head before any of the body is written: XAPI's handlers answer (200, or 302 to the
+    /// host that sees the storage) before they read a byte (`ocaml/xapi/import_raw_vdi.ml`, `import.ml`), so a
+    /// redirected upload has lost nothing.
+    pub async fn head(&mut self, deadline: Deadline) -> Result<&Upstream, SendError> {
+        if self.head.is_none() {
+            self.head = Some(wait(&self.answer, deadline).await?);
+        }
+        self.head.as_ref().ok_or_else(|| SendError::Failed("no answer".into()))
+    }
+
     /// Ends the body: complete (`true`) or aborted, so that XAPI sees a broken upload. Then waits for the answer.
     pub async fn end(self, complete: bool, deadline: Deadline) -> Result<Upstream, SendError> {
-        let Sending { stream, body, answer } = self;
+        let Sending { stream, body, answer, head } = self;
         let _ = io::flush(&stream).await;
         drop(stream);
         if complete {
@@ -129,19 +148,28 @@ impl Sending {
         } else {
             drop(body);
         }
-        wait(answer, deadline).await
+        match head {
+            Some(head) => Ok(head),
+            None => wait(&answer, deadline).await,
+        }
     }
 }
 
 /// Waits for the answer to a sent request.
-async fn wait(answer: FutureIncomingResponse, deadline: Deadline) -> Result<Upstream, SendError> {
+async fn wait(answer: &FutureIncomingResponse, deadline: Deadline) -> Result<Upstream, SendError> {
     loop {
         match answer.get() {
             Some(Ok(Ok(response))) => {
                 let status = response.status();
+                let location = response
+                    .headers()
+                    .get(&"location".to_string())
+                    .into_iter()
+                    .next()
+                    .map(|v| String::from_utf8_lossy(&v).into_owned());
                 let body = response.consume().map_err(|()| SendError::Failed("no response body".into()))?;
                 let stream = body.stream().map_err(|()| SendError::Failed("no response body stream".into()))?;
-                return Ok(Upstream { status, stream, _body: body, _response: response });
+                return Ok(Upstream { status, location, stream, _body: body, _response: response });
             }
             Some(Ok(Err(e))) => return Err(failed(e)),
             Some(Err(())) => return Err(SendError::Failed("the response was already taken".into())),

@@ -16,6 +16,7 @@ use crate::{now, Log, WasiTransport};
 use std::time::{Duration, Instant};
 use wasi::http::types::{Method, ResponseOutparam};
 use xo_edge::config::Config;
+use xo_edge::error::ApiError;
 use xo_edge::rest::{Ctx, Reply};
 use xo_edge::transfer::check::Check;
 use xo_edge::transfer::compress::Compressor;
@@ -29,21 +30,42 @@ const READ_SIZE: u64 = 256 * 1024;
 /// Largest write to the client when the body goes through the guest.
 const BATCH: usize = 256 * 1024;
 
-/// Opens XAPI's handler: a GET with the session in a cookie.
+/// Opens XAPI's handler: a GET with the session in a cookie, on the master, then wherever it redirects within the
+/// pool ([`xo_edge::xapi::Xapi::follow`]).
 async fn open(config: &Config, plan: &ExportPlan) -> Result<Upstream, StartFailure> {
+    let mut base = match &plan.host {
+        Some(address) => {
+            config.fence.host_base(address).map_err(|e| StartFailure::Redirect(ApiError::bad_gateway(e)))?
+        }
+        None => crate::master_base(config),
+    };
+    let mut visited = vec![base.clone()];
+    loop {
+        let upstream = open_at(config, &base, plan).await?;
+        match (upstream.status, upstream.location.clone()) {
+            (200, _) => return Ok(upstream),
+            (302, Some(location)) => {
+                drop(upstream);
+                let transport = WasiTransport::new(config);
+                let xapi = xo_edge::xapi::Xapi::new(&transport);
+                base = xapi.follow(&location, &plan.session, &mut visited).await.map_err(StartFailure::Redirect)?;
+            }
+            (s, _) => return Err(StartFailure::Status(s)),
+        }
+    }
+}
+
+/// One GET of XAPI's handler at the pool host `base`.
+async fn open_at(config: &Config, base: &str, plan: &ExportPlan) -> Result<Upstream, StartFailure> {
     let headers: [(&str, &[u8]); 1] = [("cookie", plan.cookie.as_bytes())];
-    let request =
-        outbound::request(Method::Get, &config.xapi_url, &plan.upstream, &headers).map_err(StartFailure::Transport)?;
+    let request = outbound::request(Method::Get, base, &plan.upstream, &headers).map_err(StartFailure::Transport)?;
     // XAPI silent for longer than xapi_timeout mid-body: the host breaks the body (also under a splice).
     let upstream = match request.idle(config.xapi_timeout).send_whole(&[], Deadline::after(config.xapi_timeout)).await {
         Ok(u) => u,
         Err(SendError::Timeout) => return Err(StartFailure::Timeout(config.xapi_timeout)),
         Err(SendError::Failed(e)) => return Err(StartFailure::Transport(e)),
     };
-    match upstream.status {
-        200 => Ok(upstream),
-        s => Err(StartFailure::Status(s)),
-    }
+    Ok(upstream)
 }
 
 /// Runs an export plan and answers the client.

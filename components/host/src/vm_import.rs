@@ -8,7 +8,7 @@
 //! (XAPI stops reading at the last disk's last chunk), completes: that is waited for, and the core's `finish`
 //! removes that VM. The task is destroyed either way.
 
-use crate::import::{end_put, failure_error, start_put, with_refresh, Incoming, BATCH, READ_SIZE};
+use crate::import::{end_put, failure_error, start_put, with_refresh, Incoming, PutStart, BATCH, READ_SIZE};
 use crate::io::{self, Deadline, IoError};
 use crate::{now, Log, WasiTransport};
 use wasi::http::types::{IncomingRequest, ResponseOutparam};
@@ -133,7 +133,7 @@ pub async fn import_vm(
             return log.answer(out, Reply::error(&e)).await;
         }
     };
-    let (sent, body_result) = match start_put(&config, &plan.upstream, &plan.cookie, plan.length) {
+    let (sent, body_result) = match start_put(&config, &plan.session, &plan.upstream, &plan.cookie, plan.length).await {
         Ok(put) => {
             let outcome = forward(&body, &mut check, head, &put, idle).await;
             if !matches!(outcome, Pumped::Done) {
@@ -155,7 +155,18 @@ pub async fn import_vm(
             };
             (sent, body_result)
         }
-        Err(e) => {
+        Err(PutStart::Refused(e)) => {
+            body.drain(idle).await;
+            let t = &plan.task;
+            let e =
+                xo_edge::transfer::task::abandon(&ctx.xapi, &plan.session, t, None, plan.temporary_session, e).await;
+            return log.answer(out, Reply::error(&e)).await;
+        }
+        Err(PutStart::Answered(status)) => {
+            body.drain(idle).await;
+            (Ok(status), Ok(()))
+        }
+        Err(PutStart::Failed(e)) => {
             body.drain(idle).await;
             (Err(e), Ok(()))
         }

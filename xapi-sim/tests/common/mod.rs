@@ -95,14 +95,56 @@ impl Sim {
     /// PUTs `body` to `path`; the status, or `None` if the connection broke.
     /// PUTs `body` and reads the answer to its end: XAPI's import handler sends its `200` before it reads the
     /// body and closes the connection when the import is over, so only the end of the answer says it is done.
+    /// Sent as XAPI's protocol allows: the head, then XAPI's answer, then the body, so that a `302` (to the host
+    /// that sees the storage) is followed with the body whole, to the `Location`.
     pub fn put(&self, path: &str, body: Vec<u8>) -> Option<u16> {
-        let r = self.http.put(format!("{}{path}", self.url)).body(body).send().ok()?;
-        let status = r.status().as_u16();
-        let _ = r.bytes();
-        Some(status)
+        let mut url = format!("{}{path}", self.url);
+        for _ in 0..3 {
+            match put_raw(&url, &body)? {
+                (302, Some(location)) => url = location,
+                (status, _) => return Some(status),
+            }
+        }
+        None
     }
 
     pub fn get(&self, path: &str) -> reqwest::blocking::Response {
         self.http.get(format!("{}{path}", self.url)).send().unwrap()
     }
+}
+
+/// One PUT over a plain connection: the head with the body's length, XAPI's answer head, then (on 200) the body and
+/// the rest of the answer. Answers the status and a `Location`; `None` if the connection broke.
+fn put_raw(url: &str, body: &[u8]) -> Option<(u16, Option<String>)> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let rest = url.strip_prefix("http://")?;
+    let (authority, target) = rest.split_at(rest.find('/')?);
+    let mut conn = std::net::TcpStream::connect(authority).ok()?;
+    write!(conn, "PUT {target} HTTP/1.1\r\nhost: {authority}\r\ncontent-length: {}\r\n\r\n", body.len()).ok()?;
+    let mut reader = BufReader::new(conn.try_clone().ok()?);
+    let mut status_line = String::new();
+    reader.read_line(&mut status_line).ok()?;
+    let status: u16 = status_line.split_whitespace().nth(1)?.parse().ok()?;
+    let mut location = None;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).ok()?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            if k.eq_ignore_ascii_case("location") {
+                location = Some(v.trim().to_string());
+            }
+        }
+    }
+    if status == 200 {
+        if conn.write_all(body).is_err() {
+            return None;
+        }
+        let mut sink = Vec::new();
+        let _ = reader.read_to_end(&mut sink);
+    }
+    Some((status, location))
 }
