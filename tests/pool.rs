@@ -220,9 +220,10 @@ fn after_a_failover_logins_and_tokens_find_the_new_master() {
     let r: J = edge.http.post(format!("{}/_sim/failover", edge.control_url())).send().unwrap().json().unwrap();
     assert!(r["url"].is_string(), "{r}");
     let (status, body) = listing.join().unwrap();
-    assert!(status == 502 || status == 401, "{status} {body}");
+    // The call under way broke off; the host that answers next is the new master, which no longer knows the session.
+    assert_eq!(status, 401, "{body}");
     let e: J = serde_json::from_str(&body).unwrap();
-    assert!(e["error"].is_string(), "{body}");
+    assert_eq!(e["data"]["reason"], "XAPI session expired or revoked", "{body}");
     edge.faults(json!({}));
     assert_eq!(edge.sim_stats()["tasks"], 0);
 }
