@@ -242,20 +242,35 @@ fn prometheus_metrics_parse_with_prometheus_client() {
     assert_eq!(web_memory.1["vm_name"], "Debian 12 web");
     assert_eq!(web_memory.1["pool"], pool.as_str());
     assert_eq!(web_memory.2.parse::<f64>().unwrap(), (2u64 << 30) as f64);
+    // Every host's, each read on its host: the second host's CPUs, and the VM it runs (labelled with it).
+    let host2 = edge.uuid_of(&t, "hosts", "xcp-host2");
+    let db = edge.uuid_of(&t, "vms", "Ubuntu 22.04 db");
     let cpus: Vec<&(String, J, String)> = family("xcp_host_cpu_usage_ratio").2.iter().collect();
-    assert!(cpus.iter().all(|s| s.1["host"] == host.as_str() && s.1["host_name"] == "xcp-host1"));
+    for (uuid, name) in [(&host, "xcp-host1"), (&host2, "xcp-host2")] {
+        assert!(cpus.iter().any(|s| s.1["host"] == uuid.as_str() && s.1["host_name"] == name), "{name}");
+    }
     assert!(cpus.iter().all(|s| (0.0..=1.0).contains(&s.2.parse::<f64>().unwrap())));
+    let db_memory = memory.iter().find(|s| s.1["vm"] == db.as_str()).expect("the db VM's memory, from the second host");
+    assert_eq!(db_memory.1["host"], host2.as_str());
     let rx = &family("xcp_vm_network_receive_bytes_per_second").2;
     assert!(rx.iter().any(|s| s.1["vm"] == web.as_str() && s.1["vif"] == "0"));
     // One VM: its samples only.
     let families = scrape(&format!("/rest/v0/vms/{web}/metrics"));
     assert!(families.iter().all(|f| f.0.starts_with("xcp_vm_")));
     assert!(families.iter().flat_map(|f| &f.2).all(|s| s.1["vm"] == web.as_str()));
+    // A VM on the second host: read there.
+    let families = scrape(&format!("/rest/v0/vms/{db}/metrics"));
+    assert!(families.iter().any(|f| f.0 == "xcp_vm_memory_bytes"), "the db VM's samples");
     // A host: its own and its VMs'.
-    let families = scrape(&format!("/rest/v0/hosts/{host}/metrics"));
-    let web_host =
-        families.iter().flat_map(|f| &f.2).filter(|s| s.1.get("vm").is_some()).all(|s| s.1["host"] == host.as_str());
-    assert!(web_host && families.iter().any(|f| f.0.starts_with("xcp_host_")));
+    for h in [&host, &host2] {
+        let families = scrape(&format!("/rest/v0/hosts/{h}/metrics"));
+        let own =
+            families.iter().flat_map(|f| &f.2).filter(|s| s.1.get("vm").is_some()).all(|s| s.1["host"] == h.as_str());
+        assert!(own && families.iter().any(|f| f.0.starts_with("xcp_host_")));
+        let hosts: std::collections::BTreeSet<&str> =
+            families.iter().flat_map(|f| &f.2).filter_map(|s| s.1.get("host").and_then(J::as_str)).collect();
+        assert_eq!(hosts, [h.as_str()].into(), "only that host's");
+    }
 }
 
 fn num(v: &J) -> f64 {
@@ -332,6 +347,10 @@ fn dashboards_add_up_to_the_pool() {
         assert!(!part.as_array().unwrap().is_empty() && top_five(part, key), "{part}");
         assert!(part.as_array().unwrap().iter().all(|i| (0.0..=100.0).contains(&num(&i["percent"]))), "{part}");
     }
+    // Every live host's usage (the disabled one runs), each read on its own host: both hosts' CPUs rank, and the
+    // VMs' usage is known.
+    assert_eq!(p["hosts"]["topFiveUsage"]["cpu"].as_array().unwrap().len(), hosts.len(), "{p}");
+    assert!(p["vms"]["topFiveUsage"].get("isExpired").is_none(), "{p}");
     // The running (and paused) VMs are what the top fives rank (from the RRDs), and the CPU provisioning is their
     // VCPUs.
     let (_, vms) = get(&edge, &t, "/rest/v0/vms?fields=uuid,power_state,CPUs");

@@ -1,5 +1,6 @@
 //! Dashboards in XO 6's shapes, each computed in one pass over XAPI's records (one `get_all_records` per class)
-//! and, where XO shows usage, one `/rrd_updates` read:
+//! and, where XO shows usage, one `/rrd_updates` read per live host, on that host (its xcp-rrdd has its RRDs and its
+//! VMs'):
 //!
 //! - `GET /rest/v0/dashboard`: counts and sizes of the pool (`XoaDashboard`): one pool, its hosts' and VMs' power
 //!   states, CPUs, memory, the size of the SRs that have one (and what XO's replicas use of it), the hosts with
@@ -14,7 +15,6 @@
 use super::auth::Caller;
 use super::collections::{find, load_links, member, pool_ctx};
 use super::patches;
-use super::stats::rrd_updates;
 use super::{Ctx, Reply};
 use crate::error::ApiError;
 use crate::objects::{self, Collection};
@@ -255,10 +255,22 @@ pub async fn of_object<T: Transport>(
         ("json", "true".into()),
         ("start", ctx.now.saturating_sub(30).to_string()),
     ];
-    // Usage needs the RRDs; without them the rest of the dashboard still stands (XO marks it expired).
-    let values = rrd_updates(ctx, &caller.session, &pairs).await.map(|u| latest(&u));
-    let usage_known = values.is_ok();
-    let values = values.unwrap_or_default();
+    // Usage needs the RRDs, each host's read on that host (its own and its VMs'); without them the rest of the
+    // dashboard still stands (XO marks it expired).
+    let master = rec["master"].as_str().unwrap_or_default();
+    let live: Vec<(&String, &Value)> = hosts.iter().filter(|(_, h)| alive(h, &metrics)).collect();
+    let reads = live.iter().map(|(r, h)| {
+        let address = (r.as_str() != master).then(|| s(&h["address"]).to_string());
+        let pairs = pairs.clone();
+        let session = caller.session.as_str();
+        async move { super::stats::rrd_updates_at(ctx, session, address.as_deref(), &pairs).await }
+    });
+    let answers = futures_util::future::join_all(reads).await;
+    let usage_known = answers.iter().all(Result::is_ok);
+    let mut values = std::collections::HashMap::new();
+    for u in answers.iter().flatten() {
+        values.extend(latest(u));
+    }
     let mut host_ram = Vec::new();
     let mut host_cpu = Vec::new();
     for h in hosts.values().filter(|h| alive(h, &metrics)) {

@@ -1,8 +1,8 @@
 //! `GET /rest/v0/pools/<id>/metrics`, `/hosts/<id>/metrics` and `/vms/<id>/metrics`: the latest RRD values as a
 //! Prometheus text exposition (format 0.0.4), what every monitoring stack scrapes (XO has no such route).
 //!
-//! One `GET /rrd_updates` (the 5-second archive, its newest row) and one read of the running VMs and the hosts (for
-//! names). Every value is a gauge named `xcp_host_…` or `xcp_vm_…` with `pool`, `host`/`host_name` or
+//! One `GET /rrd_updates` (the 5-second archive, its newest row) per host concerned, on that host (a VM's: the host
+//! it runs on; a pool's: every host, at once), and one read of the running VMs and the hosts (for names). Every value is a gauge named `xcp_host_…` or `xcp_vm_…` with `pool`, `host`/`host_name` or
 //! `vm`/`vm_name`/`host` labels: CPUs as ratios (`cpu` label), memory in bytes, load, network and disk rates in bytes
 //! per second (`interface`, `vif`, `device` labels); a data source without a name of its own is
 //! `xcp_<host|vm>_data_source{ds="…"}`. XAPI's `NaN` stays `NaN`.
@@ -194,7 +194,29 @@ pub async fn metrics<T: Transport>(
     if vm_scope {
         pairs.push(("vm_uuid", uuid.clone()));
     }
-    let updates = super::stats::rrd_updates(ctx, &caller.session, &pairs).await?;
+    // Each host's xcp-rrdd has that host's RRDs and its VMs': each is read on its host (`/rrd_updates` is served
+    // from the local one: `ocaml/xapi/rrdd_proxy.ml`), the master's through the master. A pool reads every host, at
+    // once; a host that cannot be read is left out of the answer.
+    let master =
+        pools.as_object().and_then(|p| p.values().next()).and_then(|p| p["master"].as_str()).unwrap_or_default();
+    let wanted: Vec<String> = match coll.class {
+        "VM" => rec["resident_on"].as_str().map(str::to_string).into_iter().collect(),
+        "host" => vec![reference.clone()],
+        _ => hosts.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default(),
+    };
+    let session = caller.session.as_str();
+    let reads = wanted.iter().map(|h| {
+        let address = (h != master).then(|| hosts[h.as_str()]["address"].as_str().unwrap_or_default().to_string());
+        let pairs = pairs.clone();
+        async move { super::stats::rrd_updates_at(ctx, session, address.as_deref(), &pairs).await }
+    });
+    let answers = futures_util::future::join_all(reads).await;
+    if answers.len() == 1 {
+        // One host asked: its failure is the answer's.
+        if let Some(Err(e)) = answers.first() {
+            return Err(e.clone());
+        }
+    }
     let keep = |kind: &str, object: &str| match coll.class {
         "VM" => kind == "vm" && object == uuid,
         // A host's own sources and those of the VMs it runs.
@@ -203,7 +225,13 @@ pub async fn metrics<T: Transport>(
         }
         _ => true,
     };
-    let text = exposition(&families(&updates, pool, &names, &keep));
+    let mut all = Families::new();
+    for updates in answers.iter().flatten() {
+        for (metric, (help, samples)) in families(updates, pool, &names, &keep) {
+            all.entry(metric).or_insert_with(|| (help, Vec::new())).1.extend(samples);
+        }
+    }
+    let text = exposition(&all);
     Ok(Reply {
         status: 200,
         headers: vec![("content-type".into(), "text/plain; version=0.0.4; charset=utf-8".into())],

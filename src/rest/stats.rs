@@ -190,16 +190,7 @@ pub fn build(updates: &Value, vm: bool, uuid: &str, fallback_end: u64, step: u64
     json!({ "endTimestamp": end, "interval": interval, "stats": stats })
 }
 
-/// XAPI's `GET /rrd_updates?<pairs>` of the master, as JSON.
-pub(crate) async fn rrd_updates<T: Transport>(
-    ctx: &Ctx<'_, T>,
-    session: &str,
-    pairs: &[(&str, String)],
-) -> Result<Value, ApiError> {
-    rrd_updates_at(ctx, session, None, pairs).await
-}
-
-/// [`rrd_updates`] of the pool host at `address` (`None`: the master): each host's xcp-rrdd keeps the RRDs of that
+/// XAPI's `GET /rrd_updates?<pairs>` of the pool host at `address` (`None`: the master), as JSON: each host's xcp-rrdd keeps the RRDs of that
 /// host and of the VMs running on it, and XAPI serves `/rrd_updates` from the local one
 /// (`ocaml/xapi/rrdd_proxy.ml`, `get_rrd_updates_forwarder`), so another host's numbers are read on that host.
 pub(crate) async fn rrd_updates_at<T: Transport>(
