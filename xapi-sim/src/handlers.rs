@@ -14,6 +14,7 @@ use crate::sim::{Role, Sim, XapiError};
 use crate::value::Value;
 use crate::xva;
 use axum::body::Body;
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, Response, StatusCode, Version};
 use base64::Engine as _;
 use bytes::Bytes;
@@ -25,14 +26,28 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use xo_edge::formats::vhd::{DynamicLayout, PushError, VhdEvent, VhdStreamParser, MAX_VHD_SIZE, VHD_EPOCH_OFFSET};
 
-type Query = HashMap<String, String>;
+type Params = HashMap<String, String>;
 
 /// Where a handler request arrived: the host it reached, and the request's path and query (kept as sent for a
-/// redirect).
+/// redirect). An extractor: the host comes from the router's [`crate::pool_net::Here`] extension.
 pub struct At {
     pub here: crate::pool_net::Here,
     pub uri: axum::http::Uri,
 }
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for At {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let here =
+            parts.extensions.get::<crate::pool_net::Here>().cloned().unwrap_or(crate::pool_net::Here(String::new()));
+        Ok(At { here, uri: parts.uri.clone() })
+    }
+}
+
+/// The state and query extractors every handler takes.
+type SimState = axum::extract::State<Arc<Sim>>;
+type QueryOf = Query<Params>;
 
 /// What a handler needs to see to serve a request here: the storage of a VDI, of a VM's disks, or an SR (the
 /// pool's default one when `None`).
@@ -201,7 +216,7 @@ fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     })
 }
 
-fn param(q: &Query, headers: &HeaderMap, name: &str) -> Option<String> {
+fn param(q: &Params, headers: &HeaderMap, name: &str) -> Option<String> {
     q.get(name).cloned().or_else(|| cookie(headers, name))
 }
 
@@ -257,7 +272,7 @@ async fn begin(
     at: &At,
     needs: Needs<'_>,
     path: &str,
-    q: &Query,
+    q: &Params,
     headers: &HeaderMap,
 ) -> Result<Ctx, Response<Body>> {
     *sim.stats.lock().handler_requests.entry(path.to_string()).or_default() += 1;
@@ -510,7 +525,7 @@ fn stream_response(
 ///
 /// The audit log is the master's: other hosts send their lines there (`ocaml/xapi/xapi_http.ml`,
 /// `append_to_master_audit_log`), so another host's is empty.
-pub async fn audit_log(sim: Arc<Sim>, at: At, q: Query, headers: HeaderMap) -> Response<Body> {
+pub async fn audit_log(State(sim): SimState, at: At, Query(q): QueryOf, headers: HeaderMap) -> Response<Body> {
     let ctx = match begin(&sim, &at, Needs::Nothing, "/audit_log", &q, &headers).await {
         Ok(c) => c,
         Err(r) => return r,
@@ -528,7 +543,7 @@ pub async fn audit_log(sim: Arc<Sim>, at: At, q: Query, headers: HeaderMap) -> R
 }
 
 /// `GET /host_logs_download` (`ocaml/xapi/xapi_logs_download.ml`, `logs_download_handler`): the logs archive.
-pub async fn host_logs_download(sim: Arc<Sim>, at: At, q: Query, headers: HeaderMap) -> Response<Body> {
+pub async fn host_logs_download(State(sim): SimState, at: At, Query(q): QueryOf, headers: HeaderMap) -> Response<Body> {
     let ctx = match begin(&sim, &at, Needs::Nothing, "/host_logs_download", &q, &headers).await {
         Ok(c) => c,
         Err(r) => return r,
@@ -566,7 +581,7 @@ fn early_fail(ctx: Ctx, e: XapiError, status: StatusCode) -> Response<Body> {
 }
 
 /// `GET /export?ref=|uuid=&use_compression=`: the VM as an XVA.
-pub async fn export(sim: Arc<Sim>, at: At, q: Query, headers: HeaderMap) -> Response<Body> {
+pub async fn export(State(sim): SimState, at: At, Query(q): QueryOf, headers: HeaderMap) -> Response<Body> {
     let key = q.get("ref").or_else(|| q.get("uuid")).cloned().unwrap_or_default();
     let ctx = match begin(&sim, &at, Needs::Vm(&key), "/export", &q, &headers).await {
         Ok(c) => c,
@@ -633,7 +648,7 @@ pub async fn export(sim: Arc<Sim>, at: At, q: Query, headers: HeaderMap) -> Resp
 }
 
 /// `GET /export_raw_vdi?vdi=&format=raw|vhd`.
-pub async fn export_raw_vdi(sim: Arc<Sim>, at: At, q: Query, headers: HeaderMap) -> Response<Body> {
+pub async fn export_raw_vdi(State(sim): SimState, at: At, Query(q): QueryOf, headers: HeaderMap) -> Response<Body> {
     let needs = Needs::Vdi(q.get("vdi").map(String::as_str).unwrap_or(""));
     let ctx = match begin(&sim, &at, needs, "/export_raw_vdi", &q, &headers).await {
         Ok(c) => c,
@@ -713,7 +728,13 @@ fn write_vhd(disk: &SparseDisk, uuid: [u8; 16], w: &mut impl Write) -> io::Resul
 }
 
 /// `PUT /import_raw_vdi?vdi=|sr_id=&format=raw|vhd`: writes the body onto the VDI.
-pub async fn import_raw_vdi(sim: Arc<Sim>, at: At, q: Query, headers: HeaderMap, body: Body) -> Response<Body> {
+pub async fn import_raw_vdi(
+    State(sim): SimState,
+    at: At,
+    Query(q): QueryOf,
+    headers: HeaderMap,
+    body: Body,
+) -> Response<Body> {
     match prepare_import(&sim, &at, &q, &headers).await {
         Ok(prepared) => transfer_import(sim, prepared, body).await,
         Err(refusal) => {
@@ -736,7 +757,7 @@ struct PreparedImport {
 async fn prepare_import(
     sim: &Arc<Sim>,
     at: &At,
-    q: &Query,
+    q: &Params,
     headers: &HeaderMap,
 ) -> Result<PreparedImport, Response<Body>> {
     // `import_raw_vdi.ml`, `import`: the VDI's SR, or the SR named; decided before the body is read.
@@ -940,7 +961,7 @@ impl io::Read for ChannelReader {
 /// default without one: `DEFAULT_SR_NOT_FOUND`; an ISO SR: `SR_OPERATION_NOT_SUPPORTED`). Then the `200` and the
 /// body, read as it comes; the task ends with the new VM (a set of refs) or the failure, after what the import made
 /// is removed.
-pub async fn import(sim: Arc<Sim>, at: At, q: Query, headers: HeaderMap, body: Body) -> Response<Body> {
+pub async fn import(State(sim): SimState, at: At, Query(q): QueryOf, headers: HeaderMap, body: Body) -> Response<Body> {
     // `import.ml`, `handler`: the SR named or the pool's default, checked before the body is read.
     let needs = Needs::Sr(q.get("sr_id").or_else(|| q.get("sr_uuid")).map(String::as_str));
     let ctx = match begin(&sim, &at, needs, "/import", &q, &headers).await {

@@ -9,15 +9,12 @@ use crate::pool_net::Here;
 use crate::sim::Sim;
 use crate::{api, control, handlers, jsonrpc, xmlrpc};
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, Response, StatusCode};
 use axum::routing::{get, post, put};
 use axum::Extension;
 use axum::Router;
-use std::collections::HashMap;
 use std::sync::Arc;
-
-type Q = Query<HashMap<String, String>>;
 
 fn malformed() -> Response<Body> {
     let mut r = Response::new(Body::from(
@@ -155,68 +152,6 @@ async fn xmlrpc_endpoint(
     r
 }
 
-async fn export(
-    State(sim): State<Arc<Sim>>,
-    Extension(here): Extension<Here>,
-    uri: axum::http::Uri,
-    Query(q): Q,
-    headers: HeaderMap,
-) -> Response<Body> {
-    handlers::export(sim, handlers::At { here, uri }, q, headers).await
-}
-
-async fn audit_log(
-    State(sim): State<Arc<Sim>>,
-    Extension(here): Extension<Here>,
-    uri: axum::http::Uri,
-    Query(q): Q,
-    headers: HeaderMap,
-) -> Response<Body> {
-    handlers::audit_log(sim, handlers::At { here, uri }, q, headers).await
-}
-
-async fn host_logs_download(
-    State(sim): State<Arc<Sim>>,
-    Extension(here): Extension<Here>,
-    uri: axum::http::Uri,
-    Query(q): Q,
-    headers: HeaderMap,
-) -> Response<Body> {
-    handlers::host_logs_download(sim, handlers::At { here, uri }, q, headers).await
-}
-
-async fn export_raw_vdi(
-    State(sim): State<Arc<Sim>>,
-    Extension(here): Extension<Here>,
-    uri: axum::http::Uri,
-    Query(q): Q,
-    headers: HeaderMap,
-) -> Response<Body> {
-    handlers::export_raw_vdi(sim, handlers::At { here, uri }, q, headers).await
-}
-
-async fn import_raw_vdi(
-    State(sim): State<Arc<Sim>>,
-    Extension(here): Extension<Here>,
-    uri: axum::http::Uri,
-    Query(q): Q,
-    headers: HeaderMap,
-    body: Body,
-) -> Response<Body> {
-    handlers::import_raw_vdi(sim, handlers::At { here, uri }, q, headers, body).await
-}
-
-async fn import(
-    State(sim): State<Arc<Sim>>,
-    Extension(here): Extension<Here>,
-    uri: axum::http::Uri,
-    Query(q): Q,
-    headers: HeaderMap,
-    body: Body,
-) -> Response<Body> {
-    handlers::import(sim, handlers::At { here, uri }, q, headers, body).await
-}
-
 async fn rrd_updates(
     State(sim): State<Arc<Sim>>,
     Extension(here): Extension<Here>,
@@ -231,17 +166,17 @@ async fn rrd_updates(
 pub fn router(sim: Arc<Sim>, here: Here) -> Router {
     Router::new()
         .route("/jsonrpc", post(jsonrpc_endpoint))
-        .route("/export", get(export))
-        .route("/export/", get(export))
-        .route("/export_raw_vdi", get(export_raw_vdi))
-        .route("/export_raw_vdi/", get(export_raw_vdi))
-        .route("/import_raw_vdi", put(import_raw_vdi))
-        .route("/import_raw_vdi/", put(import_raw_vdi))
-        .route("/import", put(import))
-        .route("/import/", put(import))
+        .route("/export", get(handlers::export))
+        .route("/export/", get(handlers::export))
+        .route("/export_raw_vdi", get(handlers::export_raw_vdi))
+        .route("/export_raw_vdi/", get(handlers::export_raw_vdi))
+        .route("/import_raw_vdi", put(handlers::import_raw_vdi))
+        .route("/import_raw_vdi/", put(handlers::import_raw_vdi))
+        .route("/import", put(handlers::import))
+        .route("/import/", put(handlers::import))
         .route("/rrd_updates", get(rrd_updates))
-        .route("/audit_log", get(audit_log))
-        .route("/host_logs_download", get(host_logs_download))
+        .route("/audit_log", get(handlers::audit_log))
+        .route("/host_logs_download", get(handlers::host_logs_download))
         .nest("/_sim", control::router())
         .fallback(xmlrpc_endpoint)
         .layer(Extension(here))
