@@ -20,12 +20,16 @@ trap cleanup EXIT INT TERM
 pids+=($!)
 for _ in $(seq 1 600); do [ -s "$work/sim.port" ] && break; sleep 0.1; done
 SIM="http://127.0.0.1:$(cat "$work/sim.port")"
+# The simulator's other hosts answer on the next loopback addresses, same port: the edge may reach them.
+XO_EDGE_POOL_HOSTS="http://127.0.0.0/24:$(cat "$work/sim.port")"
+export XO_EDGE_POOL_HOSTS
 EDGE_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 XO_EDGE_TOKEN_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=')
 export XO_EDGE_TOKEN_SECRET
 WASMTIME=$(bash scripts/wasmtime.sh)
 "$WASMTIME" serve -Scli --addr "127.0.0.1:${EDGE_PORT}" \
-  --env "XO_EDGE_XAPI_URL=${SIM}" --env XO_EDGE_TOKEN_SECRET target/wasm32-wasip2/wasm/xo_edge_bundle.wasm \
+  --env "XO_EDGE_XAPI_URL=${SIM}" --env XO_EDGE_TOKEN_SECRET --env XO_EDGE_POOL_HOSTS \
+  target/wasm32-wasip2/wasm/xo_edge_bundle.wasm \
   >"$work/edge.log" 2>&1 &
 EDGE_PID=$!
 pids+=($EDGE_PID)
@@ -36,7 +40,7 @@ if [ -n "${COMPARE_WASM:-}" ]; then
   EDGE2_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   # shellcheck disable=SC2086
   "${COMPARE_WASMTIME:-$WASMTIME}" serve -Scli ${COMPARE_FLAGS:-} --addr "127.0.0.1:${EDGE2_PORT}" \
-    --env "XO_EDGE_XAPI_URL=${SIM}" --env XO_EDGE_TOKEN_SECRET "$COMPARE_WASM" >"$work/edge2.log" 2>&1 &
+    --env "XO_EDGE_XAPI_URL=${SIM}" --env XO_EDGE_TOKEN_SECRET --env XO_EDGE_POOL_HOSTS "$COMPARE_WASM" >"$work/edge2.log" 2>&1 &
   EDGE2_PID=$!
   pids+=($EDGE2_PID)
   EDGE2="http://127.0.0.1:${EDGE2_PORT}"

@@ -11,6 +11,8 @@
 #   - a VM's dashboard                                        vs the VM's record, its metrics, guest metrics and
 #                                                                host, and the alarms about it
 #   - the pool's Prometheus metrics                           vs /rrd_updates with host=true
+# Each /rrd_updates is read on the host it belongs to (a VM's on the host it runs on; a pool's on every host, one
+# after the other on the direct side), as XAPI serves them.
 # The direct side only fetches (JSON parsed, nothing computed): the ratio is what the edge's mapping and its own
 # trip cost. Loopback only; stops what it started.
 set -euo pipefail
@@ -44,13 +46,21 @@ def rpc(method, *params):
     assert "result" in out, out
     return out["result"]
 
-def rrd(query):
-    return json.loads(request(sim, "GET", f"/rrd_updates?{query}&json=true&cf=AVERAGE", headers={"cookie": f"session_id={sid}"}))
+def rrd(query, at=None):
+    """/rrd_updates of the host at `at` (a base URL; the master by default): XAPI serves each host's RRDs there."""
+    return json.loads(request(at or sim, "GET", f"/rrd_updates?{query}&json=true&cf=AVERAGE", headers={"cookie": f"session_id={sid}"}))
+
+port = urllib.parse.urlparse(sim).port
+host_records = rpc("host.get_all_records")
+url_of = {r: f"http://{h['address']}:{port}" for r, h in host_records.items()}
+uuid_of = {r: h["uuid"] for r, h in host_records.items()}
 
 now = int(time.time())
 vms = edge_get("/rest/v0/vms?fields=uuid,power_state&filter=power_state:Running")
 vm = vms[0]["uuid"]
-host = edge_get("/rest/v0/hosts?fields=uuid")[0]["uuid"]
+vm_host_url = url_of[rpc("VM.get_resident_on", rpc("VM.get_by_uuid", vm))]
+host_ref = sorted(host_records)[0]
+host, host_url = uuid_of[host_ref], url_of[host_ref]
 pool = edge_get("/rest/v0/pools?fields=uuid")[0]["uuid"]
 nvms = len(edge_get("/rest/v0/vms"))
 
@@ -63,7 +73,8 @@ def direct_dashboard(pool_rrd=False):
     for r in hosts:
         rpc("host.call_plugin", r, "updater.py", "check_update", {})
     if pool_rrd:
-        rrd(f"start={now - 30}&interval=5&host=true")
+        for url in url_of.values():
+            rrd(f"start={now - 30}&interval=5&host=true", url)
 
 def direct_vm_dashboard():
     r = rpc("VM.get_by_uuid", vm)
@@ -75,16 +86,16 @@ def direct_vm_dashboard():
 
 cases = [
     ("VM stats (seconds)", lambda: edge_get(f"/rest/v0/vms/{vm}/stats"),
-     lambda: rrd(f"start={now - 595}&interval=5&host=false&vm_uuid={vm}")),
+     lambda: rrd(f"start={now - 595}&interval=5&host=false&vm_uuid={vm}", vm_host_url)),
     ("host stats (minutes)", lambda: edge_get(f"/rest/v0/hosts/{host}/stats?granularity=minutes"),
-     lambda: rrd(f"start={now - 7140}&interval=60&host=true&vm_uuid={host}")),
+     lambda: rrd(f"start={now - 7140}&interval=60&host=true&vm_uuid={host}", host_url)),
     ("pool stats (seconds)", lambda: edge_get(f"/rest/v0/pools/{pool}/stats"),
-     lambda: rrd(f"start={now - 595}&interval=5&host=true&vm_uuid={host}")),
+     lambda: [rrd(f"start={now - 595}&interval=5&host=true&vm_uuid={uuid_of[r]}", url_of[r]) for r in url_of]),
     ("global dashboard", lambda: edge_get("/rest/v0/dashboard"), lambda: direct_dashboard()),
     ("pool dashboard", lambda: edge_get(f"/rest/v0/pools/{pool}/dashboard"), lambda: direct_dashboard(True)),
     ("VM dashboard", lambda: edge_get(f"/rest/v0/vms/{vm}/dashboard"), direct_vm_dashboard),
     ("pool Prometheus metrics", lambda: edge_get(f"/rest/v0/pools/{pool}/metrics"),
-     lambda: rrd(f"start={now - 30}&interval=5&host=true")),
+     lambda: [rrd(f"start={now - 30}&interval=5&host=true", url) for url in url_of.values()]),
 ]
 print(f"pool: {nvms} VMs ({len(vms)} running); medians of {n} sequential requests, a fresh connection each")
 print(f"| read | direct to the simulator | through xo-edge | ratio (edge / direct) |")

@@ -258,7 +258,9 @@ pub async fn stats<T: Transport>(
     Ok(Reply::json(200, &build(&updates, vm, &uuid, ctx.now, step)))
 }
 
-/// The address of `host` to read its RRDs at, or `None` when it is the pool's master (reached as every call is).
+/// The address of `host` to read its RRDs at, or `None` when it is the host every call already goes to (the
+/// master). One call in the common case (`host.get_address`); the pool's record is read only when the address is
+/// outside the fence, which is fine for the master alone (`xapi_url` may name it by another name than its address).
 async fn address_unless_master<T: Transport>(
     ctx: &Ctx<'_, T>,
     session: &str,
@@ -266,14 +268,28 @@ async fn address_unless_master<T: Transport>(
 ) -> Result<Option<String>, ApiError> {
     let s = json!(session);
     let xapi = |e: crate::xapi::XapiError| e.to_api_error();
-    let pools = ctx.xapi.call("pool.get_all", std::slice::from_ref(&s)).await.map_err(xapi)?;
-    let pool = pools.get(0).cloned().unwrap_or(Value::Null);
-    let master = ctx.xapi.call("pool.get_master", &[s.clone(), pool]).await.map_err(xapi)?;
-    if master.as_str() == Some(host) {
+    let address = ctx.xapi.call("host.get_address", &[s.clone(), json!(host)]).await.map_err(xapi)?;
+    let address = address.as_str().unwrap_or_default().to_string();
+    let transport = ctx.xapi.transport();
+    if same_host(&transport.base(), &address) {
         return Ok(None);
     }
-    let address = ctx.xapi.call("host.get_address", &[s, json!(host)]).await.map_err(xapi)?;
-    Ok(address.as_str().map(str::to_string))
+    if transport.host_base(&address).is_ok() {
+        return Ok(Some(address));
+    }
+    let pools = ctx.xapi.call("pool.get_all_records", std::slice::from_ref(&s)).await.map_err(xapi)?;
+    let master =
+        pools.as_object().and_then(|m| m.values().next()).and_then(|p| p.get("master")).and_then(Value::as_str);
+    Ok(if master == Some(host) { None } else { Some(address) })
+}
+
+/// Whether `base` (a URL) names the host at `address` (an IP address or a name).
+fn same_host(base: &str, address: &str) -> bool {
+    let Ok(url) = url::Url::parse(base) else {
+        return false;
+    };
+    let host = url.host_str().unwrap_or_default();
+    !address.is_empty() && host.trim_start_matches('[').trim_end_matches(']').eq_ignore_ascii_case(address)
 }
 
 /// `GET /rest/v0/pools/<id>/stats`: each host's statistics by host uuid (XO's `XapiPoolStats`), each read on the
@@ -349,6 +365,17 @@ pub async fn data_source<T: Transport>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_master_is_the_host_every_call_goes_to() {
+        assert!(same_host("https://10.0.0.1", "10.0.0.1"));
+        assert!(same_host("http://127.0.0.1:8080", "127.0.0.1"));
+        assert!(same_host("https://[fd00::1]:443", "fd00::1"));
+        assert!(same_host("https://Master.Example", "master.example"));
+        assert!(!same_host("https://10.0.0.1", "10.0.0.2"));
+        assert!(!same_host("https://10.0.0.1", ""));
+        assert!(!same_host("", "10.0.0.1"));
+    }
 
     #[test]
     fn data_sources_go_where_xo_puts_them() {
