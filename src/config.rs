@@ -19,6 +19,7 @@ pub const KEYS: &[(&str, Option<&str>)] = &[
     ("xapi_timeout", Some("60")),
     ("client_timeout", Some("60")),
     ("basic_auth", Some("token-endpoint-only")),
+    ("session_recovery", Some("true")),
     ("cookie_secure", Some("auto")),
     ("login_failures", Some("10")),
     ("login_failures_per_client", Some("30")),
@@ -66,6 +67,8 @@ pub struct Config {
     /// Whether Basic credentials are accepted on every route (`basic_auth = "everywhere"`) or only to create a
     /// token (`"token-endpoint-only"`, the default): every Basic request is a password guess XAPI answers.
     pub basic_everywhere: bool,
+    /// Whether new tokens carry what a login after a master failover needs (`crate::auth::token::Recovery`).
+    pub session_recovery: bool,
     pub cookie_secure: CookieSecure,
     /// Failed password logins allowed per user name in a window, where the host has a shared store (0: no limit).
     pub login_failures: u32,
@@ -89,6 +92,7 @@ impl std::fmt::Debug for Config {
             .field("xapi_timeout", &self.xapi_timeout)
             .field("client_timeout", &self.client_timeout)
             .field("basic_everywhere", &self.basic_everywhere)
+            .field("session_recovery", &self.session_recovery)
             .field("cookie_secure", &self.cookie_secure)
             .field("login_failures", &self.login_failures)
             .field("login_failures_per_client", &self.login_failures_per_client)
@@ -169,6 +173,11 @@ impl Config {
                 ))
             }
         };
+        let session_recovery = match get("session_recovery")?.trim() {
+            "true" => true,
+            "false" => false,
+            _ => return Err(ApiError::internal("configuration: session_recovery must be true or false")),
+        };
         let cookie_secure = match get("cookie_secure")?.trim() {
             "auto" => CookieSecure::Auto,
             "always" => CookieSecure::Always,
@@ -194,6 +203,7 @@ impl Config {
             xapi_timeout,
             client_timeout,
             basic_everywhere,
+            session_recovery,
             cookie_secure,
             login_failures,
             login_failures_per_client,

@@ -164,9 +164,10 @@ fn a_slave_as_xapi_url_leads_to_the_master() {
 
 /// An HA failover between two requests of one token, then in the middle of a listing: the master goes off the
 /// network and the second host leads. XAPI's sessions died with the old master (`ocaml/idl/datamodel.ml`: `session`
-/// is `PersistNothing`), so a token made before gets a 401 that says so; a new login finds the new master through
-/// the hosts `pool_hosts` covers, and its token through the hosts it carries. A listing cut by the failover ends
-/// with a clear error, and nothing stays behind.
+/// is `PersistNothing`; `ocaml/database/db_xml.ml` writes out only persisted tables), so the token made before gets
+/// a new session from the password sealed in it, having found the new master through the hosts it carries; a new
+/// login finds it through the hosts `pool_hosts` covers. A listing cut by the failover is read again with the new
+/// session: nothing is lost and nothing stays behind.
 #[test]
 fn after_a_failover_logins_and_tokens_find_the_new_master() {
     let mut edge = Edge::start();
@@ -185,9 +186,17 @@ fn after_a_failover_logins_and_tokens_find_the_new_master() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert!(edge.http.get(format!("{}/jsonrpc", edge.sim_url)).send().is_err(), "the old master is gone");
-    // The token made before: its XAPI session died with the old master.
-    let (status, body) = get(&edge, &before, "/rest/v0/vms?fields=name_label");
-    assert_eq!(status, 401, "{}", String::from_utf8_lossy(&body));
+    // The token made before: its XAPI session died with the old master; the token logs in again, once per request
+    // (a Bearer client cannot be handed a new token), and leaves no session behind.
+    let logins = || edge.sim_stats()["calls"]["session.login_with_password"].as_u64().unwrap_or(0);
+    let logins_before = logins();
+    for _ in 0..2 {
+        let (status, body) = get(&edge, &before, "/rest/v0/vms?fields=name_label");
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        assert!(json_of(&body).as_array().unwrap().len() > 3);
+    }
+    assert_eq!(logins() - logins_before, 2);
+    assert_eq!(edge.sim_stats()["sessions"], 0);
     // A new login: xapi_url does not answer, the hosts pool_hosts covers are tried, the new master answers.
     let after = edge.token("root", "xapi-sim");
     let (status, body) = get(&edge, &after, "/rest/v0/vms?fields=name_label");
@@ -197,8 +206,8 @@ fn after_a_failover_logins_and_tokens_find_the_new_master() {
     assert_eq!(get(&edge, &after, "/rest/v0/vms?fields=name_label").0, 200);
     assert_eq!(edge.sim_stats()["sessions"], 1, "the new token's session only");
 
-    // A failover in the middle of a listing: the call under way breaks off, the client gets a clear error, and the
-    // next request finds the master again.
+    // A failover in the middle of a listing: the call under way breaks off, the new master no longer knows the
+    // session, and the token recovers: the listing is read again from the new master.
     // The old master first comes back, as a slave, so that it can take over again.
     let host1 = edge.uuid_of(&after, "hosts", "xcp-host1");
     let r = edge
@@ -220,10 +229,140 @@ fn after_a_failover_logins_and_tokens_find_the_new_master() {
     let r: J = edge.http.post(format!("{}/_sim/failover", edge.control_url())).send().unwrap().json().unwrap();
     assert!(r["url"].is_string(), "{r}");
     let (status, body) = listing.join().unwrap();
-    // The call under way broke off; the host that answers next is the new master, which no longer knows the session.
-    assert_eq!(status, 401, "{body}");
-    let e: J = serde_json::from_str(&body).unwrap();
-    assert_eq!(e["data"]["reason"], "XAPI session expired or revoked", "{body}");
+    assert_eq!(status, 200, "{body}");
+    assert!(serde_json::from_str::<J>(&body).unwrap().as_array().unwrap().len() > 3, "{body}");
     edge.faults(json!({}));
+    assert_eq!(edge.sim_stats()["tasks"], 0);
+    assert_eq!(edge.sim_stats()["sessions"], 0, "the recovered session was logged out with the request");
+}
+
+/// One JSON-RPC call to the pool's master, as any XAPI client makes it.
+fn xapi(edge: &Edge, method: &str, params: J) -> J {
+    let r: J = edge
+        .http
+        .post(format!("{}/jsonrpc", edge.control_url()))
+        .json(&json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 1}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(r["error"].is_null(), "{method}: {r}");
+    r["result"].clone()
+}
+
+/// `pool.designate_new_master` (`ocaml/xapi/xapi_pool.ml`, `designate_new_master`): the call returns, then both
+/// toolstacks restart in their new roles, without a session. Waits until the move is done.
+fn move_master_to(edge: &Edge, host: &str) {
+    let session = xapi(edge, "session.login_with_password", json!(["root", "xapi-sim", "1.0", "test"]));
+    xapi(edge, "pool.designate_new_master", json!([session, host]));
+    let sim = edge.sim().clone();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while sim.master() != host || edge.sim_stats()["sessions"] != 0 {
+        assert!(std::time::Instant::now() < deadline, "the master did not move");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// The XAPI session a token stands for (the test knows the edge's secret).
+fn session_of(token: &str) -> String {
+    let (claims, _) = xo_edge::auth::token::open(token, &[common::SECRET.as_bytes()]).unwrap();
+    claims.session
+}
+
+/// Tokens outlive moves of the master (`pool.designate_new_master`, here with `xapi_url` left on a host that becomes
+/// a slave and answers `HOST_IS_SLAVE`): a cookie client is handed a token for its new session, a Bearer client
+/// logs in again per request, a transfer starts with the new session. They do not come back when they should not:
+/// a token revoked through the API (before or after a move) stays revoked, a session that ended without a restart of
+/// the master's toolstack stays ended (`agent_start_time` unchanged: `ocaml/xapi/dbsync_slave.ml` sets it when the
+/// toolstack starts), and `session_recovery = "false"` makes tokens that end with their session.
+#[test]
+fn tokens_outlive_moves_of_the_master_unless_revoked_or_ended() {
+    let mut edge = Edge::start();
+    let (host1, host2) = {
+        let sim = edge.sim();
+        let master = sim.master();
+        let other = sim.db.lock().all("host").map(|(r, _)| r.clone()).find(|h| *h != master).unwrap();
+        (master, other)
+    };
+    edge.restart_runtime_with(&[("XO_EDGE_SESSION_RECOVERY", "false")]);
+    let plain = edge.token("root", "xapi-sim");
+    edge.restart_runtime_with(&[("XO_EDGE_SESSION_RECOVERY", "true")]);
+    let (bearer, cookie, revoked, ended) = (
+        edge.token("root", "xapi-sim"),
+        edge.token("root", "xapi-sim"),
+        edge.token("root", "xapi-sim"),
+        edge.token("root", "xapi-sim"),
+    );
+    let disk = edge.sim_disk("recovery-export", MIB as u64, 7);
+    let pool_config = || {
+        let sim = edge.sim().clone();
+        let db = sim.db.lock();
+        let pool = db.all("pool").next().map(|(_, p)| p.clone()).unwrap();
+        format!("{:?}", pool.get("other_config"))
+    };
+
+    // Revoked through the API: recorded on the pool, as only a token able to recover needs.
+    let r =
+        edge.http.delete(format!("{}/rest/v0/users/me/authentication_tokens/current", edge.url)).bearer_auth(&revoked);
+    assert_eq!(r.send().unwrap().status().as_u16(), 204);
+    assert!(pool_config().contains("xo_edge_revoked_"), "{}", pool_config());
+    assert_eq!(get(&edge, &revoked, "/rest/v0/vms?fields=name_label").0, 401);
+    // Ended without a restart of the master's toolstack (XAPI's idle timeout): stays ended.
+    let r = edge
+        .http
+        .post(format!("{}/_sim/sessions/expire", edge.control_url()))
+        .json(&json!({"session": session_of(&ended)}));
+    assert_eq!(r.send().unwrap().json::<J>().unwrap()["expired"], 1);
+    let (status, body) = get(&edge, &ended, "/rest/v0/vms?fields=name_label");
+    assert_eq!(status, 401, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(json_of(&body)["data"]["reason"], "XAPI session expired or revoked");
+
+    move_master_to(&edge, &host2);
+    // A Bearer client: the same token keeps working, with a session for the request only.
+    for path in ["/rest/v0/vms?fields=name_label", "/rest/v0/pools"] {
+        let (status, body) = get(&edge, &bearer, path);
+        assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+    }
+    assert_eq!(edge.sim_stats()["sessions"], 0);
+    // A transfer: its session is checked first, and a new one made.
+    let (status, body) = get(&edge, &bearer, &format!("/rest/v0/vdis/{disk}.raw"));
+    assert_eq!((status, body.len()), (200, MIB), "{}", String::from_utf8_lossy(&body[..body.len().min(300)]));
+    assert_eq!(edge.settled(&json!(0), |e| e.sim_stats()["sessions"].clone()), 0);
+    // A cookie client: handed a token for the new session, which needs no login after.
+    let r = edge.get("/rest/v0/pools").header("cookie", format!("authenticationToken={cookie}")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let set = r.headers().get("set-cookie").expect("a token for the new session").to_str().unwrap().to_string();
+    let renewed = set.strip_prefix("authenticationToken=").unwrap().split(';').next().unwrap().to_string();
+    assert_ne!(session_of(&renewed), session_of(&cookie));
+    let logins = || edge.sim_stats()["calls"]["session.login_with_password"].as_u64().unwrap_or(0);
+    let before = logins();
+    let r = edge
+        .get("/rest/v0/vms?fields=name_label")
+        .header("cookie", format!("authenticationToken={renewed}"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.headers().get("set-cookie").is_none());
+    assert_eq!(logins(), before);
+    assert_eq!(edge.sim_stats()["sessions"], 1);
+    // Refused: revoked before the move, made without recovery.
+    for (name, token) in [("revoked", &revoked), ("session_recovery off", &plain)] {
+        let (status, body) = get(&edge, token, "/rest/v0/vms?fields=name_label");
+        assert_eq!(status, 401, "{name}: {}", String::from_utf8_lossy(&body));
+    }
+    assert_eq!(edge.sim_stats()["sessions"], 1, "a refused recovery logs its session out");
+
+    // Revoked after the move (its session was gone: it recovers to be revoked), then the master moves back.
+    let r =
+        edge.http.delete(format!("{}/rest/v0/users/me/authentication_tokens/current", edge.url)).bearer_auth(&bearer);
+    assert_eq!(r.send().unwrap().status().as_u16(), 204);
+    move_master_to(&edge, &host1);
+    let (status, body) = get(&edge, &bearer, "/rest/v0/vms?fields=name_label");
+    assert_eq!(status, 401, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(json_of(&body)["data"]["reason"], "token revoked");
+    let r = edge.get("/rest/v0/pools").header("cookie", format!("authenticationToken={renewed}")).send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.headers().get("set-cookie").is_some());
+    assert_eq!(edge.sim_stats()["sessions"], 1);
     assert_eq!(edge.sim_stats()["tasks"], 0);
 }

@@ -7,9 +7,17 @@
 //! authentication. Keys rotate: tokens sealed under `token_secret_previous` are still opened (and renewed under the
 //! current key) until they expire.
 //!
-//! Nothing is stored at the edge and no XAPI password is ever in a token: the XAPI session is the only state, so
-//! revoking means logging that session out. A token is an XAPI bearer credential until it expires or is revoked.
-//! Deciding whether a token is valid needs no XAPI call.
+//! Nothing is stored at the edge: the XAPI session is the only state, so revoking means logging that session out.
+//! A token is an XAPI bearer credential until it expires or is revoked. Deciding whether a token is valid needs no
+//! XAPI call.
+//!
+//! XAPI does not keep sessions across a restart of the master's toolstack, and a new master starts with none
+//! (`ocaml/database/db_xml.ml`: tables that are not persisted are not written out). So that a token outlives a
+//! master failover as XO's connection does, a token made while `session_recovery` is on also seals the password it
+//! was made with, the master's `agent_start_time` when its session was made, and a random id: the edge logs in again
+//! with them only when the session is gone *and* the master's toolstack has started since (`crate::rest::auth`,
+//! `recover`), never for a token revoked through the API (its id is recorded on the pool). The password is readable
+//! by no one without `token_secret`; `session_recovery = "false"` keeps it out of tokens.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -48,6 +56,40 @@ pub struct TokenClaims {
     /// master when `xapi_url` does not answer.
     #[serde(rename = "h", default, skip_serializing_if = "Vec::is_empty")]
     pub hosts: Vec<String>,
+    /// What logging in again after a master failover needs (`session_recovery`), when the token has it.
+    #[serde(rename = "r", default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<Recovery>,
+}
+
+/// What a token needs to get a new XAPI session after the master's toolstack restarted (see the module's doc).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recovery {
+    /// The token's id: the same across renewals and recoveries, what a revocation records on the pool.
+    #[serde(rename = "i")]
+    pub id: String,
+    /// The password the token was made with.
+    #[serde(rename = "p")]
+    pub password: String,
+    /// The pool master's `other_config:agent_start_time` when the token's current session was made.
+    #[serde(rename = "a")]
+    pub agent_start: String,
+}
+
+/// Never prints the password.
+impl std::fmt::Debug for Recovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recovery").field("id", &self.id).field("agent_start", &self.agent_start).finish_non_exhaustive()
+    }
+}
+
+/// Longest password a token carries for recovery (a token must fit in a cookie): longer ones make tokens without.
+pub const MAX_RECOVERY_PASSWORD: usize = 256;
+
+/// A new random token id (128 bits, base64url), or `None` without a CSPRNG.
+pub fn new_id() -> Option<String> {
+    let mut id = [0u8; 16];
+    getrandom::getrandom(&mut id).ok()?;
+    Some(URL_SAFE_NO_PAD.encode(id))
 }
 
 /// Most pool host addresses a token carries (a token must fit in a cookie).
@@ -85,7 +127,14 @@ impl TokenClaims {
             exp: now.saturating_add(lifetime),
             max: now.saturating_add(ceiling.max(lifetime)),
             hosts: Vec::new(),
+            recovery: None,
         }
+    }
+
+    /// The same claims, able to recover from a master failover (see [`Recovery`]).
+    pub fn with_recovery(mut self, recovery: Option<Recovery>) -> Self {
+        self.recovery = recovery;
+        self
     }
 
     /// The same claims, carrying the pool's host addresses (the first [`MAX_HOSTS`]).
@@ -208,6 +257,29 @@ mod tests {
         assert!(!t.contains('.'), "one opaque string");
         // A fresh nonce per token: the same claims never give the same token.
         assert_ne!(seal(&c, SECRET), t);
+    }
+
+    #[test]
+    fn recovery_rides_sealed_and_never_prints() {
+        let r = Recovery { id: new_id().unwrap(), password: "hunter2-passphrase".into(), agent_start: "1.0".into() };
+        let c = TokenClaims::new("OpaqueRef:abc", "root", 1000, 100, 100)
+            .with_hosts(vec!["10.0.0.1".into(); 20])
+            .with_recovery(Some(r.clone()));
+        let t = seal(&c, SECRET);
+        assert!(t.len() < MAX_TOKEN_LEN / 2, "{} bytes", t.len());
+        let raw = URL_SAFE_NO_PAD.decode(&t).unwrap();
+        assert!(!raw.windows(7).any(|w| w == b"hunter2"));
+        let opened = verify(&t, &[SECRET], 1000).unwrap().0;
+        assert_eq!(opened.recovery.as_ref(), Some(&r));
+        assert_eq!(opened.renewed(1050).recovery, Some(r.clone()));
+        assert!(!format!("{opened:?}").contains("hunter2"));
+        // The largest a token gets: every host, the longest password, a long user name.
+        let big = Recovery { password: "x".repeat(MAX_RECOVERY_PASSWORD), ..r };
+        let c = TokenClaims::new(format!("OpaqueRef:{}", "0".repeat(36)), "u".repeat(255), u64::MAX, 1, 1)
+            .with_hosts(vec!["ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".into(); MAX_HOSTS])
+            .with_recovery(Some(big));
+        assert!(seal(&c, SECRET).len() <= MAX_TOKEN_LEN, "{}", seal(&c, SECRET).len());
+        assert_ne!(new_id(), new_id());
     }
 
     #[test]

@@ -4,10 +4,12 @@
 use super::{Ctx, Request};
 use crate::auth::credentials::{self, Credentials};
 use crate::auth::throttle;
-use crate::auth::token::{self, TokenClaims};
+use crate::auth::token::{self, Recovery, TokenClaims};
 use crate::config::{Config, CookieSecure};
 use crate::error::ApiError;
+use crate::xapi::rpc::SESSION_GONE;
 use crate::xapi::Transport;
+use serde_json::{json, Value};
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
@@ -15,7 +17,8 @@ pub struct Caller {
     /// The XAPI session to act with.
     pub session: String,
     pub user: String,
-    /// A temporary session from Basic credentials, to log out when the request ends.
+    /// A session for this request only, to log out when it ends: from Basic credentials, or a Bearer token's
+    /// [`recover`]y.
     pub basic: bool,
     /// The token's claims, for token callers.
     pub claims: Option<TokenClaims>,
@@ -182,4 +185,140 @@ pub async fn authenticate<T: Transport>(ctx: &Ctx<'_, T>, req: &Request) -> Resu
             Ok(Caller { session, user, basic: true, claims: None, refresh_cookie: None })
         }
     }
+}
+
+/// The key of the pool's `other_config` entry that records a revoked token able to recover (its value: when the
+/// token would have expired anyway, after which the entry is pruned).
+pub const REVOKED_PREFIX: &str = "xo_edge_revoked_";
+
+/// For a token able to recover, one call to see that its XAPI session is alive, and [`recover`] if it is gone: for
+/// requests that hand their caller on to a stream (transfers), where the handler cannot simply run again. Any other
+/// failure of that call is left for the transfer to meet and report.
+pub async fn live<T: Transport>(ctx: &Ctx<'_, T>, req: &Request, caller: Caller) -> Result<Caller, ApiError> {
+    if !recoverable(&caller) {
+        return Ok(caller);
+    }
+    match ctx.xapi.check_session(&caller.session).await {
+        Err(e) if crate::xapi::rpc::session_gone(&e.to_api_error()) => recover(ctx, req, &caller).await,
+        _ => Ok(caller),
+    }
+}
+
+/// Whether the caller's token may get a new XAPI session when its own is gone ([`recover`]).
+pub fn recoverable(caller: &Caller) -> bool {
+    caller.claims.as_ref().is_some_and(|c| c.recovery.is_some())
+}
+
+/// A new XAPI session for a token whose session is gone, when the master's toolstack restarted since the session
+/// was made (a failover, `pool.designate_new_master`, a toolstack restart: XAPI kept no session). Refused, with the
+/// new session logged out again, when the session ended otherwise (logged out, expired: the master's
+/// `agent_start_time` is unchanged), when the token was revoked (recorded on the pool by [`record_revocation`]), or
+/// when the user is no longer a pool administrator or its password changed.
+///
+/// The caller that comes back acts with the new session. A cookie client gets a token for it (`Set-Cookie`); a
+/// Bearer client cannot be given one, so its new session is logged out when the request ends, and each of its
+/// requests recovers again until it makes a new token.
+pub async fn recover<T: Transport>(ctx: &Ctx<'_, T>, req: &Request, caller: &Caller) -> Result<Caller, ApiError> {
+    let (Some(claims), Some(recovery)) = (&caller.claims, caller.claims.as_ref().and_then(|c| c.recovery.as_ref()))
+    else {
+        return Err(ApiError::unauthorized(SESSION_GONE));
+    };
+    let session = match ctx.xapi.login(&claims.user, &recovery.password).await {
+        Ok(s) => s,
+        Err(e) if e.code() == Some("SESSION_AUTHENTICATION_FAILED") => {
+            return Err(ApiError::unauthorized(
+                "the token's XAPI session is gone and its password no longer logs in: create a new token",
+            ))
+        }
+        Err(e) => return Err(e.to_api_error()),
+    };
+    let agent_start = match may_recover(ctx, &session, recovery).await {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = ctx.xapi.logout(&session).await;
+            return Err(e);
+        }
+    };
+    let renewed = TokenClaims {
+        session: session.clone(),
+        recovery: Some(Recovery { agent_start, ..recovery.clone() }),
+        ..claims.clone()
+    };
+    let bearer = req.header("authorization").is_some_and(|a| {
+        let a = a.trim_start();
+        a.len() > 7 && a[..7].eq_ignore_ascii_case("bearer ")
+    });
+    let refresh_cookie = (!bearer).then(|| {
+        let lifetime = renewed.exp.saturating_sub(ctx.now);
+        credentials::token_cookie(
+            &token::seal(&renewed, &ctx.config.token_secret),
+            lifetime,
+            secure_cookies(ctx.config, req),
+        )
+    });
+    Ok(Caller { session, user: claims.user.clone(), basic: bearer, claims: Some(renewed), refresh_cookie })
+}
+
+/// Whether the token may recover, read with the new `session`; the master's `agent_start_time` if so.
+async fn may_recover<T: Transport>(ctx: &Ctx<'_, T>, session: &str, recovery: &Recovery) -> Result<String, ApiError> {
+    let s = json!(session);
+    let xapi = |e: crate::xapi::XapiError| e.to_api_error();
+    let pools = ctx.xapi.call("pool.get_all_records", std::slice::from_ref(&s)).await.map_err(xapi)?;
+    let pool = pools.as_object().and_then(|m| m.values().next()).cloned().unwrap_or(Value::Null);
+    if pool["other_config"].get(format!("{REVOKED_PREFIX}{}", recovery.id)).is_some() {
+        return Err(ApiError::unauthorized("token revoked"));
+    }
+    let master = pool["master"].clone();
+    let other = ctx.xapi.call("host.get_other_config", &[s, master]).await.map_err(xapi)?;
+    let agent_start = other["agent_start_time"].as_str().unwrap_or_default().to_string();
+    if agent_start.is_empty() || agent_start == recovery.agent_start {
+        // The master's toolstack did not restart: the session was logged out or expired, and stays so.
+        return Err(ApiError::unauthorized(SESSION_GONE));
+    }
+    if !ctx.xapi.is_pool_admin(session).await.map_err(xapi)? {
+        return Err(login_refused());
+    }
+    Ok(agent_start)
+}
+
+/// The master's `other_config:agent_start_time` seen with `session`: what a token made now records, so that
+/// [`recover`] can tell a restarted master from a session that ended. Empty when it cannot be read.
+pub async fn agent_start<T: Transport>(ctx: &Ctx<'_, T>, session: &str) -> String {
+    let s = json!(session);
+    let Ok(pools) = ctx.xapi.call("pool.get_all_records", std::slice::from_ref(&s)).await else {
+        return String::new();
+    };
+    let master = pools.as_object().and_then(|m| m.values().next()).map(|p| p["master"].clone()).unwrap_or_default();
+    match ctx.xapi.call("host.get_other_config", &[s, master]).await {
+        Ok(other) => other["agent_start_time"].as_str().unwrap_or_default().to_string(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Records on the pool that the token with recovery `id`, valid until `until`, is revoked, so that no failover
+/// revives it; entries of tokens that have expired since are pruned.
+pub async fn record_revocation<T: Transport>(
+    ctx: &Ctx<'_, T>,
+    session: &str,
+    id: &str,
+    until: u64,
+) -> Result<(), ApiError> {
+    let s = json!(session);
+    let xapi = |e: crate::xapi::XapiError| e.to_api_error();
+    let pools = ctx.xapi.call("pool.get_all_records", std::slice::from_ref(&s)).await.map_err(xapi)?;
+    let Some((pool, record)) = pools.as_object().and_then(|m| m.iter().next()) else {
+        return Err(ApiError::bad_gateway("XAPI has no pool record"));
+    };
+    for (key, value) in record["other_config"].as_object().into_iter().flatten() {
+        let expired = value.as_str().and_then(|v| v.parse::<u64>().ok()).is_some_and(|t| t <= ctx.now);
+        if key.starts_with(REVOKED_PREFIX) && expired {
+            let _ = ctx.xapi.call("pool.remove_from_other_config", &[s.clone(), json!(pool), json!(key)]).await;
+        }
+    }
+    let key = format!("{REVOKED_PREFIX}{id}");
+    ctx.xapi
+        .call("pool.add_to_other_config", &[s, json!(pool), json!(key), json!(until.to_string())])
+        .await
+        .map_err(xapi)?;
+    Ok(())
 }

@@ -223,20 +223,36 @@ impl<'a, T: Transport> Ctx<'a, T> {
 }
 
 /// Runs an authenticated handler: authenticate, run, add the refresh cookie, release a Basic session, and turn
-/// errors into JSON replies.
+/// errors into JSON replies. A token whose XAPI session is gone gets a new one when it may ([`auth::recover`]: the
+/// master's toolstack restarted), and the handler runs again with it, provided that is safe: a read, or a request
+/// XAPI had answered nothing yet (the session was refused at its first call, so nothing was done).
 pub async fn authenticated<'a, T, F, Fut>(ctx: &'a Ctx<'a, T>, req: &'a Request, handler: F) -> Reply
 where
     T: Transport,
-    F: FnOnce(&'a Ctx<'a, T>, auth::Caller) -> Fut,
+    F: Fn(&'a Ctx<'a, T>, auth::Caller) -> Fut,
     Fut: std::future::Future<Output = Result<Reply, ApiError>>,
 {
-    let caller = match auth::authenticate(ctx, req).await {
+    let mut caller = match auth::authenticate(ctx, req).await {
         Ok(c) => c,
         Err(e) => return Reply::error(&e),
     };
+    let before = ctx.xapi.succeeded();
+    let mut result = handler(ctx, caller.clone()).await;
+    let read = matches!(req.method.as_str(), "GET" | "HEAD");
+    if matches!(&result, Err(e) if crate::xapi::rpc::session_gone(e))
+        && auth::recoverable(&caller)
+        && (read || ctx.xapi.succeeded() == before)
+    {
+        match auth::recover(ctx, req, &caller).await {
+            Ok(recovered) => {
+                caller = recovered;
+                result = handler(ctx, caller.clone()).await;
+            }
+            Err(e) => result = Err(e),
+        }
+    }
     let refresh = caller.refresh_cookie.clone();
     let basic_session = caller.basic.then(|| caller.session.clone());
-    let mut result = handler(ctx, caller).await;
     if let Some(s) = basic_session {
         // A watch goes on after this returns: it logs the session out when its stream ends.
         match &mut result {

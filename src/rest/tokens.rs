@@ -1,11 +1,12 @@
 //! Token endpoints: `POST /rest/v0/users/authentication_tokens` (Basic credentials, optional JSON
 //! `{description, expiresIn}`) and `DELETE /rest/v0/users/me/authentication_tokens/current` (revocation: the
-//! XAPI session is logged out, so the token and every copy of it stop working).
+//! XAPI session is logged out, so the token and every copy of it stop working; a token able to recover from a
+//! master failover is also recorded as revoked on the pool).
 
 use super::auth::{self, Caller};
 use super::{duration, Ctx, Reply, Request};
 use crate::auth::credentials::{self, Credentials};
-use crate::auth::token::{self, TokenClaims};
+use crate::auth::token::{self, Recovery, TokenClaims};
 use crate::error::ApiError;
 use crate::xapi::Transport;
 use serde_json::{json, Value};
@@ -72,8 +73,19 @@ async fn create_inner<T: Transport>(ctx: &Ctx<'_, T>, req: &Request) -> Result<R
         Ok(records) => crate::xapi::pool::addresses_of(&records).unwrap_or_default(),
         Err(_) => Vec::new(),
     };
-    let claims =
-        TokenClaims::new(session, user.clone(), ctx.now, lifetime, ctx.config.token_max_lifetime).with_hosts(hosts);
+    // What a login after a master failover needs (`session_recovery`): not for a password too long for a cookie.
+    let recovery = if ctx.config.session_recovery && password.len() <= token::MAX_RECOVERY_PASSWORD {
+        let agent_start = auth::agent_start(ctx, &session).await;
+        match (token::new_id(), agent_start.is_empty()) {
+            (Some(id), false) => Some(Recovery { id, password: password.clone(), agent_start }),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    let claims = TokenClaims::new(session, user.clone(), ctx.now, lifetime, ctx.config.token_max_lifetime)
+        .with_hosts(hosts)
+        .with_recovery(recovery);
     let t = token::seal(&claims, &ctx.config.token_secret);
     let mut record = json!({
         "id": t,
@@ -89,14 +101,31 @@ async fn create_inner<T: Transport>(ctx: &Ctx<'_, T>, req: &Request) -> Result<R
 }
 
 /// Logs out the caller's XAPI session and clears the cookie. Basic credentials name no token: 400, rather than a
-/// 204 that would revoke nothing.
+/// 204 that would revoke nothing. A token able to recover from a failover is first recorded as revoked on the pool
+/// ([`auth::record_revocation`]), so that no later failover revives it; if that cannot be written, the session is
+/// still logged out and the answer says what is left.
 pub async fn revoke<T: Transport>(ctx: &Ctx<'_, T>, caller: Caller, req: &Request) -> Result<Reply, ApiError> {
-    if caller.basic {
+    if caller.claims.is_none() {
         return Err(ApiError::bad_request(
             "revocation needs the token to revoke (the authenticationToken cookie or a Bearer token), not Basic credentials",
         ));
     }
+    let recorded = match caller.claims.as_ref().and_then(|c| c.recovery.as_ref().map(|r| (r, c.max))) {
+        Some((recovery, until)) => auth::record_revocation(ctx, &caller.session, &recovery.id, until).await,
+        None => Ok(()),
+    };
     ctx.xapi.logout(&caller.session).await.map_err(|e| e.to_api_error())?;
+    if let Err(e) = recorded {
+        return Err(ApiError::new(
+            e.status.max(500),
+            format!(
+                "the token's XAPI session is logged out, but its revocation could not be recorded on the pool ({}): \
+                 after a master failover the token would work again until it expires; retry, or set \
+                 session_recovery = \"false\" and rotate token_secret",
+                e.message
+            ),
+        ));
+    }
     Ok(Reply {
         status: 204,
         headers: vec![("set-cookie".into(), credentials::clear_cookie(auth::secure_cookies(ctx.config, req)))],

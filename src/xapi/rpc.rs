@@ -143,7 +143,7 @@ impl XapiError {
                     params.iter().filter(|p| !p.starts_with("OpaqueRef:") || code != "SESSION_INVALID").collect();
                 let data = json!({ "code": code, "params": safe });
                 match code.as_str() {
-                    "SESSION_INVALID" => ApiError::unauthorized("XAPI session expired or revoked"),
+                    "SESSION_INVALID" => ApiError::unauthorized(SESSION_GONE),
                     // Only left when the master named could not be followed (see `Xapi::exchange`).
                     "HOST_IS_SLAVE" => ApiError::bad_gateway(format!(
                         "the pool's master is now {}, which this edge may not reach: set pool_hosts (and Spin's \
@@ -273,14 +273,36 @@ fn patience(method: &str, params: &[Value]) -> u64 {
     }
 }
 
+/// What a client is told when XAPI no longer knows its session (`SESSION_INVALID`); [`session_gone`] tells it.
+pub const SESSION_GONE: &str = "XAPI session expired or revoked";
+
+/// Whether `e` is XAPI's `SESSION_INVALID`, as [`XapiError::to_api_error`] turns it.
+pub fn session_gone(e: &ApiError) -> bool {
+    e.status == 401 && e.data.as_ref().and_then(|d| d.get("reason")).and_then(Value::as_str) == Some(SESSION_GONE)
+}
+
 /// An XAPI client over a transport.
 pub struct Xapi<'a, T> {
     transport: &'a T,
+    /// Calls XAPI answered without an error so far.
+    succeeded: std::cell::Cell<u32>,
 }
 
 impl<'a, T: Transport> Xapi<'a, T> {
     pub fn new(transport: &'a T) -> Self {
-        Xapi { transport }
+        Xapi { transport, succeeded: std::cell::Cell::new(0) }
+    }
+
+    /// How many calls XAPI answered without an error so far: whether a failed request changed anything yet.
+    pub fn succeeded(&self) -> u32 {
+        self.succeeded.get()
+    }
+
+    fn count<V, E>(&self, result: Result<V, E>) -> Result<V, E> {
+        if result.is_ok() {
+            self.succeeded.set(self.succeeded.get().saturating_add(1));
+        }
+        result
     }
 
     /// GETs one of XAPI's small HTTP resources from the master ([`Transport::get`]), following a redirect to the
@@ -345,7 +367,7 @@ impl<'a, T: Transport> Xapi<'a, T> {
     /// One call; `params` include the session first where the method needs one.
     pub async fn call(&self, method: &str, params: &[Value]) -> Result<Value, XapiError> {
         let (status, body) = self.exchange(method, params).await?;
-        decode_reply(status, &body)
+        self.count(decode_reply(status, &body))
     }
 
     /// Sends one call to the pool's master, wherever it is now: a host answering `HOST_IS_SLAVE` sends the call on
@@ -412,7 +434,7 @@ impl<'a, T: Transport> Xapi<'a, T> {
         if probe.error.is_some_and(|e| e.get() != "null") {
             decode_reply(status, &body)?;
         }
-        Ok(body)
+        self.count(Ok(body))
     }
 
     /// Logs in; returns the session ref.
@@ -456,6 +478,15 @@ impl<'a, T: Transport> Xapi<'a, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gone_session_is_told_apart() {
+        let gone = XapiError::Api { code: "SESSION_INVALID".into(), params: vec!["OpaqueRef:x".into()] };
+        assert!(session_gone(&gone.to_api_error()));
+        assert!(!session_gone(&ApiError::unauthorized("token revoked")));
+        let denied = XapiError::Api { code: "RBAC_PERMISSION_DENIED".into(), params: vec![] };
+        assert!(!session_gone(&denied.to_api_error()));
+    }
 
     #[test]
     fn decodes_both_envelopes() {

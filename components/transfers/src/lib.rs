@@ -10,6 +10,7 @@
 //! `Reply`: the host layer splices or checks them between WASI streams.
 
 use xo_edge::error::ApiError;
+use xo_edge::rest::collections::plausible_id;
 use xo_edge::rest::{auth, Ctx, Reply};
 use xo_edge::transfer::export::{self, Plan};
 use xo_edge::transfer::{host_logs, import, vm_export, vm_import};
@@ -27,16 +28,25 @@ pub async fn handle(request: IncomingRequest, out: ResponseOutparam) {
     let log = log.with(&config);
     let transport = WasiTransport::new(&config);
     let ctx = Ctx::new(&config, &transport, xo_edge_host::now());
-    let caller = match auth::authenticate(&ctx, &core_req).await {
+    let mut caller = match auth::authenticate(&ctx, &core_req).await {
         Ok(c) => c,
         Err(e) => return log.answer(out, Reply::error(&e)).await,
     };
+    let (method, path) = (core_req.method.as_str(), core_req.path.as_str());
+    // A transfer cannot simply run again once under way: a token whose XAPI session is gone gets a new one before
+    // (when it may: `auth::recover`), for ids that can name an object at all (others are refused without XAPI).
+    let ids = transfer_ids(method, path, &core_req.query);
+    if !ids.is_empty() && ids.iter().all(|id| plausible_id(id)) {
+        caller = match auth::live(&ctx, &core_req, caller).await {
+            Ok(c) => c,
+            Err(e) => return log.answer(out, Reply::error(&e)).await,
+        };
+    }
     let release = || async {
         if caller.basic {
             let _ = ctx.xapi.logout(&caller.session).await;
         }
     };
-    let (method, path) = (core_req.method.as_str(), core_req.path.as_str());
 
     if let Some(route) = import::import_route(method, path, &core_req.query) {
         let upload = match import::read_upload(&core_req, route) {
@@ -92,11 +102,15 @@ pub async fn handle(request: IncomingRequest, out: ResponseOutparam) {
                 release().await;
                 log.answer(out, Reply::error(&e)).await
             }
-            Ok(Plan::Reply(reply)) => {
+            Ok(Plan::Reply(mut reply)) => {
                 release().await;
+                reply.headers.extend(caller.refresh_cookie.clone().map(|c| ("set-cookie".to_string(), c)));
                 log.answer(out, reply).await
             }
-            Ok(Plan::Stream(plan)) => xo_edge_host::transfer::export(config.clone(), log, plan, out).await,
+            Ok(Plan::Stream(mut plan)) => {
+                plan.headers.extend(caller.refresh_cookie.clone().map(|c| ("set-cookie".to_string(), c)));
+                xo_edge_host::transfer::export(config.clone(), log, plan, out).await
+            }
         };
     }
     let Some(route) = export::disk_route(path) else {
@@ -129,6 +143,26 @@ pub async fn handle(request: IncomingRequest, out: ResponseOutparam) {
             xo_edge_host::transfer::export(config.clone(), log, plan, out).await
         }
     }
+}
+
+/// The object ids a transfer route names (the disk, VM, SR, pool or host; an XVA import's `sr=` too).
+fn transfer_ids(method: &str, path: &str, query: &str) -> Vec<String> {
+    if let Some(route) = import::import_route(method, path, query) {
+        return vec![match route.target {
+            import::Target::NewOn(id) | import::Target::Into(id) => id,
+        }];
+    }
+    if let Some(pool) = vm_import::vm_import_route(path) {
+        let sr = xo_edge::query::params::pairs(query).into_iter().find(|(k, _)| k == "sr").map(|(_, v)| v);
+        return std::iter::once(pool).chain(sr).collect();
+    }
+    if let Some((id, _)) = host_logs::host_file_route(path) {
+        return vec![id];
+    }
+    if let Some(route) = vm_export::vm_route(path) {
+        return vec![route.id];
+    }
+    export::disk_route(path).map(|r| vec![r.id]).unwrap_or_default()
 }
 
 #[cfg(feature = "component")]
