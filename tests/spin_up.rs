@@ -9,6 +9,7 @@
 mod common;
 
 use common::{free_port, SECRET};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -82,7 +83,7 @@ impl SpinUp {
         let log = std::env::temp_dir().join(format!("xo-edge-spin-{}-{port}.log", std::process::id()));
         let mut up = SpinUp {
             url: format!("http://127.0.0.1:{port}"),
-            child: Command::new("true").spawn().unwrap(),
+            child: Command::new("true").process_group(0).spawn().unwrap(),
             args,
             env: vars,
             bin: bin.to_string(),
@@ -92,9 +93,17 @@ impl SpinUp {
         up
     }
 
-    fn restart(&mut self) {
+    /// Ends `spin up` and what it started: `spin up` runs the app in a `spin trigger http` child, which a kill of
+    /// `spin up` alone leaves serving (on the port the next start wants). Each start is its own process group.
+    fn stop(&mut self) {
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).stderr(Stdio::null()).status();
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    fn restart(&mut self) {
+        self.stop();
         let file = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         self.child = Command::new(&self.bin)
             .args(&self.args)
@@ -102,6 +111,7 @@ impl SpinUp {
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
             .stderr(file)
+            .process_group(0)
             .spawn()
             .unwrap();
         let http = reqwest::blocking::Client::new();
@@ -119,8 +129,7 @@ impl SpinUp {
 
 impl Drop for SpinUp {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
         let _ = std::fs::remove_file(&self.log);
     }
 }
