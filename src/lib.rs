@@ -22,6 +22,7 @@ pub mod config;
 pub mod error;
 pub mod formats;
 pub mod objects;
+pub mod openapi;
 pub mod query;
 pub mod rest;
 pub mod routes;

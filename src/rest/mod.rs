@@ -142,6 +142,8 @@ pub async fn api<T: Transport>(ctx: &Ctx<'_, T>, req: &Request) -> Reply {
             Reply::json(200, &serde_json::json!({ "result": "pong", "timestamp": ctx.now.saturating_mul(1000) }))
         }
         (_, "/rest/v0") => Reply::error(&ApiError::new(405, "method not allowed")).with_header("allow", "GET, HEAD"),
+        // The OpenAPI document, without credentials (as XO serves it), at XO's path and the usual one.
+        ("GET" | "HEAD", "/rest/v0/docs/swagger.json" | "/rest/v0/openapi.json") => openapi_document(req),
         _ => authenticated(ctx, req, |ctx, caller| route(ctx, caller, req)).await,
     }
 }
@@ -202,6 +204,23 @@ pub async fn route<T: Transport>(ctx: &Ctx<'_, T>, caller: auth::Caller, req: &R
             edit::tag(ctx, caller, coll, id, tag, m.op == Op::AddTag).await
         }
     }
+}
+
+/// The OpenAPI document ([`crate::openapi`]), with a strong `ETag`: 304 when `If-None-Match` names it.
+fn openapi_document(req: &Request) -> Reply {
+    let body = serde_json::to_vec(&crate::openapi::document()).unwrap_or_default();
+    let etag = crate::openapi::etag(&body);
+    let cache = [("etag".to_string(), etag.clone()), ("cache-control".to_string(), "no-cache".to_string())];
+    let fresh = req.headers_named("if-none-match").iter().flat_map(|v| v.split(',')).any(|t| {
+        let t = t.trim();
+        t == etag || t == "*" || t.strip_prefix("W/") == Some(etag.as_str())
+    });
+    if fresh {
+        return Reply { status: 304, headers: cache.to_vec(), body: Vec::new(), stream: None };
+    }
+    let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+    headers.extend(cache);
+    Reply { status: 200, headers, body, stream: None }
 }
 
 fn unreachable_route(path: &str) -> Result<Reply, ApiError> {

@@ -128,11 +128,33 @@ const FREE: &[(&[&str], &str, Op)] = &[
     (READ, "dashboard", Op::Dashboard),
 ];
 
-/// Every route of the table spelled out per collection (`{coll}` replaced; an action route once per action of the
-/// collection): `(methods, path)`, for `GET /rest/v0?routes`.
-pub fn spelled_out() -> Vec<(&'static [&'static str], String)> {
-    let mut out: Vec<(&'static [&'static str], String)> =
-        FREE.iter().map(|(methods, pattern, _)| (*methods, format!("/rest/v0/{pattern}"))).collect();
+/// One route of the table for one collection (or none, outside the collections), an action route once per action.
+#[derive(Debug, Clone)]
+pub struct Described {
+    pub methods: &'static [&'static str],
+    /// The pattern below `/rest/v0/`, `{coll}` and an action's `{name}` replaced: `vms/{id}/actions/start`.
+    pub path: String,
+    pub op: Op,
+    pub coll: Option<&'static Collection>,
+    /// The action of an action route.
+    pub action: Option<&'static crate::rest::actions::Action>,
+}
+
+/// Every route of the table spelled out per collection and action: what `GET /rest/v0?routes` lists and the
+/// OpenAPI document describes (`crate::openapi`).
+pub fn described() -> Vec<Described> {
+    let mut out: Vec<Described> = FREE
+        .iter()
+        .map(|(methods, pattern, op)| Described {
+            methods,
+            path: pattern.to_string(),
+            op: *op,
+            coll: None,
+            action: None,
+        })
+        .collect();
+    let listed =
+        |out: &[Described], methods: &[&str], path: &str| out.iter().any(|d| d.path == path && d.methods == methods);
     for (methods, pattern, only, op) in ROUTES {
         for coll in objects::COLLECTIONS {
             let fits = match only {
@@ -144,33 +166,44 @@ pub fn spelled_out() -> Vec<(&'static [&'static str], String)> {
             if !fits {
                 continue;
             }
-            let path = format!("/rest/v0/{}", pattern.replace("{coll}", coll.name));
-            let actions = crate::rest::actions::ACTIONS
+            let path = pattern.replace("{coll}", coll.name);
+            let mut actions = crate::rest::actions::ACTIONS
                 .iter()
                 .filter(|a| a.class == coll.class && a.collections.contains(&coll.name))
-                .map(|a| a.name);
+                .peekable();
             match op {
                 Op::Action | Op::RunAction => {
-                    for name in actions {
-                        let spelled = path.replace("{name}", name);
-                        if !out.iter().any(|(m, p): &(&[&str], String)| *p == spelled && m == methods) {
-                            out.push((*methods, spelled));
+                    for action in actions {
+                        let spelled = path.replace("{name}", action.name);
+                        if !listed(&out, methods, &spelled) {
+                            out.push(Described {
+                                methods,
+                                path: spelled,
+                                op: *op,
+                                coll: Some(coll),
+                                action: Some(action),
+                            });
                         }
                     }
                 }
-                Op::Actions if actions.count() == 0 => {}
+                Op::Actions if actions.peek().is_none() => {}
                 _ => {
                     // A route that an earlier one of the same methods already serves is not listed twice.
-                    let served = out.iter().any(|(m, p): &(&[&str], String)| *p == path && m == methods);
                     let shadowed = matches!(op, Op::Get) && coll.name == "tasks";
-                    if !served && !shadowed {
-                        out.push((*methods, path));
+                    if !listed(&out, methods, &path) && !shadowed {
+                        out.push(Described { methods, path, op: *op, coll: Some(coll), action: None });
                     }
                 }
             }
         }
     }
     out
+}
+
+/// Every route of the table spelled out per collection (`{coll}` replaced; an action route once per action of the
+/// collection): `(methods, path)`, for `GET /rest/v0?routes`.
+pub fn spelled_out() -> Vec<(&'static [&'static str], String)> {
+    described().into_iter().map(|d| (d.methods, format!("/rest/v0/{}", d.path))).collect()
 }
 
 /// A matched route.

@@ -1,0 +1,112 @@
+//! Issue 21: the OpenAPI document, as the edge serves it through the runtime. It is served without credentials at
+//! XO's path and at `/rest/v0/openapi.json`, cacheable (`ETag`, 304); an independent validator
+//! (`openapi-spec-validator` from PyPI) accepts it; and it describes every route the `api` component's table
+//! spells out (`GET /rest/v0?routes`).
+
+mod common;
+use common::Edge;
+use serde_json::Value as J;
+use std::process::Command;
+
+/// The validator's version: pinned, so that the check is the same everywhere.
+const VALIDATOR: &str = "openapi-spec-validator==0.9.0";
+
+/// A venv with `openapi-spec-validator`, made once.
+fn validator_python() -> std::path::PathBuf {
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = INSTALL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let venv = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("openapi-venv");
+    let python = venv.join("bin").join("python");
+    let check = "import importlib.metadata as m; assert m.version('openapi-spec-validator') == '0.9.0'";
+    if !Command::new(&python).args(["-c", check]).status().is_ok_and(|s| s.success()) {
+        assert!(Command::new("python3").args(["-m", "venv"]).arg(&venv).status().unwrap().success());
+        let pip = ["-m", "pip", "install", "--quiet", "--disable-pip-version-check", VALIDATOR];
+        assert!(Command::new(&python).args(pip).status().unwrap().success(), "pip install {VALIDATOR}");
+    }
+    python
+}
+
+/// Validates `doc` with `openapi-spec-validator`: its error, if any.
+fn validate(doc: &J) -> Result<(), String> {
+    // Tests run in parallel threads of one process: one file each.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = format!("openapi-{}-{n}.json", std::process::id());
+    let file = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    std::fs::write(&file, serde_json::to_vec(doc).unwrap()).unwrap();
+    let script = "import json, sys\n\
+        from openapi_spec_validator import validate\n\
+        from openapi_spec_validator.validation import OpenAPIV31SpecValidator\n\
+        validate(json.load(open(sys.argv[1])), cls=OpenAPIV31SpecValidator)\n";
+    let out = Command::new(validator_python()).args(["-c", script]).arg(&file).output().unwrap();
+    let _ = std::fs::remove_file(&file);
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).lines().rev().take(8).collect::<Vec<_>>().join("\n"))
+    }
+}
+
+#[test]
+fn the_document_is_served_cacheable_and_valid_and_covers_every_route() {
+    let edge = Edge::start();
+    // Without credentials, as XO serves it.
+    let r = edge.get("/rest/v0/docs/swagger.json").send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let etag = r.headers()["etag"].to_str().unwrap().to_string();
+    let doc: J = r.json().unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let again: J = edge.get("/rest/v0/openapi.json").send().unwrap().json().unwrap();
+    assert_eq!(again, doc);
+    let r = edge.get("/rest/v0/docs/swagger.json").header("if-none-match", &etag).send().unwrap();
+    assert_eq!(r.status().as_u16(), 304);
+    assert_eq!(r.headers()["etag"].to_str().unwrap(), etag);
+    let r = edge.get("/rest/v0/docs/swagger.json").header("if-none-match", "\"other\"").send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+
+    validate(&doc).unwrap();
+
+    // Every route of the table, spelled out, is in the document under each of its methods.
+    let token = edge.token("root", "xapi-sim");
+    let routes: J = edge.get("/rest/v0?routes").bearer_auth(&token).send().unwrap().json().unwrap();
+    let routes = routes.as_array().unwrap();
+    assert!(routes.len() > 200, "{} routes", routes.len());
+    for route in routes {
+        let path = route["path"].as_str().unwrap().trim_start_matches("/rest/v0");
+        let path = path.replace("stats/data_source/{name}", "stats/data_source/{data_source}");
+        let path = path.replace("subscriptions/{name}", "subscriptions/{subscriptionId}");
+        for method in route["methods"].as_array().unwrap() {
+            let method = method.as_str().unwrap().to_ascii_lowercase();
+            assert!(doc["paths"][&path][&method].is_object(), "{method} {path} is not in the document");
+        }
+    }
+    // The transfer and token routes too.
+    for (path, method) in [
+        ("/vdis/{id}.vhd", "put"),
+        ("/vms/{id}.xva", "get"),
+        ("/pools/{id}/vms", "post"),
+        ("/users/authentication_tokens", "post"),
+        ("/hosts/{id}/logs.tgz", "get"),
+    ] {
+        assert!(doc["paths"][path][method].is_object(), "{method} {path}");
+    }
+}
+
+/// The validator is not a rubber stamp: a document without its title, with a reference to nothing, or with a path
+/// parameter no operation declares, fails.
+#[test]
+fn the_validator_refuses_a_broken_document() {
+    let edge = Edge::start();
+    let doc: J = edge.get("/rest/v0/openapi.json").send().unwrap().json().unwrap();
+    let mut broken = doc.clone();
+    broken["info"].as_object_mut().unwrap().remove("title");
+    assert!(validate(&broken).is_err(), "no title");
+    let mut broken = doc.clone();
+    broken["paths"]["/vms"]["get"]["responses"]["400"]["content"]["application/json"]["schema"]["$ref"] =
+        J::String("#/components/schemas/Nothing".into());
+    assert!(validate(&broken).is_err(), "a reference to nothing");
+    let mut broken = doc;
+    broken["paths"]["/vms/{id}"]["get"]["parameters"] = J::Array(Vec::new());
+    assert!(validate(&broken).is_err(), "an undeclared path parameter");
+}
