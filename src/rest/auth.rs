@@ -261,16 +261,11 @@ pub async fn recover<T: Transport>(ctx: &Ctx<'_, T>, req: &Request, caller: &Cal
 
 /// Whether the token may recover, read with the new `session`; the master's `agent_start_time` if so.
 async fn may_recover<T: Transport>(ctx: &Ctx<'_, T>, session: &str, recovery: &Recovery) -> Result<String, ApiError> {
-    let s = json!(session);
     let xapi = |e: crate::xapi::XapiError| e.to_api_error();
-    let pools = ctx.xapi.call("pool.get_all_records", std::slice::from_ref(&s)).await.map_err(xapi)?;
-    let pool = pools.as_object().and_then(|m| m.values().next()).cloned().unwrap_or(Value::Null);
+    let (pool, agent_start) = pool_and_agent_start(ctx, session).await.map_err(xapi)?;
     if pool["other_config"].get(format!("{REVOKED_PREFIX}{}", recovery.id)).is_some() {
         return Err(ApiError::unauthorized("token revoked"));
     }
-    let master = pool["master"].clone();
-    let other = ctx.xapi.call("host.get_other_config", &[s, master]).await.map_err(xapi)?;
-    let agent_start = other["agent_start_time"].as_str().unwrap_or_default().to_string();
     if agent_start.is_empty() || agent_start == recovery.agent_start {
         // The master's toolstack did not restart: the session was logged out or expired, and stays so.
         return Err(ApiError::unauthorized(SESSION_GONE));
@@ -281,18 +276,23 @@ async fn may_recover<T: Transport>(ctx: &Ctx<'_, T>, session: &str, recovery: &R
     Ok(agent_start)
 }
 
+/// The pool's record and its master's `other_config:agent_start_time` (empty if it has none), read with `session`.
+async fn pool_and_agent_start<T: Transport>(
+    ctx: &Ctx<'_, T>,
+    session: &str,
+) -> Result<(Value, String), crate::xapi::XapiError> {
+    let s = json!(session);
+    let pools = ctx.xapi.call("pool.get_all_records", std::slice::from_ref(&s)).await?;
+    let pool = pools.as_object().and_then(|m| m.values().next()).cloned().unwrap_or(Value::Null);
+    let other = ctx.xapi.call("host.get_other_config", &[s, pool["master"].clone()]).await?;
+    let agent_start = other["agent_start_time"].as_str().unwrap_or_default().to_string();
+    Ok((pool, agent_start))
+}
+
 /// The master's `other_config:agent_start_time` seen with `session`: what a token made now records, so that
 /// [`recover`] can tell a restarted master from a session that ended. Empty when it cannot be read.
 pub async fn agent_start<T: Transport>(ctx: &Ctx<'_, T>, session: &str) -> String {
-    let s = json!(session);
-    let Ok(pools) = ctx.xapi.call("pool.get_all_records", std::slice::from_ref(&s)).await else {
-        return String::new();
-    };
-    let master = pools.as_object().and_then(|m| m.values().next()).map(|p| p["master"].clone()).unwrap_or_default();
-    match ctx.xapi.call("host.get_other_config", &[s, master]).await {
-        Ok(other) => other["agent_start_time"].as_str().unwrap_or_default().to_string(),
-        Err(_) => String::new(),
-    }
+    pool_and_agent_start(ctx, session).await.map(|(_, a)| a).unwrap_or_default()
 }
 
 /// Records on the pool that the token with recovery `id`, valid until `until`, is revoked, so that no failover
