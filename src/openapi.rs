@@ -7,6 +7,7 @@
 //! Paths are relative to the server URL `/rest/v0`, as in XO 6's document, so the two compare path for path.
 //! Served by `GET /rest/v0/docs/swagger.json` (XO's path) and `GET /rest/v0/openapi.json`, without authentication.
 
+use crate::objects::schema;
 use crate::rest::router::{self, Described, Op};
 use serde_json::{json, Map, Value};
 
@@ -101,8 +102,23 @@ pub fn document() -> Value {
                 "bearer": { "type": "http", "scheme": "bearer" },
                 "basic": { "type": "http", "scheme": "basic" },
             },
-            "schemas": {
-                "Error": {
+            "schemas": schemas(),
+        },
+    })
+}
+
+/// The components' schemas: the error body, and each collection's objects, whole and as a listing's chosen fields
+/// (`<Name>Fields`), from the typed tables beside the mappers ([`crate::objects::schema`]).
+fn schemas() -> Map<String, Value> {
+    let mut out = Map::new();
+    for coll in crate::objects::COLLECTIONS {
+        let name = pascal(coll.name, false);
+        out.insert(name.clone(), schema::json_schema(coll.fields, false));
+        out.insert(format!("{name}Fields"), schema::json_schema(coll.fields, true));
+    }
+    out.insert(
+        "Error".into(),
+        json!({
                     "type": "object",
                     "required": ["error"],
                     "properties": {
@@ -110,10 +126,13 @@ pub fn document() -> Value {
                         "data": { "type": "object", "description": "details: XAPI's error code and parameters, the \
                             property at fault, the reason of a 401" },
                     },
-                },
-            },
-        },
-    })
+        }),
+    );
+    out
+}
+
+fn reference(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
 }
 
 /// The path of a table route: `{name}` named as XO names it for the route.
@@ -181,6 +200,7 @@ fn errors(codes: &[u16]) -> Map<String, Value> {
                 405 => "method not allowed here (`Allow` lists those that are)",
                 409 => "the object's state does not allow it (XAPI's error code in `data`)",
                 413 => "body too large",
+                415 => "the body is not in the format the route takes",
                 429 => "too many failed logins (`Retry-After`)",
                 500 => "internal error",
                 502 => "XAPI failed or answered something unexpected",
@@ -276,7 +296,15 @@ fn table_operation(method: &str, d: &Described) -> Value {
             params.push(query_param("filter", json!({ "type": "string" }), "XO's filter syntax"));
             params.push(query_param("limit", json!({ "type": "integer", "minimum": 0 }), "at most this many"));
             params.push(query_param("ndjson", json!({ "type": "boolean" }), "one JSON value per line"));
-            let list = json!({ "type": "array", "items": { "type": ["string", "object"] } });
+            let listed = match d.op {
+                Op::VmVdis => "vdis",
+                Op::ObjectTasks => "tasks",
+                Op::ObjectMessages => "messages",
+                Op::ObjectAlarms => "alarms",
+                _ => coll,
+            };
+            let fields = reference(&format!("{}Fields", pascal(listed, false)));
+            let list = json!({ "type": "array", "items": { "anyOf": [{ "type": "string" }, fields] } });
             responses.insert(
                 "200".into(),
                 json!({ "description": "the objects (paths unless `fields`)", "content": {
@@ -318,11 +346,26 @@ fn table_operation(method: &str, d: &Described) -> Value {
             );
         }
         Op::Events => {
+            // One schema per event (what Schemathesis checks each event against).
+            let event = json!({
+                "type": "object",
+                "required": ["event", "data"],
+                "properties": {
+                    "event": { "enum": ["init", "add", "update", "remove", "ping"] },
+                    "data": { "type": "string", "contentMediaType": "application/json" },
+                    "id": { "type": "string" },
+                    "retry": { "type": "integer" },
+                },
+            });
             responses.insert(
                 "200".into(),
-                json!({ "description": "Server-Sent Events", "content": {
-                    "text/event-stream": { "schema": { "type": "string" } } } }),
+                json!({ "description": "Server-Sent Events: `init` (the stream's id), `add`, `update` and `remove` \
+                    (an object of a subscribed collection, `$subscription` naming it), `ping`",
+                    "content": { "text/event-stream": { "schema": event } } }),
             );
+        }
+        Op::Get | Op::Task => {
+            responses.insert("200".into(), json_answer("the object", reference(&one)));
         }
         Op::Stats => {
             params.push(query_param(
@@ -405,7 +448,7 @@ fn outside(method: &str, path: &str, kind: Kind) -> Value {
             responses.insert("201".into(), json_answer("made", json!({ "type": "object" })));
             responses.insert("204".into(), no_body("imported"));
             responses.extend(errors(COMMON));
-            responses.extend(errors(&[409, 411, 413, 422]));
+            responses.extend(errors(&[409, 411, 413, 415, 422]));
         }
     }
     let mut op = operation(id, coll, summary, params, responses);

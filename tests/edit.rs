@@ -83,8 +83,9 @@ fn bad_patches_are_refused_before_any_write() {
     assert_eq!(patch(&edge, &t, &format!("/rest/v0/vms/{missing}"), r#"{"name_label":"x"}"#).0, 404);
     assert_eq!(patch(&edge, &t, "/rest/v0/vms/not-an-id", r#"{"name_label":"x"}"#).0, 404);
     let vbd = first(&edge, &t, "vbds");
-    let (status, e) = patch(&edge, &t, &format!("/rest/v0/vbds/{vbd}"), r#"{"name_label":"x"}"#);
-    assert_eq!((status, e["error"].as_str().unwrap().contains("cannot be edited")), (405, true));
+    let url = format!("{}/rest/v0/vbds/{vbd}", edge.url);
+    let r = edge.http.patch(url).bearer_auth(&t).body(r#"{"name_label":"x"}"#).send().unwrap();
+    assert_eq!((r.status().as_u16(), r.headers()["allow"].to_str().unwrap()), (405, "GET, HEAD, DELETE"));
     let r = edge.http.post(format!("{}{path}", edge.url)).bearer_auth(&t).send().unwrap();
     assert_eq!(r.status().as_u16(), 405);
     assert_eq!(r.headers()["allow"], "GET, HEAD, PATCH, DELETE");
@@ -142,8 +143,9 @@ fn tags_are_added_and_removed_one_at_a_time_idempotently() {
         assert!(!object(&edge, &t, coll, &id)["tags"].as_array().unwrap().contains(&json!("prod/eu west")));
     }
     let vif = first(&edge, &t, "vifs");
+    // VIFs have no tags: no such route.
     let r = edge.http.put(format!("{}/rest/v0/vifs/{vif}/tags/x", edge.url)).bearer_auth(&t).send().unwrap();
-    assert_eq!(r.status().as_u16(), 405);
+    assert_eq!(r.status().as_u16(), 404);
     let missing = "00000000-0000-4000-8000-000000000000";
     let r = edge.http.put(format!("{}/rest/v0/vms/{missing}/tags/x", edge.url)).bearer_auth(&t).send().unwrap();
     assert_eq!(r.status().as_u16(), 404);

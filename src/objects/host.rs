@@ -1,5 +1,6 @@
 //! The XO shapes of hosts and pools (XO's `xapi-object-to-xo` `host()` and `pool()`).
 
+use super::schema::{Field, Ty};
 use super::{common, current_operations, timestamp, Ctx};
 use serde_json::{json, Map, Value};
 
@@ -116,3 +117,63 @@ pub fn map_pool(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> {
     o.insert("current_operations".into(), current_operations(r, ctx));
     o
 }
+
+/// The fields [`map_host`] builds (see [`super::schema`]).
+pub const HOST_FIELDS: &[Field] = &[
+    ("address", Ty::Str),
+    ("hostname", Ty::Str),
+    ("enabled", Ty::Bool),
+    ("bios_strings", Ty::StrMap),
+    ("license_params", Ty::StrMap),
+    ("iscsiIqn", Ty::Str),
+    ("multipathing", Ty::Bool),
+    ("logging", Ty::StrMap),
+    ("power_state", Ty::OneOf(&["Running", "Halted", "Unknown"])),
+    ("memory", Ty::Fields(&[("usage", Ty::Int), ("size", Ty::Int)])),
+    ("cpus", Ty::Fields(&[("cores", Ty::Int), ("sockets", Ty::Int)])),
+    ("CPUs", Ty::StrMap),
+    ("version", Ty::Str),
+    ("build", Ty::Str),
+    ("productBrand", Ty::Str),
+    ("zstdSupported", Ty::Bool),
+    ("controlDomain", Ty::Uuid),
+    ("residentVms", Ty::Uuids),
+    ("PIFs", Ty::Uuids),
+    ("$PIFs", Ty::Uuids),
+    ("$PBDs", Ty::Uuids),
+    ("PCIs", Ty::Uuids),
+    ("$PCIs", Ty::Uuids),
+    ("PGPUs", Ty::Uuids),
+    ("$PGPUs", Ty::Uuids),
+    ("patches", Ty::Uuids),
+    ("powerOnMode", Ty::Str),
+    ("startTime", Ty::Nullable(&Ty::Num)),
+    ("agentStartTime", Ty::Nullable(&Ty::Num)),
+    ("license_server", Ty::StrMap),
+    ("license_expiry", Ty::Nullable(&Ty::Num)),
+    ("chipset_info", Ty::Fields(&[("iommu", Ty::Bool)])),
+    ("hvmCapable", Ty::Bool),
+    ("rebootRequired", Ty::Bool),
+    ("supplementalPacks", Ty::List),
+    ("otherConfig", Ty::StrMap),
+    ("current_operations", Ty::StrMap),
+];
+
+/// The fields [`map_pool`] builds (see [`super::schema`]).
+pub const POOL_FIELDS: &[Field] = &[
+    ("master", Ty::Uuid),
+    ("default_SR", Ty::Uuid),
+    ("suspendSr", Ty::Uuid),
+    ("crashDumpSr", Ty::Uuid),
+    ("HA_enabled", Ty::Bool),
+    ("haSrs", Ty::Uuids),
+    ("auto_poweron", Ty::Bool),
+    ("migrationCompression", Ty::Bool),
+    ("cpus", Ty::Fields(&[("cores", Ty::Int), ("sockets", Ty::Int)])),
+    ("zstdSupported", Ty::Bool),
+    ("vtpmSupported", Ty::Bool),
+    ("haRebootVmOnInternalShutdown", Ty::Bool),
+    ("platform_version", Ty::Str),
+    ("otherConfig", Ty::StrMap),
+    ("current_operations", Ty::StrMap),
+];

@@ -1,5 +1,6 @@
 //! The XO shapes of networks, VBDs, VIFs, PIFs, PBDs, SMs, PCIs, PGPUs, messages, alarms and XAPI tasks.
 
+use super::schema::{Field, Ty};
 use super::{common, current_operations, num, timestamp, Ctx};
 use serde_json::{json, Map, Value};
 
@@ -289,6 +290,141 @@ pub fn map_task(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> {
     o.insert("current_operations".into(), current_operations(r, ctx));
     o
 }
+
+/// The fields [`map_network`] builds (see [`super::schema`]).
+pub const NETWORK_FIELDS: &[Field] = &[
+    ("bridge", Ty::Str),
+    ("MTU", Ty::Int),
+    ("PIFs", Ty::Uuids),
+    ("VIFs", Ty::Uuids),
+    ("automatic", Ty::Bool),
+    ("defaultIsLocked", Ty::Bool),
+    ("nbd", Ty::Bool),
+    ("insecureNbd", Ty::Bool),
+    ("isBonded", Ty::Bool),
+    ("other_config", Ty::StrMap),
+    ("current_operations", Ty::StrMap),
+];
+
+/// The fields [`map_vbd`] builds.
+pub const VBD_FIELDS: &[Field] = &[
+    ("attached", Ty::Bool),
+    ("bootable", Ty::Bool),
+    ("device", Ty::Nullable(&Ty::Str)),
+    ("is_cd_drive", Ty::Bool),
+    ("position", Ty::Str),
+    ("read_only", Ty::Bool),
+    ("VDI", Ty::Uuid),
+    ("VM", Ty::Uuid),
+];
+
+/// The fields [`map_pbd`] builds.
+pub const PBD_FIELDS: &[Field] = &[
+    ("attached", Ty::Bool),
+    ("host", Ty::Uuid),
+    ("SR", Ty::Uuid),
+    ("device_config", Ty::StrMap),
+    ("otherConfig", Ty::StrMap),
+];
+
+/// The fields [`map_vif`] builds.
+pub const VIF_FIELDS: &[Field] = &[
+    ("MAC", Ty::Str),
+    ("MTU", Ty::Int),
+    ("device", Ty::Str),
+    ("attached", Ty::Bool),
+    ("lockingMode", Ty::OneOf(&["network_default", "locked", "unlocked", "disabled"])),
+    ("allowedIpv4Addresses", Ty::Strs),
+    ("allowedIpv6Addresses", Ty::Strs),
+    ("txChecksumming", Ty::Bool),
+    ("other_config", Ty::StrMap),
+    ("$network", Ty::Uuid),
+    ("$VM", Ty::Uuid),
+];
+
+/// The fields [`map_pif`] builds.
+pub const PIF_FIELDS: &[Field] = &[
+    ("device", Ty::Str),
+    ("mac", Ty::Str),
+    ("ip", Ty::Str),
+    ("netmask", Ty::Str),
+    ("gateway", Ty::Str),
+    ("dns", Ty::Str),
+    ("mode", Ty::Str),
+    ("ipv6Mode", Ty::Str),
+    ("physical", Ty::Bool),
+    ("management", Ty::Bool),
+    ("attached", Ty::Bool),
+    ("deviceName", Ty::Str),
+    ("carrier", Ty::Bool),
+    ("speed", Ty::Int),
+    ("disallowUnplug", Ty::Bool),
+    ("primaryAddressType", Ty::Str),
+    ("ipv6", Ty::Strs),
+    ("mtu", Ty::Int),
+    ("vlan", Ty::Int),
+    ("isBondMaster", Ty::Bool),
+    ("isBondSlave", Ty::Bool),
+    ("$host", Ty::Uuid),
+    ("$network", Ty::Uuid),
+];
+
+/// The fields [`map_message`] builds.
+pub const MESSAGE_FIELDS: &[Field] = &[("name", Ty::Str), ("body", Ty::Str), ("time", Ty::Num), ("$object", Ty::Str)];
+
+/// The fields [`map_sm`] builds.
+pub const SM_FIELDS: &[Field] = &[
+    ("SM_type", Ty::Str),
+    ("vendor", Ty::Str),
+    ("configuration", Ty::StrMap),
+    ("features", Ty::Object),
+    ("driver_filename", Ty::Str),
+    ("required_cluster_stack", Ty::Strs),
+    ("supported_image_formats", Ty::Strs),
+];
+
+/// The fields [`map_pci`] builds.
+pub const PCI_FIELDS: &[Field] =
+    &[("class_name", Ty::Str), ("device_name", Ty::Str), ("pci_id", Ty::Str), ("$host", Ty::Uuid)];
+
+/// The fields [`map_pgpu`] builds.
+pub const PGPU_FIELDS: &[Field] = &[
+    ("dom0Access", Ty::Str),
+    ("enabledVgpuTypes", Ty::Uuids),
+    ("gpuGroup", Ty::Uuid),
+    ("isSystemDisplayDevice", Ty::Bool),
+    ("pci", Ty::Uuid),
+    ("supportedVgpuTypes", Ty::Uuids),
+    ("host", Ty::Uuid),
+    ("$host", Ty::Uuid),
+    ("vgpus", Ty::Uuids),
+    ("$vgpus", Ty::Uuids),
+];
+
+/// The fields [`map_alarm`] builds.
+pub const ALARM_FIELDS: &[Field] = &[
+    ("name", Ty::Str),
+    ("body", Ty::Fields(&[("value", Ty::Str), ("name", Ty::Str)])),
+    ("time", Ty::Int),
+    ("object", Ty::Fields(&[("type", Ty::Str), ("uuid", Ty::Str), ("href", Ty::Str)])),
+];
+
+/// The fields [`map_task`] builds.
+pub const TASK_FIELDS: &[Field] = &[
+    ("properties", Ty::Fields(&[("name", Ty::Str), ("description", Ty::Str), ("type", Ty::Str)])),
+    ("start", Ty::Int),
+    ("end", Ty::Int),
+    ("status", Ty::OneOf(&["pending", "success", "failure", "interrupted"])),
+    ("xapiStatus", Ty::OneOf(&["pending", "success", "failure", "cancelling", "cancelled"])),
+    ("progress", Ty::Int),
+    ("result", Ty::Object),
+    ("error_info", Ty::Strs),
+    ("created", Ty::Num),
+    ("finished", Ty::Num),
+    ("$host", Ty::Uuid),
+    ("other_config", Ty::StrMap),
+    ("current_operations", Ty::StrMap),
+];
 
 #[cfg(test)]
 mod tests {

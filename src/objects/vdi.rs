@@ -1,5 +1,6 @@
 //! The XO shapes of VDIs, VDI snapshots and SRs (XO's `xapi-object-to-xo` `vdi()` and `sr()`).
 
+use super::schema::{Field, Ty};
 use super::{common, current_operations, num, timestamp, Ctx};
 use serde_json::{json, Map, Value};
 
@@ -78,3 +79,39 @@ pub fn map_sr(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> {
     o.insert("$container".into(), container);
     o
 }
+
+/// The fields [`map_vdi`] builds, for disks and their snapshots (see [`super::schema`]).
+pub const VDI_FIELDS: &[Field] = &[
+    ("size", Ty::Int),
+    ("usage", Ty::Int),
+    ("VDI_type", Ty::Str),
+    ("parent", Ty::Str),
+    ("cbt_enabled", Ty::Bool),
+    ("missing", Ty::Bool),
+    ("snapshots", Ty::Uuids),
+    ("current_operations", Ty::StrMap),
+    ("other_config", Ty::StrMap),
+    ("$SR", Ty::Uuid),
+    ("$VBDs", Ty::Uuids),
+    ("snapshot_time", Ty::Num),
+    ("$snapshot_of", Ty::Uuid),
+    ("chainPhysicalUsage", Ty::Int),
+];
+
+/// The fields [`map_sr`] builds (see [`super::schema`]).
+pub const SR_FIELDS: &[Field] = &[
+    ("content_type", Ty::Str),
+    ("SR_type", Ty::Str),
+    ("size", Ty::Int),
+    ("usage", Ty::Int),
+    ("physical_usage", Ty::Int),
+    ("shared", Ty::Bool),
+    ("allocationStrategy", Ty::OneOf(&["thin", "thick"])),
+    ("inMaintenanceMode", Ty::Bool),
+    ("VDIs", Ty::Uuids),
+    ("other_config", Ty::StrMap),
+    ("sm_config", Ty::StrMap),
+    ("current_operations", Ty::StrMap),
+    ("$PBDs", Ty::Uuids),
+    ("$container", Ty::Uuid),
+];

@@ -1,5 +1,6 @@
 //! The XO shape of a VM, snapshot, template or control domain (XO's `xapi-object-to-xo` `vm()`).
 
+use super::schema::{Field, Ty};
 use super::{common, current_operations, num, timestamp, vm_checks, Ctx};
 use serde_json::{json, Map, Value};
 
@@ -236,3 +237,66 @@ pub fn map(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> {
     }
     o
 }
+
+/// The fields [`map`] builds, for VMs, snapshots, templates and control domains alike (see [`super::schema`]).
+pub const FIELDS: &[Field] = &[
+    ("CPUs", Ty::Fields(&[("max", Ty::Int), ("number", Ty::Int)])),
+    ("memory", Ty::Fields(&[("dynamic", Ty::List), ("static", Ty::List), ("size", Ty::Int), ("usage", Ty::Int)])),
+    ("power_state", Ty::OneOf(&["Running", "Halted", "Paused", "Suspended"])),
+    ("$container", Ty::Uuid),
+    ("addresses", Ty::StrMap),
+    ("mainIpAddress", Ty::Str),
+    ("os_version", Ty::Nullable(&Ty::StrMap)),
+    ("virtualizationMode", Ty::Str),
+    ("boot", Ty::StrMap),
+    ("auto_poweron", Ty::Bool),
+    ("other", Ty::StrMap),
+    ("xenStoreData", Ty::StrMap),
+    ("bios_strings", Ty::StrMap),
+    ("blockedOperations", Ty::StrMap),
+    ("high_availability", Ty::Str),
+    ("hasVendorDevice", Ty::Bool),
+    ("startDelay", Ty::Int),
+    ("current_operations", Ty::StrMap),
+    ("installTime", Ty::Nullable(&Ty::Num)),
+    ("startTime", Ty::Nullable(&Ty::Num)),
+    ("secureBoot", Ty::Bool),
+    ("viridian", Ty::Bool),
+    ("coresPerSocket", Ty::Int),
+    ("expNestedHvm", Ty::Bool),
+    ("isNestedVirtEnabled", Ty::Bool),
+    ("needsVtpm", Ty::Bool),
+    ("isFirmwareSupported", Ty::Bool),
+    ("vulnerabilities", Ty::Object),
+    ("creation", Ty::Object),
+    ("vga", Ty::Str),
+    ("videoram", Ty::Int),
+    ("PV_args", Ty::Str),
+    ("pvDriversDetected", Ty::Bool),
+    ("pvDriversVersion", Ty::Str),
+    ("pvDriversUpToDate", Ty::Bool),
+    ("managementAgentDetected", Ty::Bool),
+    ("VIFs", Ty::Uuids),
+    ("$VBDs", Ty::Uuids),
+    ("VTPMs", Ty::Uuids),
+    ("VGPUs", Ty::Uuids),
+    ("$VGPUs", Ty::Uuids),
+    ("snapshots", Ty::Uuids),
+    ("parent", Ty::Uuid),
+    ("affinityHost", Ty::Uuid),
+    ("suspendSr", Ty::Uuid),
+    ("resourceSet", Ty::Str),
+    ("snapshot_time", Ty::Num),
+    ("$snapshot_of", Ty::Uuid),
+    ("suspendVdi", Ty::Uuid),
+    ("isDefaultTemplate", Ty::Bool),
+    (
+        "template_info",
+        Ty::Fields(&[
+            ("arch", Ty::Str),
+            ("disks", Ty::List),
+            ("install_methods", Ty::Strs),
+            ("install_repository", Ty::Str),
+        ]),
+    ),
+];

@@ -63,6 +63,24 @@ enum Only {
     Named(&'static str),
     /// These collections.
     OneOf(&'static [&'static str]),
+    /// Collections whose objects `PATCH` may change ([`crate::rest::edit::editable`]).
+    Editable,
+    /// Collections whose objects carry tags that may be changed.
+    Tagged,
+}
+
+impl Only {
+    /// Whether the routes restricted by `self` exist for `coll`.
+    fn fits(self, coll: &Collection) -> bool {
+        match self {
+            Only::Any => true,
+            Only::Class(class) => coll.class == class,
+            Only::Named(name) => coll.name == name,
+            Only::OneOf(names) => names.contains(&coll.name),
+            Only::Editable => !crate::rest::edit::editable(coll.class).is_empty(),
+            Only::Tagged => crate::rest::edit::editable(coll.class).contains(&"tags"),
+        }
+    }
 }
 
 /// The collections whose objects have `/messages` and `/alarms` (XO 6).
@@ -93,8 +111,8 @@ const ROUTES: &[(&[&str], &str, Only, Op)] = &[
     (&["POST"], "{coll}", Only::Named("srs"), Op::Create),
     (READ, "{coll}/{id}", Only::Named("tasks"), Op::Task),
     (READ, "{coll}/{id}", Only::Any, Op::Get),
-    (&["PATCH"], "{coll}/{id}", Only::Any, Op::Patch),
-    (&["DELETE"], "{coll}/{id}", Only::Class("VM"), Op::Delete),
+    (&["PATCH"], "{coll}/{id}", Only::Editable, Op::Patch),
+    (&["DELETE"], "{coll}/{id}", Only::OneOf(&["vms", "vm-snapshots", "vm-templates"]), Op::Delete),
     (&["DELETE"], "{coll}/{id}", Only::Class("VDI"), Op::Delete),
     (&["DELETE"], "{coll}/{id}", Only::Named("tasks"), Op::DeleteTask),
     (&["DELETE"], "{coll}/{id}", Only::Named("vbds"), Op::Delete),
@@ -113,8 +131,8 @@ const ROUTES: &[(&[&str], &str, Only, Op)] = &[
     (READ, "{coll}/{id}/actions", Only::Any, Op::Actions),
     (READ, "{coll}/{id}/actions/{name}", Only::Any, Op::Action),
     (&["POST"], "{coll}/{id}/actions/{name}", Only::Any, Op::RunAction),
-    (&["PUT"], "{coll}/{id}/tags/{tag}", Only::Any, Op::AddTag),
-    (&["DELETE"], "{coll}/{id}/tags/{tag}", Only::Any, Op::RemoveTag),
+    (&["PUT"], "{coll}/{id}/tags/{tag}", Only::Tagged, Op::AddTag),
+    (&["DELETE"], "{coll}/{id}/tags/{tag}", Only::Tagged, Op::RemoveTag),
     (READ, "{coll}/{id}/dashboard", Only::OneOf(&["pools", "vms"]), Op::ObjectDashboard),
     (READ, "{coll}/{id}/missing_patches", Only::OneOf(&["pools", "hosts"]), Op::MissingPatches),
     (READ, "{coll}/{id}/smt", Only::Named("hosts"), Op::Smt),
@@ -157,13 +175,7 @@ pub fn described() -> Vec<Described> {
         |out: &[Described], methods: &[&str], path: &str| out.iter().any(|d| d.path == path && d.methods == methods);
     for (methods, pattern, only, op) in ROUTES {
         for coll in objects::COLLECTIONS {
-            let fits = match only {
-                Only::Any => true,
-                Only::Class(class) => coll.class == *class,
-                Only::Named(name) => coll.name == *name,
-                Only::OneOf(names) => names.contains(&coll.name),
-            };
-            if !fits {
+            if !only.fits(coll) {
                 continue;
             }
             let path = pattern.replace("{coll}", coll.name);
@@ -278,13 +290,7 @@ fn matches<'a>(pattern: &str, only: Option<Only>, op: Op, segments: &[&'a str]) 
         return Some(Matched { op, coll: None, id, tag, name });
     };
     let coll = coll?;
-    let fits = match only {
-        Only::Any => true,
-        Only::Class(class) => coll.class == class,
-        Only::Named(name) => coll.name == name,
-        Only::OneOf(names) => names.contains(&coll.name),
-    };
-    fits.then_some(Matched { op, coll: Some(coll), id, tag, name })
+    only.fits(coll).then_some(Matched { op, coll: Some(coll), id, tag, name })
 }
 
 #[cfg(test)]
@@ -312,7 +318,11 @@ mod tests {
         assert_eq!(find("POST", "vms/abc").unwrap_err(), Miss::Method(vec!["GET", "HEAD", "PATCH", "DELETE"]));
         assert_eq!(find("DELETE", "vdi-snapshots/abc").unwrap().op, Op::Delete);
         assert_eq!(find("DELETE", "srs/abc").unwrap().op, Op::Delete);
-        assert_eq!(find("DELETE", "pifs/abc").unwrap_err(), Miss::Method(vec!["GET", "HEAD", "PATCH"]));
+        // Only what can be edited, tagged or destroyed has those routes (anything else is 405 with `Allow`).
+        assert_eq!(find("DELETE", "pifs/abc").unwrap_err(), Miss::Method(vec!["GET", "HEAD"]));
+        assert_eq!(find("PUT", "messages/abc/tags/x").unwrap_err(), Miss::NotFound);
+        assert_eq!(find("DELETE", "vm-controllers/abc").unwrap_err(), Miss::Method(vec!["GET", "HEAD", "PATCH"]));
+        assert_eq!(find("PATCH", "tasks/abc").unwrap_err(), Miss::Method(vec!["GET", "HEAD", "DELETE"]));
         assert_eq!(find("GET", "nope").unwrap_err(), Miss::NotFound);
         assert_eq!(find("POST", "vbds").unwrap().op, Op::Create);
         assert_eq!(find("GET", "vms/abc/tasks").unwrap().op, Op::ObjectTasks);
