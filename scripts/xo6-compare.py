@@ -45,6 +45,10 @@ def resolve(doc, schema, depth=0):
             target = target.get(part, {})
         return resolve(doc, target, depth + 1)
     names = set(schema.get("properties", {}))
+    # xo-edge names XO's `$` aliases (`$PIFs` beside `PIFs`) as exact patterns: `^\$PIFs$`.
+    for pattern in schema.get("patternProperties", {}):
+        if pattern.startswith("^") and pattern.endswith("$"):
+            names.add(pattern[1:-1].replace("\\", ""))
     for key in ("allOf", "anyOf", "oneOf"):
         for sub in schema.get(key, []):
             names |= resolve(doc, sub, depth + 1)

@@ -19,6 +19,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod docs;
 pub mod error;
 pub mod formats;
 pub mod objects;

@@ -58,6 +58,7 @@ pub const FRONT: &[(&[&str], &str, &str)] = &[
     (&["GET", "HEAD"], "/ping", "Liveness, without credentials or XAPI"),
     (&["GET", "HEAD"], "/docs/swagger.json", "This document (XO's path)"),
     (&["GET", "HEAD"], "/openapi.json", "This document"),
+    (&["GET", "HEAD"], "/docs", "This document as a page to read, with a curl line for each operation"),
 ];
 
 /// The document.
@@ -209,7 +210,13 @@ fn errors(codes: &[u16]) -> Map<String, Value> {
                 _ => "error",
             };
             let content = json!({ "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } });
-            (c.to_string(), json!({ "description": description, "content": content }))
+            let mut answer = json!({ "description": description, "content": content });
+            match c {
+                405 => answer["headers"] = json!({ "Allow": header("the methods the route takes", false) }),
+                429 => answer["headers"] = json!({ "Retry-After": header("seconds to wait", false) }),
+                _ => {}
+            }
+            (c.to_string(), answer)
         })
         .collect()
 }
@@ -219,6 +226,37 @@ const COMMON: &[u16] = &[400, 401, 403, 404, 500, 502, 503, 504];
 
 fn json_answer(description: &str, schema: Value) -> Value {
     json!({ "description": description, "content": { "application/json": { "schema": schema } } })
+}
+
+/// A header of an answer.
+fn header(description: &str, required: bool) -> Value {
+    json!({ "description": description, "required": required, "schema": { "type": "string" } })
+}
+
+/// 202: an XAPI task runs the operation. The body is the task's href as text (XO's legacy API), or
+/// `{"taskId"}` when the request accepts `application/json` (XO 6).
+fn accepted() -> Value {
+    json!({
+        "description": "started: the task, whose href is in `Location`",
+        "headers": { "Location": header("the task's href", true) },
+        "content": {
+            "text/plain": { "schema": { "type": "string" } },
+            "application/json": { "schema": {
+                "type": "object", "required": ["taskId"], "properties": { "taskId": { "type": "string" } } } },
+        },
+    })
+}
+
+/// 201: what was made, `{"id"}`, and (for an object) its href in `Location`.
+fn made(located: bool) -> Value {
+    let mut answer = json_answer(
+        "made",
+        json!({ "type": "object", "required": ["id"], "properties": { "id": { "type": "string" } } }),
+    );
+    if located {
+        answer["headers"] = json!({ "Location": header("the new object's href", true) });
+    }
+    answer
 }
 
 fn no_body(description: &str) -> Value {
@@ -235,11 +273,17 @@ fn front(method: &str, path: &str, what: &str) -> Value {
         "/" => "GetRoot",
         "/ping" => "Ping",
         "/docs/swagger.json" => "GetSwagger",
+        "/docs" => "GetDocs",
         _ => "GetOpenApi",
     };
     let id = if method == "HEAD" { format!("Head{}", base.trim_start_matches("Get")) } else { base.to_string() };
     let mut responses = Map::new();
-    responses.insert("200".into(), json_answer("ok", json!({})));
+    if path == "/docs" {
+        let html = json!({ "text/html": { "schema": { "type": "string" } } });
+        responses.insert("200".into(), json!({ "description": "the page", "content": html }));
+    } else {
+        responses.insert("200".into(), json_answer("ok", json!({})));
+    }
     let mut params = Vec::new();
     if path == "/" {
         responses.extend(errors(&[401, 502, 503, 504]));
@@ -316,8 +360,8 @@ fn table_operation(method: &str, d: &Described) -> Value {
         Op::RunAction | Op::AbortTask => {
             params.push(query_param("sync", json!({ "type": "boolean" }), "wait for the task to end"));
             responses.insert("200".into(), json_answer("done, with a result", json!({})));
-            responses.insert("201".into(), json_answer("done: what it made", json!({ "type": "object" })));
-            responses.insert("202".into(), json_answer("started: the task (`Location`)", json!({ "type": "object" })));
+            responses.insert("201".into(), made(true));
+            responses.insert("202".into(), accepted());
             responses.insert("204".into(), no_body("done"));
             responses.extend(errors(&[409, 422]));
         }
@@ -329,13 +373,13 @@ fn table_operation(method: &str, d: &Described) -> Value {
         | Op::AddDataSource
         | Op::ForgetDataSource
         | Op::Unsubscribe => {
-            responses.insert("202".into(), json_answer("started: the task (`Location`)", json!({ "type": "object" })));
+            responses.insert("202".into(), accepted());
             responses.insert("204".into(), no_body("done"));
             responses.extend(errors(&[409]));
         }
         Op::Create | Op::Subscribe => {
-            responses.insert("201".into(), json_answer("made", json!({ "type": "object" })));
-            responses.insert("202".into(), json_answer("started: the task (`Location`)", json!({ "type": "object" })));
+            responses.insert("201".into(), made(d.op == Op::Create));
+            responses.insert("202".into(), accepted());
             responses.extend(errors(&[409, 422]));
         }
         Op::Metrics => {
@@ -420,7 +464,22 @@ fn outside(method: &str, path: &str, kind: Kind) -> Value {
     };
     match kind {
         Kind::TokenCreate => {
-            responses.insert("200".into(), json_answer("the token (also as the cookie)", json!({ "type": "object" })));
+            let mut token = json_answer(
+                "the token, also set as the `authenticationToken` cookie",
+                json!({ "type": "object", "required": ["token"], "properties": { "token": {
+                    "type": "object",
+                    "required": ["id", "expiration"],
+                    "properties": {
+                        "id": { "type": "string" },
+                        "user_id": { "type": "string" },
+                        "description": { "type": "string" },
+                        "created_at": { "type": "integer" },
+                        "expiration": { "type": "integer" },
+                    },
+                } } }),
+            );
+            token["headers"] = json!({ "Set-Cookie": header("`authenticationToken=…`", true) });
+            responses.insert("200".into(), token);
             responses.extend(errors(&[400, 401, 403, 429, 500, 502, 503, 504]));
         }
         Kind::TokenRevoke => {
@@ -431,22 +490,33 @@ fn outside(method: &str, path: &str, kind: Kind) -> Value {
             if kind == Kind::VmExport {
                 params.push(query_param(
                     "compress",
-                    json!({ "type": ["string", "boolean"], "enum": ["gzip", "zstd", true, false] }),
+                    json!({ "type": "string", "enum": ["gzip", "zstd", "true", "false"] }),
                     "compression of the XVA",
                 ));
             }
             responses.insert("200".into(), bytes("the bytes", &["application/octet-stream"]));
             if kind == Kind::DiskExport {
-                responses.insert("206".into(), bytes("the range asked for", &["application/octet-stream"]));
+                let mut partial = bytes("the range asked for", &["application/octet-stream"]);
+                partial["headers"] = json!({ "Content-Range": header("the range sent, of the whole", true) });
+                responses.insert("206".into(), partial);
                 responses.extend(errors(&[416]));
             }
             responses.extend(errors(COMMON));
             responses.extend(errors(&[409]));
         }
         Kind::DiskImport | Kind::DiskImportNew | Kind::VmImport => {
-            responses.insert("200".into(), json_answer("imported", json!({ "type": "object" })));
-            responses.insert("201".into(), json_answer("made", json!({ "type": "object" })));
-            responses.insert("204".into(), no_body("imported"));
+            // The disk's or VM's uuid: as text (the seed's answer), or `{"id"}` with `Accept: application/json`.
+            let id = json!({
+                "text/plain": { "schema": { "type": "string" } },
+                "application/json": { "schema": {
+                    "type": "object", "required": ["id"], "properties": { "id": { "type": "string" } } } },
+            });
+            responses.insert("200".into(), json!({ "description": "imported into the disk", "content": id }));
+            responses.insert(
+                "201".into(),
+                json!({ "description": "made", "content": id,
+                "headers": { "Location": header("the new object's href", true) } }),
+            );
             responses.extend(errors(COMMON));
             responses.extend(errors(&[409, 411, 413, 415, 422]));
         }

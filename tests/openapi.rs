@@ -208,3 +208,53 @@ fn every_object_matches_the_schema_the_document_publishes() {
     let failures = conformance(&doc, &objects);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// `GET /rest/v0/docs`: the document as a page, served without credentials and cacheable, with nothing from
+/// outside (no script, no stylesheet or image from elsewhere), a section per operation, and curl lines that work
+/// as printed once `XO` and `T` are set.
+#[test]
+fn the_docs_page_works_offline_and_its_curl_lines_work() {
+    let edge = Edge::start();
+    let r = edge.get("/rest/v0/docs").send().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["content-type"], "text/html; charset=utf-8");
+    let etag = r.headers()["etag"].to_str().unwrap().to_string();
+    let page = r.text().unwrap();
+    let r = edge.get("/rest/v0/docs").header("if-none-match", &etag).send().unwrap();
+    assert_eq!(r.status().as_u16(), 304);
+    let doc: J = edge.get("/rest/v0/openapi.json").send().unwrap().json().unwrap();
+    let operations: usize = doc["paths"].as_object().unwrap().values().map(|p| p.as_object().unwrap().len()).sum();
+    assert_eq!(page.matches("<section id=").count(), operations);
+    assert!(!page.contains("<script") && !page.contains(" src=") && !page.contains("<link"), "nothing from outside");
+    // The curl lines of a few operations, run as printed.
+    let curl_of = |id: &str| -> String {
+        let start = page.find(&format!("<section id=\"{id}\">")).unwrap_or_else(|| panic!("no {id}"));
+        let code = &page[start..];
+        let open = "<code class=\"curl\">";
+        let code = &code[code.find(open).unwrap() + open.len()..];
+        assert!(code.starts_with("curl "), "{id}: {}", &code[..40]);
+        let code = &code[..code.find("</code>").unwrap()];
+        code.replace("&quot;", "\"").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    };
+    let token = edge.token("root", "xapi-sim");
+    let vm = edge.uuid_of(&token, "vms", "Debian 12 web");
+    let run = |line: &str| -> (String, String) {
+        let line = line.replace("-u root:password", "-u root:xapi-sim").replace("<id>", &vm);
+        let script = format!("XO={} T={token}; {line} -s -w '\\n%{{http_code}}'", edge.url);
+        let out = Command::new("bash").args(["-c", &script]).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let (body, code) = text.rsplit_once('\n').unwrap_or_default();
+        (code.to_string(), body.to_string())
+    };
+    let (code, body) = run(&curl_of("CreateAuthenticationToken"));
+    assert_eq!(code, "200", "{body}");
+    assert!(serde_json::from_str::<J>(&body).unwrap()["token"]["id"].is_string());
+    let (code, body) = run(&curl_of("GetVms"));
+    assert_eq!(code, "200");
+    assert!(body.contains(&format!("/rest/v0/vms/{vm}")));
+    let (code, body) = run(&curl_of("GetVm"));
+    assert_eq!(code, "200");
+    assert_eq!(serde_json::from_str::<J>(&body).unwrap()["name_label"], "Debian 12 web");
+    let (code, _) = run(&curl_of("Ping"));
+    assert_eq!(code, "200");
+}

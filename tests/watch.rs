@@ -261,6 +261,9 @@ fn prometheus_metrics_parse_with_prometheus_client() {
     // A VM on the second host: read there.
     let families = scrape(&format!("/rest/v0/vms/{db}/metrics"));
     assert!(families.iter().any(|f| f.0 == "xcp_vm_memory_bytes"), "the db VM's samples");
+    // A halted VM runs on no host: no samples, and still a 200 (an idle scrape target, not an error).
+    let halted = edge.uuid_of(&t, "vms", "Rocky Linux 8");
+    assert!(scrape(&format!("/rest/v0/vms/{halted}/metrics")).is_empty());
     // A host: its own and its VMs'.
     for h in [&host, &host2] {
         let families = scrape(&format!("/rest/v0/hosts/{h}/metrics"));

@@ -66,7 +66,7 @@ pub fn type_schema(ty: &Ty) -> Value {
         Ty::Uuids | Ty::Strs => json!({ "type": "array", "items": { "type": "string" } }),
         Ty::StrMap => json!({ "type": "object", "additionalProperties": { "type": "string" } }),
         Ty::Object => json!({ "type": "object" }),
-        Ty::List => json!({ "type": "array" }),
+        Ty::List => json!({ "type": "array", "items": {} }),
         Ty::OneOf(values) => json!({ "type": "string", "enum": values }),
         Ty::Fields(fields) => {
             let properties: Map<String, Value> = fields.iter().map(|(k, t)| (k.to_string(), type_schema(t))).collect();
@@ -79,10 +79,22 @@ pub fn type_schema(ty: &Ty) -> Value {
 
 /// The JSON Schema of an object made of [`COMMON`], [`NAMED`] and `fields`; `partial` (a listing's chosen fields)
 /// requires none of them.
+///
+/// XO sends some links twice, as `PIFs` and `$PIFs`, `host` and `$host`: the `$` alias of a field goes under
+/// `patternProperties` (an anchored exact name), so that client generators, which name properties without the `$`,
+/// do not see two properties of one name; validation is as strict either way.
 pub fn json_schema(fields: &[Field], partial: bool) -> Value {
-    let all = COMMON.iter().chain(NAMED).chain(fields);
-    let properties: Map<String, Value> = all.map(|(k, t)| (k.to_string(), type_schema(t))).collect();
+    let all: Vec<&Field> = COMMON.iter().chain(NAMED).chain(fields).collect();
+    let alias =
+        |k: &str| k.strip_prefix('$').is_some_and(|bare| all.iter().any(|(other, _)| other.eq_ignore_ascii_case(bare)));
+    let properties: Map<String, Value> =
+        all.iter().filter(|(k, _)| !alias(k)).map(|(k, t)| (k.to_string(), type_schema(t))).collect();
+    let patterns: Map<String, Value> =
+        all.iter().filter(|(k, _)| alias(k)).map(|(k, t)| (format!("^\\{k}$"), type_schema(t))).collect();
     let mut schema = json!({ "type": "object", "properties": properties, "additionalProperties": false });
+    if !patterns.is_empty() {
+        schema["patternProperties"] = Value::Object(patterns);
+    }
     if !partial {
         schema["required"] = json!(COMMON.iter().map(|(k, _)| *k).collect::<Vec<_>>());
     }
@@ -170,5 +182,8 @@ mod tests {
         assert_eq!(full["properties"]["since"]["anyOf"][1]["type"], "null");
         assert_eq!(full["properties"]["cpus"]["properties"]["cores"]["type"], "integer");
         assert!(json_schema(SHAPE, true).get("required").is_none());
+        let aliased = json_schema(&[("PIFs", Ty::Uuids), ("$PIFs", Ty::Uuids), ("$VBDs", Ty::Uuids)], false);
+        assert!(aliased["properties"].get("$PIFs").is_none() && aliased["properties"]["$VBDs"].is_object());
+        assert_eq!(aliased["patternProperties"]["^\\$PIFs$"]["type"], "array");
     }
 }

@@ -200,7 +200,10 @@ pub async fn metrics<T: Transport>(
     let master =
         pools.as_object().and_then(|p| p.values().next()).and_then(|p| p["master"].as_str()).unwrap_or_default();
     let wanted: Vec<String> = match coll.class {
-        "VM" => rec["resident_on"].as_str().map(str::to_string).into_iter().collect(),
+        // A VM that runs nowhere has no samples: an empty exposition, what a scraper expects of an idle target.
+        "VM" => {
+            rec["resident_on"].as_str().filter(|h| hosts.get(*h).is_some()).map(str::to_string).into_iter().collect()
+        }
         "host" => vec![reference.clone()],
         _ => hosts.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default(),
     };

@@ -144,6 +144,7 @@ pub async fn api<T: Transport>(ctx: &Ctx<'_, T>, req: &Request) -> Reply {
         (_, "/rest/v0") => Reply::error(&ApiError::new(405, "method not allowed")).with_header("allow", "GET, HEAD"),
         // The OpenAPI document, without credentials (as XO serves it), at XO's path and the usual one.
         ("GET" | "HEAD", "/rest/v0/docs/swagger.json" | "/rest/v0/openapi.json") => openapi_document(req),
+        ("GET" | "HEAD", "/rest/v0/docs") => docs_page(req),
         _ => authenticated(ctx, req, |ctx, caller| route(ctx, caller, req)).await,
     }
 }
@@ -209,6 +210,17 @@ pub async fn route<T: Transport>(ctx: &Ctx<'_, T>, caller: auth::Caller, req: &R
 /// The OpenAPI document ([`crate::openapi`]), with a strong `ETag`: 304 when `If-None-Match` names it.
 fn openapi_document(req: &Request) -> Reply {
     let body = serde_json::to_vec(&crate::openapi::document()).unwrap_or_default();
+    cacheable(req, body, "application/json")
+}
+
+/// The document as a page to read ([`crate::docs`]), cacheable as the document is.
+fn docs_page(req: &Request) -> Reply {
+    let body = crate::docs::page(&crate::openapi::document()).into_bytes();
+    cacheable(req, body, "text/html; charset=utf-8")
+}
+
+/// A public answer with a strong `ETag`: 304 when `If-None-Match` names it.
+fn cacheable(req: &Request, body: Vec<u8>, content_type: &str) -> Reply {
     let etag = crate::openapi::etag(&body);
     let cache = [("etag".to_string(), etag.clone()), ("cache-control".to_string(), "no-cache".to_string())];
     let fresh = req.headers_named("if-none-match").iter().flat_map(|v| v.split(',')).any(|t| {
@@ -218,7 +230,7 @@ fn openapi_document(req: &Request) -> Reply {
     if fresh {
         return Reply { status: 304, headers: cache.to_vec(), body: Vec::new(), stream: None };
     }
-    let mut headers = vec![("content-type".to_string(), "application/json".to_string())];
+    let mut headers = vec![("content-type".to_string(), content_type.to_string())];
     headers.extend(cache);
     Reply { status: 200, headers, body, stream: None }
 }
