@@ -428,7 +428,9 @@ fn table_operation(method: &str, d: &Described) -> Value {
     let mut op = operation(id, if coll.is_empty() { "events" } else { coll }, &summary, params, responses);
     let body = match (d.op, d.action) {
         (Op::RunAction, Some(action)) => Some(crate::rest::actions::schema(action)),
-        (Op::Patch | Op::Create | Op::Subscribe, _) => Some(json!({ "type": "object" })),
+        (Op::Patch, _) => d.coll.map(|c| crate::rest::edit::schema(c.class)),
+        (Op::Create, _) => d.coll.and_then(|c| crate::rest::create::schema(c.name)),
+        (Op::Subscribe, _) => Some(crate::rest::events::subscription_schema()),
         _ => None,
     };
     if let (Some(schema), false) = (body, method == "HEAD") {
@@ -596,6 +598,19 @@ mod tests {
         assert_eq!(doc["paths"]["/vm-snapshots/{id}"]["get"]["operationId"], "GetVmSnapshot");
         assert_eq!(doc["paths"]["/vms/{id}/stats/data_source/{data_source}"]["put"]["operationId"], "AddDataSource");
         assert_eq!(doc["paths"]["/vdis/{id}.raw"]["put"]["operationId"], "ImportVdiRaw");
+        // Edits and creations describe the bodies their handlers check against the same tables.
+        let body = |path: &str, method: &str| {
+            doc["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"].clone()
+        };
+        let patch = body("/vms/{id}", "patch");
+        assert_eq!(patch["properties"]["name_label"]["type"], "string");
+        assert_eq!(patch["additionalProperties"], false);
+        assert_eq!(body("/vifs/{id}", "patch")["properties"]["lockingMode"]["enum"][0], "network_default");
+        let create = body("/vdis", "post");
+        assert_eq!(create["required"], json!(["srId", "virtual_size"]));
+        assert_eq!(create["properties"]["virtual_size"]["type"], "integer");
+        let subscription = body("/events/{id}/subscriptions", "post");
+        assert!(subscription["properties"]["collection"]["enum"].as_array().unwrap().contains(&json!("VM")));
     }
 
     #[test]

@@ -120,6 +120,37 @@ const SHARED_TYPES: &[&str] =
 const VDI_TYPES: &[&str] =
     &["user", "system", "ephemeral", "crashdump", "suspend", "metadata", "redo_log", "rrd", "pvs_cache"];
 
+/// The keys a creation's body takes.
+fn keys_of(coll: &str) -> Option<&'static [Key]> {
+    match coll {
+        "vdis" => Some(VDI_KEYS),
+        "vbds" => Some(VBD_KEYS),
+        "vifs" => Some(VIF_KEYS),
+        "srs" => Some(SR_KEYS),
+        _ => None,
+    }
+}
+
+/// The JSON Schema of a creation's body in a collection (for the OpenAPI document): the table it is checked against.
+pub fn schema(coll: &str) -> Option<Value> {
+    let keys = keys_of(coll)?;
+    let properties: Map<String, Value> = keys
+        .iter()
+        .map(|(name, kind, _)| {
+            let schema = match kind {
+                Kind::Str => json!({ "type": "string" }),
+                Kind::Bool => json!({ "type": "boolean" }),
+                Kind::Size => json!({ "type": "integer", "minimum": 0 }),
+                Kind::Strings => json!({ "type": "array", "items": { "type": "string" } }),
+                Kind::StrMap => json!({ "type": "object", "additionalProperties": { "type": "string" } }),
+            };
+            (name.to_string(), schema)
+        })
+        .collect();
+    let required: Vec<&str> = keys.iter().filter(|(_, _, r)| *r).map(|(name, _, _)| *name).collect();
+    Some(json!({ "type": "object", "properties": properties, "required": required, "additionalProperties": false }))
+}
+
 /// `POST /rest/v0/<collection>`.
 pub async fn create<T: Transport>(
     ctx: &Ctx<'_, T>,
@@ -127,12 +158,8 @@ pub async fn create<T: Transport>(
     req: &Request,
     coll: &Collection,
 ) -> Result<Reply, ApiError> {
-    let keys = match coll.name {
-        "vdis" => VDI_KEYS,
-        "vbds" => VBD_KEYS,
-        "vifs" => VIF_KEYS,
-        "srs" => SR_KEYS,
-        other => return Err(ApiError::new(405, format!("{other} cannot be created here"))),
+    let Some(keys) = keys_of(coll.name) else {
+        return Err(ApiError::new(405, format!("{} cannot be created here", coll.name)));
     };
     let body: Value = serde_json::from_slice(&req.body)
         .map_err(|e| ApiError::bad_request(format!("the body must be a JSON object: {e}")))?;

@@ -119,6 +119,40 @@ pub fn editable(class: &str) -> Vec<&'static str> {
     editable_fields(class).iter().map(|(name, _)| *name).collect()
 }
 
+/// The JSON Schema of a `PATCH` body on objects of an XAPI class (for the OpenAPI document): the same table the
+/// body is checked against.
+pub fn schema(class: &str) -> Value {
+    let integer =
+        json!({ "anyOf": [{ "type": "integer", "minimum": 0 }, { "type": "string", "pattern": "^[0-9]+$" }] });
+    let nullable = |s: Value| json!({ "anyOf": [s, { "type": "null" }] });
+    let properties: Map<String, Value> = editable_fields(class)
+        .iter()
+        .map(|(name, kind)| {
+            let schema = match kind {
+                Kind::Str => json!({ "type": "string" }),
+                Kind::Strings => json!({ "type": "array", "items": { "type": "string" } }),
+                Kind::Count | Kind::Natural => integer.clone(),
+                Kind::NaturalOrNull | Kind::CountOrNull => nullable(integer.clone()),
+                Kind::Bool => json!({ "type": "boolean" }),
+                Kind::IdOrNull => json!({ "type": ["string", "null"], "description": "a uuid, or null for none" }),
+                Kind::OneOf(values) => json!({ "type": "string", "enum": values }),
+                Kind::StrMap => json!({ "type": "object", "additionalProperties": { "type": ["string", "null"] },
+                    "description": "null removes the key" }),
+                Kind::Blocks => {
+                    json!({ "type": "object", "additionalProperties": { "type": ["boolean", "string", "null"] } })
+                }
+                Kind::Addresses(v4) => json!({ "type": "array", "items": { "type": "string",
+                    "format": if *v4 { "ipv4" } else { "ipv6" } } }),
+                Kind::StrOrNull => json!({ "type": ["string", "null"] }),
+                Kind::Naturals => json!({ "type": "array", "items": integer.clone() }),
+                Kind::OneOfNumbers(values) => json!({ "type": "integer", "enum": values }),
+            };
+            (name.to_string(), schema)
+        })
+        .collect();
+    json!({ "type": "object", "properties": properties, "additionalProperties": false })
+}
+
 fn nothing_editable(coll: &Collection) -> ApiError {
     ApiError::new(405, format!("{} cannot be edited here", coll.name))
 }

@@ -55,11 +55,33 @@ pub fn subscribable(name: &str) -> Option<&'static Collection> {
 }
 
 fn names() -> String {
+    subscribable_names().join(", ")
+}
+
+/// What a subscription's `collection` may be: XO's object types, and `alarm`.
+fn subscribable_names() -> Vec<&'static str> {
     let mut n: Vec<&str> = objects::COLLECTIONS.iter().filter(|c| c.name != "alarms").map(|c| c.xo_type).collect();
     n.push("alarm");
     n.sort_unstable();
     n.dedup();
-    n.join(", ")
+    n
+}
+
+/// The JSON Schema of a subscription's body (for the OpenAPI document), as [`subscribe`] checks it.
+pub fn subscription_schema() -> Value {
+    json!({
+        "type": "object",
+        "required": ["collection"],
+        "additionalProperties": false,
+        "properties": {
+            "collection": { "type": "string", "enum": subscribable_names() },
+            "fields": { "anyOf": [
+                { "const": "*" },
+                { "type": "array", "items": { "type": "string", "minLength": 1 } },
+                { "type": "null" },
+            ], "description": "the fields of the objects sent, or \"*\" (the default)" },
+        },
+    })
 }
 
 /// The fields a subscription asks for.
