@@ -340,6 +340,18 @@ fn table_operation(method: &str, d: &Described) -> Value {
             params.push(query_param("filter", json!({ "type": "string" }), "XO's filter syntax"));
             params.push(query_param("limit", json!({ "type": "integer", "minimum": 0 }), "at most this many"));
             params.push(query_param("ndjson", json!({ "type": "boolean" }), "one JSON value per line"));
+            params.push(query_param(
+                "markdown",
+                json!({ "type": "boolean" }),
+                "a Markdown table (columns: the first item's fields); not with `ndjson`",
+            ));
+            if d.op == Op::List && coll == "tasks" {
+                params.push(query_param(
+                    "watch",
+                    json!({ "type": "boolean" }),
+                    "with `ndjson`: the tasks, then a line per change (`[\"update\", task]`, `[\"remove\", {id}]`)",
+                ));
+            }
             let listed = match d.op {
                 Op::VmVdis => "vdis",
                 Op::ObjectTasks => "tasks",
@@ -354,6 +366,7 @@ fn table_operation(method: &str, d: &Described) -> Value {
                 json!({ "description": "the objects (paths unless `fields`)", "content": {
                     "application/json": { "schema": list },
                     "application/x-ndjson": { "schema": { "type": "string" } },
+                    "text/markdown": { "schema": { "type": "string" } },
                 } }),
             );
         }
@@ -409,6 +422,13 @@ fn table_operation(method: &str, d: &Described) -> Value {
             );
         }
         Op::Get | Op::Task => {
+            if d.op == Op::Task {
+                params.push(query_param(
+                    "wait",
+                    json!({ "type": "boolean" }),
+                    "answer once the task is no longer pending (at most 10 minutes)",
+                ));
+            }
             responses.insert("200".into(), json_answer("the object", reference(&one)));
         }
         Op::Stats => {
@@ -475,6 +495,7 @@ fn outside(method: &str, path: &str, kind: Kind) -> Value {
                         "id": { "type": "string" },
                         "user_id": { "type": "string" },
                         "description": { "type": "string" },
+                        "client": { "type": "object", "properties": { "id": { "type": "string" } } },
                         "created_at": { "type": "integer" },
                         "expiration": { "type": "integer" },
                     },
@@ -495,6 +516,18 @@ fn outside(method: &str, path: &str, kind: Kind) -> Value {
                     json!({ "type": "string", "enum": ["gzip", "zstd", "true", "false"] }),
                     "compression of the XVA",
                 ));
+                params.push(query_param(
+                    "compress_at",
+                    json!({ "type": "string", "enum": ["edge", "xapi"] }),
+                    "who compresses (default: XAPI for gzip, the edge for zstd when XAPI may not)",
+                ));
+            }
+            if kind == Kind::HostFile && path.ends_with("/audit.txt") {
+                params.push(query_param(
+                    "since",
+                    json!({ "type": "string" }),
+                    "only the records since this time (ISO 8601)",
+                ));
             }
             responses.insert("200".into(), bytes("the bytes", &["application/octet-stream"]));
             if kind == Kind::DiskExport {
@@ -507,6 +540,23 @@ fn outside(method: &str, path: &str, kind: Kind) -> Value {
             responses.extend(errors(&[409]));
         }
         Kind::DiskImport | Kind::DiskImportNew | Kind::VmImport => {
+            let size = json!({ "type": "integer", "minimum": 1 });
+            match kind {
+                Kind::DiskImportNew => {
+                    params.push(query_param("raw", json!({ "type": "boolean" }), "the body is a raw disk, not a VHD"));
+                    params.push(query_param("name_label", json!({ "type": "string" }), "the new disk's name"));
+                    params.push(query_param("name_description", json!({ "type": "string" }), "its description"));
+                }
+                Kind::VmImport => {
+                    params.push(query_param(
+                        "sr",
+                        json!({ "type": "string" }),
+                        "the SR of the disks (default: the pool's)",
+                    ));
+                }
+                _ => {}
+            }
+            params.push(query_param("size", size, "bytes of the body as sent, when it is chunked or compressed"));
             // The disk's or VM's uuid: as text (the seed's answer), or `{"id"}` with `Accept: application/json`.
             let id = json!({
                 "text/plain": { "schema": { "type": "string" } },
@@ -532,6 +582,13 @@ fn outside(method: &str, path: &str, kind: Kind) -> Value {
                 "properties": {
                     "description": { "type": "string", "maxLength": 1024 },
                     "expiresIn": { "type": ["integer", "string"], "description": "milliseconds, or a duration such as \"30 days\"" },
+                    "client": {
+                        "type": "object",
+                        "properties": { "id": { "type": "string" } },
+                        "additionalProperties": false,
+                        "description": "accepted for XO compatibility: XO extends a stored token of the same client; \
+                            xo-edge stores no token, so each call gives a new one",
+                    },
                 },
             } } } });
         }

@@ -243,6 +243,28 @@ fn clone_copy_revert_and_migrate() {
     assert_eq!(r.status().as_u16(), 404);
 }
 
+/// XO 6's `hostId` of `start`: `VM.start_on` that host (`xapi_vm.ml`, `start_on`: the VM runs there); an id that
+/// names no host is a 404 before any call.
+#[test]
+fn start_on_a_chosen_host() {
+    let edge = Edge::start();
+    let t = edge.token("root", PASSWORD);
+    let vm = edge.uuid_of(&t, "vms", "Rocky Linux 8");
+    let host2 = edge.uuid_of(&t, "hosts", "xcp-host2");
+    let bad = json!({"hostId": "00000000-0000-4000-8000-000000000000"}).to_string();
+    let r = post(&edge, &t, &format!("/rest/v0/vms/{vm}/actions/start?sync"), &bad, false);
+    assert_eq!(r.status().as_u16(), 404);
+    let r = post(&edge, &t, &format!("/rest/v0/vms/{vm}/actions/start?sync"), r#"{"hostId":1}"#, false);
+    assert_eq!(r.status().as_u16(), 400);
+    assert_eq!((edge.sim_calls_of("Async.VM.start_on"), edge.sim_calls_of("Async.VM.start")), (0, 0));
+    let body = json!({"hostId": host2}).to_string();
+    let r = post(&edge, &t, &format!("/rest/v0/vms/{vm}/actions/start?sync"), &body, false);
+    assert_eq!(r.status().as_u16(), 204, "{}", r.text().unwrap());
+    let (_, rec) = get(&edge, &t, &format!("/rest/v0/vms/{vm}"));
+    assert_eq!((rec["power_state"].as_str(), rec["$container"].as_str()), (Some("Running"), Some(host2.as_str())));
+    assert_eq!((edge.sim_calls_of("Async.VM.start_on"), edge.sim_calls_of("Async.VM.start")), (1, 0));
+}
+
 /// The acceptance scenario, as a script would run it: snapshot a running VM with `?sync`, clone the snapshot, start
 /// the clone, watch its task, tag and rename it, add a disk and a VIF, delete it; the pool's counts are back to the
 /// start (but for the snapshot, deleted last).

@@ -21,7 +21,7 @@ fn token_creation_answers_xos_shape_and_the_seed_curl_line_works() {
         .http
         .post(format!("{}/rest/v0/users/authentication_tokens", edge.url))
         .basic_auth("root", Some("xapi-sim"))
-        .json(&json!({"description": "ci token", "expiresIn": "1 hour"}))
+        .json(&json!({"description": "ci token", "expiresIn": "1 hour", "client": {"id": "ci"}}))
         .send()
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
@@ -31,6 +31,7 @@ fn token_creation_answers_xos_shape_and_the_seed_curl_line_works() {
     let id = t["id"].as_str().unwrap();
     assert_eq!(t["user_id"], "root");
     assert_eq!(t["description"], "ci token");
+    assert_eq!(t["client"], json!({"id": "ci"}), "XO's record carries the client");
     let (created, expiration) = (t["created_at"].as_u64().unwrap(), t["expiration"].as_u64().unwrap());
     assert_eq!(expiration - created, 3_600_000, "milliseconds, as XO");
     assert!(cookie.starts_with(&format!("authenticationToken={id};")));
@@ -199,6 +200,8 @@ fn token_creation_validates_its_input() {
     assert_eq!(status(post().json(&json!({"expiresIn": 1000})).send().unwrap()), 400, "below the 60 s minimum");
     assert_eq!(status(post().json(&json!({"expiresIn": "1 year"})).send().unwrap()), 400, "above token_max_lifetime");
     assert_eq!(status(post().json(&json!({"description": 5})).send().unwrap()), 400);
+    assert_eq!(status(post().json(&json!({"client": "ci"})).send().unwrap()), 400);
+    assert_eq!(status(post().json(&json!({"client": {"id": 1}})).send().unwrap()), 400);
     assert_eq!(status(edge.http.post(&url).send().unwrap()), 401);
     assert_eq!(status(edge.http.post(&url).basic_auth("root", Some("nope")).send().unwrap()), 401);
     assert_eq!(edge.sim_stats()["sessions"], 0, "no session left behind by refused requests");

@@ -162,6 +162,33 @@ fn query_parameters_and_their_combinations() {
     let (_, ct, body) = get(&edge, "/rest/v0/srs?ndjson=false&fields=name_label&filter=!content_type:iso");
     assert_eq!(ct, "application/x-ndjson", "ndjson by presence, as legacy XO");
     assert_eq!(body.lines().count(), 2);
+    // XO 6's `markdown=true`: a table of the first item's fields (href left out), in the listing's order.
+    let (status, ct, body) =
+        get(&edge, "/rest/v0/vms?fields=name_label,power_state,tags&filter=power_state:running&markdown=true");
+    assert_eq!((status, ct.as_str()), (200, "text/markdown; charset=utf-8"), "{body}");
+    let json_rows = get_json(&edge, "/rest/v0/vms?fields=name_label,power_state,tags&filter=power_state:running");
+    let mut expected = vec!["| name_label | power_state | tags |".to_string(), "| --- | --- | --- |".to_string()];
+    for o in json_rows.as_array().unwrap() {
+        let tags = serde_json::to_string(&o["tags"]).unwrap();
+        expected.push(format!(
+            "| {} | {} | {tags} |",
+            o["name_label"].as_str().unwrap(),
+            o["power_state"].as_str().unwrap()
+        ));
+    }
+    assert_eq!(body, expected.join("\n"));
+    let (_, ct, body) = get(&edge, "/rest/v0/srs?markdown&limit=2");
+    assert_eq!(ct, "text/markdown; charset=utf-8");
+    assert!(body.lines().count() == 2 && body.lines().all(|l| l.starts_with("/rest/v0/srs/")), "{body}");
+    assert_eq!(get(&edge, "/rest/v0/vms?markdown=true&filter=name_label:nothing-is-called-this").2, "No results.");
+    assert_eq!(get(&edge, "/rest/v0/vms?markdown=false").1, "application/json");
+    for bad in ["markdown=maybe", "markdown=true&ndjson"] {
+        let (status, ct, body) = get(&edge, &format!("/rest/v0/vms?{bad}"));
+        assert_eq!((status, ct.as_str()), (400, "application/json"), "{bad}: {body}");
+    }
+    let vm = json_rows[0]["href"].as_str().unwrap();
+    let (status, ct, _) = get(&edge, &format!("{vm}/vdis?fields=name_label&markdown=true"));
+    assert_eq!((status, ct.as_str()), (200, "text/markdown; charset=utf-8"));
     let (status, _, body) = get(&edge, "/rest/v0/vms?filter=%28a");
     assert_eq!(status, 400);
     assert_eq!(

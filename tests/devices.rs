@@ -131,6 +131,21 @@ fn a_vif_is_created_plugged_edited_away_and_removed() {
     );
     let (status, _, e) = send(&edge, &t, "POST", &format!("/rest/v0/vifs/{cold}/actions/connect"), J::Null);
     assert_eq!((status, e["data"]["code"].as_str()), (409, Some("VM_BAD_POWER_STATE")));
+    // `currently_attached: false` (XO's `Vif.create`): made on the running VM, not plugged.
+    let (status, _, body) = send(
+        &edge,
+        &t,
+        "POST",
+        "/rest/v0/vifs",
+        json!({"vmId": vm, "networkId": net, "MAC": "02:AB:00:00:00:02", "currently_attached": false}),
+    );
+    assert_eq!(status, 201, "{body}");
+    let unplugged = body["id"].as_str().unwrap().to_string();
+    assert_eq!(get(&edge, &t, &format!("/rest/v0/vifs/{unplugged}")).1["attached"], false);
+    let (status, _, e) =
+        send(&edge, &t, "POST", "/rest/v0/vifs", json!({"vmId": vm, "networkId": net, "currently_attached": "no"}));
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(send(&edge, &t, "DELETE", &format!("/rest/v0/vifs/{unplugged}"), J::Null).0, 204);
     // Disconnect the running one as a task, then delete both.
     let (status, _, _) = send(&edge, &t, "POST", &format!("/rest/v0/vifs/{vif}/actions/disconnect?sync"), J::Null);
     assert_eq!(status, 204);

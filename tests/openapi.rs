@@ -187,6 +187,8 @@ fn every_object_matches_the_schema_the_document_publishes() {
     edge.settled(&json!("success"), |e| {
         e.get(&task).bearer_auth(&token).send().unwrap().json::<J>().unwrap()["status"].clone()
     });
+    // XO's optional fields too (scheduler parameters, PCIs, notes, NIC type, image format, rate limit, bonds).
+    edge.with_optional_fields(&token);
     let objects = objects_of(&edge, &token, &doc);
     assert!(objects.len() > 100, "{} objects", objects.len());
     // Every collection has objects to check in the demo pool.

@@ -166,6 +166,60 @@ fn demo_pool_objects_match_xo6_schemas() {
     }
 }
 
+/// XO's optional fields, when the records have what they are made of (`xapi-object-to-xo.mjs`: `vm()` reads
+/// `VCPUs_params`, `other_config.pci`, `other_config['xo:notes']`, `platform.nic_type`; `vdi()`
+/// `sm_config['image-format']`; `vif()` the `ratelimit` QoS's `kbps`; `pif()` its bond's master and slaves): their
+/// values, and every object still valid under XO 6's schemas.
+#[test]
+fn optional_fields_have_xos_values_and_xo6_types() {
+    let schemas = Schemas::load();
+    let edge = Edge::start();
+    let token = edge.token("root", "xapi-sim");
+    let (vm, vdi, vif) = edge.with_optional_fields(&token);
+    let o = get_json(&edge, &format!("/rest/v0/vms/{vm}"));
+    assert_eq!(
+        (&o["cpuCap"], &o["cpuWeight"], &o["cpuMask"], &o["attachedPcis"], &o["notes"], &o["nicType"]),
+        (
+            &json!(50),
+            &json!(512),
+            &json!([0, 1]),
+            &json!(["0000:00:02.0", "0000:00:03.0"]),
+            &json!("backed up | nightly"),
+            &json!("e1000")
+        ),
+        "{o}"
+    );
+    assert_eq!(get_json(&edge, &format!("/rest/v0/vdis/{vdi}"))["image_format"], "qcow2");
+    assert_eq!(get_json(&edge, &format!("/rest/v0/vifs/{vif}"))["rateLimit"], 1250);
+    // A VM without them has none of them (XO's `undefined`).
+    let other = get_json(&edge, "/rest/v0/vms?fields=*&filter=name_label:%22Rocky%20Linux%208%22")[0].clone();
+    for k in ["cpuCap", "cpuWeight", "cpuMask", "attachedPcis", "notes", "nicType"] {
+        assert!(other.get(k).is_none(), "{k}: {other}");
+    }
+    // The bond: each master names its slaves, each slave its master.
+    let pifs = get_json(&edge, "/rest/v0/pifs?fields=uuid,isBondMaster,isBondSlave,bondMaster,bondSlaves");
+    let masters: Vec<&J> = pifs.as_array().unwrap().iter().filter(|p| p["isBondMaster"] == true).collect();
+    assert_eq!(masters.len(), 2, "a bond per host: {pifs}");
+    for m in masters {
+        let slaves = m["bondSlaves"].as_array().unwrap();
+        assert_eq!(slaves.len(), 2, "{m}");
+        for s in slaves {
+            let slave = get_json(&edge, &format!("/rest/v0/pifs/{}", s.as_str().unwrap()));
+            assert_eq!((slave["isBondSlave"].as_bool(), &slave["bondMaster"]), (Some(true), &m["uuid"]), "{slave}");
+        }
+        assert_eq!(
+            get_json(&edge, &format!("/rest/v0/pifs/{}", m["uuid"].as_str().unwrap()))["bondSlaves"],
+            m["bondSlaves"]
+        );
+    }
+    check_listings(&edge, &schemas);
+    for (coll, id) in [("vms", &vm), ("vdis", &vdi), ("vifs", &vif)] {
+        let o = get_json(&edge, &format!("/rest/v0/{coll}/{id}"));
+        let errors = schemas.errors(coll, &o);
+        assert!(errors.is_empty(), "{coll} {id}: {errors:#?}");
+    }
+}
+
 #[test]
 fn thousand_vm_pool_objects_match_xo6_schemas() {
     let schemas = Schemas::load();

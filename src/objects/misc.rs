@@ -86,6 +86,15 @@ pub fn map_vif(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> {
     o.insert("allowedIpv6Addresses".into(), r.get("ipv6_allowed").cloned().unwrap_or_else(|| json!([])));
     o.insert("txChecksumming".into(), json!(other.get("ethtool-tx").and_then(Value::as_str) != Some("false")));
     o.insert("other_config".into(), other);
+    // XO's `rateLimit`: the `ratelimit` QoS algorithm's `kbps` (kB/s), as a number.
+    let kbps = r.get("qos_algorithm_params").and_then(|p| p.get("kbps")).and_then(Value::as_str);
+    let rate = kbps
+        .filter(|_| field(r, "qos_algorithm_type") == json!("ratelimit"))
+        .and_then(|k| k.trim().parse::<f64>().ok());
+    o.insert(
+        "rateLimit".into(),
+        rate.map(|k| if k.fract() == 0.0 { json!(k as i64) } else { json!(k) }).unwrap_or(Value::Null),
+    );
     o.insert("$network".into(), ctx.link(r.get("network").unwrap_or(&Value::Null)));
     o.insert("$VM".into(), ctx.link(r.get("VM").unwrap_or(&Value::Null)));
     o
@@ -125,6 +134,19 @@ pub fn map_pif(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> {
     o.insert(
         "isBondSlave".into(),
         json!(r.get("bond_slave_of").and_then(Value::as_str).is_some_and(|s| s != "OpaqueRef:NULL")),
+    );
+    // The bond a slave belongs to names its master; a master's bond (the first of `bond_master_of`, as XO and
+    // XenCenter take it) names the slaves.
+    let bond_of_slave = r.get("bond_slave_of").and_then(|b| ctx.get(b));
+    o.insert(
+        "bondMaster".into(),
+        bond_of_slave.map(|b| ctx.link(b.get("master").unwrap_or(&Value::Null))).unwrap_or(Value::Null),
+    );
+    let bond_of_master =
+        r.get("bond_master_of").and_then(Value::as_array).and_then(|a| a.first()).and_then(|b| ctx.get(b));
+    o.insert(
+        "bondSlaves".into(),
+        bond_of_master.map(|b| ctx.links(b.get("slaves").unwrap_or(&Value::Null))).unwrap_or(Value::Null),
     );
     o.insert("$host".into(), ctx.link(r.get("host").unwrap_or(&Value::Null)));
     o.insert("$network".into(), ctx.link(r.get("network").unwrap_or(&Value::Null)));
@@ -338,6 +360,7 @@ pub const VIF_FIELDS: &[Field] = &[
     ("allowedIpv6Addresses", Ty::Strs),
     ("txChecksumming", Ty::Bool),
     ("other_config", Ty::StrMap),
+    ("rateLimit", Ty::Num),
     ("$network", Ty::Uuid),
     ("$VM", Ty::Uuid),
 ];
@@ -365,6 +388,8 @@ pub const PIF_FIELDS: &[Field] = &[
     ("vlan", Ty::Int),
     ("isBondMaster", Ty::Bool),
     ("isBondSlave", Ty::Bool),
+    ("bondMaster", Ty::Uuid),
+    ("bondSlaves", Ty::Uuids),
     ("$host", Ty::Uuid),
     ("$network", Ty::Uuid),
 ];

@@ -192,7 +192,7 @@ pub static COLLECTIONS: &[Collection] = &[
         class: "PIF",
         xo_type: "PIF",
         selector: "true",
-        joins: &["host", "network", "PIF_metrics"],
+        joins: &["host", "network", "PIF_metrics", "Bond", "PIF"],
         map: misc::map_pif,
         fields: misc::PIF_FIELDS,
     },

@@ -16,6 +16,11 @@ pub fn map_vdi(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> {
     o.insert("snapshots".into(), ctx.links(r.get("snapshots").unwrap_or(&Value::Null)));
     o.insert("current_operations".into(), current_operations(r, ctx));
     o.insert("other_config".into(), r.get("other_config").cloned().unwrap_or_else(|| json!({})));
+    // The disk's format on storage that says it (`sm_config:image-format`, e.g. `vhd`, `qcow2`).
+    o.insert(
+        "image_format".into(),
+        r.get("sm_config").and_then(|m| m.get("image-format")).cloned().unwrap_or(Value::Null),
+    );
     o.insert("$SR".into(), ctx.link(r.get("SR").unwrap_or(&Value::Null)));
     o.insert("$VBDs".into(), ctx.links(r.get("VBDs").unwrap_or(&Value::Null)));
     if snapshot {
@@ -91,6 +96,7 @@ pub const VDI_FIELDS: &[Field] = &[
     ("snapshots", Ty::Uuids),
     ("current_operations", Ty::StrMap),
     ("other_config", Ty::StrMap),
+    ("image_format", Ty::Str),
     ("$SR", Ty::Uuid),
     ("$VBDs", Ty::Uuids),
     ("snapshot_time", Ty::Num),

@@ -65,6 +65,15 @@ fn container(r: &Value, ctx: &Ctx) -> Value {
     json!(ctx.pool_uuid)
 }
 
+/// A number as JavaScript's `+"…"` gives it: an integer when it has no fraction.
+fn int_or_float(f: f64) -> Value {
+    if f.fract() == 0.0 && f.abs() < 9.0e15 {
+        json!(f as i64)
+    } else {
+        json!(f)
+    }
+}
+
 pub fn map(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> {
     let t = xo_type(r);
     let mut o = common(reference, r, t, ctx);
@@ -215,6 +224,25 @@ pub fn map(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> {
     o.insert("affinityHost".into(), ctx.link(r.get("affinity").unwrap_or(&Value::Null)));
     o.insert("suspendSr".into(), ctx.link(r.get("suspend_SR").unwrap_or(&Value::Null)));
     o.insert("resourceSet".into(), other.get("xo:resource_set").cloned().unwrap_or(Value::Null));
+    o.insert("notes".into(), other.get("xo:notes").cloned().unwrap_or(Value::Null));
+    o.insert("nicType".into(), plat("nic_type").unwrap_or(Value::Null));
+    // PCI passthrough (`other_config:pci`, `<n>/<pci id>` entries joined by commas): the PCI ids.
+    let pcis = other
+        .get("pci")
+        .and_then(Value::as_str)
+        .map(|p| p.split(',').map(|e| json!(e.split_once('/').map_or("", |(_, id)| id))).collect::<Vec<_>>());
+    o.insert("attachedPcis".into(), pcis.map(Value::Array).unwrap_or(Value::Null));
+    // The credit scheduler's parameters (`VCPUs_params`): cap, weight, and the mask of physical CPUs.
+    let params = r.get("VCPUs_params").cloned().unwrap_or_else(|| json!({}));
+    let number = |k: &str| params.get(k).and_then(Value::as_str).and_then(|v| v.trim().parse::<f64>().ok());
+    for (key, field) in [("cap", "cpuCap"), ("weight", "cpuWeight")] {
+        o.insert(field.into(), number(key).map(int_or_float).unwrap_or(Value::Null));
+    }
+    let mask = params
+        .get("mask")
+        .and_then(Value::as_str)
+        .map(|m| m.split(',').filter_map(|c| c.trim().parse::<f64>().ok()).map(int_or_float).collect::<Vec<_>>());
+    o.insert("cpuMask".into(), mask.map(Value::Array).unwrap_or(Value::Null));
     if t == "VM-snapshot" {
         o.insert("snapshot_time".into(), timestamp(r.get("snapshot_time")));
         o.insert("$snapshot_of".into(), ctx.link(r.get("snapshot_of").unwrap_or(&Value::Null)));
@@ -286,6 +314,12 @@ pub const FIELDS: &[Field] = &[
     ("affinityHost", Ty::Uuid),
     ("suspendSr", Ty::Uuid),
     ("resourceSet", Ty::Str),
+    ("notes", Ty::Str),
+    ("nicType", Ty::Str),
+    ("attachedPcis", Ty::Strs),
+    ("cpuCap", Ty::Num),
+    ("cpuWeight", Ty::Num),
+    ("cpuMask", Ty::List),
     ("snapshot_time", Ty::Num),
     ("$snapshot_of", Ty::Uuid),
     ("suspendVdi", Ty::Uuid),

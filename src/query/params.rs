@@ -1,9 +1,14 @@
-//! XO's collection query parameters (`fields`, `filter`, `limit`, `ndjson`) and the two output formats.
+//! XO's collection query parameters (`fields`, `filter`, `limit`, `ndjson`, `markdown`) and the three output formats.
 //!
 //! Legacy XO semantics: no `fields` lists hrefs; `fields=a,b` picks those (lodash `pick`, dotted paths included)
 //! and adds `href`; `fields=*` is the whole object plus `href`; `fields=` is `href` alone. `limit` applies after
 //! `filter`. `ndjson` is on when the key is present, whatever its value. JSON arrays are written in legacy XO's
 //! streamed layout; NDJSON is one compact object per line.
+//!
+//! XO 6's `markdown=true` writes a Markdown table (`text/markdown`): one column per key of the first item (`href`
+//! left out), `|` escaped and line breaks flattened in cells, objects and arrays as compact JSON, nothing for a
+//! missing or null value; a listing of paths is one path per line; an empty listing is `No results.`. `markdown`
+//! is a boolean (`true`/`1`/present, `false`/`0`); asking for both `ndjson` and `markdown` is a 400, as in XO 6.
 
 use super::filter::{self, Filter};
 use crate::error::ApiError;
@@ -20,13 +25,24 @@ pub enum Fields {
     Only(Vec<String>),
 }
 
+/// How a listing is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// A JSON array (the default).
+    Json,
+    /// `ndjson`: one JSON value per line.
+    Ndjson,
+    /// `markdown=true`: a Markdown table.
+    Markdown,
+}
+
 /// A parsed collection query.
 #[derive(Debug)]
 pub struct ListQuery {
     pub fields: Fields,
     pub filter: Option<Filter>,
     pub limit: Option<usize>,
-    pub ndjson: bool,
+    pub format: Format,
 }
 
 /// Longest `filter` or `fields` value accepted.
@@ -39,7 +55,8 @@ pub fn pairs(query: &str) -> Vec<(String, String)> {
 
 /// Parses the collection query parameters.
 pub fn parse_list_query(query: &str) -> Result<ListQuery, ApiError> {
-    let mut q = ListQuery { fields: Fields::Urls, filter: None, limit: None, ndjson: false };
+    let mut q = ListQuery { fields: Fields::Urls, filter: None, limit: None, format: Format::Json };
+    let mut markdown = false;
     for (k, v) in pairs(query) {
         match k.as_str() {
             "fields" => {
@@ -66,9 +83,26 @@ pub fn parse_list_query(query: &str) -> Result<ListQuery, ApiError> {
                 })?;
                 q.limit = Some(n);
             }
-            "ndjson" => q.ndjson = true,
+            "ndjson" => q.format = Format::Ndjson,
+            "markdown" => {
+                markdown = match v.as_str() {
+                    "" | "true" | "1" => true,
+                    "false" | "0" => false,
+                    _ => {
+                        return Err(
+                            ApiError::bad_request("markdown must be true or false").with_data(json!({ "markdown": v }))
+                        )
+                    }
+                }
+            }
             _ => {}
         }
+    }
+    if markdown {
+        if q.format == Format::Ndjson {
+            return Err(ApiError::bad_request("ndjson and markdown cannot be asked for together"));
+        }
+        q.format = Format::Markdown;
     }
     Ok(q)
 }
@@ -135,37 +169,62 @@ pub fn item(fields: &Fields, object: Map<String, Value>, href: String) -> Value 
 /// Writes a listing item by item.
 #[derive(Debug)]
 pub struct ListWriter {
-    ndjson: bool,
+    format: Format,
     count: usize,
+    /// Markdown: the table's columns, from the first item.
+    columns: Vec<String>,
     pub out: Vec<u8>,
 }
 
 impl ListWriter {
-    pub fn new(ndjson: bool) -> Self {
-        let mut w = ListWriter { ndjson, count: 0, out: Vec::new() };
-        if !ndjson {
+    pub fn new(format: Format) -> Self {
+        let mut w = ListWriter { format, count: 0, columns: Vec::new(), out: Vec::new() };
+        if format == Format::Json {
             w.out.push(b'[');
         }
         w
     }
 
     pub fn content_type(&self) -> &'static str {
-        if self.ndjson {
-            "application/x-ndjson"
-        } else {
-            "application/json"
+        match self.format {
+            Format::Json => "application/json",
+            Format::Ndjson => "application/x-ndjson",
+            Format::Markdown => "text/markdown; charset=utf-8",
         }
     }
 
     pub fn push(&mut self, v: &Value) {
-        if self.ndjson {
-            let _ = serde_json::to_writer(&mut self.out, v);
-            self.out.push(b'\n');
-        } else {
-            self.out.extend_from_slice(if self.count == 0 { b"\n" } else { b",\n" });
-            let _ = serde_json::to_writer_pretty(&mut self.out, v);
+        match self.format {
+            Format::Ndjson => {
+                let _ = serde_json::to_writer(&mut self.out, v);
+                self.out.push(b'\n');
+            }
+            Format::Json => {
+                self.out.extend_from_slice(if self.count == 0 { b"\n" } else { b",\n" });
+                let _ = serde_json::to_writer_pretty(&mut self.out, v);
+            }
+            Format::Markdown => self.push_row(v),
         }
         self.count += 1;
+    }
+
+    fn push_row(&mut self, v: &Value) {
+        if self.count > 0 {
+            self.out.push(b'\n');
+        }
+        let Value::Object(o) = v else {
+            // A listing of paths: one a line.
+            self.out.extend_from_slice(cell(Some(v)).as_bytes());
+            return;
+        };
+        if self.count == 0 {
+            self.columns = o.keys().filter(|k| *k != "href").cloned().collect();
+            let header: Vec<String> = self.columns.iter().map(|c| cell(Some(&Value::String(c.clone())))).collect();
+            let line = format!("| {} |\n| {} |\n", header.join(" | "), vec!["---"; self.columns.len()].join(" | "));
+            self.out.extend_from_slice(line.as_bytes());
+        }
+        let cells: Vec<String> = self.columns.iter().map(|c| cell(o.get(c))).collect();
+        self.out.extend_from_slice(format!("| {} |", cells.join(" | ")).as_bytes());
     }
 
     /// Number of items written.
@@ -179,11 +238,28 @@ impl ListWriter {
     }
 
     pub fn finish(mut self) -> Vec<u8> {
-        if !self.ndjson {
-            self.out.extend_from_slice(b"\n]\n");
+        match self.format {
+            Format::Json => self.out.extend_from_slice(b"\n]\n"),
+            Format::Markdown if self.count == 0 => self.out.extend_from_slice(b"No results."),
+            _ => {}
         }
         self.out
     }
+}
+
+/// One Markdown table cell: strings as they are, numbers as JavaScript prints them, objects and arrays as compact
+/// JSON, nothing for a missing or null value; `|` escaped and line breaks turned into spaces.
+fn cell(v: Option<&Value>) -> String {
+    let text = match v {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(f) if n.is_f64() && f.fract() == 0.0 && f.abs() < 1e21 => format!("{}", f as i64),
+            _ => n.to_string(),
+        },
+        Some(other) => other.to_string(),
+    };
+    text.replace('|', "\\|").replace(['\r', '\n'], " ")
 }
 
 #[cfg(test)]
@@ -194,10 +270,16 @@ mod tests {
     fn parses_xo_parameters() {
         let q = parse_list_query("fields=name_label,power_state&filter=power_state:running&limit=2&ndjson").unwrap();
         assert_eq!(q.fields, Fields::Only(vec!["name_label".into(), "power_state".into()]));
-        assert!(q.filter.is_some() && q.ndjson && q.limit == Some(2));
+        assert!(q.filter.is_some() && q.format == Format::Ndjson && q.limit == Some(2));
         assert_eq!(parse_list_query("fields=*").unwrap().fields, Fields::All);
         assert_eq!(parse_list_query("fields=").unwrap().fields, Fields::Only(vec![]));
-        assert!(parse_list_query("ndjson=false").unwrap().ndjson, "presence, as legacy XO");
+        assert_eq!(parse_list_query("ndjson=false").unwrap().format, Format::Ndjson, "presence, as legacy XO");
+        assert_eq!(parse_list_query("markdown=true").unwrap().format, Format::Markdown);
+        assert_eq!(parse_list_query("markdown").unwrap().format, Format::Markdown);
+        assert_eq!(parse_list_query("markdown=false").unwrap().format, Format::Json);
+        assert_eq!(parse_list_query("markdown=yes").unwrap_err().status, 400);
+        assert_eq!(parse_list_query("markdown=true&ndjson").unwrap_err().status, 400);
+        assert_eq!(parse_list_query("ndjson&markdown=false").unwrap().format, Format::Ndjson);
         let e = parse_list_query("filter=(a").unwrap_err();
         assert_eq!(e.status, 400);
         assert_eq!(
@@ -223,13 +305,41 @@ mod tests {
             ),
             json!({"a": 1, "m": {"size": 2}, "b.c": 4, "href": href})
         );
-        let mut w = ListWriter::new(false);
+        let mut w = ListWriter::new(Format::Json);
         w.push(&json!("/a"));
         w.push(&json!({"x": 1}));
         assert_eq!(String::from_utf8(w.finish()).unwrap(), "[\n\"/a\",\n{\n  \"x\": 1\n}\n]\n");
-        let mut w = ListWriter::new(true);
+        let mut w = ListWriter::new(Format::Ndjson);
         w.push(&json!({"x": 1}));
         assert_eq!(w.finish(), b"{\"x\":1}\n");
-        assert_eq!(ListWriter::new(false).finish(), b"[\n]\n");
+        assert_eq!(ListWriter::new(Format::Json).finish(), b"[\n]\n");
+    }
+
+    #[test]
+    fn markdown_tables() {
+        let table = |items: &[Value]| {
+            let mut w = ListWriter::new(Format::Markdown);
+            assert_eq!(w.content_type(), "text/markdown; charset=utf-8");
+            items.iter().for_each(|i| w.push(i));
+            String::from_utf8(w.finish()).unwrap()
+        };
+        assert_eq!(table(&[]), "No results.");
+        assert_eq!(table(&[json!("/rest/v0/vms/a"), json!("/rest/v0/vms/b")]), "/rest/v0/vms/a\n/rest/v0/vms/b");
+        assert_eq!(
+            table(&[
+                json!({"id": "vm1", "name": "Web", "href": "/x"}),
+                json!({"id": "vm2", "name": "DB", "href": "/y"})
+            ]),
+            "| id | name |\n| --- | --- |\n| vm1 | Web |\n| vm2 | DB |"
+        );
+        // Columns come from the first item; a later item's missing or extra keys are blank or left out.
+        assert_eq!(
+            table(&[json!({"a": 1, "b": null}), json!({"c": 3, "a": 2.0})]),
+            "| a | b |\n| --- | --- |\n| 1 |  |\n| 2 |  |"
+        );
+        assert_eq!(
+            table(&[json!({"v": "a|b\nc", "o": {"k": [1, "x"]}, "t": true, "f": 1.5})]),
+            "| v | o | t | f |\n| --- | --- | --- | --- |\n| a\\|b c | {\"k\":[1,\"x\"]} | true | 1.5 |"
+        );
     }
 }

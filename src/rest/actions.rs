@@ -24,6 +24,8 @@ enum Args {
     Plain,
     /// `(ref, start_paused = false, force = false)`.
     NotPausedNotForced,
+    /// `VM.start(ref, false, false)`, or `VM.start_on(ref, host, false, false)` on `hostId` (XO 6's `hostId`).
+    Start,
     /// `(ref, new_name, ignore_vdis)`: the VDIs named `[NOSNAP]` are left out.
     Snapshot,
     /// `VM.clone(ref, new_name)` (`fast`, the default), or `VM.copy(ref, new_name, sr)` (`fast: false`: into each
@@ -75,7 +77,7 @@ const VMS: &[&str] = &["vms"];
 
 /// Every action.
 pub static ACTIONS: &[Action] = &[
-    vm_power("start", "VM.start", Args::NotPausedNotForced, &["Halted"]),
+    vm_power("start", "VM.start", Args::Start, &["Halted"]),
     vm_power("clean_shutdown", "VM.clean_shutdown", Args::Plain, &["Running"]),
     vm_power("hard_shutdown", "VM.hard_shutdown", Args::Plain, &["Running", "Paused", "Suspended"]),
     vm_power("clean_reboot", "VM.clean_reboot", Args::Plain, &["Running"]),
@@ -203,6 +205,7 @@ pub fn schema(action: &Action) -> Value {
             json!(["snapshotId"]),
         ),
         Args::Migrate => (json!({ "hostId": { "type": "string" } }), json!(["hostId"])),
+        Args::Start => (json!({ "hostId": { "type": "string", "description": "start on this host" } }), json!([])),
         Args::VdiMigrate => (json!({ "srId": { "type": "string" } }), json!(["srId"])),
         Args::Plain | Args::NotPausedNotForced => (json!({}), json!([])),
         Args::PlainAccepting(names) => {
@@ -563,6 +566,17 @@ async fn arguments<T: Transport>(
             args.extend([json!(false), json!(false)]);
             action.method
         }
+        Args::Start => match body["hostId"].as_str() {
+            Some(id) => {
+                let (host, _) = find(ctx, caller, collection("hosts")?, id).await?;
+                args.extend([json!(host), json!(false), json!(false)]);
+                "VM.start_on"
+            }
+            None => {
+                args.extend([json!(false), json!(false)]);
+                action.method
+            }
+        },
         Args::Snapshot => {
             args.push(json!(label(action.name)));
             args.push(json!(nosnap_disks(ctx, &s, rec).await?));

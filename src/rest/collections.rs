@@ -181,7 +181,13 @@ fn link_fields(class: &str) -> &'static [(&'static str, &'static str)] {
         "network" => &[("PIFs", "PIF"), ("VIFs", "VIF")],
         "VBD" => &[("VM", "VM"), ("VDI", "VDI")],
         "VIF" => &[("VM", "VM"), ("network", "network")],
-        "PIF" => &[("host", "host"), ("network", "network"), ("metrics", "PIF_metrics")],
+        "PIF" => &[
+            ("host", "host"),
+            ("network", "network"),
+            ("metrics", "PIF_metrics"),
+            ("bond_master_of", "Bond"),
+            ("bond_slave_of", "Bond"),
+        ],
         "task" => &[("resident_on", "host")],
         "PBD" => &[("host", "host"), ("SR", "SR")],
         "PCI" => &[("host", "host")],
@@ -250,6 +256,8 @@ pub(crate) async fn load_links<T: Transport>(
                 ("VM", "VDI") if depth > 0 => &[("SR", "SR")],
                 ("VM", "SR") if depth > 0 => &[("PBDs", "PBD")],
                 ("VM" | "SR", "PBD") => &[("host", "host")],
+                // A bond's master and slaves, for `bondMaster` and `bondSlaves`.
+                ("PIF", "Bond") => &[("master", "PIF"), ("slaves", "PIF")],
                 _ => &[],
             };
             for (field, t) in next {
@@ -346,9 +354,11 @@ async fn link<T: Transport>(
     let full = match (class, target) {
         ("VM", "VM_metrics" | "VM_guest_metrics") => true,
         ("VM", "VBD" | "VDI" | "PBD") => !resident,
-        ("SR", "PBD") | ("host", "host_metrics") | ("pool", "host") | ("PIF", "PIF_metrics") | ("network", "PIF") => {
-            true
-        }
+        ("SR", "PBD")
+        | ("host", "host_metrics")
+        | ("pool", "host")
+        | ("PIF", "PIF_metrics" | "Bond")
+        | ("network", "PIF") => true,
         _ => false,
     };
     let args = [s.clone(), json!(r)];
@@ -418,7 +428,7 @@ fn href(coll: &str, uuid: &Value) -> String {
 }
 
 pub(crate) fn listing(q: &ListQuery, items: impl Iterator<Item = (Map<String, Value>, String)>) -> Reply {
-    let mut w = ListWriter::new(q.ndjson);
+    let mut w = ListWriter::new(q.format);
     let mut n = 0usize;
     for (object, href) in items {
         if q.limit.is_some_and(|l| n >= l) {
@@ -567,7 +577,7 @@ async fn list_where<T: Transport>(
         start..start + s.len()
     };
     let entries = parse_records(&body)?.into_iter().map(|(r, raw)| (range(r), range(raw.get()))).collect();
-    let writer = ListWriter::new(q.ndjson);
+    let writer = ListWriter::new(q.format);
     let content_type = writer.content_type();
     let listing = Listing { body, entries, next: 0, octx, coll, q, writer: Some(writer) };
     Ok(Reply {
@@ -706,10 +716,11 @@ pub(crate) async fn wait_for_task<T: Transport>(
     Ok(rec)
 }
 
-/// `GET /rest/v0/tasks/<id>[?wait=result]`: with `wait`, answers once the task is no longer pending.
+/// `GET /rest/v0/tasks/<id>[?wait=result|true]`: with `wait`, answers once the task is no longer pending.
 pub async fn task<T: Transport>(ctx: &Ctx<'_, T>, caller: Caller, req: &Request, id: &str) -> Result<Reply, ApiError> {
     let coll = objects::collection("tasks").ok_or_else(|| ApiError::internal("tasks collection missing"))?;
-    let wait = params::pairs(&req.query).iter().any(|(k, _)| k == "wait");
+    // XO 6's boolean, and XO 5's `wait=result`.
+    let wait = params::pairs(&req.query).iter().any(|(k, v)| k == "wait" && v != "false" && v != "0");
     let (reference, mut rec) = find(ctx, &caller, coll, id).await?;
     if wait {
         rec = match wait_for_task(ctx, &json!(caller.session), &reference, rec).await {

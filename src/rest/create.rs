@@ -3,7 +3,7 @@
 //! The body is checked whole before any XAPI call: unknown keys, wrong types and missing required keys answer 400
 //! naming the accepted ones; ids in the body are resolved (404 naming the field when they name nothing). The answer
 //! is 201 with `Location` and `{"id": <uuid>}` (XO 6's shape). A new VBD or VIF of a running VM is plugged, as XO
-//! does; if that fails, the new device is destroyed and XAPI's error answered, so nothing half-made stays.
+//! does (a VIF unless `currently_attached` is false); if that fails, the new device is destroyed and XAPI's error answered, so nothing half-made stays.
 
 use super::auth::Caller;
 use super::collections::find;
@@ -71,6 +71,8 @@ const VIF_KEYS: &[Key] = &[
     ("other_config", Kind::StrMap, false),
     ("qos_algorithm_type", Kind::Str, false),
     ("qos_algorithm_params", Kind::StrMap, false),
+    // XO's default: plug the VIF of a running VM; false leaves it unplugged.
+    ("currently_attached", Kind::Bool, false),
 ];
 
 /// `POST /rest/v0/srs` (XO 6's `CreateSrBody`: `SR.create`'s parameters but `host`, `type`, `physical_size` and
@@ -385,7 +387,9 @@ async fn vif<T: Transport>(ctx: &Ctx<'_, T>, caller: &Caller, body: &Map<String,
         }
     }
     let vif = ctx.xapi.call("VIF.create", &[s.clone(), record]).await.map_err(|e| e.to_api_error())?;
-    plugged(ctx, &s, "VIF", &vif, &vm_rec).await?;
+    if flag(body, "currently_attached", true) == json!(true) {
+        plugged(ctx, &s, "VIF", &vif, &vm_rec).await?;
+    }
     ctx.xapi.call("VIF.get_uuid", &[s, vif]).await.map(uuid_of).map_err(|e| e.to_api_error())
 }
 

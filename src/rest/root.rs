@@ -16,7 +16,7 @@ pub async fn list<T: Transport>(ctx: &Ctx<'_, T>, caller: Caller, req: &Request)
             .collect();
         return Ok(Reply::json(200, &serde_json::Value::Array(routes)));
     }
-    let mut w = crate::query::params::ListWriter::new(false);
+    let mut w = crate::query::params::ListWriter::new(crate::query::params::Format::Json);
     for c in crate::objects::COLLECTIONS {
         w.push(&serde_json::json!(format!("/rest/v0/{}", c.name)));
     }

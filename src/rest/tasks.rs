@@ -53,7 +53,7 @@ pub async fn watch<T: Transport>(ctx: &Ctx<'_, T>, caller: Caller, req: &Request
     if q.fields == params::Fields::Urls {
         q.fields = params::Fields::All;
     }
-    if !q.ndjson {
+    if q.format != params::Format::Ndjson {
         return Err(ApiError::bad_request("watch needs ndjson (GET /rest/v0/tasks?ndjson&watch)"));
     }
     let coll = tasks()?;

@@ -52,6 +52,15 @@ async fn create_inner<T: Transport>(ctx: &Ctx<'_, T>, req: &Request) -> Result<R
         Some(Value::String(s)) if s.len() <= 1024 => Some(s.clone()),
         Some(_) => return Err(ApiError::bad_request("description must be a string of at most 1024 bytes")),
     };
+    // XO's `client: {id}` names the program asking; XO then extends the token it stored for that client. Tokens
+    // are not stored here, so each call gives a new one, which carries the client back as XO's record does.
+    let client = match body.get("client") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(c)) if c.keys().all(|k| k == "id") && c.get("id").is_none_or(Value::is_string) => {
+            Some(Value::Object(c.clone()))
+        }
+        Some(_) => return Err(ApiError::bad_request("client must be an object {\"id\": <string>}")),
+    };
     let lifetime = match body.get("expiresIn") {
         None | Some(Value::Null) => ctx.config.token_lifetime,
         Some(v) => {
@@ -95,6 +104,9 @@ async fn create_inner<T: Transport>(ctx: &Ctx<'_, T>, req: &Request) -> Result<R
     });
     if let Some(d) = description {
         record["description"] = json!(d);
+    }
+    if let Some(c) = client {
+        record["client"] = c;
     }
     Ok(Reply::json(200, &json!({ "token": record }))
         .with_header("set-cookie", credentials::token_cookie(&t, lifetime, auth::secure_cookies(ctx.config, req))))

@@ -40,7 +40,8 @@ pub fn import_route(method: &str, path: &str, query: &str) -> Option<ImportRoute
     let parts: Vec<&str> = rest.split('/').collect();
     match (method, parts.as_slice()) {
         ("POST", ["srs", sr, "vdis"]) if !sr.is_empty() => {
-            let raw = params::pairs(query).iter().any(|(k, _)| k == "raw");
+            // XO 6's boolean: present (legacy XO's `?raw`) or `true`; `raw=false` is a VHD.
+            let raw = params::pairs(query).iter().any(|(k, v)| k == "raw" && v != "false" && v != "0");
             let format = if raw { DiskFormat::Raw } else { DiskFormat::Vhd };
             Some(ImportRoute { target: Target::NewOn(sr.to_string()), format })
         }
@@ -381,6 +382,8 @@ mod tests {
     fn routes() {
         let r = import_route("POST", "/rest/v0/srs/abc/vdis", "raw&name_label=x").unwrap();
         assert_eq!(r, ImportRoute { target: Target::NewOn("abc".into()), format: DiskFormat::Raw });
+        assert_eq!(import_route("POST", "/rest/v0/srs/abc/vdis", "raw=true").unwrap().format, DiskFormat::Raw);
+        assert_eq!(import_route("POST", "/rest/v0/srs/abc/vdis", "raw=false").unwrap().format, DiskFormat::Vhd);
         assert_eq!(import_route("POST", "/rest/v0/srs/abc/vdis/", "").unwrap().format, DiskFormat::Vhd);
         let r = import_route("PUT", "/rest/v0/vdis/u-1.raw", "").unwrap();
         assert_eq!(r, ImportRoute { target: Target::Into("u-1".into()), format: DiskFormat::Raw });

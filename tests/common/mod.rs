@@ -286,6 +286,54 @@ impl Edge {
         assert!(r.status().is_success(), "faults refused: {spec}");
     }
 
+    /// Gives the demo pool what XO's optional fields are made from, so that shape checks see them: "Debian 12 web"
+    /// gets scheduler parameters (`VCPUs_params` cap, weight, mask), PCI passthrough and XO notes
+    /// (`other_config`), a NIC type (`platform`); its first disk an `image-format`; "Rocky Linux 8" a rate-limited
+    /// VIF; every host a bond of eth0 and eth1. Answers the VM's, the disk's and the VIF's uuids.
+    #[allow(dead_code)]
+    pub fn with_optional_fields(&self, token: &str) -> (String, String, String) {
+        let sid = self.xapi("session.login_with_password", json!(["root", "xapi-sim"]))["result"].clone();
+        let vm = self.uuid_of(token, "vms", "Debian 12 web");
+        let vm_ref = self.xapi("VM.get_by_uuid", json!([sid, vm]))["result"].clone();
+        for (field, k, v) in [
+            ("VCPUs_params", "cap", "50"),
+            ("VCPUs_params", "weight", "512"),
+            ("VCPUs_params", "mask", "0,1"),
+            ("other_config", "pci", "0/0000:00:02.0,1/0000:00:03.0"),
+            ("other_config", "xo:notes", "backed up | nightly"),
+            ("platform", "nic_type", "e1000"),
+        ] {
+            let r = self.xapi(&format!("VM.add_to_{field}"), json!([sid, vm_ref, k, v]));
+            assert!(r.get("error").is_none(), "{r}");
+        }
+        let url = |p: &str| format!("{}/rest/v0/{p}", self.url);
+        let get = |p: &str| self.http.get(url(p)).bearer_auth(token).send().unwrap().json::<J>().unwrap();
+        let vdi = get(&format!("vms/{vm}/vdis?fields=uuid"))[0]["uuid"].as_str().unwrap().to_string();
+        let vdi_ref = self.xapi("VDI.get_by_uuid", json!([sid, vdi]))["result"].clone();
+        self.xapi("VDI.add_to_sm_config", json!([sid, vdi_ref, "image-format", "qcow2"]));
+        let net = |name: &str| self.uuid_of(token, "networks", name);
+        let (eth0, eth1) =
+            (net("Pool-wide network associated with eth0"), net("Pool-wide network associated with eth1"));
+        let body = json!({"vmId": self.uuid_of(token, "vms", "Rocky Linux 8"), "networkId": eth0,
+            "qos_algorithm_type": "ratelimit", "qos_algorithm_params": {"kbps": "1250"}});
+        let r = self.http.post(url("vifs")).bearer_auth(token).json(&body).send().unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+        let vif = r.json::<J>().unwrap()["id"].as_str().unwrap().to_string();
+        let pif_of = |n: &str| get(&format!("networks/{n}"))["PIFs"][0].as_str().unwrap().to_string();
+        let pool = get("pools?fields=uuid")[0]["uuid"].as_str().unwrap().to_string();
+        let body = json!({"name": "bond", "pifIds": [pif_of(&eth0), pif_of(&eth1)], "bondMode": "active-backup"});
+        let r = self
+            .http
+            .post(url(&format!("pools/{pool}/actions/create_bonded_network?sync")))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+        self.xapi("session.logout", json!([sid]));
+        (vm, vdi, vif)
+    }
+
     /// A JSON-RPC call straight to the simulator.
     pub fn xapi(&self, method: &str, params: J) -> J {
         let body = json!({"jsonrpc": "2.0", "method": method, "params": params, "id": 1});
