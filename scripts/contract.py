@@ -15,6 +15,10 @@ the demo pool's gigabytes.
 generated ids only: an example would shut the pool's hosts down or restart their toolstack, and every later answer
 would be a 503 that says nothing about the contract.
 
+One parameter is left out of the copy, with its reason: `watch` of `GET /tasks` turns the listing into an NDJSON
+stream that lasts until the client leaves; Schemathesis reads an NDJSON body to its end, so every case with it
+would be a read timeout that says nothing about the contract. `tests/watch.rs` tests it through HTTP.
+
 One operation is left out, with its reason: `DELETE /users/me/authentication_tokens/current` revokes the token the
 run authenticates with (every later request would be a 401). `tests/auth.rs` tests it.
 
@@ -104,6 +108,8 @@ def main():
     srs = request(f"{base}/srs?fields=uuid,content_type", auth=bearer)
     first.update(small_objects(base, bearer, next(sr["uuid"] for sr in srs if sr["content_type"] == "user")))
     given = 0
+    for op in doc["paths"]["/tasks"].values():
+        op["parameters"] = [p for p in op.get("parameters", []) if p["name"] != "watch"]
     for path, item in doc["paths"].items():
         coll = path.split("/")[1]
         if coll not in first or path.startswith(NO_EXAMPLE):

@@ -281,6 +281,10 @@ fn front(method: &str, path: &str, what: &str) -> Value {
     if path == "/docs" {
         let html = json!({ "text/html": { "schema": { "type": "string" } } });
         responses.insert("200".into(), json!({ "description": "the page", "content": html }));
+    } else if path == "/ping" {
+        let pong = json!({ "type": "object", "required": ["result", "timestamp"], "properties": {
+            "result": { "const": "pong" }, "timestamp": { "type": "integer", "description": "milliseconds" } } });
+        responses.insert("200".into(), json_answer("alive", pong));
     } else {
         responses.insert("200".into(), json_answer("ok", json!({})));
     }
@@ -437,8 +441,21 @@ fn table_operation(method: &str, d: &Described) -> Value {
                 json!({ "type": "string", "enum": ["seconds", "minutes", "hours", "days"] }),
                 "the RRD archive",
             ));
-            responses.insert("200".into(), json_answer("ok", json!({ "type": "object" })));
+            responses.insert("200".into(), json_answer("ok", crate::rest::stats::schema(coll == "pools")));
             responses.extend(errors(&[409]));
+        }
+        Op::MissingPatches => {
+            responses.insert("200".into(), json_answer("the packages", crate::rest::patches::schema()));
+        }
+        Op::Smt => {
+            responses.insert("200".into(), json_answer("ok", crate::rest::patches::smt_schema()));
+        }
+        Op::ObjectDashboard | Op::Dashboard => {
+            let of = (d.op == Op::ObjectDashboard).then_some(coll);
+            params.push(query_param("ndjson", json!({ "type": "boolean" }), "one line per part, as XO 6 writes them"));
+            let mut answer = json_answer("the dashboard", crate::rest::dashboard::schema(of));
+            answer["content"]["application/x-ndjson"] = json!({ "schema": { "type": "string" } });
+            responses.insert("200".into(), answer);
         }
         _ => {
             responses.insert("200".into(), json_answer("ok", json!({})));

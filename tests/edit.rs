@@ -218,6 +218,16 @@ fn patch_carries_out_xo6_vm_vdi_and_vif_fields() {
     let sr_ref = edge.xapi("SR.get_by_uuid", json!([sid, sr]))["result"].clone();
     assert_eq!((r["has_vendor_device"].as_bool(), &r["suspend_SR"]), (Some(true), &sr_ref));
     assert_eq!((r["domain_type"].as_str(), r["HVM_boot_policy"].as_str()), (Some("hvm"), Some("BIOS order")));
+    // What was set reads back under XO's names.
+    let o = object(&edge, &t, "vms", &halted);
+    assert_eq!(
+        (&o["cpuCap"], &o["cpuWeight"], &o["cpuMask"], &o["notes"], &o["nicType"]),
+        (&json!(50), &json!(512), &json!([0, 2]), &json!("db primary"), &json!("e1000"))
+    );
+    // XO 6's `uefiMode`: `VM.set_uefi_mode` (`datamodel_vm.ml`: `setup` or `user`); anything else before any call.
+    assert_eq!(patch(&edge, &t, &format!("/rest/v0/vms/{halted}"), r#"{"uefiMode":"setup"}"#).0, 204);
+    assert_eq!(patch(&edge, &t, &format!("/rest/v0/vms/{halted}"), r#"{"uefiMode":"off"}"#).0, 400);
+    assert_eq!(calls(&edge, "VM.set_uefi_mode"), 1);
     // A xenstore key cannot leave the VM's vm-data/; a video RAM XO does not offer is refused; both before any call.
     let writes = calls(&edge, ".set_") + calls(&edge, ".add_to_");
     for body in

@@ -287,5 +287,42 @@ fn dashboards_match_xo6_schemas() {
         let v = validator(&components, schema);
         let errors: Vec<String> = v.iter_errors(&d).map(|e| format!("{}: {e}", e.instance_path())).collect();
         assert!(errors.is_empty(), "{path}: {errors:#?}\n{d}");
+        // XO 6's `ndjson`: a line per part (`{"hosts":{"status":…}}`), which merged make the same dashboard.
+        let r = edge.get(&format!("{path}?ndjson=true")).basic_auth("root", Some("xapi-sim")).send().unwrap();
+        assert_eq!(r.headers()["content-type"], "application/x-ndjson");
+        let text = r.text().unwrap();
+        let mut merged = json!({});
+        for line in text.lines() {
+            merge(&mut merged, serde_json::from_str(line).unwrap());
+        }
+        assert!(text.lines().count() >= 5, "{text}");
+        let errors: Vec<String> = v.iter_errors(&merged).map(|e| format!("{}: {e}", e.instance_path())).collect();
+        assert!(errors.is_empty(), "{path}?ndjson: {errors:#?}\n{merged}");
+        assert_eq!(keys(&merged), keys(&d), "{path}: the same parts");
     }
+}
+
+/// Merges `from` into `into`, object members recursively.
+fn merge(into: &mut J, from: J) {
+    match (into, from) {
+        (J::Object(a), J::Object(b)) => {
+            for (k, v) in b {
+                merge(a.entry(k).or_insert(J::Null), v);
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+/// The member names of an object and of its objects, two levels down.
+fn keys(v: &J) -> Vec<String> {
+    let mut out = Vec::new();
+    for (k, inner) in v.as_object().into_iter().flatten() {
+        out.push(k.clone());
+        for k2 in inner.as_object().into_iter().flatten().map(|(k2, _)| k2) {
+            out.push(format!("{k}.{k2}"));
+        }
+    }
+    out.sort();
+    out
 }

@@ -15,9 +15,10 @@
 use super::auth::Caller;
 use super::collections::{find, load_links, member, pool_ctx};
 use super::patches;
-use super::{Ctx, Reply};
+use super::{Ctx, Reply, Request};
 use crate::error::ApiError;
 use crate::objects::{self, Collection};
+use crate::query::params;
 use crate::xapi::Transport;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -408,9 +409,147 @@ async fn vm<T: Transport>(
     Ok(Reply::json(200, &dashboard))
 }
 
+/// The JSON Schema of a dashboard (the OpenAPI document's): its parts as XO 6 names them; `coll` is `pools`,
+/// `vms`, or `None` for the global one.
+pub fn schema(coll: Option<&str>) -> Value {
+    let parts: &[(&str, &str)] = match coll {
+        Some("pools") => &[
+            ("hosts", "status, topFiveUsage (ram, cpu), missingPatches"),
+            ("vms", "status, topFiveUsage (ram, cpu)"),
+            ("srs", "topFiveUsage"),
+            ("alarms", "the pool's alarms"),
+            ("cpuProvisioning", "total, assigned, percent"),
+        ],
+        Some(_) => &[
+            ("quickInfo", "the VM at a glance"),
+            ("alarms", "the VM's alarms"),
+            ("backupsInfo", "empty: backups are XO's own state"),
+        ],
+        None => &[
+            ("nPools", ""),
+            ("nHosts", ""),
+            ("poolsStatus", "connected, disconnected, unreachable, unknown, total"),
+            ("resourcesOverview", "nCpus, memorySize, srSize"),
+            ("storageRepositories", "size: available, other, replicated, total, used"),
+            ("missingPatches", "hosts and pools with missing patches"),
+            ("vmsStatus", "running, paused, halted, suspended, active, inactive, unknown, total"),
+            ("hostsStatus", "running, disabled, halted, unknown, total"),
+        ],
+    };
+    let properties: Map<String, Value> = parts
+        .iter()
+        .map(|(k, what)| {
+            let ty = match *k {
+                "nPools" | "nHosts" => json!({ "type": "integer" }),
+                "alarms" => json!({ "type": "array", "items": {} }),
+                _ => json!({ "type": "object" }),
+            };
+            let mut ty = ty;
+            if !what.is_empty() {
+                ty["description"] = json!(what);
+            }
+            (k.to_string(), ty)
+        })
+        .collect();
+    let required: Vec<&str> = parts.iter().map(|(k, _)| *k).collect();
+    json!({ "type": "object", "required": required, "properties": properties })
+}
+
+/// The parts of a dashboard as XO 6 writes them with `ndjson` (`promiseWriteInStream`'s paths, in its order):
+/// `coll` is `pools`, `vms`, or `None` for the global one.
+fn ndjson_parts(coll: Option<&str>) -> &'static [&'static str] {
+    match coll {
+        Some("pools") => &[
+            "hosts.status",
+            "vms.status",
+            "alarms",
+            "hosts.missingPatches",
+            "srs.topFiveUsage",
+            "hosts.topFiveUsage.ram",
+            "hosts.topFiveUsage.cpu",
+            "cpuProvisioning",
+            "vms.topFiveUsage",
+        ],
+        Some(_) => &["quickInfo", "alarms", "backupsInfo.replication", "backupsInfo", "backupsInfo.backupArchives"],
+        None => &[
+            "nPools",
+            "nHosts",
+            "hostsStatus",
+            "resourcesOverview",
+            "vmsStatus",
+            "storageRepositories",
+            "poolsStatus",
+            "missingPatches",
+        ],
+    }
+}
+
+/// A dashboard as XO 6's `ndjson=true` writes it: one line per part, `{"hosts":{"status":…}}` for the part at
+/// `hosts.status`, in XO's order. A part that has parts of its own on other lines (a VM's `backupsInfo`) leaves
+/// them out. Merged, the lines are the JSON dashboard.
+pub fn ndjson(dashboard: &Value, coll: Option<&str>) -> Vec<u8> {
+    let parts = ndjson_parts(coll);
+    let mut out = Vec::new();
+    for path in parts {
+        let keys: Vec<&str> = path.split('.').collect();
+        let Some(mut value) = keys.iter().try_fold(dashboard, |v, k| v.get(*k)).cloned() else { continue };
+        let prefix = format!("{path}.");
+        for other in parts.iter().filter_map(|p| p.strip_prefix(&prefix)) {
+            if let Value::Object(m) = &mut value {
+                m.remove(other);
+            }
+        }
+        let line = keys.iter().rev().fold(value, |v, k| json!({ *k: v }));
+        out.extend_from_slice(line.to_string().as_bytes());
+        out.push(b'\n');
+    }
+    out
+}
+
+/// The dashboard `reply` in the format the request asks for: XO 6's `ndjson` (present, or `true`), else as it is.
+pub fn in_format(reply: Reply, req: &Request, coll: Option<&str>) -> Reply {
+    let asked = params::pairs(&req.query).iter().any(|(k, v)| k == "ndjson" && v != "false" && v != "0");
+    if !asked || reply.status != 200 {
+        return reply;
+    }
+    match serde_json::from_slice::<Value>(&reply.body) {
+        Ok(dashboard) => Reply {
+            status: 200,
+            headers: vec![("content-type".into(), "application/x-ndjson".into())],
+            body: ndjson(&dashboard, coll),
+            stream: None,
+        },
+        Err(_) => reply,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ndjson_lines_are_xos_parts_and_merge_back() {
+        let vm = json!({"quickInfo": {"id": "v"}, "alarms": [], "backupsInfo": {"lastRuns": [], "backupArchives": [],
+            "replication": {}, "vmProtection": "not-in-active-job"}});
+        let text = String::from_utf8(ndjson(&vm, Some("vms"))).unwrap();
+        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(
+            lines,
+            [
+                json!({"quickInfo": {"id": "v"}}),
+                json!({"alarms": []}),
+                json!({"backupsInfo": {"replication": {}}}),
+                json!({"backupsInfo": {"lastRuns": [], "vmProtection": "not-in-active-job"}}),
+                json!({"backupsInfo": {"backupArchives": []}}),
+            ]
+        );
+        let pool = json!({"hosts": {"status": 1, "topFiveUsage": {"ram": [], "cpu": [2]}, "missingPatches": {}},
+            "vms": {"status": {}, "topFiveUsage": {}}, "srs": {"topFiveUsage": []}, "alarms": [], "cpuProvisioning": {}});
+        let text = String::from_utf8(ndjson(&pool, Some("pools"))).unwrap();
+        assert_eq!(text.lines().count(), 9);
+        assert!(text.starts_with("{\"hosts\":{\"status\":1}}\n"), "{text}");
+        assert!(text.contains("{\"hosts\":{\"topFiveUsage\":{\"cpu\":[2]}}}\n"), "{text}");
+    }
 
     #[test]
     fn counts_and_usage() {

@@ -88,6 +88,7 @@ const VM_FIELDS: &[Field] = &[
     ("hvmBootFirmware", Kind::StrOrNull),
     ("suspendSr", Kind::IdOrNull),
     ("virtualizationMode", Kind::OneOf(&["pv", "hvm"])),
+    ("uefiMode", Kind::OneOf(&["setup", "user"])),
 ];
 
 /// XO 6's `UpdateVdi`: names, tags and `size` (bytes, grow only).
@@ -452,6 +453,8 @@ async fn apply<T: Transport>(ctx: &Ctx<'_, T>, t: &Target<'_>, field: &str, valu
         }
         "suspendSr" => set("suspend_SR", json!(t.suspend_sr.unwrap_or("OpaqueRef:NULL"))).await,
         "virtualizationMode" => set("domain_type", value.clone()).await,
+        // Secure Boot's setup mode (its EFI variables cleared) or user mode (reset to the defaults).
+        "uefiMode" => call("VM.set_uefi_mode".into(), vec![value.clone()]).await,
         "lockingMode" => set("locking_mode", value.clone()).await,
         "allowedIpv4Addresses" | "allowedIpv6Addresses" => {
             let which = if field == "allowedIpv4Addresses" { "ipv4_allowed" } else { "ipv6_allowed" };

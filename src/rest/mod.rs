@@ -169,7 +169,7 @@ pub async fn route<T: Transport>(ctx: &Ctx<'_, T>, caller: auth::Caller, req: &R
         Op::Events => return events::open(ctx, caller, req).await,
         Op::Subscribe => return events::subscribe(ctx, caller, req, id).await,
         Op::Unsubscribe => return events::unsubscribe(ctx, caller, id, m.name.unwrap_or("")).await,
-        Op::Dashboard => return dashboard::global(ctx, caller).await,
+        Op::Dashboard => return dashboard::global(ctx, caller).await.map(|r| dashboard::in_format(r, req, None)),
         _ => {}
     }
     let Some(coll) = m.coll else {
@@ -189,7 +189,9 @@ pub async fn route<T: Transport>(ctx: &Ctx<'_, T>, caller: auth::Caller, req: &R
         Op::ObjectAlarms => collections::about(ctx, caller, req, coll, id, "alarms").await,
         Op::Stats => stats::stats(ctx, caller, req, coll, id).await,
         Op::Metrics => metrics::metrics(ctx, caller, coll, id).await,
-        Op::ObjectDashboard => dashboard::of_object(ctx, caller, coll, id).await,
+        Op::ObjectDashboard => {
+            dashboard::of_object(ctx, caller, coll, id).await.map(|r| dashboard::in_format(r, req, Some(coll.name)))
+        }
         Op::AddDataSource => stats::data_source(ctx, caller, coll, id, m.name.unwrap_or(""), true).await,
         Op::ForgetDataSource => stats::data_source(ctx, caller, coll, id, m.name.unwrap_or(""), false).await,
         Op::MissingPatches => patches::missing(ctx, caller, coll, id).await,

@@ -154,3 +154,28 @@ pub async fn smt<T: Transport>(
     };
     Ok(Reply::json(200, &json!({ "enabled": enabled })))
 }
+/// The JSON Schema of `missing_patches` (the OpenAPI document's): the XCP-ng updater's packages; a pool's also an
+/// `error` entry for a host that could not be asked.
+pub fn schema() -> Value {
+    let package = json!({
+        "type": "object",
+        "properties": {
+            "name": { "type": "string" },
+            "version": { "type": "string" },
+            "release": { "type": "string" },
+            "description": { "type": "string" },
+            "changelog": { "type": "object", "properties": {
+                "date": { "type": "integer" }, "author": { "type": "string" }, "description": { "type": "string" } } },
+            "url": { "type": "string" },
+            "size": { "type": "integer" },
+            "license": { "type": "string" },
+            "error": { "type": "object", "description": "a host that could not be asked (pools only)" },
+        },
+    });
+    json!({ "type": "array", "items": package })
+}
+
+/// The JSON Schema of `smt` (the OpenAPI document's).
+pub fn smt_schema() -> Value {
+    json!({ "type": "object", "required": ["enabled"], "properties": { "enabled": { "type": "boolean" } } })
+}

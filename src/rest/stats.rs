@@ -362,6 +362,27 @@ pub async fn data_source<T: Transport>(
     Ok(Reply::no_content())
 }
 
+/// The JSON Schema of a statistics answer (the OpenAPI document's): a VM's or host's `{endTimestamp, interval,
+/// stats}`; a pool's, one of those (or an `error` for a host that did not answer) per host uuid.
+pub fn schema(pool: bool) -> Value {
+    let one = json!({
+        "type": "object",
+        "required": ["endTimestamp", "interval", "stats"],
+        "properties": {
+            "endTimestamp": { "type": "integer", "description": "seconds since the epoch of the last row" },
+            "interval": { "type": "integer", "description": "seconds between rows" },
+            "stats": { "type": "object", "description": "series by name (`cpus.<n>`, `memoryFree`, `vifs.rx.<n>`…), \
+                oldest first, `null` where XAPI has no value" },
+        },
+    });
+    if pool {
+        json!({ "type": "object", "additionalProperties": { "anyOf": [one, {
+            "type": "object", "required": ["error"], "properties": { "error": { "type": "object" } } }] } })
+    } else {
+        one
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

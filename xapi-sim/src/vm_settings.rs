@@ -5,6 +5,9 @@
 //! `MEMORY_CONSTRAINT_VIOLATION_ORDER` unless static_min ≤ dynamic_min ≤ dynamic_max ≤ static_max, DMC being on as on
 //! XCP-ng; `set_ha_restart_priority`: one of `restart`, `best-effort`, ``; `set_start_delay`: non-negative;
 //! `set_has_vendor_device`: halted VMs only; `set_domain_type`: a known type, which sets `HVM_boot_policy` too),
+//! `set_uefi_mode`: `vm_uefi_mode`, `setup` or `user` (`ocaml/idl/datamodel_vm.ml`), run as the host's
+//! `varstore-sb-state <vm uuid> <mode>`, whose output is the answer: here empty, the VM's EFI variables not being
+//! modelled),
 //! `xapi_vm_lifecycle.ml` (`allowed_power_states`: `changing_VCPUs` and `changing_memory_limits` need `Halted`,
 //! `changing_VCPUs_live` `Running`, `changing_dynamic_range` `Halted` or `Running`: `VM_BAD_POWER_STATE`).
 
@@ -27,6 +30,7 @@ pub const CALLS: &[&str] = &[
     "VM.set_PV_args",
     "VM.set_has_vendor_device",
     "VM.set_domain_type",
+    "VM.set_uefi_mode",
 ];
 
 fn int_arg(v: &Value, field: &str) -> R<i64> {
@@ -160,6 +164,12 @@ pub fn call(db: &mut Db, op: &str, vm: &str, args: &[Value]) -> R<Value> {
                 f.insert("domain_type".into(), Value::str(value.clone()));
                 f.insert("HVM_boot_policy".into(), Value::str(policy));
             });
+        }
+        "set_uefi_mode" => {
+            let mode = arg_str(&args[0]);
+            if !matches!(mode.as_str(), "setup" | "user") {
+                return Err(invalid("mode", &mode));
+            }
         }
         _ => return Err(XapiError::new("MESSAGE_METHOD_UNKNOWN", &[&format!("VM.{op}")])),
     }
