@@ -212,8 +212,18 @@ fn optional_fields_have_xos_values_and_xo6_types() {
             m["bondSlaves"]
         );
     }
+    // Each host's certificate (`host.certificates`, XAPI's `Certificate` records): fingerprint and expiry.
+    let sid = edge.xapi("session.login_with_password", json!(["root", "xapi-sim"]))["result"].clone();
+    let host = edge.uuid_of(&token, "hosts", "xcp-host2");
+    let host_ref = edge.xapi("host.get_by_uuid", json!([sid, host]))["result"].clone();
+    let cert = edge.xapi("host.get_certificates", json!([sid, host_ref]))["result"][0].clone();
+    let fingerprint = edge.xapi("Certificate.get_fingerprint", json!([sid, cert]))["result"].clone();
+    let expected = json!([{"fingerprint": fingerprint, "notAfter": 2064132000}]);
+    assert_eq!(get_json(&edge, &format!("/rest/v0/hosts/{host}"))["certificates"], expected);
+    let listed = get_json(&edge, "/rest/v0/hosts?fields=name_label,certificates&filter=name_label:xcp-host2");
+    assert_eq!(listed[0]["certificates"], expected);
     check_listings(&edge, &schemas);
-    for (coll, id) in [("vms", &vm), ("vdis", &vdi), ("vifs", &vif)] {
+    for (coll, id) in [("vms", &vm), ("vdis", &vdi), ("vifs", &vif), ("hosts", &host)] {
         let o = get_json(&edge, &format!("/rest/v0/{coll}/{id}"));
         let errors = schemas.errors(coll, &o);
         assert!(errors.is_empty(), "{coll} {id}: {errors:#?}");

@@ -41,6 +41,19 @@ pub fn map_host(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> {
     o.insert("zstdSupported".into(), json!(get_str(license, "restrict_zstd_export") == Some("false")));
     o.insert("controlDomain".into(), ctx.link(r.get("control_domain").unwrap_or(&Value::Null)));
     o.insert("residentVms".into(), ctx.links(r.get("resident_VMs").unwrap_or(&Value::Null)));
+    // The host's certificates (XAPI ≥ 1.294 on XCP-ng/CH 8.2): fingerprint and expiry, as XO shows them.
+    let certificates: Vec<Value> = r
+        .get("certificates")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|c| ctx.get(c))
+        .map(|c| json!({ "fingerprint": c.get("fingerprint").cloned().unwrap_or(json!("")), "notAfter": timestamp(c.get("not_after")) }))
+        .collect();
+    if r.get("certificates").is_some() {
+        o.insert("certificates".into(), Value::Array(certificates));
+    }
     o.insert("PIFs".into(), ctx.links(r.get("PIFs").unwrap_or(&Value::Null)));
     o.insert("$PIFs".into(), ctx.links(r.get("PIFs").unwrap_or(&Value::Null)));
     o.insert("$PBDs".into(), ctx.links(r.get("PBDs").unwrap_or(&Value::Null)));
@@ -138,6 +151,7 @@ pub const HOST_FIELDS: &[Field] = &[
     ("zstdSupported", Ty::Bool),
     ("controlDomain", Ty::Uuid),
     ("residentVms", Ty::Uuids),
+    ("certificates", Ty::List),
     ("PIFs", Ty::Uuids),
     ("$PIFs", Ty::Uuids),
     ("$PBDs", Ty::Uuids),

@@ -111,7 +111,7 @@ pub static COLLECTIONS: &[Collection] = &[
         class: "host",
         xo_type: "host",
         selector: "true",
-        joins: &["host_metrics", "VM", "PIF", "PBD", "PCI", "PGPU"],
+        joins: &["host_metrics", "VM", "PIF", "PBD", "PCI", "PGPU", "Certificate"],
         map: host::map_host,
         fields: host::HOST_FIELDS,
     },

@@ -174,6 +174,7 @@ fn link_fields(class: &str) -> &'static [(&'static str, &'static str)] {
             ("PCIs", "PCI"),
             ("PGPUs", "PGPU"),
             ("control_domain", "VM"),
+            ("certificates", "Certificate"),
         ],
         "pool" => &[("master", "host"), ("default_SR", "SR"), ("suspend_image_SR", "SR"), ("crash_dump_SR", "SR")],
         "SR" => &[("VDIs", "VDI"), ("PBDs", "PBD")],
@@ -355,7 +356,7 @@ async fn link<T: Transport>(
         ("VM", "VM_metrics" | "VM_guest_metrics") => true,
         ("VM", "VBD" | "VDI" | "PBD") => !resident,
         ("SR", "PBD")
-        | ("host", "host_metrics")
+        | ("host", "host_metrics" | "Certificate")
         | ("pool", "host")
         | ("PIF", "PIF_metrics" | "Bond")
         | ("network", "PIF") => true,

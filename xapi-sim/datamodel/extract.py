@@ -14,7 +14,7 @@ import sys
 
 SERVED = ["pool", "host", "host_metrics", "VM", "VM_metrics", "VM_guest_metrics", "VBD", "VDI", "SR", "PBD",
           "network", "VIF", "PIF", "PIF_metrics", "Bond", "VLAN", "message", "task", "subject", "role", "session",
-          "SM", "PCI", "PGPU", "GPU_group"]
+          "SM", "PCI", "PGPU", "GPU_group", "Certificate"]
 
 
 # Fields newer than the xenapi.json read (it is regenerated at releases), which real pools return: from the

@@ -38,6 +38,7 @@ pub const CLASSES: &[&str] = &[
     "PCI",
     "PGPU",
     "GPU_group",
+    "Certificate",
 ];
 
 /// The class name in XenAPI spelling for any casing (`vm` -> `VM`), as event classes are case-insensitive.
