@@ -211,21 +211,7 @@ fn clone_copy_revert_and_migrate() {
     let (_, vm) = get(&edge, &t, &format!("/rest/v0/vms/{running}"));
     assert_eq!(vm["power_state"], "Halted", "the snapshot had no memory: the VM is halted after the revert");
     assert_eq!(vm["snapshots"].as_array().unwrap().len(), snapshots_before + 1, "the snapshot taken before");
-    // Migrate within the pool: a running VM to the other host.
-    // A VM whose disks are on local storage cannot leave its host (`VM_REQUIRES_SR`); one on shared storage can.
-    let local = edge.uuid_of(&t, "vms", "Ubuntu 22.04 db");
-    let (_, hosts) = get(&edge, &t, "/rest/v0/hosts?fields=uuid");
-    let (_, rec) = get(&edge, &t, &format!("/rest/v0/vms/{local}"));
-    let other = hosts.as_array().unwrap().iter().map(|h| h["uuid"].as_str().unwrap()).find(|h| *h != rec["$container"]);
-    let r = post(
-        &edge,
-        &t,
-        &format!("/rest/v0/vms/{local}/actions/migrate?sync"),
-        &json!({"hostId": other}).to_string(),
-        true,
-    );
-    assert_eq!(r.status().as_u16(), 409);
-    assert_eq!(r.json::<J>().unwrap()["data"]["code"], "VM_REQUIRES_SR");
+    // Migrate within the pool: a running VM on shared storage to the other host (`VM.pool_migrate`).
     let vm2 = edge.uuid_of(&t, "vms", "XOA 🎷");
     let (_, rec) = get(&edge, &t, &format!("/rest/v0/vms/{vm2}"));
     let from = rec["$container"].as_str().unwrap().to_string();
@@ -241,6 +227,82 @@ fn clone_copy_revert_and_migrate() {
     assert_eq!(r.status().as_u16(), 409, "a halted VM does not migrate");
     let r = post(&edge, &t, &format!("/rest/v0/vms/{vm2}/actions/migrate"), r#"{"hostId":"nope"}"#, false);
     assert_eq!(r.status().as_u16(), 404);
+}
+
+/// Migration with storage motion, as XO's `migrateVm` decides it (`xapi/index.mjs`): a VM whose disks the host
+/// cannot see moves them (to the pool's default SR) instead of failing with `VM_REQUIRES_SR`; `srId`,
+/// `srIdByVdiId` and a non-empty `networkIdByVifId` ask for it; `migrationNetworkId` is the network it goes over.
+/// XAPI's side: `host.migrate_receive` (`xapi_host.ml`) then `VM.migrate_send` (`xapi_vm_migrate.ml`); each moved
+/// disk is a new VDI, the source gone.
+#[test]
+fn migration_with_storage_motion() {
+    let edge = Edge::start();
+    let t = edge.token("root", PASSWORD);
+    let vm = edge.uuid_of(&t, "vms", "Ubuntu 22.04 db");
+    let (host1, host2) = (edge.uuid_of(&t, "hosts", "xcp-host1"), edge.uuid_of(&t, "hosts", "xcp-host2"));
+    let (local, shared) = (edge.uuid_of(&t, "srs", "Local storage"), edge.uuid_of(&t, "srs", "Shared NFS storage"));
+    let eth1 = edge.uuid_of(&t, "networks", "Pool-wide network associated with eth1");
+    let disks = |edge: &Edge| {
+        let (_, d) = get(edge, &t, &format!("/rest/v0/vms/{vm}/vdis?fields=uuid,$SR"));
+        let text = |v: &J| v.as_str().unwrap().to_string();
+        d.as_array().unwrap().iter().map(|d| (text(&d["uuid"]), text(&d["$SR"]))).collect::<Vec<_>>()
+    };
+    let container = |edge: &Edge| get(edge, &t, &format!("/rest/v0/vms/{vm}")).1["$container"].clone();
+    assert_eq!(container(&edge), host2.as_str());
+    let before = disks(&edge);
+    assert!(before.iter().all(|(_, sr)| *sr == local), "{before:?}");
+    let migrate =
+        |body: J| post(&edge, &t, &format!("/rest/v0/vms/{vm}/actions/migrate?sync"), &body.to_string(), true);
+    // Ids are resolved before anything: 404, no call.
+    for bad in [
+        json!({"hostId": host1, "srId": "00000000-0000-4000-8000-000000000000"}),
+        json!({"hostId": host1, "srIdByVdiId": {"00000000-0000-4000-8000-000000000000": shared}}),
+        json!({"hostId": host1, "migrationNetworkId": "00000000-0000-4000-8000-000000000000"}),
+    ] {
+        assert_eq!(migrate(bad.clone()).status().as_u16(), 404, "{bad}");
+    }
+    assert_eq!(migrate(json!({"hostId": host1, "srIdByVdiId": {"x": 1}})).status().as_u16(), 400);
+    // A network without an address on the destination: XAPI refuses, nothing moved.
+    let r = migrate(json!({"hostId": host1, "migrationNetworkId": eth1, "srId": shared}));
+    assert_eq!(r.status().as_u16(), 400, "eth1 has no IP configuration");
+    assert_eq!(r.json::<J>().unwrap()["data"]["code"], "PIF_HAS_NO_NETWORK_CONFIGURATION");
+    assert_eq!((edge.sim_calls_of("Async.VM.migrate_send"), disks(&edge)), (0, before.clone()));
+    // The local disks cannot be seen from host1: storage motion to the pool's default SR.
+    let r = migrate(json!({"hostId": host1}));
+    assert_eq!(r.status().as_u16(), 204, "{}", r.text().unwrap());
+    assert_eq!((edge.sim_calls_of("Async.VM.migrate_send"), edge.sim_calls_of("Async.VM.pool_migrate")), (1, 0));
+    let moved = disks(&edge);
+    assert_eq!(moved.len(), before.len());
+    assert!(moved.iter().all(|(id, sr)| *sr == shared && !before.iter().any(|(b, _)| b == id)));
+    assert_eq!(container(&edge), host1.as_str());
+    // One disk back to host2's local SR, the other where it is.
+    let first = moved[0].0.clone();
+    let r = migrate(json!({"hostId": host2, "srIdByVdiId": {first.clone(): local}}));
+    assert_eq!(r.status().as_u16(), 204, "{}", r.text().unwrap());
+    let now = disks(&edge);
+    let on = |sr: &str| now.iter().filter(|(_, s)| s == sr).count();
+    assert_eq!((on(&local), on(&shared)), (1, 1), "{now:?}");
+    assert!(!now.iter().any(|(id, _)| *id == first), "the moved disk is a new VDI");
+    assert_eq!(container(&edge), host2.as_str());
+    // Everything to one SR with srId; then a VIF map asks for storage motion too (within the pool the VIFs keep
+    // their networks, as XO does).
+    assert_eq!(migrate(json!({"hostId": host2, "srId": shared})).status().as_u16(), 204);
+    assert!(disks(&edge).iter().all(|(_, sr)| *sr == shared));
+    let (_, vifs) = get(&edge, &t, &format!("/rest/v0/vifs?fields=uuid,$network&filter=%24VM:{vm}"));
+    let vif = vifs[0]["uuid"].as_str().unwrap().to_string();
+    let calls = edge.sim_calls_of("Async.VM.migrate_send");
+    let r = migrate(json!({"hostId": host1, "networkIdByVifId": {vif.clone(): eth1}}));
+    assert_eq!(r.status().as_u16(), 204, "{}", r.text().unwrap());
+    assert_eq!(edge.sim_calls_of("Async.VM.migrate_send"), calls + 1);
+    assert_eq!(get(&edge, &t, &format!("/rest/v0/vifs/{vif}")).1["$network"], vifs[0]["$network"]);
+    // Shared disks only, over the management network named: `VM.pool_migrate` with that network.
+    let eth0 = edge.uuid_of(&t, "networks", "Pool-wide network associated with eth0");
+    let r = migrate(json!({"hostId": host2, "migrationNetworkId": eth0}));
+    assert_eq!(r.status().as_u16(), 204, "{}", r.text().unwrap());
+    assert_eq!(edge.sim_calls_of("Async.VM.pool_migrate"), 1);
+    assert_eq!(container(&edge), host2.as_str());
+    // No task, session or disk left over: the VDIs are the VM's two and nothing else was made.
+    assert_eq!(disks(&edge).len(), 2);
 }
 
 /// XO 6's `hostId` of `start`: `VM.start_on` that host (`xapi_vm.ml`, `start_on`: the VM runs there); an id that

@@ -34,7 +34,10 @@ enum Args {
     /// `VM.revert(snapshot)` where `snapshotId` names one of the VM's snapshots; `snapshotBefore` snapshots the VM
     /// first.
     Revert,
-    /// `VM.pool_migrate(ref, host, options)` to `hostId`, live.
+    /// To `hostId`, live: `VM.pool_migrate(ref, host, options)` (over `migrationNetworkId` if given) when the host
+    /// sees every disk's SR and no SR is asked for; otherwise storage motion as XO does it:
+    /// `host.migrate_receive` then `VM.migrate_send` with each disk sent to `srIdByVdiId`'s SR, else `srId`, else
+    /// its own SR when the host sees it, else the pool's default SR (see [`migration`]).
     Migrate,
     /// A VDI to `srId`: `VDI.pool_migrate(ref, sr, {})` when a VM uses it (storage motion), else `VDI.copy` and the
     /// source destroyed once the copy is done.
@@ -204,7 +207,25 @@ pub fn schema(action: &Action) -> Value {
             json!({ "snapshotId": { "type": "string" }, "snapshotBefore": { "type": "boolean" } }),
             json!(["snapshotId"]),
         ),
-        Args::Migrate => (json!({ "hostId": { "type": "string" } }), json!(["hostId"])),
+        Args::Migrate => (
+            json!({
+                "hostId": { "type": "string" },
+                "migrationNetworkId": { "type": "string", "description": "the network the migration goes over" },
+                "srId": { "type": "string", "description": "storage motion: every disk to this SR" },
+                "srIdByVdiId": {
+                    "type": "object",
+                    "additionalProperties": { "type": "string" },
+                    "description": "storage motion: a disk's uuid to the SR it goes to",
+                },
+                "networkIdByVifId": {
+                    "type": "object",
+                    "additionalProperties": { "type": "string" },
+                    "description": "XO's map for a migration to another pool; within the pool the VIFs keep their \
+                        networks (XO ignores it there too), but a non-empty map asks for storage motion, as in XO",
+                },
+            }),
+            json!(["hostId"]),
+        ),
         Args::Start => (json!({ "hostId": { "type": "string", "description": "start on this host" } }), json!([])),
         Args::VdiMigrate => (json!({ "srId": { "type": "string" } }), json!(["srId"])),
         Args::Plain | Args::NotPausedNotForced => (json!({}), json!([])),
@@ -255,6 +276,10 @@ fn validate(action: &Action, params: &Value) -> Result<(), ApiError> {
             // (XO's clients send JSON numbers, integral ones possibly with a fraction part of zero.)
             Some("integer") => value.is_i64() || value.is_u64() || value.as_f64().is_some_and(|f| f.fract() == 0.0),
             Some("number") => value.is_number(),
+            // A map's values of their declared type (`srIdByVdiId`: strings).
+            Some("object") if spec["additionalProperties"]["type"] == "string" => {
+                value.as_object().is_some_and(|m| m.values().all(Value::is_string))
+            }
             Some("object") => value.is_object(),
             Some("array") if spec["items"]["type"] == "object" => {
                 value.as_array().is_some_and(|a| a.iter().all(Value::is_object))
@@ -616,10 +641,9 @@ async fn arguments<T: Transport>(
             action.method
         }
         Args::Migrate => {
-            let (host, _) =
-                find(ctx, caller, collection("hosts")?, body["hostId"].as_str().unwrap_or_default()).await?;
-            args.extend([json!(host), json!({ "live": "true" })]);
-            action.method
+            let (method, rest) = migration(ctx, caller, rec, body).await?;
+            args.extend(rest);
+            method
         }
         Args::VdiMigrate => {
             let (sr, _) = find(ctx, caller, collection("srs")?, body["srId"].as_str().unwrap_or_default()).await?;
@@ -636,6 +660,110 @@ async fn arguments<T: Transport>(
         }
     };
     Ok((method, args))
+}
+
+/// The XAPI call of a VM's migration within the pool and its arguments after the VM, as XO's `migrateVm` decides:
+/// storage motion when an SR is asked for (`srId`, `srIdByVdiId`, or a non-empty `networkIdByVifId`) or when the
+/// host does not see a disk's SR (where `VM.pool_migrate` would fail with `VM_REQUIRES_SR` and XO retries with
+/// storage motion); `VM.pool_migrate` otherwise. Every id is resolved first (404 naming nothing made).
+async fn migration<T: Transport>(
+    ctx: &Ctx<'_, T>,
+    caller: &Caller,
+    rec: &Value,
+    body: &Value,
+) -> Result<(&'static str, Vec<Value>), ApiError> {
+    let s = json!(caller.session);
+    let call = |method: &'static str, args: Vec<Value>| async move {
+        let mut all = vec![json!(caller.session)];
+        all.extend(args);
+        ctx.xapi.call(method, &all).await.map_err(|e| e.to_api_error())
+    };
+    let (host, host_rec) = find(ctx, caller, collection("hosts")?, body["hostId"].as_str().unwrap_or_default()).await?;
+    let network = match body["migrationNetworkId"].as_str() {
+        Some(id) => Some(find(ctx, caller, collection("networks")?, id).await?.0),
+        None => None,
+    };
+    let sr = match body["srId"].as_str() {
+        Some(id) => Some(find(ctx, caller, collection("srs")?, id).await?.0),
+        None => None,
+    };
+    let mut by_vdi = Vec::new();
+    for (vdi, target) in body["srIdByVdiId"].as_object().into_iter().flatten() {
+        let (vdi, _) = find(ctx, caller, collection("vdis")?, vdi).await?;
+        let (target, _) = find(ctx, caller, collection("srs")?, target.as_str().unwrap_or_default()).await?;
+        by_vdi.push((vdi, target));
+    }
+    let vif_map = body["networkIdByVifId"].as_object().is_some_and(|m| !m.is_empty());
+    // The VM's disks (not its CDs) and their SRs.
+    let mut disks = Vec::new();
+    for vbd in rec["VBDs"].as_array().map(Vec::as_slice).unwrap_or_default() {
+        let vbd = call("VBD.get_record", vec![vbd.clone()]).await?;
+        let vdi = vbd["VDI"].as_str().unwrap_or("OpaqueRef:NULL").to_string();
+        if vbd["type"] != json!("Disk") || vdi == "OpaqueRef:NULL" {
+            continue;
+        }
+        let disk_sr = call("VDI.get_SR", vec![json!(vdi)]).await?.as_str().unwrap_or_default().to_string();
+        disks.push((vdi, disk_sr));
+    }
+    let host_pbds: Vec<&Value> = host_rec["PBDs"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
+    let mut seen = Vec::new();
+    for (_, disk_sr) in &disks {
+        let pbds = call("SR.get_PBDs", vec![json!(disk_sr)]).await?;
+        let visible = pbds.as_array().is_some_and(|p| p.iter().any(|pbd| host_pbds.contains(&pbd)));
+        seen.push(visible);
+    }
+    let motion = sr.is_some() || !by_vdi.is_empty() || vif_map || seen.iter().any(|v| !v);
+    if !motion {
+        let mut options = json!({ "live": "true" });
+        if let Some(n) = network {
+            options["network"] = json!(n);
+        }
+        return Ok(("VM.pool_migrate", vec![json!(host), options]));
+    }
+    let mut vdi_map = Map::new();
+    let mut default_sr = None;
+    for ((vdi, disk_sr), visible) in disks.into_iter().zip(seen) {
+        let target = match (by_vdi.iter().find(|(v, _)| *v == vdi), &sr) {
+            (Some((_, t)), _) => t.clone(),
+            (None, Some(t)) => t.clone(),
+            (None, None) if visible => disk_sr,
+            (None, None) => {
+                if default_sr.is_none() {
+                    let pools = call("pool.get_all_records", vec![]).await?;
+                    let found =
+                        pools.as_object().and_then(|m| m.values().next()).and_then(|p| p["default_SR"].as_str());
+                    default_sr = found.filter(|r| *r != "OpaqueRef:NULL").map(str::to_string);
+                }
+                default_sr.clone().ok_or_else(|| {
+                    ApiError::new(409, "the disk's SR is not reachable from that host and the pool has no default SR")
+                        .with_data(json!({ "code": "VM_REQUIRES_SR" }))
+                })?
+            }
+        };
+        vdi_map.insert(vdi, json!(target));
+    }
+    // The network the disks and memory go over: the one asked for, else the host's management network.
+    let network = match network {
+        Some(n) => n,
+        None => {
+            let mut management = None;
+            for pif in host_rec["PIFs"].as_array().map(Vec::as_slice).unwrap_or_default() {
+                let p = call("PIF.get_record", vec![pif.clone()]).await?;
+                if p["management"] == json!(true) {
+                    management = p["network"].as_str().map(str::to_string);
+                    break;
+                }
+            }
+            management.ok_or_else(|| ApiError::new(409, "the host has no management interface to migrate over"))?
+        }
+    };
+    let token = ctx
+        .xapi
+        .call("host.migrate_receive", &[s.clone(), json!(host), json!(network), json!({})])
+        .await
+        .map_err(|e| e.to_api_error())?;
+    let options = json!({ "force": "false" });
+    Ok(("VM.migrate_send", vec![token, json!(true), Value::Object(vdi_map), json!({}), options, json!({})]))
 }
 
 fn collection(name: &str) -> Result<&'static Collection, ApiError> {

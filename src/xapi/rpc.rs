@@ -187,7 +187,12 @@ impl XapiError {
                     | "NETWORK_CONTAINS_PIF"
                     | "PIF_VLAN_EXISTS"
                     | "PIF_ALREADY_BONDED"
-                    | "PIF_IS_MANAGEMENT_INTERFACE" => {
+                    | "PIF_IS_MANAGEMENT_INTERFACE"
+                    // The migration network has no address on the destination host.
+                    | "INTERFACE_HAS_NO_IP"
+                    | "PIF_NOT_PRESENT"
+                    | "REQUIRED_PIF_IS_UNPLUGGED"
+                    | "HOST_CANNOT_ATTACH_NETWORK" => {
                         ApiError::new(409, format!("{code}({})", params.join(", "))).with_data(data)
                     }
                     // The request asked for something XAPI cannot make.

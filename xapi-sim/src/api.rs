@@ -126,6 +126,8 @@ const VM_VDI_WRITES: &[&str] = &[
     "VM.provision",
     "VM.revert",
     "VM.pool_migrate",
+    "VM.migrate_send",
+    "host.migrate_receive",
     "VBD.create",
     "VBD.plug",
     "VBD.unplug",
@@ -594,7 +596,22 @@ async fn dispatch(sim: &Arc<Sim>, session: &Session, name: &str, class: &str, op
         }
         ("VM", "pool_migrate") => {
             expect_args(name, args, 3)?;
+            // `options:network` (`xapi_vm_migrate.ml`, `pool_migrate`): the migration goes over that network, so
+            // the destination needs an address on it (`assert_valid_ip_configuration_on_network_for_host`).
+            if let Some(network) = args[2].get("network").and_then(Value::as_str) {
+                let db = sim.db.lock();
+                crate::vm_ops::assert_ip_on_network(&db, &arg_str(&args[1]), network)?;
+            }
             sim.write(|db| crate::vm_ops::vm_pool_migrate(db, &arg_str(&args[0]), &arg_str(&args[1])))
+        }
+        ("VM", "migrate_send") => {
+            expect_args(name, args, 7)?;
+            sim.write(|db| crate::vm_ops::vm_migrate_send(db, &arg_str(&args[0]), &args[1], &args[3]))
+        }
+        ("host", "migrate_receive") => {
+            expect_args(name, args, 3)?;
+            let db = sim.db.lock();
+            crate::vm_ops::host_migrate_receive(&db, &arg_str(&args[0]), &arg_str(&args[1]), &session.reference)
         }
         ("VM", _) if crate::vm_settings::CALLS.contains(&name) => {
             expect_args(name, args, 1 + crate::vm_settings::arity(op))?;

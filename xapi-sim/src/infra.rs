@@ -188,7 +188,7 @@ fn srs_of_vm(db: &Db, vm: &Fields) -> Vec<String> {
 }
 
 /// Whether `host` has a plugged PBD for `sr` (`Xapi_vm_helpers.assert_can_see_specified_SRs`).
-fn sees(db: &Db, host: &str, sr: &str) -> bool {
+pub fn sees(db: &Db, host: &str, sr: &str) -> bool {
     db.all("PBD").any(|(_, p)| str_of(p, "host") == host && str_of(p, "SR") == sr && bool_of(p, "currently_attached"))
 }
 

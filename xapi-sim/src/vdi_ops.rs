@@ -51,11 +51,18 @@ pub fn vdi_pool_migrate(db: &mut Db, vdi: &str, sr: &str) -> R<Value> {
     if state == "Paused" {
         return Err(crate::api::bad_power_state(&vm, "running", &state));
     }
+    move_vdi(db, vdi, sr).map(Value::str)
+}
+
+/// Storage motion of one disk (`xapi_vm_migrate.ml`: the VDI is mirrored into `sr`, its VBDs end on the copy, the
+/// source goes): answers the new VDI. The source's snapshots stay where they are and now hang off the new VDI.
+pub fn move_vdi(db: &mut Db, vdi: &str, sr: &str) -> R<String> {
+    let src = obj(db, "VDI", vdi)?.clone();
     let new = vdi_duplicate(db, vdi, Some(sr))?;
-    for vbd in &vbds {
-        db.set(vbd, "VDI", Value::str(new.clone()));
-        db.set_add(&new, "VBDs", vbd);
-        db.set_remove(vdi, "VBDs", vbd);
+    for vbd in refs_of(&src, "VBDs") {
+        db.set(&vbd, "VDI", Value::str(new.clone()));
+        db.set_add(&new, "VBDs", &vbd);
+        db.set_remove(vdi, "VBDs", &vbd);
     }
     for snap in refs_of(&src, "snapshots") {
         db.set(&snap, "snapshot_of", Value::str(new.clone()));
@@ -63,7 +70,7 @@ pub fn vdi_pool_migrate(db: &mut Db, vdi: &str, sr: &str) -> R<Value> {
     }
     db.set(vdi, "snapshots", Value::empty_set());
     vdi_destroy(db, vdi)?;
-    Ok(Value::str(new))
+    Ok(new)
 }
 
 /// `VDI.resize(vdi, size)` (`online` false) and `VDI.resize_online(vdi, size)`.

@@ -463,3 +463,109 @@ fn fields<const N: usize>(f: [(&str, Value); N]) -> Vec<(String, Value)> {
 fn arg_string(v: &Value) -> String {
     v.as_str().unwrap_or_default().to_string()
 }
+
+/// `host.migrate_receive(host, network, options)` (`ocaml/xapi/xapi_host.ml`, `migrate_receive`): the destination's
+/// token for `VM.migrate_send`, once `network` has a PIF on `host` (`HOST_CANNOT_ATTACH_NETWORK`) with an address
+/// (`PIF_HAS_NO_NETWORK_CONFIGURATION` when it is not configured, `INTERFACE_HAS_NO_IP` when it has none yet). XAPI
+/// logs a session in for the token; the simulator names the caller's session instead, logging none in.
+pub fn host_migrate_receive(db: &Db, host: &str, network: &str, session: &str) -> R<Value> {
+    obj(db, "host", host)?;
+    obj(db, "network", network)?;
+    let pif = db
+        .all("PIF")
+        .find(|(_, p)| str_of(p, "network") == network && str_of(p, "host") == host)
+        .map(|(r, p)| (r.clone(), p.clone()));
+    let Some((pif, rec)) = pif else {
+        return Err(XapiError::new("HOST_CANNOT_ATTACH_NETWORK", &[host, network]));
+    };
+    let ip = str_of(&rec, "IP");
+    if ip.is_empty() {
+        let code = if str_of(&rec, "ip_configuration_mode") == "None" {
+            "PIF_HAS_NO_NETWORK_CONFIGURATION"
+        } else {
+            "INTERFACE_HAS_NO_IP"
+        };
+        return Err(XapiError::new(code, &[&pif]));
+    }
+    let url = |path: &str| format!("http://{ip}/services/{path}?session_id={session}");
+    Ok(Value::map([
+        ("SM", url("SM")),
+        ("host", host.to_string()),
+        ("xenops", url("xenops")),
+        ("session_id", session.to_string()),
+        ("master", format!("http://{ip}")),
+    ]))
+}
+
+/// `VM.migrate_send(vm, dest, live, vdi_map, vif_map, options, vgpu_map)` within the pool (`xapi_vm_migrate.ml`,
+/// `migrate_send`): a VM in a state that allows `migrate_send` (`xapi_vm_lifecycle.ml`: halted, suspended or
+/// running; not a template, snapshot or control domain; not blocked) moves each disk `vdi_map` sends to another SR
+/// there (a new VDI, the source gone, as `VDI.pool_migrate`), every other disk staying where it is, which the
+/// destination must see (`VM_REQUIRES_SR`); a running VM then runs on `dest`'s host (`assert_can_boot_here`). VIF
+/// and vGPU maps are not modelled (within a pool the networks are the same).
+pub fn vm_migrate_send(db: &mut Db, vm: &str, dest: &Value, vdi_map: &Value) -> R<Value> {
+    let rec = obj(db, "VM", vm)?.clone();
+    control_domain(vm, &rec)?;
+    if bool_of(&rec, "is_a_template") || bool_of(&rec, "is_a_snapshot") {
+        return Err(XapiError::new("VM_IS_TEMPLATE", &[vm, "migrate_send"]));
+    }
+    check_blocked(vm, &rec, "migrate_send")?;
+    let state = str_of(&rec, "power_state");
+    if !matches!(state.as_str(), "Halted" | "Suspended" | "Running") {
+        return Err(bad_power_state(vm, "running", &state));
+    }
+    let host = dest.get("host").and_then(Value::as_str).unwrap_or_default().to_string();
+    obj(db, "host", &host)?;
+    let mut moves = Vec::new();
+    for (vdi, sr) in vdi_map.as_map().unwrap_or_default() {
+        let sr = sr.as_str().unwrap_or_default().to_string();
+        obj(db, "VDI", vdi)?;
+        obj(db, "SR", &sr)?;
+        if !crate::infra::sees(db, &host, &sr) {
+            return Err(XapiError::new("VM_REQUIRES_SR", &[vm, &sr]));
+        }
+        if str_of(obj(db, "VDI", vdi)?, "SR") != sr {
+            moves.push((vdi.clone(), sr));
+        }
+    }
+    // Every disk left where it is must be reachable from the destination.
+    let moved: Vec<&String> = moves.iter().map(|(v, _)| v).collect();
+    for vbd in refs_of(&rec, "VBDs") {
+        let vdi = db.field_str(&vbd, "VDI");
+        if vdi == NULL_REF || moved.contains(&&vdi) || db.get(&vdi).is_none() {
+            continue;
+        }
+        let sr = db.field_str(&vdi, "SR");
+        if !crate::infra::sees(db, &host, &sr) {
+            return Err(XapiError::new("VM_REQUIRES_SR", &[vm, &sr]));
+        }
+    }
+    for (vdi, sr) in moves {
+        crate::vdi_ops::move_vdi(db, &vdi, &sr)?;
+    }
+    if state == "Running" {
+        crate::infra::assert_can_boot_here(db, vm, &host)?;
+        let from = str_of(&rec, "resident_on");
+        db.set_remove(&from, "resident_VMs", vm);
+        db.set_push(&host, "resident_VMs", vm);
+        db.set(vm, "resident_on", Value::str(host));
+    }
+    Ok(Value::str(""))
+}
+
+/// `Xapi_network_attach_helpers.assert_valid_ip_configuration_on_network_for_host`: `host` has a PIF on `network`
+/// (`PIF_NOT_PRESENT`), plugged (`REQUIRED_PIF_IS_UNPLUGGED`), with an address (`INTERFACE_HAS_NO_IP`).
+pub fn assert_ip_on_network(db: &Db, host: &str, network: &str) -> R<()> {
+    obj(db, "network", network)?;
+    let Some((pif, rec)) = db.all("PIF").find(|(_, p)| str_of(p, "network") == network && str_of(p, "host") == host)
+    else {
+        return Err(XapiError::new("PIF_NOT_PRESENT", &[host, network]));
+    };
+    if !bool_of(rec, "currently_attached") {
+        return Err(XapiError::new("REQUIRED_PIF_IS_UNPLUGGED", &[pif]));
+    }
+    if str_of(rec, "IP").is_empty() {
+        return Err(XapiError::new("INTERFACE_HAS_NO_IP", &[pif]));
+    }
+    Ok(())
+}
