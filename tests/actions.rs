@@ -173,7 +173,7 @@ fn clone_copy_revert_and_migrate() {
         &edge,
         &t,
         &format!("/rest/v0/vms/{halted}/actions/clone?sync"),
-        &json!({"name_label": "copied", "srId": local}).to_string(),
+        &json!({"name_label": "copied", "srId": local, "compress": "zstd"}).to_string(),
         false,
     );
     assert_eq!(r.status().as_u16(), 201);
@@ -191,6 +191,8 @@ fn clone_copy_revert_and_migrate() {
         false,
     );
     assert_eq!(bad.status().as_u16(), 404);
+    let bad = post(&edge, &t, &format!("/rest/v0/vms/{halted}/actions/clone"), r#"{"compress":"lz4"}"#, false);
+    assert_eq!(bad.status().as_u16(), 400, "compress is gzip or zstd");
     // Revert: a snapshot of another VM is refused; snapshotBefore keeps the current state as a snapshot.
     let r = post(&edge, &t, &format!("/rest/v0/vms/{running}/actions/snapshot?sync"), r#"{"name_label":"s1"}"#, false);
     let snap = r.json::<J>().unwrap()["id"].as_str().unwrap().to_string();

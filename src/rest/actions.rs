@@ -200,6 +200,12 @@ pub fn schema(action: &Action) -> Value {
                 "name_label": { "type": "string" },
                 "fast": { "type": "boolean", "description": "a fast (copy-on-write) clone; false: a full copy" },
                 "srId": { "type": "string", "description": "a full copy into this SR" },
+                "compress": {
+                    "type": "string",
+                    "enum": ["gzip", "zstd"],
+                    "description": "XO's: it compresses the XVA that a copy to another pool streams; a copy within \
+                        the pool streams nothing, so here (as in XO for the same pool) it changes nothing",
+                },
             }),
             json!([]),
         ),
