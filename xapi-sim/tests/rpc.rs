@@ -565,7 +565,7 @@ fn system_list_methods_lists_what_is_implemented() {
     for m in ["VM.get_all_records", "task.set_progress", "pool.add_to_other_config", "event.from", "VDI.create"] {
         assert!(methods.contains(&m), "{m}");
     }
-    assert!(!methods.contains(&"VM.migrate_send"));
+    assert!(!methods.contains(&"VM.assert_can_migrate"));
     // Each listed method is dispatched (a wrong arity, not an unknown method); others are unknown.
     for m in &methods {
         if *m == "session.login_with_password" || *m == "session.logout" {
@@ -579,7 +579,7 @@ fn system_list_methods_lists_what_is_implemented() {
         let err = sim.call(m, params).err().unwrap_or_default();
         assert_ne!(err.first().map(String::as_str), Some("MESSAGE_METHOD_UNKNOWN"), "{m} is listed but unknown");
     }
-    for m in ["VM.migrate_send", "pool.join", "VM.get_nonexistent_field", "message.add_tags"] {
+    for m in ["VM.assert_can_migrate", "pool.join", "VM.get_nonexistent_field", "message.add_tags"] {
         assert_eq!(sim.call(m, json!([sid])).unwrap_err()[0], "MESSAGE_METHOD_UNKNOWN", "{m}");
     }
     // XML-RPC, no session: a bare array.

@@ -140,6 +140,76 @@ fn pool_migrate_moves_a_running_vm_between_hosts() {
     sim.call("VM.pool_migrate", json!([sid, vm, to, {}])).unwrap();
 }
 
+/// `ocaml/xapi/xapi_host.ml` (`migrate_receive`: the network needs a PIF on the host,
+/// `HOST_CANNOT_ATTACH_NETWORK`, with an address, `PIF_HAS_NO_NETWORK_CONFIGURATION` when unconfigured; the token's
+/// `SM`, `host`, `xenops`, `session_id`, `master`), `xapi_vm_migrate.ml` (`migrate_send` within the pool: the
+/// mapped disks move to new VDIs, the others must be seen by the destination, `VM_REQUIRES_SR`; `pool_migrate`'s
+/// `options:network`, `Xapi_network_attach_helpers.assert_valid_ip_configuration_on_network_for_host`:
+/// `INTERFACE_HAS_NO_IP`, `PIF_NOT_PRESENT`).
+#[test]
+fn migrate_receive_and_migrate_send_move_a_vm_and_its_disks() {
+    let sim = Sim::start();
+    let sid = sim.root();
+    let vm = sim.by_name(&sid, "VM", "Ubuntu 22.04 db");
+    let from = rec(&sim, &sid, "VM", &vm)["resident_on"].as_str().unwrap().to_string();
+    let hosts = refs(&sim.call("host.get_all", json!([sid])).unwrap());
+    let to = hosts.iter().find(|h| **h != from).unwrap().clone();
+    let eth0 = sim.by_name(&sid, "network", "Pool-wide network associated with eth0");
+    let eth1 = sim.by_name(&sid, "network", "Pool-wide network associated with eth1");
+    assert_eq!(code(sim.call("host.migrate_receive", json!([sid, to, eth1, {}]))), "PIF_HAS_NO_NETWORK_CONFIGURATION");
+    let net = sim
+        .call(
+            "network.create",
+            json!([sid, {"name_label": "internal", "name_description": "", "MTU": 1500,
+            "other_config": {}, "bridge": "", "managed": true, "tags": []}]),
+        )
+        .unwrap();
+    assert_eq!(code(sim.call("host.migrate_receive", json!([sid, to, net, {}]))), "HOST_CANNOT_ATTACH_NETWORK");
+    let e = sim.call("VM.pool_migrate", json!([sid, vm, to, {"network": net}])).unwrap_err();
+    assert_eq!(e[0], "PIF_NOT_PRESENT");
+    let token = sim.call("host.migrate_receive", json!([sid, to, eth0, {}])).unwrap();
+    let mut keys: Vec<&String> = token.as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["SM", "host", "master", "session_id", "xenops"]);
+    assert_eq!(token["host"], to.as_str());
+    // Its disks are on the source host's local SR: without a map they cannot follow.
+    let before = disks(&sim, &sid, &vm);
+    let local = rec(&sim, &sid, "VDI", &before[0])["SR"].as_str().unwrap().to_string();
+    let shared = sim.by_name(&sid, "SR", "Shared NFS storage");
+    let e = sim.call("VM.migrate_send", json!([sid, vm, token, true, {}, {}, {}, {}])).unwrap_err();
+    assert_eq!(e, ["VM_REQUIRES_SR", vm.as_str(), local.as_str()]);
+    let map: serde_json::Map<String, J> = before.iter().map(|d| (d.clone(), json!(shared))).collect();
+    sim.call("VM.migrate_send", json!([sid, vm, token, true, map, {}, {}, {}])).unwrap();
+    let after = disks(&sim, &sid, &vm);
+    assert_eq!(after.len(), before.len());
+    for d in &after {
+        assert!(!before.contains(d), "a moved disk is a new VDI");
+        assert_eq!(rec(&sim, &sid, "VDI", d)["SR"], shared.as_str());
+    }
+    for d in &before {
+        assert_eq!(code(sim.call("VDI.get_record", json!([sid, d]))), "HANDLE_INVALID", "the source is gone");
+    }
+    assert_eq!(rec(&sim, &sid, "VM", &vm)["resident_on"], to.as_str());
+    // `pool_migrate` over a network: the destination needs an address on it.
+    let back = sim.call("VM.pool_migrate", json!([sid, vm, from, {"network": eth1}])).unwrap_err();
+    assert_eq!(back[0], "INTERFACE_HAS_NO_IP");
+    sim.call("VM.pool_migrate", json!([sid, vm, from, {"network": eth0}])).unwrap();
+    assert_eq!(rec(&sim, &sid, "VM", &vm)["resident_on"], from.as_str());
+}
+
+/// `ocaml/idl/datamodel_vm.ml` (`set_uefi_mode`: `vm_uefi_mode`, `setup` or `user`, answered by the host's
+/// `varstore-sb-state`).
+#[test]
+fn set_uefi_mode_takes_setup_or_user() {
+    let sim = Sim::start();
+    let sid = sim.root();
+    let vm = sim.by_name(&sid, "VM", "Rocky Linux 8");
+    for mode in ["setup", "user"] {
+        sim.call("VM.set_uefi_mode", json!([sid, vm, mode])).unwrap();
+    }
+    assert_eq!(code(sim.call("VM.set_uefi_mode", json!([sid, vm, "off"]))), "INVALID_VALUE");
+}
+
 /// `ocaml/xapi/xapi_vbd.ml` (`create`), `xapi_vbd_helpers.ml` (`valid_operations`, `destroy`),
 /// `xapi_vif_helpers.ml` (`create`, `valid_operations`, `destroy`).
 #[test]
