@@ -336,3 +336,34 @@ fn keys(v: &J) -> Vec<String> {
     out.sort();
     out
 }
+
+/// The README's XO 6 comparison is what `scripts/xo6-compare.py` prints for the document the edge serves now: a
+/// route, parameter or field added or removed without updating the table fails here.
+#[test]
+fn the_readmes_xo6_comparison_is_current() {
+    swagger();
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let spec = tmp.join("xo-rest-api-0.39.0").join("swagger.json");
+    let edge = Edge::start();
+    let ours = tmp.join(format!("xo-edge-openapi-{}.json", std::process::id()));
+    std::fs::write(&ours, edge.get("/rest/v0/openapi.json").send().unwrap().bytes().unwrap()).unwrap();
+    let out =
+        Command::new("python3").arg("scripts/xo6-compare.py").arg(&ours).arg(&spec).arg("--markdown").output().unwrap();
+    let _ = std::fs::remove_file(&ours);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let rows = |text: &str| text.lines().filter(|l| l.starts_with('|')).map(str::to_string).collect::<Vec<_>>();
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    let section = &readme[readme.find("### Compared with XO 6").expect("the README's comparison")..];
+    let table = &section[..section.find("</details>").unwrap()];
+    assert_eq!(rows(table), rows(&printed), "regenerate the table with scripts/xo6-compare.py --markdown");
+    // The counts the section opens with.
+    let counts: Vec<&str> = printed.lines().last().unwrap().split(' ').filter(|w| w.parse::<u32>().is_ok()).collect();
+    let [total, present, exact] = counts[..] else { panic!("{printed}") };
+    let head = &section[..section.find("Every difference left").unwrap()];
+    for figure in
+        [format!("**{total} pool operations**"), format!("**{present} are in xo-edge's**"), format!("**{exact}**")]
+    {
+        assert!(head.contains(&figure), "the README should say {figure}");
+    }
+}

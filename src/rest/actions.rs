@@ -814,7 +814,13 @@ mod tests {
         assert!(validate(snapshot, &json!({"nope": 1})).unwrap_err().message.contains("no parameter \"nope\""));
         assert_eq!(validate(snapshot, &json!([])).unwrap_err().status, 400);
         let start = ACTIONS.iter().find(|a| a.name == "start").unwrap();
-        assert_eq!(schema(start), json!({"type": "object", "properties": {}, "additionalProperties": false}));
+        assert_eq!(schema(start)["properties"]["hostId"]["type"], "string");
+        assert!(schema(start).get("required").is_none(), "hostId is optional");
+        assert_eq!(validate(start, &json!({"hostId": 1})).unwrap_err().status, 400);
+        let migrate = ACTIONS.iter().find(|a| a.name == "migrate" && a.class == "VM").unwrap();
+        assert!(validate(migrate, &json!({"hostId": "h", "srIdByVdiId": {"v": "s"}})).is_ok());
+        assert_eq!(validate(migrate, &json!({"hostId": "h", "srIdByVdiId": {"v": 1}})).unwrap_err().status, 400);
+        assert_eq!(validate(migrate, &json!({"srId": "s"})).unwrap_err().status, 400, "hostId is required");
         let revert = ACTIONS.iter().find(|a| a.name == "revert_snapshot").unwrap();
         assert_eq!(schema(revert)["required"], json!(["snapshotId"]));
         assert!(validate(revert, &json!({})).unwrap_err().message.contains("needs the parameter \"snapshotId\""));
