@@ -1,7 +1,7 @@
 //! The XO shapes of networks, VBDs, VIFs, PIFs, PBDs, SMs, PCIs, PGPUs, messages, alarms and XAPI tasks.
 
 use super::schema::{Field, Ty};
-use super::{common, current_operations, num, timestamp, Ctx};
+use super::{common, current_operations, int_or_float, num, timestamp, Ctx};
 use serde_json::{json, Map, Value};
 
 fn field(r: &Value, k: &str) -> Value {
@@ -91,10 +91,7 @@ pub fn map_vif(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> {
     let rate = kbps
         .filter(|_| field(r, "qos_algorithm_type") == json!("ratelimit"))
         .and_then(|k| k.trim().parse::<f64>().ok());
-    o.insert(
-        "rateLimit".into(),
-        rate.map(|k| if k.fract() == 0.0 { json!(k as i64) } else { json!(k) }).unwrap_or(Value::Null),
-    );
+    o.insert("rateLimit".into(), rate.map(int_or_float).unwrap_or(Value::Null));
     o.insert("$network".into(), ctx.link(r.get("network").unwrap_or(&Value::Null)));
     o.insert("$VM".into(), ctx.link(r.get("VM").unwrap_or(&Value::Null)));
     o

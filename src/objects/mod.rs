@@ -287,6 +287,15 @@ pub fn collection(name: &str) -> Option<&'static Collection> {
     COLLECTIONS.iter().find(|c| c.name == name)
 }
 
+/// A number as JavaScript's `+"…"` gives it: an integer when it has no fraction.
+pub fn int_or_float(f: f64) -> Value {
+    if f.fract() == 0.0 && f.abs() < 9.0e15 {
+        json!(f as i64)
+    } else {
+        json!(f)
+    }
+}
+
 /// XAPI datetime (`20240101T00:00:00Z`) or a number of seconds (some `other_config` entries, e.g. a host's
 /// `boot_time`) → seconds since the epoch; 0 or nothing → null (XO's `parseDateTime`).
 pub fn timestamp(v: Option<&Value>) -> Value {
@@ -294,13 +303,7 @@ pub fn timestamp(v: Option<&Value>) -> Value {
         return Value::Null;
     };
     if let Ok(n) = s.trim().parse::<f64>() {
-        return if n == 0.0 || !n.is_finite() {
-            Value::Null
-        } else if n.fract() == 0.0 {
-            json!(n as i64)
-        } else {
-            json!(n)
-        };
+        return if n == 0.0 || !n.is_finite() { Value::Null } else { int_or_float(n) };
     }
     let digits: String = s.chars().filter(|c| c.is_ascii_digit()).collect();
     if digits.len() < 14 {

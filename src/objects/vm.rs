@@ -1,7 +1,7 @@
 //! The XO shape of a VM, snapshot, template or control domain (XO's `xapi-object-to-xo` `vm()`).
 
 use super::schema::{Field, Ty};
-use super::{common, current_operations, num, timestamp, vm_checks, Ctx};
+use super::{common, current_operations, int_or_float, num, timestamp, vm_checks, Ctx};
 use serde_json::{json, Map, Value};
 
 fn s<'a>(r: &'a Value, k: &str) -> &'a str {
@@ -63,15 +63,6 @@ fn container(r: &Value, ctx: &Ctx) -> Value {
         }
     }
     json!(ctx.pool_uuid)
-}
-
-/// A number as JavaScript's `+"…"` gives it: an integer when it has no fraction.
-fn int_or_float(f: f64) -> Value {
-    if f.fract() == 0.0 && f.abs() < 9.0e15 {
-        json!(f as i64)
-    } else {
-        json!(f)
-    }
 }
 
 pub fn map(reference: &str, r: &Value, ctx: &Ctx) -> Map<String, Value> {
